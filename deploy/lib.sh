@@ -1,0 +1,30 @@
+# Shared by deploy/quickstart.sh and deploy/test.sh: install what is missing.
+# Sourced, not run.
+
+# need_packages PKG... : installs the Debian packages whose probe file is missing.
+# As root it runs apt-get; otherwise it prints the exact command and fails.
+ensure_debian_packages() {
+    local missing=()
+    [ -f "${AUDITSTAMP_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}" ] || missing+=(softhsm2)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
+    command -v cc >/dev/null 2>&1 || missing+=(gcc)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing: ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    else
+        echo "error: missing packages: ${missing[*]}" >&2
+        echo "install them with:  sudo apt-get install -y ${missing[*]}" >&2
+        return 1
+    fi
+}
+
+ensure_rust() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: cargo (Rust 1.85 or later) is not installed." >&2
+        echo "install it with:  curl --proto '=https' -sSf https://sh.rustup.rs | sh" >&2
+        return 1
+    fi
+}

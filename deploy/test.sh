@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs what is missing and runs the whole test suite (unit, SoftHSM, end-to-end, openssl interop).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. deploy/lib.sh
+
+ensure_debian_packages
+ensure_rust
+
+cargo build --locked --all-targets
+cargo test --locked --all-targets

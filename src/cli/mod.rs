@@ -1,0 +1,150 @@
+//! The `auditstamp` command line: the only place that reads the whole configuration and
+//! wires the modules together.
+//!
+//! Subcommands: `serve`, `keys ...` (provisioning), `hsm init-token` (the simulator).
+//! Its one error type is [`CliError`]; `main` prints it and exits non-zero.
+
+mod keys;
+mod serve;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+
+use crate::config::{self, ConfigError, Validated};
+use crate::signer::pkcs11::{Hsm, TokenSelector};
+use crate::signer::SignerError;
+
+/// Everything a command can fail with; each message names the cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The HSM refused or failed.
+    #[error(transparent)]
+    Signer(#[from] SignerError),
+    /// Provisioning failed.
+    #[error(transparent)]
+    Provision(#[from] crate::provision::ProvisionError),
+    /// The service could not start.
+    #[error(transparent)]
+    Service(#[from] crate::service::ServiceError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::chain::store::StoreError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Anything else, with a message that names the problem.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// `auditstamp`: an HSM-backed RFC 3161 time-stamp authority.
+#[derive(Debug, Parser)]
+#[command(name = "auditstamp", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the time-stamp authority over HTTP.
+    Serve(ConfigArg),
+    /// Provision keys and certificates in the HSM.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Simulator tools (SoftHSM2): create a token without PINs on the command line.
+    #[command(subcommand)]
+    Hsm(keys::HsmCommand),
+}
+
+/// The configuration file option every HSM-using command takes.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// The configuration file (TOML).
+    #[arg(long, env = "AUDITSTAMP_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve::run(&args.config),
+        Command::Keys(cmd) => {
+            init_logging("warn", "text");
+            keys::run(cmd)
+        }
+        Command::Hsm(cmd) => {
+            init_logging("warn", "text");
+            keys::run_hsm(cmd)
+        }
+    }
+}
+
+/// Starts the log subscriber: `level` unless `RUST_LOG` is set; "text" or "json".
+pub(crate) fn init_logging(level: &str, format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests) is harmless: try_init's error is ignored.
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Loads the configuration and opens (and logs in to) its HSM token.
+pub(crate) fn open_hsm(config_path: &Path) -> Result<(Validated, Hsm), CliError> {
+    let cfg = config::load(config_path)?;
+    let hsm = open_hsm_with(&cfg)?;
+    Ok((cfg, hsm))
+}
+
+/// Opens the token `cfg` names with the PIN from its source.
+pub(crate) fn open_hsm_with(cfg: &Validated) -> Result<Hsm, CliError> {
+    let pin: SecretString = cfg.pin.read()?;
+    let selector = TokenSelector {
+        module: cfg.raw.hsm.module.clone(),
+        token_label: cfg.raw.hsm.token_label.clone(),
+        token_serial: cfg.raw.hsm.token_serial.clone(),
+    };
+    Ok(Hsm::open(&selector, pin)?)
+}
+
+/// Writes `contents` to `path`, creating its directory.
+pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), CliError> {
+    let file_err = |source| CliError::File {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(file_err)?;
+    }
+    std::fs::write(path, contents).map_err(file_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

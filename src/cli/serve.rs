@@ -1,0 +1,206 @@
+//! `auditstamp serve`: check everything at startup, then serve until SIGTERM or ctrl-c.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use der::Decode;
+use x509_cert::Certificate;
+
+use super::{open_hsm_with, CliError};
+use crate::chain::store::Store;
+use crate::clock::{ClockGuard, SystemClock};
+use crate::config::{self, Validated};
+use crate::http::{self, AppState, HttpSettings};
+use crate::provision;
+use crate::service::{SigningIdentity, TsaService, TsaSettings};
+use crate::signer::pkcs11::Hsm;
+use crate::signer::pool::SigningPool;
+use crate::tsp::{Accuracy, HashAlgorithm, RequestRules};
+
+/// Runs the server with the configuration at `config_path`.
+pub fn run(config_path: &Path) -> Result<(), CliError> {
+    let cfg = config::load(config_path)?;
+    super::init_logging(&cfg.raw.log.level, &cfg.raw.log.format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("auditstamp")
+        .build()
+        .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(serve(cfg))
+}
+
+/// Reads the intermediates/root PEM file, if one is configured.
+fn load_chain(cfg: &Validated) -> Result<Vec<Certificate>, CliError> {
+    let Some(path) = &cfg.chain_file else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(path).map_err(|source| CliError::File {
+        path: path.clone(),
+        source,
+    })?;
+    Certificate::load_pem_chain(&pem).map_err(|e| {
+        CliError::Other(format!(
+            "tsa.chain_file {}: not a PEM certificate chain: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Opens the HSM, checks key, certificate and chain, and builds the signing identity.
+/// Every failure names its cause; nothing is served until all of it holds.
+pub(crate) fn signing_identity(cfg: &Validated, hsm: &Hsm) -> Result<SigningIdentity, CliError> {
+    let label = &cfg.raw.tsa.key_label;
+    let key = hsm.find_key(label)?;
+    let cert_der = hsm.find_certificate(&key)?.ok_or_else(|| {
+        CliError::Other(format!(
+            "key {label:?} has no certificate on the token; import one with `auditstamp keys import-cert` \
+             (or, for development, `auditstamp keys issue-dev-cert`)"
+        ))
+    })?;
+    let cert = Certificate::from_der(&cert_der).map_err(|e| {
+        CliError::Other(format!(
+            "the certificate stored for key {label:?} is not valid DER: {e}"
+        ))
+    })?;
+    if !provision::cert_matches_key(&cert, &key) {
+        return Err(CliError::Other(format!(
+            "the certificate stored for key {label:?} is for another key: its public key is not the HSM key's"
+        )));
+    }
+    provision::check_tsa_certificate(&cert, SystemTime::now())?;
+    let chain = load_chain(cfg)?;
+    let pool = SigningPool::start(
+        hsm,
+        label,
+        cfg.raw.hsm.sessions,
+        cfg.raw.hsm.verify_after_sign,
+    )?;
+    Ok(SigningIdentity::new(
+        Arc::new(pool),
+        cert,
+        chain,
+        cfg.raw.tsa.include_chain,
+    )?)
+}
+
+fn tsa_settings(cfg: &Validated) -> Result<TsaSettings, CliError> {
+    let accepted_hashes = cfg
+        .raw
+        .tsa
+        .hash_algorithms
+        .iter()
+        .map(|name| {
+            name.parse::<HashAlgorithm>().map_err(|_| {
+                CliError::Other(format!(
+                    "config key tsa.hash_algorithms: unknown algorithm {name:?}"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let acc = cfg.raw.tsa.accuracy;
+    let accuracy = Accuracy::new(acc.seconds, acc.millis, acc.micros)
+        .map_err(|e| CliError::Other(format!("config key tsa.accuracy: {e}")))?;
+    Ok(TsaSettings {
+        node_id: cfg.raw.node.id,
+        rules: RequestRules {
+            accepted_hashes,
+            accepted_policies: cfg.policies.clone(),
+            default_policy: cfg.default_policy,
+        },
+        accuracy,
+        include_chain: cfg.raw.tsa.include_chain,
+        include_tsa_name: cfg.raw.tsa.include_tsa_name,
+    })
+}
+
+async fn serve(cfg: Validated) -> Result<(), CliError> {
+    let settings = tsa_settings(&cfg)?;
+    // The HSM handle keeps the login session open for the life of the server.
+    let hsm = open_hsm_with(&cfg)?;
+    let identity = signing_identity(&cfg, &hsm)?;
+    let store = Store::open(&cfg.state_dir().join("store"))?;
+    let clock = ClockGuard::new(
+        Arc::new(SystemClock),
+        cfg.raw.clock.require_sync,
+        cfg.raw.tsa.accuracy.as_duration(),
+        store.last_gen_time()?,
+    );
+    if let Err(e) = clock.check() {
+        tracing::warn!(error = %e, "the clock is not trustworthy now; tokens are refused until it is");
+    }
+    let tsa = Arc::new(TsaService::new(settings, identity, clock, store));
+    let router = http::router(
+        AppState { tsa: tsa.clone() },
+        HttpSettings {
+            max_body_bytes: cfg.raw.http.max_body_bytes,
+            request_timeout: Duration::from_millis(cfg.raw.http.request_timeout_ms),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| CliError::Other(format!("cannot listen on {}: {source}", cfg.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Other(format!("cannot read the listen address: {e}")))?;
+    tracing::info!(
+        %addr,
+        node = cfg.raw.node.id,
+        name = %cfg.raw.node.name,
+        key = %cfg.raw.tsa.key_label,
+        "auditstamp listening; TSA at http://{addr}/tsa"
+    );
+
+    let persister = {
+        let tsa = tsa.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let tsa = tsa.clone();
+                let result = tokio::task::spawn_blocking(move || tsa.persist_clock()).await;
+                if let Ok(Err(e)) = result {
+                    tracing::error!(error = %e, "cannot record the last genTime");
+                }
+            }
+        })
+    };
+
+    http::serve(listener, router, shutdown_signal())
+        .await
+        .map_err(|e| CliError::Other(format!("server failed: {e}")))?;
+    persister.abort();
+    tsa.persist_clock()?;
+    tracing::info!("auditstamp stopped");
+    drop(hsm);
+    Ok(())
+}
+
+/// Completes on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

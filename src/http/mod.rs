@@ -1,0 +1,233 @@
+//! The HTTP API: the axum router, and the one place errors become statuses.
+//!
+//! Protocol problems in a time-stamp request are answered as RFC 3161 rejections (HTTP 200,
+//! `application/timestamp-reply`, with the failInfo the profile names); only transport
+//! problems get 4xx/5xx ([`HttpError`]). Internal detail goes to the log, never to the client.
+//!
+//! Routes (all in [`router`]):
+//! - `POST /tsa` — RFC 3161 over HTTP.
+//! - `GET /tsa/certs` — the TSA certificate chain, PEM.
+//! - `GET /healthz` — the process is up.
+//! - `GET /readyz` — the HSM, clock and store are usable (JSON; 503 when not).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::service::{ServiceError, TsaService};
+use crate::tsp::{rejection_response, FailureInfo, Rejection};
+
+/// Media type of a time-stamp request.
+pub const TIMESTAMP_QUERY: &str = "application/timestamp-query";
+/// Media type of a time-stamp reply.
+pub const TIMESTAMP_REPLY: &str = "application/timestamp-reply";
+
+/// Transport-level failures: the only errors answered with a non-200 status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The request's Content-Type is not the one the endpoint takes.
+    #[error("Content-Type must be {expected}")]
+    UnsupportedMediaType {
+        /// The media type expected.
+        expected: &'static str,
+    },
+    /// Something failed inside the appliance; the detail is in the log.
+    #[error("internal error; see the appliance log")]
+    Internal,
+    /// The listener could not be bound or served.
+    #[error("cannot serve on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            HttpError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HttpError::Internal | HttpError::Bind { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, format!("{self}\n")).into_response()
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The time-stamp authority.
+    pub tsa: Arc<TsaService>,
+}
+
+/// HTTP limits.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpSettings {
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Longest time a request may take.
+    pub request_timeout: Duration,
+}
+
+/// Every route of the appliance.
+pub fn router(state: AppState, settings: HttpSettings) -> Router {
+    Router::new()
+        .route("/tsa", post(post_tsa))
+        .route("/tsa/certs", get(get_certs))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        // Refuses an over-long Content-Length before reading any of the body, and cuts off
+        // a chunked body as soon as it passes the cap.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            settings.max_body_bytes,
+        ))
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes; requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// True when `headers` carry `Content-Type: expected` (parameters allowed, case ignored).
+fn has_media_type(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(expected))
+}
+
+/// The RFC 3161 rejection for a failed issuance; internal detail stays in the log.
+fn rejection_for(err: &ServiceError) -> Rejection {
+    match err {
+        ServiceError::Rejected(r) => r.clone(),
+        ServiceError::Clock(e) => Rejection {
+            fail: FailureInfo::TimeNotAvailable,
+            text: format!("time is not available: {e}"),
+        },
+        _ => Rejection {
+            fail: FailureInfo::SystemFailure,
+            text: "the time-stamp authority cannot sign now; try again later".into(),
+        },
+    }
+}
+
+fn reply(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(TIMESTAMP_REPLY),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn post_tsa(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !has_media_type(&headers, TIMESTAMP_QUERY) {
+        return HttpError::UnsupportedMediaType {
+            expected: TIMESTAMP_QUERY,
+        }
+        .into_response();
+    }
+    match state.tsa.issue(&body).await {
+        Ok(resp) => reply(resp),
+        Err(err) => {
+            match &err {
+                ServiceError::Rejected(_) => {
+                    tracing::info!(error = %err, "time-stamp request refused")
+                }
+                ServiceError::Clock(_) => {
+                    tracing::warn!(error = %err, "time-stamp request refused: clock")
+                }
+                _ => tracing::error!(error = %err, "time-stamp issuance failed"),
+            }
+            reply(rejection_response(&rejection_for(&err)))
+        }
+    }
+}
+
+async fn get_certs(State(state): State<AppState>) -> Response {
+    match state.tsa.certificates_pem() {
+        Ok(pem) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/pem-certificate-chain"),
+            )],
+            pem,
+        )
+            .into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot serve the certificate chain");
+            HttpError::Internal.into_response()
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let r = state.tsa.readiness().await;
+    let part = |p: &Result<(), String>| match p {
+        Ok(()) => serde_json::json!({ "ok": true }),
+        Err(e) => serde_json::json!({ "ok": false, "error": e }),
+    };
+    let body = serde_json::json!({
+        "ready": r.ready(),
+        "hsm": part(&r.hsm),
+        "clock": part(&r.clock),
+        "store": part(&r.store),
+    });
+    let status = if r.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_type_matching() {
+        let mut h = HeaderMap::new();
+        assert!(!has_media_type(&h, TIMESTAMP_QUERY));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("Application/Timestamp-Query; charset=binary"),
+        );
+        assert!(has_media_type(&h, TIMESTAMP_QUERY));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        assert!(!has_media_type(&h, TIMESTAMP_QUERY));
+    }
+}

@@ -1,0 +1,22 @@
+//! auditstamp: an HSM-backed RFC 3161 time-stamp authority for audit offices.
+//!
+//! Modules, in the direction of their imports (a module uses only those before it):
+//! - [`tsp`]: RFC 3161 types and rules, pure DER.
+//! - [`signer`]: the [`signer::Signer`] trait and the PKCS#11 backend.
+//! - [`clock`]: time source and its health.
+//! - [`chain`]: the local store (and, later, the event chain).
+//! - [`service`]: the appliance's use cases (issue a token).
+//! - [`http`]: the axum router; the one place errors become HTTP statuses or failInfos.
+//! - [`config`]: the TOML configuration, validated at startup.
+//! - [`provision`]: key generation, certificates and their checks, through the HSM.
+//! - [`cli`]: the command line; wires everything.
+
+pub mod chain;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod provision;
+pub mod service;
+pub mod signer;
+pub mod tsp;

@@ -1,0 +1,39 @@
+//! The appliance's use cases. Today: issue an RFC 3161 time-stamp token ([`tsa`]).
+//!
+//! Uses `tsp` (DER), `signer` (the HSM), `clock` (trusted time) and `chain` (the store).
+//! Its one error type is [`ServiceError`]; only the HTTP layer turns it into a status or
+//! an RFC 3161 failInfo.
+
+pub mod serial;
+pub mod tsa;
+
+pub use tsa::{Readiness, SigningIdentity, TsaService, TsaSettings};
+
+use crate::chain::store::StoreError;
+use crate::clock::ClockError;
+use crate::signer::SignerError;
+use crate::tsp::{Rejection, TspError};
+
+/// Why a use case did not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The request breaks a rule of the profile; the rejection says which.
+    #[error("request refused ({}): {}", .0.fail.name(), .0.text)]
+    Rejected(Rejection),
+    /// The clock cannot be trusted now.
+    #[error(transparent)]
+    Clock(#[from] ClockError),
+    /// The HSM did not sign.
+    #[error("HSM: {0}")]
+    Signer(#[from] SignerError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A token could not be encoded.
+    #[error("token encoding: {0}")]
+    Encoding(#[from] TspError),
+    /// The certificate, chain and key do not fit together (found at startup or reload).
+    #[error("signing identity: {0}")]
+    Identity(String),
+}

@@ -1,0 +1,265 @@
+//! Issuing RFC 3161 time-stamp tokens.
+//!
+//! One request: validate it (`tsp`), take a genTime the clock guard vouches for, take a
+//! serial number, encode the TSTInfo and the signed attributes, have the HSM sign them
+//! (verified in software by the signer before it answers), and assemble the reply.
+
+use std::sync::{Arc, RwLock};
+
+use der::{Decode, Encode};
+use spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoOwned};
+use x509_cert::Certificate;
+
+use super::serial::SerialAllocator;
+use super::ServiceError;
+use crate::chain::store::Store;
+use crate::clock::ClockGuard;
+use crate::signer::{SignatureAlgorithm, Signer};
+use crate::tsp::{
+    encode_tst_info, parse_request, Accuracy, GenTime, HashAlgorithm, RequestRules, TokenTemplate,
+    TstParams,
+};
+
+/// The token profile, from the configuration.
+#[derive(Debug, Clone)]
+pub struct TsaSettings {
+    /// Node id: the high bits of every serial number.
+    pub node_id: u32,
+    /// What requests are accepted.
+    pub rules: RequestRules,
+    /// The accuracy stated in every token.
+    pub accuracy: Accuracy,
+    /// Include the signer certificate's intermediates (not only the signer certificate)
+    /// when a request sets certReq.
+    pub include_chain: bool,
+    /// Put the signer's subject in the TSTInfo's `tsa` field.
+    pub include_tsa_name: bool,
+}
+
+/// A key in the HSM with its certificate and chain: what tokens are signed with.
+pub struct SigningIdentity {
+    signer: Arc<dyn Signer>,
+    template: TokenTemplate,
+    certificates: Vec<Certificate>,
+}
+
+impl std::fmt::Debug for SigningIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningIdentity")
+            .field("algorithm", &self.signer.algorithm())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The X.509/CMS algorithm identifier and the messageDigest hash for a signer's scheme.
+fn scheme(alg: SignatureAlgorithm) -> (AlgorithmIdentifierOwned, HashAlgorithm) {
+    let (oid, null_params, digest) = match alg {
+        SignatureAlgorithm::EcdsaSha256 => (
+            const_oid::db::rfc5912::ECDSA_WITH_SHA_256,
+            false,
+            HashAlgorithm::Sha256,
+        ),
+        SignatureAlgorithm::EcdsaSha384 => (
+            const_oid::db::rfc5912::ECDSA_WITH_SHA_384,
+            false,
+            HashAlgorithm::Sha384,
+        ),
+        SignatureAlgorithm::RsaPkcs1Sha256 => (
+            const_oid::db::rfc5912::SHA_256_WITH_RSA_ENCRYPTION,
+            true,
+            HashAlgorithm::Sha256,
+        ),
+        // RFC 8419: with Ed25519 the message digest is SHA-512.
+        SignatureAlgorithm::Ed25519 => (
+            ObjectIdentifier::new_unwrap("1.3.101.112"),
+            false,
+            HashAlgorithm::Sha512,
+        ),
+    };
+    let parameters = null_params.then(|| der::Any::from(der::asn1::Null));
+    (AlgorithmIdentifierOwned { oid, parameters }, digest)
+}
+
+impl SigningIdentity {
+    /// Binds `signer` to its certificate and chain. Refuses a certificate whose public key
+    /// is not the signer's (the HSM key) — the check that stops a server from starting
+    /// with someone else's certificate.
+    pub fn new(
+        signer: Arc<dyn Signer>,
+        certificate: Certificate,
+        chain: Vec<Certificate>,
+        include_chain: bool,
+    ) -> Result<Self, ServiceError> {
+        let cert_spki = certificate
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .map_err(|e| {
+                ServiceError::Identity(format!("cannot encode the certificate's key: {e}"))
+            })?;
+        let hsm_spki = SubjectPublicKeyInfoOwned::from_der(signer.public_key_der())
+            .and_then(|k| k.to_der())
+            .map_err(|e| ServiceError::Identity(format!("cannot read the HSM public key: {e}")))?;
+        if cert_spki != hsm_spki {
+            return Err(ServiceError::Identity(
+                "the certificate's public key is not the HSM key's: this certificate belongs to another key"
+                    .into(),
+            ));
+        }
+        let (signature_algorithm, digest) = scheme(signer.algorithm());
+        let token_chain: &[Certificate] = if include_chain { &chain } else { &[] };
+        let template = TokenTemplate::new(&certificate, token_chain, digest, signature_algorithm)?;
+        let mut certificates = vec![certificate];
+        for c in chain {
+            if !certificates.contains(&c) {
+                certificates.push(c);
+            }
+        }
+        Ok(SigningIdentity {
+            signer,
+            template,
+            certificates,
+        })
+    }
+
+    /// The signer certificate followed by its chain, root included.
+    pub fn certificates(&self) -> &[Certificate] {
+        &self.certificates
+    }
+
+    /// The signer certificate.
+    pub fn certificate(&self) -> &Certificate {
+        &self.certificates[0]
+    }
+}
+
+/// The state of the three things a token needs, for the readiness probe.
+#[derive(Debug, Clone)]
+pub struct Readiness {
+    /// The HSM answers on a session.
+    pub hsm: Result<(), String>,
+    /// The clock is trustworthy.
+    pub clock: Result<(), String>,
+    /// The store answers.
+    pub store: Result<(), String>,
+}
+
+impl Readiness {
+    /// True when every part is ready.
+    pub fn ready(&self) -> bool {
+        self.hsm.is_ok() && self.clock.is_ok() && self.store.is_ok()
+    }
+}
+
+/// The time-stamp authority.
+pub struct TsaService {
+    settings: TsaSettings,
+    identity: RwLock<Arc<SigningIdentity>>,
+    clock: ClockGuard,
+    serials: SerialAllocator,
+    store: Store,
+}
+
+impl std::fmt::Debug for TsaService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TsaService")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TsaService {
+    /// A TSA signing with `identity`, handing out genTimes from `clock` and serial numbers
+    /// from `store`.
+    pub fn new(
+        settings: TsaSettings,
+        identity: SigningIdentity,
+        clock: ClockGuard,
+        store: Store,
+    ) -> Self {
+        let serials = SerialAllocator::new(
+            settings.node_id,
+            store.clone(),
+            super::serial::DEFAULT_BLOCK,
+        );
+        TsaService {
+            settings,
+            identity: RwLock::new(Arc::new(identity)),
+            clock,
+            serials,
+            store,
+        }
+    }
+
+    /// The identity tokens are signed with now.
+    pub fn identity(&self) -> Arc<SigningIdentity> {
+        self.identity
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Answers one DER TimeStampReq with a granted DER TimeStampResp, or says why not.
+    pub async fn issue(&self, request: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let req = parse_request(request, &self.settings.rules).map_err(ServiceError::Rejected)?;
+        let identity = self.identity();
+        let gen_time = self.clock.gen_time()?;
+        let serial = self.serials.next()?;
+        let tsa_name = self
+            .settings
+            .include_tsa_name
+            .then(|| identity.template.subject());
+        let tst_info = encode_tst_info(&TstParams {
+            policy: &req.policy,
+            hash: req.hash,
+            digest: &req.digest,
+            serial,
+            gen_time: GenTime::from_unix_millis(gen_time),
+            accuracy: &self.settings.accuracy,
+            nonce: req.nonce.as_ref(),
+            tsa_name,
+        })?;
+        let signed_attrs = identity.template.signed_attributes(&tst_info)?;
+        let signature = identity.signer.sign_async(signed_attrs.clone()).await?;
+        let response = identity.template.granted_response(
+            &tst_info,
+            &signed_attrs,
+            &signature,
+            req.cert_req,
+        )?;
+        tracing::debug!(serial = %format_args!("{serial:x}"), gen_time, "token issued");
+        Ok(response)
+    }
+
+    /// The certificate chain as PEM: signer certificate first, root last.
+    pub fn certificates_pem(&self) -> Result<String, ServiceError> {
+        use der::EncodePem;
+        let mut out = String::new();
+        for c in self.identity().certificates() {
+            out.push_str(&c.to_pem(der::pem::LineEnding::LF).map_err(|e| {
+                ServiceError::Identity(format!("cannot encode a certificate: {e}"))
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Checks the HSM, the clock and the store.
+    pub async fn readiness(&self) -> Readiness {
+        let signer = self.identity().signer.clone();
+        let hsm = tokio::task::spawn_blocking(move || signer.health())
+            .await
+            .map_err(|e| format!("health check did not finish: {e}"))
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        Readiness {
+            hsm,
+            clock: self.clock.check().map_err(|e| e.to_string()),
+            store: self.store.health().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Makes the last genTime issued durable, so a clock step back is caught after a restart.
+    pub fn persist_clock(&self) -> Result<(), ServiceError> {
+        self.store.record_gen_time(self.clock.last_issued())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,334 @@
+//! Test support: a real appliance (SoftHSM2 token, keys made with the project's own CLI,
+//! `auditstamp serve` on a real socket) in a temporary directory of its own.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+pub const POLICY: &str = "1.3.6.1.5.5.7.13.1";
+pub const POLICY_2: &str = "1.3.6.1.5.5.7.13.2";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_auditstamp")
+}
+
+fn module() -> String {
+    let m = std::env::var("AUDITSTAMP_PKCS11_MODULE").unwrap_or_else(|_| MODULE.into());
+    assert!(
+        Path::new(&m).exists(),
+        "the SoftHSM2 PKCS#11 module {m} is missing: install it with `apt-get install -y softhsm2` \
+         (or run ./deploy/test.sh, which installs it)"
+    );
+    m
+}
+
+/// One appliance's directory: token, keys, config.
+pub struct Appliance {
+    pub dir: tempfile::TempDir,
+    pub algorithm: String,
+    pub config: PathBuf,
+}
+
+impl Appliance {
+    /// A fresh token with a TSA key of `algorithm` certified by a development CA.
+    pub fn new(algorithm: &str) -> Appliance {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Appliance {
+            algorithm: algorithm.into(),
+            config: dir.path().join("auditstamp.toml"),
+            dir,
+        };
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(root.join("hsm-sim/create-token.sh"))
+            .arg(a.hsm_dir())
+            .arg("test-token")
+            .env("AUDITSTAMP_BIN", bin())
+            .env("AUDITSTAMP_PKCS11_MODULE", module())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "create-token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        a.write_config(&[]);
+        a.cli_ok(&[
+            "keys",
+            "generate",
+            "--label",
+            "tsa",
+            "--algorithm",
+            algorithm,
+            "--purpose",
+            "tsa",
+        ]);
+        a.cli_ok(&["keys", "dev-ca", "--out", a.ca_pem().to_str().unwrap()]);
+        a.cli_ok(&[
+            "keys",
+            "issue-dev-cert",
+            "--label",
+            "tsa",
+            "--subject",
+            "CN=test TSA,O=auditstamp tests,C=EE",
+            "--out",
+            a.tsa_pem().to_str().unwrap(),
+        ]);
+        a
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn hsm_dir(&self) -> PathBuf {
+        self.path().join("hsm")
+    }
+    pub fn ca_pem(&self) -> PathBuf {
+        self.path().join("pki/ca.pem")
+    }
+    pub fn tsa_pem(&self) -> PathBuf {
+        self.path().join("pki/tsa.pem")
+    }
+    pub fn softhsm_conf(&self) -> PathBuf {
+        self.hsm_dir().join("softhsm2.conf")
+    }
+
+    /// Writes the config; each `(from, to)` replaces a line of the default.
+    pub fn write_config(&self, replace: &[(&str, &str)]) {
+        let mut text = format!(
+            r#"[node]
+id = 42
+name = "test-appliance"
+state_dir = "{state}"
+
+[hsm]
+module = "{module}"
+token_label = "test-token"
+pin_file = "hsm/user.pin"
+sessions = 2
+
+[tsa]
+key_label = "tsa"
+chain_file = "pki/ca.pem"
+hash_algorithms = ["sha256", "sha384", "sha512"]
+policies = ["{POLICY}", "{POLICY_2}"]
+default_policy = "{POLICY}"
+accuracy = {{ seconds = 1, millis = 500 }}
+
+[http]
+listen = "127.0.0.1:0"
+max_body_bytes = 16384
+
+[log]
+level = "info"
+"#,
+            state = self.path().display(),
+            module = module(),
+        );
+        for (from, to) in replace {
+            assert!(text.contains(from), "config has no {from:?}");
+            text = text.replace(from, to);
+        }
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env("SOFTHSM2_CONF", self.softhsm_conf())
+            .env("AUDITSTAMP_CONFIG", &self.config)
+            .env_remove("AUDITSTAMP_STATE_DIR")
+            .env_remove("AUDITSTAMP_LISTEN")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> Output {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "auditstamp {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts `auditstamp serve`; waits until it listens.
+    pub fn start(&self) -> Server {
+        let mut child = self
+            .command(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("TSA at http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap().to_string();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => Server {
+                child,
+                addr: addr.parse().unwrap(),
+                log,
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("server did not start ({status}): {}", log.lock().unwrap());
+            }
+        }
+    }
+
+    /// Runs `serve` expecting it to fail at startup; returns its stderr.
+    pub fn start_fails(&self) -> String {
+        let mut child = self
+            .command(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        for _ in 0..300 {
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                assert!(!status.success());
+                return String::from_utf8_lossy(&out.stderr).into_owned();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("serve did not fail within 30 s");
+    }
+}
+
+/// A running `auditstamp serve`.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "server exited with {status}: {}",
+                    self.log.lock().unwrap()
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not stop on SIGTERM");
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs openssl; panics with its output on failure.
+pub fn openssl(args: &[&str]) -> Output {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `openssl ts -query` for `data` (a file), returning the request DER.
+pub fn ts_query(
+    dir: &Path,
+    data: &Path,
+    hash: &str,
+    nonce: bool,
+    cert: bool,
+    name: &str,
+) -> PathBuf {
+    let out = dir.join(format!("{name}.tsq"));
+    let mut args = vec!["ts", "-query", "-data", data.to_str().unwrap(), hash];
+    if !nonce {
+        args.push("-no_nonce");
+    }
+    if cert {
+        args.push("-cert");
+    }
+    args.extend(["-out", out.to_str().unwrap()]);
+    openssl(&args);
+    out
+}
+
+/// POSTs `body` with `content_type`; returns status, content type and body.
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, String, Vec<u8>) {
+    let resp = client
+        .post(url)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, resp.bytes().await.unwrap().to_vec())
+}
+
+/// A current-thread runtime for tests.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
