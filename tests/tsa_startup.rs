@@ -8,7 +8,57 @@ use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use der::{DecodePem, Encode};
+use der::{Decode, DecodePem, Encode};
+
+/// Replaces the certificate stored beside key `label` with `der`, writing the token through
+/// cryptoki directly. SOFTHSM2_CONF is read once per process at C_Initialize, so at most
+/// one test per test binary may call this: each test file is its own process.
+fn replace_certificate(app: &Appliance, label: &str, der: &[u8]) {
+    std::env::set_var("SOFTHSM2_CONF", app.softhsm_conf());
+    let pin = std::fs::read_to_string(app.hsm_dir().join("user.pin")).unwrap();
+    let cert = x509_cert::Certificate::from_der(der).unwrap();
+    let ctx = Pkcs11::new(MODULE).unwrap();
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == "test-token")
+        .unwrap();
+    let session = ctx.open_rw_session(slot).unwrap();
+    session
+        .login(
+            UserType::User,
+            Some(&AuthPin::new(pin.trim().to_owned().into())),
+        )
+        .unwrap();
+    let old = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .unwrap();
+    assert_eq!(old.len(), 1);
+    let id = session
+        .get_attributes(old[0], &[AttributeType::Id])
+        .unwrap();
+    let Some(Attribute::Id(id)) = id.into_iter().next() else {
+        panic!("certificate without CKA_ID")
+    };
+    session.destroy_object(old[0]).unwrap();
+    session
+        .create_object(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(CertificateType::X_509),
+            Attribute::Token(true),
+            Attribute::Id(id),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Subject(cert.tbs_certificate.subject.to_der().unwrap()),
+            Attribute::Value(der.to_vec()),
+        ])
+        .unwrap();
+}
 
 #[test]
 fn wrong_pin_stops_startup_without_showing_the_pin() {
@@ -33,6 +83,25 @@ fn missing_module_token_and_key_are_named() {
     )]);
     let err = app.start_fails();
     assert!(err.contains("no-such-token"), "{err}");
+
+    app.write_config(&[(
+        "chain_file = \"pki/ca.pem\"",
+        "chain_file = \"pki/tsa.pem\"",
+    )]);
+    let err = app.start_fails();
+    assert!(err.contains("is not in tsa.chain_file"), "{err}");
+
+    std::fs::write(
+        app.path().join("pki/junk.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    app.write_config(&[(
+        "chain_file = \"pki/ca.pem\"",
+        "chain_file = \"pki/junk.pem\"",
+    )]);
+    let err = app.start_fails();
+    assert!(err.contains("junk.pem certificate 1"), "{err}");
 
     app.write_config(&[(MODULE, "/nonexistent/libpkcs11.so")]);
     let err = app.start_fails();
@@ -68,55 +137,122 @@ fn certificate_of_another_key_stops_startup() {
         other_pem.to_str().unwrap(),
     ]);
     // Put the other key's certificate beside the TSA key, as another PKCS#11 tool could
-    // (auditstamp's own import refuses it). This process talks to the token itself through
-    // cryptoki; SOFTHSM2_CONF is read at C_Initialize, and this is the only test in this
-    // file that does it.
-    std::env::set_var("SOFTHSM2_CONF", app.softhsm_conf());
-    let pin = std::fs::read_to_string(app.hsm_dir().join("user.pin")).unwrap();
+    // (auditstamp's own import refuses it).
     let other = x509_cert::Certificate::from_pem(std::fs::read(&other_pem).unwrap()).unwrap();
-    let ctx = Pkcs11::new(MODULE).unwrap();
-    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .unwrap();
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == "test-token")
-        .unwrap();
-    let session = ctx.open_rw_session(slot).unwrap();
-    session
-        .login(
-            UserType::User,
-            Some(&AuthPin::new(pin.trim().to_owned().into())),
-        )
-        .unwrap();
-    let tsa_cert = session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::CERTIFICATE),
-            Attribute::Label(b"tsa".to_vec()),
-        ])
-        .unwrap();
-    assert_eq!(tsa_cert.len(), 1);
-    let id = session
-        .get_attributes(tsa_cert[0], &[AttributeType::Id])
-        .unwrap();
-    let Some(Attribute::Id(id)) = id.into_iter().next() else {
-        panic!("certificate without CKA_ID")
-    };
-    session.destroy_object(tsa_cert[0]).unwrap();
-    session
-        .create_object(&[
-            Attribute::Class(ObjectClass::CERTIFICATE),
-            Attribute::CertificateType(CertificateType::X_509),
-            Attribute::Token(true),
-            Attribute::Id(id),
-            Attribute::Label(b"tsa".to_vec()),
-            Attribute::Subject(other.tbs_certificate.subject.to_der().unwrap()),
-            Attribute::Value(other.to_der().unwrap()),
-        ])
-        .unwrap();
-    drop(session);
+    replace_certificate(&app, "tsa", &other.to_der().unwrap());
 
     let err = app.start_fails();
     assert!(err.contains("another key"), "{err}");
+}
+
+/// A certificate for the HSM key valid in 2020 only, made with openssl (test-only keys).
+#[test]
+fn expired_certificate_stops_startup() {
+    let app = Appliance::new("ecdsa-p256");
+    let ca = app.path().join("oldca");
+    std::fs::create_dir_all(&ca).unwrap();
+    let p = |f: &str| ca.join(f).to_str().unwrap().to_string();
+    std::fs::write(ca.join("index.txt"), "").unwrap();
+    std::fs::write(ca.join("serial"), "01\n").unwrap();
+    std::fs::write(
+        ca.join("ca.cnf"),
+        format!(
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = {}\nserial = {}\nnew_certs_dir = {}\n\
+             default_md = sha256\npolicy = p\nunique_subject = no\nx509_extensions = ext\n\
+             [p]\ncommonName = supplied\n\
+             [ext]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n\
+             extendedKeyUsage = critical,timeStamping\n",
+            p("index.txt"),
+            p("serial"),
+            ca.display()
+        ),
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+        "-subj",
+        "/CN=old test CA",
+        "-days",
+        "10000",
+    ]);
+    // A CSR signed by a throwaway key, then the HSM key forced into the certificate.
+    openssl(&[
+        "x509",
+        "-in",
+        app.tsa_pem().to_str().unwrap(),
+        "-pubkey",
+        "-noout",
+        "-out",
+        &p("hsm.pub"),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &p("tmp.key"),
+        "-out",
+        &p("tsa.csr"),
+        "-subj",
+        "/CN=expired TSA",
+    ]);
+    openssl(&[
+        "ca",
+        "-batch",
+        "-config",
+        &p("ca.cnf"),
+        "-cert",
+        &p("ca.pem"),
+        "-keyfile",
+        &p("ca.key"),
+        "-in",
+        &p("tsa.csr"),
+        "-out",
+        &p("expired.pem"),
+        "-startdate",
+        "20200101000000Z",
+        "-enddate",
+        "20201231000000Z",
+        "-notext",
+    ]);
+    // openssl ca certified the CSR's throwaway key; re-sign with the HSM key forced in,
+    // keeping the 2020 dates and the extensions (expiry is checked before the issuer is).
+    openssl(&[
+        "x509",
+        "-in",
+        &p("expired.pem"),
+        "-signkey",
+        &p("tmp.key"),
+        "-force_pubkey",
+        &p("hsm.pub"),
+        "-preserve_dates",
+        "-out",
+        &p("expired-hsm.pem"),
+    ]);
+    let cert =
+        x509_cert::Certificate::from_pem(std::fs::read(p("expired-hsm.pem")).unwrap()).unwrap();
+    assert_eq!(
+        cert.tbs_certificate.subject_public_key_info,
+        x509_cert::Certificate::from_pem(std::fs::read(app.tsa_pem()).unwrap())
+            .unwrap()
+            .tbs_certificate
+            .subject_public_key_info
+    );
+    replace_certificate(&app, "tsa", &cert.to_der().unwrap());
+    let err = app.start_fails();
+    assert!(err.contains("expired"), "{err}");
 }

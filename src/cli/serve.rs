@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use der::Decode;
+use der::{Decode, Encode};
 use x509_cert::Certificate;
 
 use super::{open_hsm_with, CliError};
@@ -30,21 +30,57 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
     runtime.block_on(serve(cfg))
 }
 
-/// Reads the intermediates/root PEM file, if one is configured.
+/// Reads the intermediates/root PEM file, if one is configured; each certificate must be
+/// strict DER (tokens carry their re-encoding).
 fn load_chain(cfg: &Validated) -> Result<Vec<Certificate>, CliError> {
     let Some(path) = &cfg.chain_file else {
         return Ok(Vec::new());
     };
-    let pem = std::fs::read(path).map_err(|source| CliError::File {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::File {
         path: path.clone(),
         source,
     })?;
-    Certificate::load_pem_chain(&pem).map_err(|e| {
-        CliError::Other(format!(
-            "tsa.chain_file {}: not a PEM certificate chain: {e}",
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut chain = Vec::new();
+    for (i, block) in text.split_inclusive(END).enumerate() {
+        let Some(start) = block.find("-----BEGIN") else {
+            continue;
+        };
+        let what = format!("tsa.chain_file {} certificate {}", path.display(), i + 1);
+        let (label, der) = der::pem::decode_vec(&block.as_bytes()[start..])
+            .map_err(|e| CliError::Other(format!("{what}: not PEM: {e}")))?;
+        if label != "CERTIFICATE" {
+            return Err(CliError::Other(format!(
+                "{what}: a {label} block, not a CERTIFICATE"
+            )));
+        }
+        let cert = Certificate::from_der(&der)
+            .map_err(|e| CliError::Other(format!("{what}: not a certificate: {e}")))?;
+        require_strict_der(&cert, &der, &what)?;
+        chain.push(cert);
+    }
+    if chain.is_empty() {
+        return Err(CliError::Other(format!(
+            "tsa.chain_file {}: no certificate in it",
             path.display()
-        ))
-    })
+        )));
+    }
+    Ok(chain)
+}
+
+/// Refuses a certificate whose stored bytes are not the strict DER its decoded form
+/// re-encodes to: tokens carry the re-encoding and hash it (signingCertificateV2), so a
+/// verifier holding the original bytes would see a different certificate.
+fn require_strict_der(cert: &Certificate, original: &[u8], what: &str) -> Result<(), CliError> {
+    let reencoded = cert
+        .to_der()
+        .map_err(|e| CliError::Other(format!("{what} cannot be re-encoded: {e}")))?;
+    if reencoded != original {
+        return Err(CliError::Other(format!(
+            "{what} is not strict DER; re-issue it with a conforming CA"
+        )));
+    }
+    Ok(())
 }
 
 /// Opens the HSM, checks key, certificate and chain, and builds the signing identity.
@@ -63,6 +99,11 @@ pub(crate) fn signing_identity(cfg: &Validated, hsm: &Hsm) -> Result<SigningIden
             "the certificate stored for key {label:?} is not valid DER: {e}"
         ))
     })?;
+    require_strict_der(
+        &cert,
+        &cert_der,
+        &format!("the certificate of key {label:?}"),
+    )?;
     if !provision::cert_matches_key(&cert, &key) {
         return Err(CliError::Other(format!(
             "the certificate stored for key {label:?} is for another key: its public key is not the HSM key's"
@@ -70,6 +111,12 @@ pub(crate) fn signing_identity(cfg: &Validated, hsm: &Hsm) -> Result<SigningIden
     }
     provision::check_tsa_certificate(&cert, SystemTime::now())?;
     let chain = load_chain(cfg)?;
+    let issuer = &cert.tbs_certificate.issuer;
+    if !chain.is_empty() && !chain.iter().any(|c| &c.tbs_certificate.subject == issuer) {
+        return Err(CliError::Other(format!(
+            "the issuer of key {label:?}'s certificate ({issuer}) is not in tsa.chain_file"
+        )));
+    }
     let pool = SigningPool::start(
         hsm,
         label,

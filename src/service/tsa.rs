@@ -212,6 +212,7 @@ impl TsaService {
         let tst_info = encode_tst_info(&TstParams {
             policy: &req.policy,
             hash: req.hash,
+            hash_params_null: req.hash_params_null,
             digest: &req.digest,
             serial,
             gen_time: GenTime::from_unix_millis(gen_time),

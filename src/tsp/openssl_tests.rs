@@ -190,6 +190,7 @@ impl Pki {
         let tst_info = encode_tst_info(&TstParams {
             policy: &req.policy,
             hash: req.hash,
+            hash_params_null: true,
             digest: &req.digest,
             serial,
             gen_time: GenTime::from_system_time(std::time::SystemTime::now()).unwrap(),
@@ -544,6 +545,7 @@ fn granted_response_refuses_mismatched_inputs() {
         encode_tst_info(&TstParams {
             policy: &policy,
             hash: HashAlgorithm::Sha256,
+            hash_params_null: true,
             digest: &[1; 32],
             serial,
             gen_time: GenTime::from_unix_millis(1_700_000_000_000),

@@ -26,6 +26,9 @@ pub struct ValidRequest {
     pub hash: HashAlgorithm,
     /// The imprint's digest (its length checked against `hash`).
     pub digest: Vec<u8>,
+    /// Whether the request wrote the hash algorithm's parameters as NULL (else absent);
+    /// the token's messageImprint copies the request's exactly.
+    pub hash_params_null: bool,
     /// The policy of the token: the requested one if accepted, else the default.
     pub policy: ObjectIdentifier,
     /// The request's nonce, to be echoed byte for byte.
@@ -126,6 +129,7 @@ pub fn parse_request(der: &[u8], rules: &RequestRules) -> Result<ValidRequest, R
     Ok(ValidRequest {
         hash,
         digest: digest.to_vec(),
+        hash_params_null: imprint.hash_algorithm.parameters.is_some(),
         policy,
         nonce,
         cert_req: req.cert_req == Some(true),

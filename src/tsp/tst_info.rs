@@ -22,6 +22,9 @@ pub struct TstParams<'a> {
     pub hash: HashAlgorithm,
     /// The imprint's digest (its length must be the algorithm's).
     pub digest: &'a [u8],
+    /// Write the hash algorithm's parameters as NULL (true) or leave them absent (false),
+    /// as the request did: the messageImprint is a copy of the request's.
+    pub hash_params_null: bool,
     /// The serial number: positive (> 0).
     pub serial: u128,
     /// The time of the token.
@@ -34,8 +37,8 @@ pub struct TstParams<'a> {
     pub tsa_name: Option<&'a Name>,
 }
 
-/// Encodes a TSTInfo: version 1, the imprint with NULL hash parameters (as OpenSSL and most
-/// clients write it in requests), ordering absent, no extensions.
+/// Encodes a TSTInfo: version 1, the imprint as the request wrote it, ordering absent, no
+/// extensions.
 ///
 /// Refuses a digest of the wrong length, a zero serial, an invalid accuracy and a genTime
 /// outside 1970..=9999.
@@ -55,7 +58,11 @@ pub fn encode_tst_info(p: &TstParams<'_>) -> Result<Vec<u8>, TspError> {
         version: TST_INFO_V1,
         policy: *p.policy,
         message_imprint: MessageImprint {
-            hash_algorithm: p.hash.identifier_null_params(),
+            hash_algorithm: if p.hash_params_null {
+                p.hash.identifier_null_params()
+            } else {
+                p.hash.identifier_absent_params()
+            },
             hashed_message: OctetStringRef::new(p.digest)?,
         },
         serial_number: UintRef::new(&serial)?,
@@ -187,12 +194,33 @@ mod tests {
         TstParams {
             policy,
             hash: HashAlgorithm::Sha256,
+            hash_params_null: true,
             digest,
             serial: 0x0102_0304,
             gen_time: GenTime::from_unix_millis(1_709_251_199_010),
             accuracy,
             nonce: None,
             tsa_name: None,
+        }
+    }
+
+    #[test]
+    fn imprint_parameters_are_copied_as_the_request_wrote_them() {
+        let policy = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1.1");
+        let digest = [0x11; 32];
+        let accuracy = Accuracy::new(1, 0, 0).unwrap();
+        // SEQUENCE { OID sha256 [, NULL] } then the OCTET STRING, as in the request.
+        let absent = hex::decode("300b0609608648016503040201").unwrap();
+        let null = hex::decode("300d06096086480165030402010500").unwrap();
+        for (params_null, alg) in [(false, absent), (true, null)] {
+            let mut p = params(&policy, &digest, &accuracy);
+            p.hash_params_null = params_null;
+            let der = encode_tst_info(&p).unwrap();
+            let at = der.windows(alg.len()).position(|w| w == alg.as_slice());
+            assert!(
+                at.is_some(),
+                "null={params_null}: imprint algorithm not as requested"
+            );
         }
     }
 
@@ -205,6 +233,7 @@ mod tests {
         let tsa = name();
         let p = TstParams {
             hash: HashAlgorithm::Sha384,
+            hash_params_null: true,
             nonce: Some(&nonce),
             tsa_name: Some(&tsa),
             ..params(&policy, &digest, &accuracy)
