@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use der::{Decode, EncodePem};
 use x509_cert::Certificate;
 
-use super::{open_hsm, write_file, CliError, ConfigArg};
+use super::{open_hsm, read_certificate_file, write_file, CliError, ConfigArg};
 use crate::config::PinSource;
 use crate::provision;
 use crate::signer::pkcs11::{init_token, KeyInfo};
@@ -30,6 +30,42 @@ pub enum KeysCommand {
     IssueDevCert(IssueDevCertArgs),
     /// Write the certificate stored beside a key as PEM.
     ExportCert(ExportCertArgs),
+    /// Write a PKCS#10 certificate request for a key, signed in the HSM.
+    Csr(CsrArgs),
+    /// Check the certificate a CA returned and store it on the token beside its key.
+    ImportCert(ImportCertArgs),
+}
+
+/// `keys csr`
+#[derive(Debug, Args)]
+pub struct CsrArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The key to certify.
+    #[arg(long)]
+    label: String,
+    /// The subject to ask for, e.g. "CN=Office TSA 2027,O=Audit Office,C=EE".
+    #[arg(long)]
+    subject: String,
+    /// Where to write the request (PEM); standard output when absent.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// `keys import-cert`
+#[derive(Debug, Args)]
+pub struct ImportCertArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The key the certificate is for.
+    #[arg(long)]
+    label: String,
+    /// The certificate (PEM or DER).
+    #[arg(long)]
+    cert: PathBuf,
+    /// The issuing chain (PEM: issuer first, up to the root), checked link by link.
+    #[arg(long)]
+    chain: Option<PathBuf>,
 }
 
 /// `keys generate`
@@ -317,6 +353,62 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
                 write_pem(out, &cert)?;
                 println!("certificate written to {}", out.display());
             }
+            Ok(())
+        }
+        KeysCommand::Csr(a) => {
+            let (_cfg, hsm) = open_hsm(&a.config.config)?;
+            let csr = provision::make_csr(&hsm, &a.label, &a.subject)?;
+            let pem = csr
+                .to_pem(der::pem::LineEnding::LF)
+                .map_err(|e| CliError::Other(format!("cannot encode the request as PEM: {e}")))?;
+            match &a.out {
+                Some(out) => {
+                    write_file(out, pem.as_bytes())?;
+                    println!(
+                        "certificate request for {:?} written to {}",
+                        a.label,
+                        out.display()
+                    );
+                }
+                None => print!("{pem}"),
+            }
+            Ok(())
+        }
+        KeysCommand::ImportCert(a) => {
+            let certs = read_certificate_file(&a.cert)?;
+            let [cert] = certs.as_slice() else {
+                return Err(CliError::Other(format!(
+                    "{}: expected one certificate, found {}",
+                    a.cert.display(),
+                    certs.len()
+                )));
+            };
+            Certificate::from_der(cert).map_err(|e| {
+                CliError::Other(format!("{}: not a certificate: {e}", a.cert.display()))
+            })?;
+            let chain = match &a.chain {
+                Some(path) => read_certificate_file(path)?
+                    .iter()
+                    .map(|der| {
+                        Certificate::from_der(der).map_err(|e| {
+                            CliError::Other(format!("{}: not a certificate: {e}", path.display()))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => Vec::new(),
+            };
+            let (_cfg, hsm) = open_hsm(&a.config.config)?;
+            let (_key, cert) = provision::import_certificate(
+                &hsm,
+                &a.label,
+                cert,
+                &chain,
+                std::time::SystemTime::now(),
+            )?;
+            println!(
+                "certificate {} (issuer {}) stored beside key {:?}",
+                cert.tbs_certificate.subject, cert.tbs_certificate.issuer, a.label
+            );
             Ok(())
         }
         KeysCommand::ExportCert(a) => {

@@ -126,6 +126,39 @@ pub(crate) fn open_hsm_with(cfg: &Validated) -> Result<Hsm, CliError> {
     Ok(Hsm::open(&selector, pin)?)
 }
 
+/// The DER of every certificate in `path`: PEM (one or more blocks) or one DER certificate.
+pub(crate) fn read_certificate_file(path: &Path) -> Result<Vec<Vec<u8>>, CliError> {
+    let bytes = std::fs::read(path).map_err(|source| CliError::File {
+        path: path.to_owned(),
+        source,
+    })?;
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Ok(vec![bytes]);
+    };
+    if !text.contains("-----BEGIN") {
+        return Ok(vec![bytes]);
+    }
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    for (i, block) in text.split_inclusive(END).enumerate() {
+        let Some(start) = block.find("-----BEGIN") else {
+            continue;
+        };
+        let (label, der) = der::pem::decode_vec(&block.as_bytes()[start..]).map_err(|e| {
+            CliError::Other(format!("{} block {}: not PEM: {e}", path.display(), i + 1))
+        })?;
+        if label != "CERTIFICATE" {
+            return Err(CliError::Other(format!(
+                "{} block {}: a {label}, not a CERTIFICATE",
+                path.display(),
+                i + 1
+            )));
+        }
+        out.push(der);
+    }
+    Ok(out)
+}
+
 /// Writes `contents` to `path`, creating its directory.
 pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), CliError> {
     let file_err = |source| CliError::File {

@@ -36,27 +36,12 @@ fn load_chain(cfg: &Validated) -> Result<Vec<Certificate>, CliError> {
     let Some(path) = &cfg.chain_file else {
         return Ok(Vec::new());
     };
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::File {
-        path: path.clone(),
-        source,
-    })?;
-    const END: &str = "-----END CERTIFICATE-----";
     let mut chain = Vec::new();
-    for (i, block) in text.split_inclusive(END).enumerate() {
-        let Some(start) = block.find("-----BEGIN") else {
-            continue;
-        };
+    for (i, der) in super::read_certificate_file(path)?.iter().enumerate() {
         let what = format!("tsa.chain_file {} certificate {}", path.display(), i + 1);
-        let (label, der) = der::pem::decode_vec(&block.as_bytes()[start..])
-            .map_err(|e| CliError::Other(format!("{what}: not PEM: {e}")))?;
-        if label != "CERTIFICATE" {
-            return Err(CliError::Other(format!(
-                "{what}: a {label} block, not a CERTIFICATE"
-            )));
-        }
-        let cert = Certificate::from_der(&der)
+        let cert = Certificate::from_der(der)
             .map_err(|e| CliError::Other(format!("{what}: not a certificate: {e}")))?;
-        require_strict_der(&cert, &der, &what)?;
+        require_strict_der(&cert, der, &what)?;
         chain.push(cert);
     }
     if chain.is_empty() {

@@ -52,7 +52,12 @@ pub fn check_tsa_certificate(cert: &Certificate, now: SystemTime) -> Result<(), 
         }
     }
 
-    let validity = &tbs.validity;
+    check_validity(cert, now)
+}
+
+/// Checks that `cert` is valid at `now`.
+pub fn check_validity(cert: &Certificate, now: SystemTime) -> Result<(), ProvisionError> {
+    let validity = &cert.tbs_certificate.validity;
     if now < validity.not_before.to_system_time() {
         return Err(ProvisionError::NotYetValid(validity.not_before.to_string()));
     }

@@ -14,10 +14,12 @@
 
 mod certs;
 mod check;
+mod csr;
 mod subject;
 
 pub use certs::{ensure_dev_ca, issue_dev_cert};
-pub use check::{cert_matches_key, check_tsa_certificate};
+pub use check::{cert_matches_key, check_tsa_certificate, check_validity};
+pub use csr::{import_certificate, make_csr};
 pub use subject::parse_subject;
 
 use const_oid::ObjectIdentifier;
@@ -88,6 +90,9 @@ pub enum ProvisionError {
     /// The certificate's validity starts in the future.
     #[error("the certificate is not valid yet (notBefore {0})")]
     NotYetValid(String),
+    /// A certificate of the chain does not certify the one before it.
+    #[error("certificate chain: {0}")]
+    ChainBroken(String),
     /// The certificate's validity has ended.
     #[error("the certificate has expired (notAfter {0})")]
     Expired(String),

@@ -37,6 +37,13 @@ pub struct Appliance {
 impl Appliance {
     /// A fresh token with a TSA key of `algorithm` certified by a development CA.
     pub fn new(algorithm: &str) -> Appliance {
+        let a = Appliance::bare(algorithm);
+        a.provision_dev_keys(algorithm);
+        a
+    }
+
+    /// A fresh, empty token and a config naming key "tsa" (not yet made).
+    pub fn bare(algorithm: &str) -> Appliance {
         let dir = tempfile::tempdir().unwrap();
         let a = Appliance {
             algorithm: algorithm.into(),
@@ -57,6 +64,12 @@ impl Appliance {
             String::from_utf8_lossy(&out.stderr)
         );
         a.write_config(&[]);
+        a
+    }
+
+    /// Key "tsa" of `algorithm`, certified by the development CA.
+    pub fn provision_dev_keys(&self, algorithm: &str) {
+        let a = self;
         a.cli_ok(&[
             "keys",
             "generate",
@@ -78,7 +91,6 @@ impl Appliance {
             "--out",
             a.tsa_pem().to_str().unwrap(),
         ]);
-        a
     }
 
     pub fn path(&self) -> &Path {
@@ -331,4 +343,98 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A certificate authority made with the openssl CLI (test-only keys in files): a root,
+/// as an office's real CA would be, outside the appliance.
+pub struct OpensslCa {
+    pub dir: PathBuf,
+}
+
+impl OpensslCa {
+    pub fn new(dir: &Path) -> OpensslCa {
+        std::fs::create_dir_all(dir).unwrap();
+        let ca = OpensslCa {
+            dir: dir.to_owned(),
+        };
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("serial"), "1000\n").unwrap();
+        std::fs::write(
+            dir.join("ca.cnf"),
+            format!(
+                "[ca]\ndefault_ca = d\n[d]\ndatabase = {db}\nserial = {serial}\nnew_certs_dir = {dir}\n\
+                 default_md = sha256\npolicy = p\nunique_subject = no\ncopy_extensions = copy\n\
+                 default_days = 365\n\
+                 [p]\ncommonName = supplied\norganizationName = optional\ncountryName = optional\n\
+                 [good]\nbasicConstraints = critical,CA:FALSE\nsubjectKeyIdentifier = hash\n\
+                 authorityKeyIdentifier = keyid\n\
+                 [eku_noncritical]\nbasicConstraints = critical,CA:FALSE\n\
+                 keyUsage = critical,digitalSignature\nextendedKeyUsage = timeStamping\n\
+                 [eku_extra]\nbasicConstraints = critical,CA:FALSE\n\
+                 keyUsage = critical,digitalSignature\nextendedKeyUsage = critical,timeStamping,codeSigning\n",
+                db = dir.join("index.txt").display(),
+                serial = dir.join("serial").display(),
+                dir = dir.display(),
+            ),
+        )
+        .unwrap();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            ca.path("ca.key").to_str().unwrap(),
+            "-out",
+            ca.path("ca.pem").to_str().unwrap(),
+            "-subj",
+            "/CN=Audit Office Test Root CA/O=auditstamp tests",
+            "-days",
+            "3650",
+        ]);
+        ca
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+
+    /// Signs `csr` with the extension section `section`; `dates` = (start, end) as
+    /// YYYYMMDDHHMMSSZ, or the default validity.
+    pub fn sign(&self, csr: &Path, out: &Path, section: &str, dates: Option<(&str, &str)>) {
+        let mut args = vec![
+            "ca".to_string(),
+            "-batch".into(),
+            "-notext".into(),
+            "-config".into(),
+            self.path("ca.cnf").to_str().unwrap().into(),
+            "-cert".into(),
+            self.cert().to_str().unwrap().into(),
+            "-keyfile".into(),
+            self.path("ca.key").to_str().unwrap().into(),
+            "-extensions".into(),
+            section.into(),
+            "-in".into(),
+            csr.to_str().unwrap().into(),
+            "-out".into(),
+            out.to_str().unwrap().into(),
+        ];
+        if let Some((start, end)) = dates {
+            args.extend([
+                "-startdate".into(),
+                start.into(),
+                "-enddate".into(),
+                end.into(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        openssl(&args);
+    }
 }
