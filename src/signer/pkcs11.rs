@@ -3,7 +3,12 @@
 //!
 //! Facts this code relies on (see `shared/FIELD-NOTES.md`):
 //! - `C_Initialize` happens once per process and module; a second one returns
-//!   `CKR_CRYPTOKI_ALREADY_INITIALIZED`, which is tolerated. The context is cached here.
+//!   `CKR_CRYPTOKI_ALREADY_INITIALIZED`, which is tolerated. The context is cached here
+//!   (`Module`), and re-initialised (C_Finalize, C_Initialize) only by
+//!   `Module::reset`, when reopening a session says the token is gone: SoftHSM (and
+//!   some network HSM clients) never rediscover a token that vanished until then.
+//!   Every PKCS#11 call runs under a shared guard on the module, a reset under the
+//!   exclusive one; sessions carry the epoch they were opened in (`TokenSession`).
 //! - Login is per token per process and is lost when the token's last session closes,
 //!   so [`Hsm`] keeps one session (the "anchor") open for its whole life.
 //! - A session must never be used from two threads at once: the anchor sits behind a
@@ -14,7 +19,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 use const_oid::ObjectIdentifier;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
@@ -147,28 +154,278 @@ impl KeyInfo {
     }
 }
 
-/// Process-wide PKCS#11 contexts, one per module path (C_Initialize happens once).
-static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+/// Process-wide PKCS#11 modules, one per module path (C_Initialize happens once, and again
+/// only through [`Module::reset`]). Entries are leaked on purpose: a module lives as long
+/// as the process, and sessions refer to it by a `&'static` reference.
+static CONTEXTS: OnceLock<Mutex<HashMap<PathBuf, &'static Module>>> = OnceLock::new();
 /// Serialises token initialisation: two callers must not pick the same free slot.
 static INIT_TOKEN_LOCK: Mutex<()> = Mutex::new(());
+/// At most one re-initialisation of a module per this interval, however many callers see
+/// the token gone: a long outage must not spin on C_Finalize/C_Initialize.
+const RESET_INTERVAL: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn initialize_args() -> CInitializeArgs {
+    CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)
+}
+
+/// One loaded PKCS#11 module: its context, and the epoch (generation) of the library's
+/// current initialisation.
+///
+/// Discipline: every PKCS#11 call made through this crate runs while holding a shared
+/// guard ([`Module::read`], a [`Live`]); [`Module::reset`] takes the guard exclusively,
+/// so C_Finalize never runs while another thread is inside a PKCS#11 call (PKCS#11
+/// leaves that undefined). A thread never takes a second guard while it holds one (the
+/// lock may prefer a waiting writer, which would deadlock); debug builds assert this.
+pub(crate) struct Module {
+    path: PathBuf,
+    ctx: Pkcs11,
+    /// How many times the library has been re-initialised. A session opened under epoch
+    /// `e` is valid only while the epoch is still `e`.
+    epoch: RwLock<u64>,
+    /// The earliest time of the next re-initialisation (see [`RESET_INTERVAL`]).
+    next_reset: Mutex<Option<Instant>>,
+}
+
+/// What [`Module::reset`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reset {
+    /// This call finalised and initialised the library again.
+    Done,
+    /// Another caller did it already (the epoch is no longer the one seen).
+    AlreadyDone,
+    /// Too soon after the last attempt; nothing was done.
+    Throttled,
+}
+
+#[cfg(debug_assertions)]
+thread_local! {
+    /// Whether this thread holds a [`Live`] guard (debug builds: nesting is a bug).
+    static GUARD_HELD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Module {
+    /// Takes the shared guard: PKCS#11 calls may be made while it is held, and the
+    /// library is not re-initialised meanwhile. Cheap when uncontended (one atomic
+    /// operation to take, one to release; no allocation, no system call).
+    ///
+    /// Never call this while the current thread holds a guard (nor drop a
+    /// [`TokenSession`], which takes one).
+    pub(crate) fn read(&'static self) -> Live {
+        #[cfg(debug_assertions)]
+        GUARD_HELD.with(|held| {
+            assert!(
+                !held.replace(true),
+                "a PKCS#11 guard was taken twice on one thread"
+            );
+        });
+        Live {
+            module: self,
+            epoch: self.epoch.read().unwrap_or_else(PoisonError::into_inner),
+        }
+    }
+
+    /// Whether `epoch` is the current epoch (takes and releases the shared guard).
+    pub(crate) fn is_current(&'static self, epoch: u64) -> bool {
+        self.read().epoch() == epoch
+    }
+
+    /// Re-initialises the library (C_Finalize, then C_Initialize) if its epoch is still
+    /// `seen_epoch`, i.e. nobody reset it since the caller saw it fail; the epoch then
+    /// moves on, and every session of older epochs is dead (see [`TokenSession`]).
+    /// At most once per [`RESET_INTERVAL`]; blocks until PKCS#11 calls in flight have
+    /// returned. Must not be called while the current thread holds a guard.
+    pub(crate) fn reset(&'static self, seen_epoch: u64) -> Reset {
+        if !self.is_current(seen_epoch) {
+            return Reset::AlreadyDone;
+        }
+        {
+            let mut next = lock(&self.next_reset);
+            let now = Instant::now();
+            if next.is_some_and(|at| now < at) {
+                return Reset::Throttled;
+            }
+            *next = Some(now + RESET_INTERVAL);
+        }
+        #[cfg(debug_assertions)]
+        GUARD_HELD.with(|held| {
+            assert!(!held.get(), "PKCS#11 reset while holding a guard");
+        });
+        let mut epoch = self.epoch.write().unwrap_or_else(PoisonError::into_inner);
+        if *epoch != seen_epoch {
+            return Reset::AlreadyDone;
+        }
+        let module = self.path.display();
+        tracing::warn!(%module, epoch = *epoch, "re-initialising the PKCS#11 library");
+        match self.ctx.clone().finalize() {
+            // NOT_INITIALIZED: the C_Initialize of the last reset failed.
+            Ok(()) | Err(CryptokiError::Pkcs11(RvError::CryptokiNotInitialized, _)) => {}
+            Err(e) => tracing::warn!(%module, error = %e, "C_Finalize failed"),
+        }
+        // Whatever C_Initialize says, C_Finalize has invalidated every session and handle:
+        // the epoch moves on. A failed C_Initialize makes later calls fail with
+        // CKR_CRYPTOKI_NOT_INITIALIZED, which leads to another reset after the interval.
+        *epoch += 1;
+        match self.ctx.initialize(initialize_args()) {
+            Ok(()) | Err(CryptokiError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
+                tracing::info!(%module, epoch = *epoch, "PKCS#11 library re-initialised");
+            }
+            Err(e) => {
+                tracing::warn!(%module, epoch = *epoch, error = %e, "C_Initialize failed; will retry");
+            }
+        }
+        Reset::Done
+    }
+
+    /// Runs `op` under a guard. If it fails in a way that says the token is gone (see
+    /// [`needs_reinit`]), re-initialises the library ([`Module::reset`], throttled) and,
+    /// if that happened (here or elsewhere), runs `op` once more under a fresh guard.
+    /// For opening sessions; must not be called while the current thread holds a guard.
+    pub(crate) fn with_recovery<T>(
+        &'static self,
+        mut op: impl FnMut(&Live) -> Result<T, SignerError>,
+    ) -> Result<T, SignerError> {
+        let (result, epoch) = {
+            let live = self.read();
+            (op(&live), live.epoch())
+        };
+        let error = match result {
+            Err(e) if needs_reinit(&e) => e,
+            other => return other,
+        };
+        match self.reset(epoch) {
+            Reset::Throttled => Err(error),
+            Reset::Done | Reset::AlreadyDone => {
+                let live = self.read();
+                op(&live)
+            }
+        }
+    }
+}
+
+/// Whether a failure to open a session means the token (or the library's view of it) is
+/// gone, so that only re-initialising the library can bring it back: the token is not
+/// listed, or the library reports the device removed, broken or uninitialised. A refused
+/// PIN never qualifies.
+pub(crate) fn needs_reinit(error: &SignerError) -> bool {
+    match error {
+        SignerError::TokenNotFound { .. } => true,
+        SignerError::HsmUnavailable { last: Some(f) } | SignerError::Pkcs11(f) => matches!(
+            f.rv,
+            RvError::TokenNotPresent
+                | RvError::TokenNotRecognized
+                | RvError::DeviceRemoved
+                | RvError::DeviceError
+                | RvError::CryptokiNotInitialized
+                | RvError::SlotIdInvalid
+                | RvError::GeneralError
+        ),
+        _ => false,
+    }
+}
+
+/// A shared guard on a [`Module`] (see [`Module::read`]): PKCS#11 calls may be made
+/// while it is held.
+pub(crate) struct Live {
+    module: &'static Module,
+    epoch: RwLockReadGuard<'static, u64>,
+}
+
+impl Live {
+    /// The module's PKCS#11 context.
+    pub(crate) fn ctx(&self) -> &Pkcs11 {
+        &self.module.ctx
+    }
+
+    /// The library's current epoch (fixed while this guard is held).
+    pub(crate) fn epoch(&self) -> u64 {
+        *self.epoch
+    }
+
+    /// Tags `session`, opened under this guard, with the current epoch.
+    pub(crate) fn adopt(&self, session: Session) -> TokenSession {
+        TokenSession {
+            session: Some(session),
+            epoch: self.epoch(),
+            module: self.module,
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        #[cfg(debug_assertions)]
+        GUARD_HELD.with(|held| held.set(false));
+    }
+}
+
+/// A session tagged with the epoch it was opened in.
+///
+/// Use it through [`TokenSession::get`] under a guard. Dropping it takes a guard itself
+/// (so never drop one while holding a guard): a session of the current epoch is closed
+/// (C_CloseSession); one of an older epoch is forgotten, never closed (see `Drop`).
+pub(crate) struct TokenSession {
+    /// Always `Some` until dropped.
+    session: Option<Session>,
+    epoch: u64,
+    module: &'static Module,
+}
+
+impl TokenSession {
+    /// The session, if it is still valid under `live` (same epoch); `None` once the
+    /// library has been re-initialised since it was opened.
+    pub(crate) fn get(&self, live: &Live) -> Option<&Session> {
+        if self.epoch == live.epoch() {
+            self.session.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// The epoch this session was opened in.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+impl Drop for TokenSession {
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let live = self.module.read();
+        if live.epoch() == self.epoch {
+            // Closes it (C_CloseSession) while the library cannot be re-initialised.
+            drop(session);
+        } else {
+            // The library was finalised and initialised again since this session was
+            // opened: C_Finalize already closed it, and its handle number may now belong
+            // to a session opened after re-initialisation (SoftHSM numbers sessions from 1
+            // again). Dropping it would call C_CloseSession with that number and could
+            // close another thread's live session, so skip cryptoki's Drop. This leaks
+            // only the small struct and one reference to the context.
+            std::mem::forget(session);
+        }
+        drop(live);
+    }
+}
+
 /// Loads `module` and calls C_Initialize once per process; later calls get the cached
-/// context.
-pub(crate) fn context(module: &Path) -> Result<Pkcs11, SignerError> {
+/// module.
+pub(crate) fn load_module(module: &Path) -> Result<&'static Module, SignerError> {
     let mut contexts = lock(CONTEXTS.get_or_init(Default::default));
-    if let Some(ctx) = contexts.get(module) {
-        return Ok(ctx.clone());
+    if let Some(loaded) = contexts.get(module) {
+        return Ok(loaded);
     }
     let load_error = |source| SignerError::ModuleLoad {
         path: module.to_path_buf(),
         source,
     };
     let ctx = Pkcs11::new(module).map_err(load_error)?;
-    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+    match ctx.initialize(initialize_args()) {
         Ok(()) => {}
         Err(CryptokiError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {
             tracing::debug!(module = %module.display(), "PKCS#11 module was already initialised");
@@ -176,8 +433,14 @@ pub(crate) fn context(module: &Path) -> Result<Pkcs11, SignerError> {
         Err(e) => return Err(load_error(e)),
     }
     tracing::info!(module = %module.display(), "PKCS#11 module loaded");
-    contexts.insert(module.to_path_buf(), ctx.clone());
-    Ok(ctx)
+    let loaded: &'static Module = Box::leak(Box::new(Module {
+        path: module.to_path_buf(),
+        ctx,
+        epoch: RwLock::new(0),
+        next_reset: Mutex::new(None),
+    }));
+    contexts.insert(module.to_path_buf(), loaded);
+    Ok(loaded)
 }
 
 /// Finds the slot holding the initialised token `wanted`.
@@ -207,32 +470,81 @@ fn find_slot(ctx: &Pkcs11, wanted: Wanted<'_>) -> Result<Slot, SignerError> {
     })
 }
 
-/// Logs the user in on `session` unless the token is already logged in for this process.
-fn login_if_needed(session: &Session, pin: &SecretString) -> Result<(), SignerError> {
-    let state = session.get_session_info()?.session_state();
-    if matches!(state, SessionState::RoUser | SessionState::RwUser) {
-        return Ok(());
+/// The user PIN, and whether the token has refused it.
+///
+/// Shared by an [`Hsm`] and the pools started from it: once the token refuses the PIN
+/// (or reports it locked), nobody sends it again (a real HSM locks the PIN after a few
+/// tries); every later login answers the same error at once.
+pub(crate) struct Credentials {
+    pin: SecretString,
+    /// 0: not refused; [`REFUSED_WRONG`] or [`REFUSED_LOCKED`].
+    refused: AtomicU8,
+}
+
+const REFUSED_WRONG: u8 = 1;
+const REFUSED_LOCKED: u8 = 2;
+
+impl Credentials {
+    pub(crate) fn new(pin: SecretString) -> Self {
+        Credentials {
+            pin,
+            refused: AtomicU8::new(0),
+        }
     }
-    match session.login(UserType::User, Some(pin)) {
-        Ok(()) | Err(CryptokiError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
-        Err(e) => Err(e.into()),
+
+    /// The error the token gave for the PIN, if it refused it.
+    pub(crate) fn refused(&self) -> Option<SignerError> {
+        match self.refused.load(Ordering::Relaxed) {
+            REFUSED_WRONG => Some(SignerError::WrongPin),
+            REFUSED_LOCKED => Some(SignerError::PinLocked),
+            _ => None,
+        }
+    }
+
+    /// Logs the user in on `session` unless the token is already logged in for this
+    /// process (CKR_USER_ALREADY_LOGGED_IN is success). Never sends a refused PIN again.
+    fn login_if_needed(&self, session: &Session) -> Result<(), SignerError> {
+        let state = session.get_session_info()?.session_state();
+        if matches!(state, SessionState::RoUser | SessionState::RwUser) {
+            return Ok(());
+        }
+        if let Some(refused) = self.refused() {
+            return Err(refused);
+        }
+        match session.login(UserType::User, Some(&self.pin)) {
+            Ok(()) | Err(CryptokiError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+            Err(e) => {
+                let e = SignerError::from(e);
+                match e {
+                    SignerError::WrongPin => self.refused.store(REFUSED_WRONG, Ordering::Relaxed),
+                    SignerError::PinLocked => {
+                        self.refused.store(REFUSED_LOCKED, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                Err(e)
+            }
+        }
     }
 }
 
-/// Opens a session on the selected token and makes sure the user is logged in.
+/// Opens a session on the selected token under `live` and makes sure the user is logged
+/// in. The session is returned bare so that a caller can still use it (and drop it on an
+/// error) under the same guard; [`Live::adopt`] it before letting the guard go.
 pub(crate) fn open_session(
-    ctx: &Pkcs11,
+    live: &Live,
     selector: &TokenSelector,
-    pin: &SecretString,
+    credentials: &Credentials,
     read_write: bool,
 ) -> Result<Session, SignerError> {
+    let ctx = live.ctx();
     let slot = find_slot(ctx, selector.wanted()?)?;
     let session = if read_write {
         ctx.open_rw_session(slot)?
     } else {
         ctx.open_ro_session(slot)?
     };
-    login_if_needed(&session, pin)?;
+    credentials.login_if_needed(&session)?;
     Ok(session)
 }
 
@@ -519,18 +831,23 @@ fn ec_params(curve: ObjectIdentifier) -> Result<Vec<u8>, SignerError> {
 /// open for its whole life (the login anchor: the token stays logged in while any
 /// session is open) and serialises its own operations on that session. For high-rate
 /// signing use a [`SigningPool`](super::SigningPool), which opens its own sessions.
+///
+/// If the token goes away, the anchor is reopened at the next call; when reopening says
+/// the token is gone, the PKCS#11 library is re-initialised (`Module::reset`), so the
+/// token is found again once it is back, without a restart.
 #[derive(Clone)]
 pub struct Hsm {
     inner: Arc<HsmInner>,
 }
 
 struct HsmInner {
-    ctx: Pkcs11,
+    module: &'static Module,
     selector: TokenSelector,
-    pin: SecretString,
+    credentials: Arc<Credentials>,
     /// The anchor session; `None` after a device or session error until the next call
-    /// reopens it.
-    anchor: Mutex<Option<Session>>,
+    /// reopens it. Replaced as well when the library was re-initialised since it was
+    /// opened (its epoch is old).
+    anchor: Mutex<Option<TokenSession>>,
 }
 
 impl fmt::Debug for Hsm {
@@ -549,8 +866,13 @@ impl Hsm {
     /// tokens present), [`SignerError::WrongPin`], [`SignerError::PinLocked`].
     pub fn open(selector: &TokenSelector, pin: SecretString) -> Result<Hsm, SignerError> {
         selector.wanted()?;
-        let ctx = context(&selector.module)?;
-        let anchor = open_session(&ctx, selector, &pin, true)?;
+        let module = load_module(&selector.module)?;
+        let credentials = Arc::new(Credentials::new(pin));
+        let anchor = {
+            let live = module.read();
+            let session = open_session(&live, selector, &credentials, true)?;
+            live.adopt(session)
+        };
         tracing::info!(
             token = %selector.wanted()?,
             module = %selector.module.display(),
@@ -558,9 +880,9 @@ impl Hsm {
         );
         Ok(Hsm {
             inner: Arc::new(HsmInner {
-                ctx,
+                module,
                 selector: selector.clone(),
-                pin,
+                credentials,
                 anchor: Mutex::new(Some(anchor)),
             }),
         })
@@ -571,52 +893,94 @@ impl Hsm {
         &self.inner.selector
     }
 
-    pub(crate) fn context(&self) -> &Pkcs11 {
-        &self.inner.ctx
+    pub(crate) fn module(&self) -> &'static Module {
+        self.inner.module
     }
 
-    pub(crate) fn pin(&self) -> &SecretString {
-        &self.inner.pin
+    pub(crate) fn credentials(&self) -> &Arc<Credentials> {
+        &self.inner.credentials
     }
 
-    /// Runs `f` on the anchor session, reopening it first if an earlier device or
-    /// session error dropped it, logging in again if the token lost its login, and
-    /// dropping the session when `f` reports a device or session error.
+    /// Runs `f` on the anchor session under a shared guard: reopens the session first if
+    /// an earlier device or session error dropped it or the library was re-initialised
+    /// since it was opened (re-initialising the library when the token is gone), logs in
+    /// again if the token lost its login, and drops the session when `f` reports a
+    /// device or session error. `f` must not call back into this `Hsm`.
     fn with_session<T>(
         &self,
         f: impl FnOnce(&Session) -> Result<T, SignerError>,
     ) -> Result<T, SignerError> {
-        let mut guard = lock(&self.inner.anchor);
-        let result = {
-            let session = match &mut *guard {
-                Some(session) => session,
-                empty @ None => {
-                    tracing::info!("reopening the HSM anchor session");
-                    empty.insert(open_session(
-                        &self.inner.ctx,
-                        &self.inner.selector,
-                        &self.inner.pin,
-                        true,
-                    )?)
+        let inner = &*self.inner;
+        let mut anchor = lock(&inner.anchor);
+        let mut f = Some(f);
+        // A session found stale is replaced once; a second stale one (another reset in
+        // between) is reported as unavailable rather than looping.
+        for _ in 0..2 {
+            if anchor.is_none() {
+                tracing::info!("reopening the HSM anchor session");
+                let session = inner.module.with_recovery(|live| {
+                    open_session(live, &inner.selector, &inner.credentials, true)
+                        .map(|s| live.adopt(s))
+                })?;
+                *anchor = Some(session);
+            }
+            let outcome = {
+                let live = inner.module.read();
+                match anchor.as_ref().and_then(|s| s.get(&live)) {
+                    Some(session) => f.take().map(|f| {
+                        inner
+                            .credentials
+                            .login_if_needed(session)
+                            .and_then(|()| f(session))
+                    }),
+                    None => None,
                 }
             };
-            login_if_needed(session, &self.inner.pin).and_then(|()| f(session))
-        };
-        if let Err(e @ SignerError::HsmUnavailable { .. }) = &result {
-            tracing::warn!(error = %e, "dropping the HSM anchor session");
-            *guard = None;
+            // The guard is released: replacing the session may drop the old one.
+            match outcome {
+                Some(result) => {
+                    if let Err(e @ SignerError::HsmUnavailable { .. }) = &result {
+                        tracing::warn!(error = %e, "dropping the HSM anchor session");
+                        *anchor = None;
+                    }
+                    return result;
+                }
+                None => {
+                    tracing::info!(
+                        "the PKCS#11 library was re-initialised; replacing the HSM anchor session"
+                    );
+                    *anchor = None;
+                }
+            }
         }
-        result
+        Err(SignerError::HsmUnavailable { last: None })
     }
 
     /// Logs the token out (every session of this process), as a device reset would.
     #[cfg(test)]
     pub(crate) fn logout_for_test(&self) -> Result<(), SignerError> {
-        let guard = lock(&self.inner.anchor);
-        match &*guard {
+        let anchor = lock(&self.inner.anchor);
+        let live = self.inner.module.read();
+        match anchor.as_ref().and_then(|s| s.get(&live)) {
             Some(session) => Ok(session.logout()?),
             None => Ok(()),
         }
+    }
+
+    /// The epoch of the anchor session, if one is open.
+    #[cfg(test)]
+    pub(crate) fn anchor_epoch_for_test(&self) -> Option<u64> {
+        lock(&self.inner.anchor).as_ref().map(TokenSession::epoch)
+    }
+
+    /// The handle number of the anchor session, if one is open and current.
+    #[cfg(test)]
+    pub(crate) fn anchor_handle_for_test(&self, live: &Live) -> Option<std::ffi::c_ulong> {
+        let anchor = lock(&self.inner.anchor);
+        anchor
+            .as_ref()
+            .and_then(|s| s.get(live))
+            .map(Session::handle)
     }
 
     /// Finds the key pair labelled `label`.
@@ -851,7 +1215,8 @@ pub fn init_token(
         ));
     }
     let _serialised = lock(&INIT_TOKEN_LOCK);
-    let ctx = context(module)?;
+    let live = load_module(module)?.read();
+    let ctx = live.ctx();
     let mut free = None;
     for slot in ctx.get_slots_with_token()? {
         let info = ctx.get_token_info(slot)?;
@@ -866,7 +1231,8 @@ pub fn init_token(
     let free = free.ok_or(SignerError::NoFreeSlot)?;
     ctx.init_token(free, so_pin, label)?;
     // The slot id may change once the token is initialised: look it up again by label.
-    let slot = find_slot(&ctx, Wanted::Label(label))?;
+    let slot = find_slot(ctx, Wanted::Label(label))?;
+    // Closed when it goes out of scope, before the guard is released.
     let session = ctx.open_rw_session(slot)?;
     session.login(UserType::So, Some(so_pin))?;
     session.init_pin(user_pin)?;
@@ -1046,14 +1412,16 @@ mod tests {
     #[test]
     fn open_by_serial() {
         let token = testsupport::new_token();
-        let ctx = context(&testsupport::module_path()).unwrap();
-        let slot = find_slot(&ctx, Wanted::Label(&token.label)).unwrap();
-        let serial = ctx
-            .get_token_info(slot)
-            .unwrap()
-            .serial_number()
-            .trim_end()
-            .to_owned();
+        let serial = {
+            let live = load_module(&testsupport::module_path()).unwrap().read();
+            let slot = find_slot(live.ctx(), Wanted::Label(&token.label)).unwrap();
+            live.ctx()
+                .get_token_info(slot)
+                .unwrap()
+                .serial_number()
+                .trim_end()
+                .to_owned()
+        };
         let hsm = Hsm::open(
             &TokenSelector::by_serial(testsupport::module_path(), serial),
             SecretString::from(testsupport::USER_PIN),

@@ -10,6 +10,14 @@
 //! if the token lost its login, looking the key up again) with a backoff from 100 ms
 //! to 2 s. Until it succeeds it answers every job at once with `HsmUnavailable`, so no
 //! caller ever hangs on a dead HSM.
+//!
+//! When reopening says the token is gone (not listed any more, device removed or in
+//! error, library not initialised), the worker re-initialises the PKCS#11 library
+//! (`Module::reset`, at most once a second per module), because some libraries
+//! (SoftHSM among them) never rediscover a token that vanished. Every PKCS#11 call a
+//! worker makes runs under a shared guard on the module, so a re-initialisation never
+//! runs under a signature in flight; a session from before it is forgotten, never
+//! closed (its handle number may belong to a new session), and reopened.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,13 +26,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender, TrySendError};
-use cryptoki::context::Pkcs11;
-use cryptoki::object::ObjectHandle;
+use cryptoki::object::{AttributeType, ObjectHandle};
 use cryptoki::session::{Session, SessionState};
-use secrecy::SecretString;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::pkcs11::{find_private_key, open_session};
+use super::pkcs11::{find_private_key, open_session, Credentials, Live, Module, TokenSession};
 use super::signing::sign_message;
 use super::soft_verify::SoftVerifier;
 use super::{
@@ -37,6 +43,9 @@ const QUEUE_PER_SESSION: usize = 64;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest delay between reconnect attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// While a worker waits to retry, how often it looks whether the library was
+/// re-initialised meanwhile (by another worker or the anchor): then it retries at once.
+const EPOCH_POLL: Duration = Duration::from_millis(250);
 /// How long an idle worker waits before looking at its state again.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
@@ -117,19 +126,23 @@ impl SigningPool {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let mut workers = Vec::with_capacity(sessions);
         for index in 0..sessions {
-            let conn = Connection::open(hsm.context(), hsm.selector(), hsm.pin(), &key)?;
+            let conn = {
+                let live = hsm.module().read();
+                Connection::open(&live, hsm.selector(), hsm.credentials(), &key)
+            }?;
             let worker = Worker {
                 index,
-                ctx: hsm.context().clone(),
+                module: hsm.module(),
                 selector: hsm.selector().clone(),
-                pin: hsm.pin().clone(),
+                credentials: Arc::clone(hsm.credentials()),
                 key: Arc::clone(&key),
                 verifier: verify_after_sign.then(|| Arc::clone(&verifier)),
                 conn: Some(conn),
                 backoff: BACKOFF_MIN,
                 retry_at: Instant::now(),
+                last_attempt: Instant::now(),
+                failed_epoch: None,
                 last_failure: None,
-                pin_refused: false,
                 jobs: jobs_rx.clone(),
                 stop: stop_rx.clone(),
             };
@@ -171,9 +184,11 @@ impl SigningPool {
         &self.key.public_key_der
     }
 
-    /// Readiness check: a worker checks that its session still works and is logged in
-    /// (C_GetSessionInfo). Blocks the calling thread; use [`Self::health_async`] from
-    /// async code.
+    /// Readiness check: a worker checks that its session is logged in (C_GetSessionInfo)
+    /// and that the key's handle still works (C_GetAttributeValue). A worker without a
+    /// session first tries to reopen one (re-initialising the library if the token is
+    /// gone, throttled), so recovery shows here without a signing request coming first.
+    /// Blocks the calling thread; use [`Self::health_async`] from async code.
     pub fn health(&self) -> Result<(), SignerError> {
         block_on(self.health_async())
     }
@@ -287,64 +302,80 @@ fn block_on<F: Future>(future: F) -> F::Output {
 
 /// A worker's session and the key's handle in it.
 struct Connection {
-    session: Session,
+    session: TokenSession,
     key: ObjectHandle,
 }
 
 impl Connection {
+    /// Opens a session under `live`, logs in and finds the key. On an error the bare
+    /// session is closed here, still under `live`.
     fn open(
-        ctx: &Pkcs11,
+        live: &Live,
         selector: &TokenSelector,
-        pin: &SecretString,
+        credentials: &Credentials,
         key: &KeyInfo,
     ) -> Result<Connection, SignerError> {
-        let session = open_session(ctx, selector, pin, false)?;
+        let session = open_session(live, selector, credentials, false)?;
         let key = find_private_key(&session, &key.label, Some(&key.id))?;
-        Ok(Connection { session, key })
+        Ok(Connection {
+            session: live.adopt(session),
+            key,
+        })
     }
+}
 
-    fn check(&self) -> Result<(), SignerError> {
-        let state = self.session.get_session_info()?.session_state();
-        if matches!(state, SessionState::RoUser | SessionState::RwUser) {
-            Ok(())
-        } else {
-            Err(SignerError::HsmUnavailable {
-                last: Some(Pkcs11Failure {
-                    function: cryptoki::context::Function::GetSessionInfo,
-                    rv: cryptoki::error::RvError::UserNotLoggedIn,
-                }),
-            })
-        }
+/// The readiness check on a worker's session: it is logged in, and the key's handle
+/// still works (a token that went away leaves the session itself looking healthy, but
+/// its objects answer CKR_OBJECT_HANDLE_INVALID).
+fn check(session: &Session, key: ObjectHandle) -> Result<(), SignerError> {
+    let state = session.get_session_info()?.session_state();
+    if !matches!(state, SessionState::RoUser | SessionState::RwUser) {
+        return Err(SignerError::HsmUnavailable {
+            last: Some(Pkcs11Failure {
+                function: cryptoki::context::Function::GetSessionInfo,
+                rv: cryptoki::error::RvError::UserNotLoggedIn,
+            }),
+        });
     }
+    session.get_attributes(key, &[AttributeType::Sign])?;
+    Ok(())
 }
 
 struct Worker {
     index: usize,
-    ctx: Pkcs11,
+    module: &'static Module,
     selector: TokenSelector,
-    pin: SecretString,
+    credentials: Arc<Credentials>,
     key: Arc<KeyInfo>,
     verifier: Option<Arc<SoftVerifier>>,
     conn: Option<Connection>,
     backoff: Duration,
     retry_at: Instant,
+    /// When the last reconnect attempt started.
+    last_attempt: Instant,
+    /// The library epoch under which the last reconnect attempt failed.
+    failed_epoch: Option<u64>,
     last_failure: Option<Pkcs11Failure>,
-    /// The token refused the PIN on a reconnect: never try it again (a real HSM would
-    /// lock the PIN after a few tries).
-    pin_refused: bool,
     jobs: Receiver<Job>,
     stop: Receiver<()>,
 }
 
 impl Worker {
+    /// Whether the worker should try to reopen its session (it has none, and the token
+    /// has not refused the PIN: a refused PIN is never sent again).
+    fn wants_session(&self) -> bool {
+        self.conn.is_none() && self.credentials.refused().is_none()
+    }
+
     fn run(mut self) {
         loop {
-            let reconnecting = self.conn.is_none() && !self.pin_refused;
-            if reconnecting && Instant::now() >= self.retry_at {
+            if self.wants_session() && (Instant::now() >= self.retry_at || self.epoch_moved()) {
                 self.reconnect();
             }
-            let wait = if self.conn.is_none() && !self.pin_refused {
-                self.retry_at.saturating_duration_since(Instant::now())
+            let wait = if self.wants_session() {
+                self.retry_at
+                    .saturating_duration_since(Instant::now())
+                    .min(EPOCH_POLL)
             } else {
                 IDLE_TICK
             };
@@ -354,29 +385,42 @@ impl Worker {
                     Ok(job) => self.handle(job),
                     Err(_) => break,
                 },
-                default(wait) => {}
+                default(wait) => self.refresh_if_stale(),
             }
         }
         while let Ok(job) = self.jobs.try_recv() {
             job.fail(SignerError::PoolStopped);
         }
+        // `self.conn` is dropped here, with no guard held: closed if current, forgotten
+        // if the library was re-initialised since it was opened.
     }
 
+    /// Opens a session (re-initialising the library first if the token is gone, at
+    /// most once a second per module) and finds the key again.
     fn reconnect(&mut self) {
-        match Connection::open(&self.ctx, &self.selector, &self.pin, &self.key) {
+        self.last_attempt = Instant::now();
+        let opened = self.module.with_recovery(|live| {
+            Connection::open(live, &self.selector, &self.credentials, &self.key)
+        });
+        match opened {
             Ok(conn) => {
-                tracing::info!(worker = self.index, key = %self.key.label, "HSM session reopened");
+                tracing::info!(
+                    worker = self.index,
+                    key = %self.key.label,
+                    epoch = conn.session.epoch(),
+                    "HSM session reopened"
+                );
                 self.conn = Some(conn);
                 self.backoff = BACKOFF_MIN;
                 self.last_failure = None;
+                self.failed_epoch = None;
             }
             Err(e @ (SignerError::WrongPin | SignerError::PinLocked)) => {
                 tracing::error!(
                     worker = self.index,
                     error = %e,
-                    "the token refused the PIN on reconnect; this worker will not retry"
+                    "the token refused the PIN on reconnect; it will not be tried again"
                 );
-                self.pin_refused = true;
             }
             Err(e) => {
                 if let SignerError::HsmUnavailable { last: Some(f) } | SignerError::Pkcs11(f) = &e {
@@ -390,17 +434,37 @@ impl Worker {
                 );
                 self.retry_at = Instant::now() + self.backoff;
                 self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                self.failed_epoch = Some(self.module.read().epoch());
             }
         }
     }
 
+    /// Whether the library was re-initialised since the last reconnect attempt failed:
+    /// the token may be back, so the backoff need not be waited out.
+    fn epoch_moved(&self) -> bool {
+        self.failed_epoch
+            .is_some_and(|epoch| !self.module.is_current(epoch))
+    }
+
+    /// When idle: replaces a session opened before the library was re-initialised by
+    /// someone else (so the token stays logged in and the next job does not wait).
+    fn refresh_if_stale(&mut self) {
+        let stale = self
+            .conn
+            .as_ref()
+            .is_some_and(|c| !self.module.is_current(c.session.epoch()));
+        if stale {
+            self.conn = None;
+            self.reconnect();
+        }
+    }
+
     fn unavailable(&self) -> SignerError {
-        if self.pin_refused {
-            SignerError::WrongPin
-        } else {
-            SignerError::HsmUnavailable {
+        match self.credentials.refused() {
+            Some(refused) => refused,
+            None => SignerError::HsmUnavailable {
                 last: self.last_failure,
-            }
+            },
         }
     }
 
@@ -415,6 +479,49 @@ impl Worker {
         }
     }
 
+    /// Runs `op` on the session and key handle under a shared guard on the module.
+    ///
+    /// Without a session it answers [`Self::unavailable`] at once (no PKCS#11 call). A
+    /// session from before a re-initialisation is replaced first (once). A device or
+    /// session error drops the session. The hot path is one uncontended read lock and
+    /// an epoch comparison around `op`.
+    fn run_op<T>(
+        &mut self,
+        op: impl FnOnce(&Self, &Session, ObjectHandle) -> Result<T, SignerError>,
+    ) -> Result<T, SignerError> {
+        let mut op = Some(op);
+        for _ in 0..2 {
+            let Some(conn) = &self.conn else {
+                return Err(self.unavailable());
+            };
+            let outcome = {
+                let live = self.module.read();
+                match conn.session.get(&live) {
+                    Some(session) => op.take().map(|op| op(self, session, conn.key)),
+                    None => None,
+                }
+            };
+            // The guard is released: dropping a session below takes its own.
+            match outcome {
+                Some(result) => {
+                    if let Err(e) = &result {
+                        self.disconnect(e);
+                    }
+                    return result;
+                }
+                None => {
+                    tracing::info!(
+                        worker = self.index,
+                        "the PKCS#11 library was re-initialised; reopening the HSM session"
+                    );
+                    self.conn = None;
+                    self.reconnect();
+                }
+            }
+        }
+        Err(self.unavailable())
+    }
+
     fn handle(&mut self, job: Job) {
         match job {
             Job::Sign {
@@ -422,29 +529,20 @@ impl Worker {
                 reply,
                 _permit,
             } => {
-                let result = match &self.conn {
-                    None => Err(self.unavailable()),
-                    Some(conn) => sign_message(
-                        &conn.session,
-                        conn.key,
-                        self.key.algorithm,
-                        self.verifier.as_deref(),
-                        &message,
-                    ),
-                };
-                if let Err(e) = &result {
-                    self.disconnect(e);
-                }
+                let result = self.run_op(|worker, session, key| {
+                    let verifier = worker.verifier.as_deref();
+                    sign_message(session, key, worker.key.algorithm, verifier, &message)
+                });
                 let _ = reply.send(result);
             }
             Job::Health { reply, _permit } => {
-                let result = match &self.conn {
-                    None => Err(self.unavailable()),
-                    Some(conn) => conn.check(),
-                };
-                if let Err(e) = &result {
-                    self.disconnect(e);
+                // A readiness probe does not wait for the backoff to pass: it may itself
+                // reopen the session (and re-initialise the library, throttled), though
+                // not more often than every BACKOFF_MIN.
+                if self.wants_session() && self.last_attempt.elapsed() >= BACKOFF_MIN {
+                    self.reconnect();
                 }
+                let result = self.run_op(|_, session, key| check(session, key));
                 let _ = reply.send(result);
             }
         }
@@ -455,6 +553,7 @@ impl Worker {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::signer::pkcs11::{needs_reinit, Reset};
     use crate::signer::testsupport;
     use crate::signer::{KeyAlgorithm, KeyPurpose};
 
@@ -607,5 +706,148 @@ mod tests {
             matches!(result, Err(SignerError::PoolStopped)),
             "{result:?}"
         );
+    }
+
+    /// The environment variable that lets [`library_reset_child`] run.
+    const RESET_CHILD: &str = "AUDITSTAMP_TEST_RESET_CHILD";
+
+    /// Runs [`library_reset_child`] alone in a process of its own: a reset finalises the
+    /// library for the whole process, which would disturb the tests running beside it
+    /// in this one (and SoftHSM's token directory is per process anyway).
+    #[test]
+    fn library_reset_in_a_process_of_its_own() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "signer::pool::tests::library_reset_child",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(RESET_CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "the child test failed:\n{stdout}\n{stderr}"
+        );
+    }
+
+    /// A re-initialisation of the library: the pool and the anchor reopen their sessions
+    /// and log in again; a session of the old epoch is forgotten, never closed (closing
+    /// it would close whichever new session got its handle number); reset is once per
+    /// epoch and throttled.
+    #[test]
+    #[ignore = "run by library_reset_in_a_process_of_its_own"]
+    fn library_reset_child() {
+        if std::env::var_os(RESET_CHILD).is_none() {
+            return;
+        }
+        let token = testsupport::new_token();
+        let hsm = token.open();
+        let key = hsm
+            .generate_key("reset", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        let pool = SigningPool::start(&hsm, "reset", 2, true).unwrap();
+        pool.sign(b"before").unwrap();
+        let module = hsm.module();
+        let old_epoch = hsm.anchor_epoch_for_test().unwrap();
+        let old_handle = {
+            let live = module.read();
+            hsm.anchor_handle_for_test(&live).unwrap()
+        };
+
+        assert_eq!(module.reset(old_epoch), Reset::Done);
+        let epoch = old_epoch + 1;
+        assert!(module.is_current(epoch));
+        // Somebody else's reset of the same epoch is not repeated; a new one waits.
+        assert_eq!(module.reset(old_epoch), Reset::AlreadyDone);
+        assert_eq!(module.reset(epoch), Reset::Throttled);
+        assert!(module.is_current(epoch));
+
+        // New sessions until one gets the anchor's old handle number (SoftHSM numbers
+        // sessions from 1 again after C_Initialize).
+        let mut fresh = Vec::new();
+        let reused = {
+            let live = module.read();
+            let mut reused = None;
+            for i in 0..32 {
+                let session =
+                    open_session(&live, hsm.selector(), hsm.credentials(), false).unwrap();
+                if session.handle() == old_handle {
+                    reused = Some(i);
+                }
+                fresh.push(live.adopt(session));
+                if reused.is_some() {
+                    break;
+                }
+            }
+            reused
+        };
+        assert!(reused.is_some(), "no new session got handle {old_handle}");
+
+        // The anchor is stale: the next call replaces it (forgetting the old session) and
+        // works, logged in again.
+        let found = hsm.find_key("reset").unwrap();
+        assert_eq!(found, key);
+        hsm.sign(&key, b"anchor after reset").unwrap();
+        assert_eq!(hsm.anchor_epoch_for_test(), Some(epoch));
+        {
+            let live = module.read();
+            let reused = fresh.last().unwrap().get(&live).unwrap();
+            assert_eq!(reused.handle(), old_handle);
+            reused
+                .get_session_info()
+                .expect("the new session with the old anchor's handle number was closed");
+        }
+
+        // The workers reopen their sessions at their next job, without failing it.
+        let verifier = SoftVerifier::from_spki_der(pool.public_key_der()).unwrap();
+        for i in 0..20 {
+            let message = format!("after reset {i}").into_bytes();
+            let sig = pool.sign(&message).unwrap();
+            verifier.verify(&message, &sig).unwrap();
+        }
+        pool.health().unwrap();
+        drop(fresh);
+        drop(pool);
+        drop(hsm);
+    }
+
+    #[test]
+    fn which_failures_re_initialise_the_library() {
+        use cryptoki::context::Function;
+        use cryptoki::error::RvError;
+        let failure = |rv| SignerError::HsmUnavailable {
+            last: Some(Pkcs11Failure {
+                function: Function::GetSlotList,
+                rv,
+            }),
+        };
+        assert!(needs_reinit(&SignerError::TokenNotFound {
+            wanted: "label \"t\"".into(),
+            seen: Vec::new(),
+        }));
+        for rv in [
+            RvError::TokenNotPresent,
+            RvError::DeviceRemoved,
+            RvError::DeviceError,
+            RvError::CryptokiNotInitialized,
+        ] {
+            assert!(needs_reinit(&failure(rv)), "{rv:?}");
+        }
+        for e in [
+            SignerError::WrongPin,
+            SignerError::PinLocked,
+            SignerError::KeyNotFound("k".into()),
+            failure(RvError::ObjectHandleInvalid),
+            failure(RvError::SessionHandleInvalid),
+            failure(RvError::UserNotLoggedIn),
+            SignerError::HsmUnavailable { last: None },
+        ] {
+            assert!(!needs_reinit(&e), "{e:?}");
+        }
     }
 }
