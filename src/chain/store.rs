@@ -153,6 +153,22 @@ impl Store {
     }
 }
 
+/// Opens the store at `dir`, waiting up to 2 s for the previous handle's file lock: in one
+/// process sled releases it from a background thread after the last handle drops (a
+/// restarted process never waits: the lock dies with the old process).
+#[cfg(test)]
+pub(crate) fn reopen_in_process(dir: &Path) -> Store {
+    let mut last = None;
+    for _ in 0..100 {
+        match Store::open(dir) {
+            Ok(s) => return s,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("store did not reopen: {last:?}");
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -172,7 +188,7 @@ mod tests {
         }
         assert_eq!(a, 1);
         assert_eq!(b, 101);
-        let s = Store::open(dir.path()).unwrap();
+        let s = reopen_in_process(dir.path());
         assert_eq!(s.reserve_serials(10).unwrap(), 201);
         assert_eq!(s.last_gen_time().unwrap(), 1234);
         s.health().unwrap();

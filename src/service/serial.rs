@@ -64,7 +64,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut seen = HashSet::new();
         for _restart in 0..3 {
-            let store = Store::open(dir.path()).unwrap();
+            let store = crate::chain::store::reopen_in_process(dir.path());
             let alloc = std::sync::Arc::new(SerialAllocator::new(9, store, 16));
             let handles: Vec<_> = (0..4)
                 .map(|_| {
