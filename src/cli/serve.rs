@@ -113,6 +113,7 @@ pub(crate) fn signing_identity(cfg: &Validated, hsm: &Hsm) -> Result<SigningIden
         cert,
         chain,
         cfg.raw.tsa.include_chain,
+        Vec::new(),
     )?)
 }
 

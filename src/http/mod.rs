@@ -128,6 +128,10 @@ fn rejection_for(err: &ServiceError) -> Rejection {
             fail: FailureInfo::TimeNotAvailable,
             text: format!("time is not available: {e}"),
         },
+        ServiceError::CertificateExpired => Rejection {
+            fail: FailureInfo::SystemFailure,
+            text: "the TSA certificate has expired; the operator must activate a new key".into(),
+        },
         _ => Rejection {
             fail: FailureInfo::SystemFailure,
             text: "the time-stamp authority cannot sign now; try again later".into(),
@@ -197,11 +201,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(()) => serde_json::json!({ "ok": true }),
         Err(e) => serde_json::json!({ "ok": false, "error": e }),
     };
+    let certificate = match &r.certificate {
+        Ok(days) => serde_json::json!({ "ok": true, "days_remaining": days }),
+        Err(e) => serde_json::json!({ "ok": false, "error": e }),
+    };
     let body = serde_json::json!({
         "ready": r.ready(),
         "hsm": part(&r.hsm),
         "clock": part(&r.clock),
         "store": part(&r.store),
+        "certificate": certificate,
     });
     let status = if r.ready() {
         StatusCode::OK

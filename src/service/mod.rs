@@ -33,6 +33,9 @@ pub enum ServiceError {
     /// A token could not be encoded.
     #[error("token encoding: {0}")]
     Encoding(#[from] TspError),
+    /// The signer certificate has expired: no token is issued with it.
+    #[error("the TSA certificate has expired")]
+    CertificateExpired,
     /// The certificate, chain and key do not fit together (found at startup or reload).
     #[error("signing identity: {0}")]
     Identity(String),

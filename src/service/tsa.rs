@@ -41,6 +41,7 @@ pub struct SigningIdentity {
     signer: Arc<dyn Signer>,
     template: TokenTemplate,
     certificates: Vec<Certificate>,
+    not_after_ms: u64,
 }
 
 impl std::fmt::Debug for SigningIdentity {
@@ -83,12 +84,14 @@ fn scheme(alg: SignatureAlgorithm) -> (AlgorithmIdentifierOwned, HashAlgorithm) 
 impl SigningIdentity {
     /// Binds `signer` to its certificate and chain. Refuses a certificate whose public key
     /// is not the signer's (the HSM key) — the check that stops a server from starting
-    /// with someone else's certificate.
+    /// with someone else's certificate. `previous` are certificates of keys that signed
+    /// before this one: published beside the chain so older tokens stay verifiable.
     pub fn new(
         signer: Arc<dyn Signer>,
         certificate: Certificate,
         chain: Vec<Certificate>,
         include_chain: bool,
+        previous: Vec<Certificate>,
     ) -> Result<Self, ServiceError> {
         let cert_spki = certificate
             .tbs_certificate
@@ -109,8 +112,15 @@ impl SigningIdentity {
         let (signature_algorithm, digest) = scheme(signer.algorithm());
         let token_chain: &[Certificate] = if include_chain { &chain } else { &[] };
         let template = TokenTemplate::new(&certificate, token_chain, digest, signature_algorithm)?;
+        let not_after_ms = certificate
+            .tbs_certificate
+            .validity
+            .not_after
+            .to_unix_duration()
+            .as_millis();
+        let not_after_ms = u64::try_from(not_after_ms).unwrap_or(u64::MAX);
         let mut certificates = vec![certificate];
-        for c in chain {
+        for c in chain.into_iter().chain(previous) {
             if !certificates.contains(&c) {
                 certificates.push(c);
             }
@@ -119,10 +129,23 @@ impl SigningIdentity {
             signer,
             template,
             certificates,
+            not_after_ms,
         })
     }
 
-    /// The signer certificate followed by its chain, root included.
+    /// When the signer certificate expires (Unix milliseconds).
+    pub fn not_after_ms(&self) -> u64 {
+        self.not_after_ms
+    }
+
+    /// Whole days from `now_ms` until the signer certificate expires (negative once expired).
+    pub fn days_remaining(&self, now_ms: u64) -> i64 {
+        let diff = i128::from(self.not_after_ms) - i128::from(now_ms);
+        i64::try_from(diff.div_euclid(86_400_000)).unwrap_or(i64::MIN)
+    }
+
+    /// The signer certificate followed by its chain, root included, then the certificates
+    /// of keys that signed before.
     pub fn certificates(&self) -> &[Certificate] {
         &self.certificates
     }
@@ -142,12 +165,14 @@ pub struct Readiness {
     pub clock: Result<(), String>,
     /// The store answers.
     pub store: Result<(), String>,
+    /// The signer certificate is valid; the days it has left.
+    pub certificate: Result<i64, String>,
 }
 
 impl Readiness {
     /// True when every part is ready.
     pub fn ready(&self) -> bool {
-        self.hsm.is_ok() && self.clock.is_ok() && self.store.is_ok()
+        self.hsm.is_ok() && self.clock.is_ok() && self.store.is_ok() && self.certificate.is_ok()
     }
 }
 
@@ -199,11 +224,23 @@ impl TsaService {
             .clone()
     }
 
+    /// Signs with `identity` from now on. Requests already under way finish with the
+    /// identity they started with (they hold it); nothing is refused during the switch.
+    pub fn replace_identity(&self, identity: SigningIdentity) {
+        *self
+            .identity
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(identity);
+    }
+
     /// Answers one DER TimeStampReq with a granted DER TimeStampResp, or says why not.
     pub async fn issue(&self, request: &[u8]) -> Result<Vec<u8>, ServiceError> {
         let req = parse_request(request, &self.settings.rules).map_err(ServiceError::Rejected)?;
         let identity = self.identity();
         let gen_time = self.clock.gen_time()?;
+        if gen_time > identity.not_after_ms {
+            return Err(ServiceError::CertificateExpired);
+        }
         let serial = self.serials.next()?;
         let tsa_name = self
             .settings
@@ -251,10 +288,18 @@ impl TsaService {
             .await
             .map_err(|e| format!("health check did not finish: {e}"))
             .and_then(|r| r.map_err(|e| e.to_string()));
+        let now = crate::clock::unix_millis(std::time::SystemTime::now()).unwrap_or(0);
+        let identity = self.identity();
+        let certificate = if now > identity.not_after_ms {
+            Err("the TSA certificate has expired; activate a key with a valid certificate".into())
+        } else {
+            Ok(identity.days_remaining(now))
+        };
         Readiness {
             hsm,
             clock: self.clock.check().map_err(|e| e.to_string()),
             store: self.store.health().map_err(|e| e.to_string()),
+            certificate,
         }
     }
 
