@@ -338,3 +338,345 @@ fn every_command_names_a_wrong_pin_missing_token_and_label_clash() {
     let out = app.cli(&["keys", "list"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("gone"));
 }
+
+/// A DER TimeStampReq for `digest` (SHA-256) with a nonce and the given certReq.
+fn request_der(digest: [u8; 32], nonce: u64, cert_req: bool) -> Vec<u8> {
+    use der::Encode;
+    x509_tsp::TimeStampReq {
+        version: x509_tsp::TspVersion::V1,
+        message_imprint: x509_tsp::MessageImprint {
+            hash_algorithm: spki::AlgorithmIdentifier {
+                oid: "2.16.840.1.101.3.4.2.1".parse().unwrap(),
+                parameters: None,
+            },
+            hashed_message: der::asn1::OctetString::new(digest.to_vec()).unwrap(),
+        },
+        req_policy: None,
+        nonce: Some(der::asn1::Int::new(&(nonce | 1 << 62).to_be_bytes()).unwrap()),
+        cert_req,
+        extensions: None,
+    }
+    .to_der()
+    .unwrap()
+}
+
+/// Whether the token in `reply` verifies against `req` with `signer` as the only
+/// certificate the verifier is given (besides the root).
+fn verifies_with(
+    dir: &std::path::Path,
+    n: usize,
+    req: &[u8],
+    reply: &[u8],
+    ca: &std::path::Path,
+    signer: &std::path::Path,
+) -> bool {
+    let (q, r) = (dir.join(format!("{n}.tsq")), dir.join(format!("{n}.tsr")));
+    std::fs::write(&q, req).unwrap();
+    std::fs::write(&r, reply).unwrap();
+    std::process::Command::new("openssl")
+        .args([
+            "ts",
+            "-verify",
+            "-queryfile",
+            q.to_str().unwrap(),
+            "-in",
+            r.to_str().unwrap(),
+        ])
+        .args([
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-untrusted",
+            signer.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn rotate_activate_under_load_then_retire() {
+    let app = Appliance::bare("ecdsa-p256");
+    let ca = OpensslCa::new(&app.path().join("office-ca"));
+    let p = |n: &str| app.path().join(n);
+    let s = |path: &std::path::Path| path.to_str().unwrap().to_string();
+    app.cli_ok(&[
+        "keys",
+        "generate",
+        "--label",
+        "tsa",
+        "--algorithm",
+        "ecdsa-p256",
+        "--purpose",
+        "tsa",
+    ]);
+    app.cli_ok(&[
+        "keys",
+        "csr",
+        "--label",
+        "tsa",
+        "--subject",
+        "CN=Office TSA 1,C=EE",
+        "--out",
+        &s(&p("1.csr")),
+    ]);
+    ca.sign(&p("1.csr"), &p("tsa1.pem"), "good", None);
+    app.cli_ok(&[
+        "keys",
+        "import-cert",
+        "--label",
+        "tsa",
+        "--cert",
+        &s(&p("tsa1.pem")),
+        "--chain",
+        &s(&ca.cert()),
+    ]);
+    // The chain now comes from the token (import-cert kept it): no chain file.
+    app.write_config(&[("chain_file = \"pki/ca.pem\"\n", "")]);
+    let server = app.start();
+
+    // Rotation: the successor is generated and certified; the current key stays active.
+    app.cli_ok(&[
+        "keys",
+        "rotate",
+        "--label",
+        "tsa-2",
+        "--subject",
+        "CN=Office TSA 2,C=EE",
+        "--out",
+        &s(&p("2.csr")),
+    ]);
+    openssl(&["req", "-in", &s(&p("2.csr")), "-verify", "-noout"]);
+    ca.sign(&p("2.csr"), &p("tsa2.pem"), "good", None);
+    app.cli_ok(&[
+        "keys",
+        "import-cert",
+        "--label",
+        "tsa-2",
+        "--cert",
+        &s(&p("tsa2.pem")),
+        "--chain",
+        &s(&ca.cert()),
+    ]);
+    let list: serde_json::Value =
+        serde_json::from_slice(&app.cli_ok(&["keys", "list", "--json"]).stdout).unwrap();
+    let state = |list: &serde_json::Value, label: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["label"] == label)
+            .map(|k| k["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state(&list, "tsa").as_deref(), Some("active"));
+    assert_eq!(state(&list, "tsa-2").as_deref(), Some("standby"));
+
+    // Activate while 6 clients keep requesting: no request may fail.
+    let rt = rt();
+    let url = server.url("/tsa");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..6u64)
+        .map(|c| {
+            let (url, stop) = (url.clone(), stop.clone());
+            rt.spawn(async move {
+                let client = reqwest::Client::new();
+                let mut done = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let mut digest = [0u8; 32];
+                    digest[..8].copy_from_slice(&(c << 32 | i).to_be_bytes());
+                    let req = request_der(digest, c << 32 | i, false);
+                    let (status, _, reply) =
+                        post(&client, &url, "application/timestamp-query", req.clone()).await;
+                    assert_eq!(status, 200);
+                    let st = auditstamp::tsp::decode_response_status(&reply).unwrap();
+                    assert_eq!(
+                        st.status, 0,
+                        "request failed during the key switch: {:?}",
+                        st.text
+                    );
+                    done.push((req, reply));
+                    i += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let out = app.cli_ok(&["keys", "activate", "--label", "tsa-2"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("SIGHUP"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut all = Vec::new();
+    for t in load {
+        all.extend(rt.block_on(t).unwrap());
+    }
+    assert!(all.len() > 50, "only {} requests", all.len());
+    assert!(
+        server.log().contains("now signing with the active key"),
+        "{}",
+        server.log()
+    );
+
+    // Tokens before the switch verify with the first certificate only, those after with
+    // the second only (certReq was false: the verifier is handed one certificate).
+    let work = p("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (first, last) = (&all[..10], &all[all.len() - 10..]);
+    for (n, (req, reply)) in first.iter().enumerate() {
+        assert!(
+            verifies_with(&work, n, req, reply, &ca.cert(), &p("tsa1.pem")),
+            "early token {n}"
+        );
+        assert!(!verifies_with(
+            &work,
+            n,
+            req,
+            reply,
+            &ca.cert(),
+            &p("tsa2.pem")
+        ));
+    }
+    // Clients started by the same moment finish in order per client; the last ten
+    // requests overall were all sent well after the switch.
+    let mut by_key = (0, 0);
+    for (n, (req, reply)) in last.iter().enumerate() {
+        if verifies_with(&work, 100 + n, req, reply, &ca.cert(), &p("tsa2.pem")) {
+            by_key.1 += 1;
+        } else {
+            assert!(verifies_with(
+                &work,
+                100 + n,
+                req,
+                reply,
+                &ca.cert(),
+                &p("tsa1.pem")
+            ));
+            by_key.0 += 1;
+        }
+    }
+    assert_eq!(
+        by_key,
+        (0, 10),
+        "tokens after the switch must come from the new key"
+    );
+
+    // Both certificates stay published, the new one first.
+    let pem = rt.block_on(async {
+        reqwest::get(server.url("/tsa/certs"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let cert_pem = |f: &std::path::Path| std::fs::read_to_string(f).unwrap().trim().to_string();
+    assert!(pem.starts_with(&cert_pem(&p("tsa2.pem"))), "{pem}");
+    assert!(pem.contains(&cert_pem(&p("tsa1.pem"))));
+    assert!(pem.contains(&cert_pem(&ca.cert())));
+
+    // Retire: never the active key; --destroy needs confirmation; a retired key cannot return.
+    let out = app.cli(&["keys", "retire", "--label", "tsa-2"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("active TSA key"));
+    let out = app.cli(&[
+        "keys",
+        "retire",
+        "--label",
+        "tsa",
+        "--destroy",
+        "--confirm-destroy",
+        "other",
+    ]);
+    assert!(!out.status.success());
+    app.cli_ok(&["keys", "retire", "--label", "tsa"]);
+    let out = app.cli(&["keys", "activate", "--label", "tsa"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("retired"));
+    app.cli_ok(&[
+        "keys",
+        "retire",
+        "--label",
+        "tsa",
+        "--destroy",
+        "--confirm-destroy",
+        "tsa",
+    ]);
+    let list: serde_json::Value =
+        serde_json::from_slice(&app.cli_ok(&["keys", "list", "--json"]).stdout).unwrap();
+    assert_eq!(state(&list, "tsa"), None, "destroyed key still listed");
+    // The label of a key that signed is not reused; the old certificate is still published.
+    let out = app.cli(&["keys", "generate", "--label", "tsa", "--purpose", "tsa"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("signed tokens"));
+    server.stop();
+    let server = app.start();
+    let pem = rt.block_on(async {
+        reqwest::get(server.url("/tsa/certs"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        pem.contains(&cert_pem(&p("tsa1.pem"))),
+        "retired certificate no longer published"
+    );
+    verify_token(&app, &server, &ca.cert(), "after-restart");
+    server.stop();
+
+    // No private key on the token can be extracted.
+    no_private_key_is_extractable(&app);
+}
+
+/// Reads every private key's attributes through cryptoki in this process (the only test
+/// in this file that opens the token in-process; SOFTHSM2_CONF is read once).
+fn no_private_key_is_extractable(app: &Appliance) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+    std::env::set_var("SOFTHSM2_CONF", app.softhsm_conf());
+    let pin = std::fs::read_to_string(app.hsm_dir().join("user.pin")).unwrap();
+    let ctx = Pkcs11::new(MODULE).unwrap();
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == "test-token")
+        .unwrap();
+    let session = ctx.open_ro_session(slot).unwrap();
+    session
+        .login(
+            UserType::User,
+            Some(&AuthPin::new(pin.trim().to_owned().into())),
+        )
+        .unwrap();
+    let keys = session
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .unwrap();
+    assert!(!keys.is_empty(), "the lifecycle left the active key");
+    for k in keys {
+        let attrs = session
+            .get_attributes(
+                k,
+                &[
+                    AttributeType::Extractable,
+                    AttributeType::Sensitive,
+                    AttributeType::NeverExtractable,
+                ],
+            )
+            .unwrap();
+        for a in attrs {
+            match a {
+                Attribute::Extractable(x) => assert!(!x, "an extractable private key"),
+                Attribute::Sensitive(x) => assert!(x, "a non-sensitive private key"),
+                Attribute::NeverExtractable(x) => assert!(x, "a key that was once extractable"),
+                _ => {}
+            }
+        }
+    }
+}

@@ -3,9 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use der::{Decode, EncodePem};
+use der::{Decode, Encode, EncodePem};
+use sha2::Digest;
 use x509_cert::Certificate;
 
+use super::serve::active_key;
 use super::{open_hsm, read_certificate_file, write_file, CliError, ConfigArg};
 use crate::config::PinSource;
 use crate::provision;
@@ -34,6 +36,57 @@ pub enum KeysCommand {
     Csr(CsrArgs),
     /// Check the certificate a CA returned and store it on the token beside its key.
     ImportCert(ImportCertArgs),
+    /// Generate the successor TSA key and its certificate request; the current key stays active.
+    Rotate(RotateArgs),
+    /// Make a certified TSA key the signing key; a running server switches without a restart.
+    Activate(LabelArgs),
+    /// Stop using a key for good (it can no longer be activated); --destroy erases it.
+    Retire(RetireArgs),
+}
+
+/// `keys rotate`
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The new key's label, e.g. "tsa-2027".
+    #[arg(long)]
+    label: String,
+    /// The new certificate's subject.
+    #[arg(long)]
+    subject: String,
+    /// The new key's algorithm; default: the active key's.
+    #[arg(long)]
+    algorithm: Option<String>,
+    /// Where to write the certificate request (PEM).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// A command that names one key.
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The key's label.
+    #[arg(long)]
+    label: String,
+}
+
+/// `keys retire`
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The key to retire.
+    #[arg(long)]
+    label: String,
+    /// Also destroy the key pair in the HSM (irreversible; its certificate stays published).
+    #[arg(long, requires = "confirm_destroy")]
+    destroy: bool,
+    /// With --destroy: the key's label again, to confirm.
+    #[arg(long, value_name = "LABEL")]
+    confirm_destroy: Option<String>,
 }
 
 /// `keys csr`
@@ -248,6 +301,24 @@ fn stored_certificate(
         .transpose()
 }
 
+/// Sends SIGHUP to the server whose pid file is in `state_dir`, if it runs. The pid is
+/// only trusted when that process is an auditstamp (a stale file may name another one).
+fn notify_server(state_dir: &Path) -> Result<Option<i32>, String> {
+    let Ok(text) = std::fs::read_to_string(state_dir.join(super::serve::PID_FILE)) else {
+        return Ok(None);
+    };
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| "unreadable pid file".to_string())?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&cmdline).contains("auditstamp") {
+        return Ok(None);
+    }
+    super::send_sighup(pid).map_err(|e| e.to_string())?;
+    Ok(Some(pid))
+}
+
 /// Runs `keys ...`.
 pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
     match cmd {
@@ -273,39 +344,90 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
             }
         }
         KeysCommand::List(a) => {
-            let (_cfg, hsm) = open_hsm(&a.config.config)?;
-            let keys = hsm.list_keys()?;
+            let (cfg, hsm) = open_hsm(&a.config.config)?;
+            let active = active_key(&cfg, &hsm).ok().map(|k| k.id);
+            let now = std::time::SystemTime::now();
             let mut rows = Vec::new();
-            for key in &keys {
-                let cert = stored_certificate(&hsm, key)?;
+            for key in hsm.list_keys()? {
+                let cert = stored_certificate(&hsm, &key)?;
+                let is_active = active.as_ref() == Some(&key.id);
+                let state = if is_active {
+                    "active"
+                } else if key.retired_at.is_some() {
+                    "retired"
+                } else if key.activated_at.is_some() {
+                    "previous"
+                } else {
+                    "standby"
+                };
+                let cert = match &cert {
+                    Some(c) => {
+                        let v = &c.tbs_certificate.validity;
+                        let secs_left = v
+                            .not_after
+                            .to_system_time()
+                            .duration_since(now)
+                            .map_or_else(
+                                |e| -i128::from(e.duration().as_secs()),
+                                |d| i128::from(d.as_secs()),
+                            );
+                        let der = c.to_der().map_err(|e| CliError::Other(e.to_string()))?;
+                        serde_json::json!({
+                            "subject": c.tbs_certificate.subject.to_string(),
+                            "issuer": c.tbs_certificate.issuer.to_string(),
+                            "not_before": v.not_before.to_string(),
+                            "not_after": v.not_after.to_string(),
+                            "sha256_fingerprint": hex::encode(sha2::Sha256::digest(&der)),
+                            "days_to_expiry": secs_left.div_euclid(86_400),
+                            "expired": secs_left < 0,
+                        })
+                    }
+                    None => serde_json::Value::Null,
+                };
                 rows.push(serde_json::json!({
                     "label": key.label,
                     "id": hex::encode(&key.id),
                     "algorithm": key.algorithm.to_string(),
                     "purpose": key.purpose.map(|p| p.to_string()),
-                    "certificate": cert.as_ref().map(|c| serde_json::json!({
-                        "subject": c.tbs_certificate.subject.to_string(),
-                        "issuer": c.tbs_certificate.issuer.to_string(),
-                        "not_after": c.tbs_certificate.validity.not_after.to_string(),
-                    })),
+                    "active": is_active,
+                    "state": state,
+                    "activated_at": key.activated_at,
+                    "retired_at": key.retired_at,
+                    "certificate": cert,
                 }));
             }
             if a.json {
                 println!("{}", serde_json::Value::Array(rows));
             } else {
                 println!(
-                    "{:<20} {:<12} {:<8} {:<34} CERTIFICATE",
-                    "LABEL", "ALGORITHM", "PURPOSE", "ID"
+                    "{:<20} {:<11} {:<7} {:<8} {:>9}  {:<16}  CERTIFICATE",
+                    "LABEL", "ALGORITHM", "PURPOSE", "STATE", "DAYS LEFT", "SHA-256"
                 );
                 for r in &rows {
                     let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
-                    let cert = r["certificate"]["subject"].as_str().unwrap_or("(none)");
+                    let c = &r["certificate"];
+                    let days = match (c["days_to_expiry"].as_i64(), c["expired"].as_bool()) {
+                        (_, Some(true)) => "EXPIRED".to_string(),
+                        (Some(d), _) => d.to_string(),
+                        _ => "-".to_string(),
+                    };
+                    let fp = c["sha256_fingerprint"].as_str().map_or("-", |f| &f[..16]);
+                    let subject = match c["subject"].as_str() {
+                        Some(sub) => format!(
+                            "{sub} (issuer {}, until {})",
+                            s(&c["issuer"]),
+                            s(&c["not_after"])
+                        ),
+                        None => "(none)".into(),
+                    };
                     println!(
-                        "{:<20} {:<12} {:<8} {:<34} {cert}",
+                        "{:<20} {:<11} {:<7} {:<8} {:>9}  {:<16}  {subject}",
                         s(&r["label"]),
                         s(&r["algorithm"]),
                         s(&r["purpose"]),
-                        s(&r["id"])
+                        s(&r["state"]),
+                        days,
+                        fp,
                     );
                 }
             }
@@ -409,6 +531,103 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
                 "certificate {} (issuer {}) stored beside key {:?}",
                 cert.tbs_certificate.subject, cert.tbs_certificate.issuer, a.label
             );
+            Ok(())
+        }
+        KeysCommand::Rotate(a) => {
+            let (cfg, hsm) = open_hsm(&a.config.config)?;
+            let current = active_key(&cfg, &hsm)?;
+            let algorithm = match &a.algorithm {
+                Some(name) => name.parse()?,
+                None => current.algorithm,
+            };
+            let key = hsm.generate_key(&a.label, algorithm, KeyPurpose::Tsa)?;
+            let csr = provision::make_csr(&hsm, &key.label, &a.subject)?;
+            let pem = csr
+                .to_pem(der::pem::LineEnding::LF)
+                .map_err(|e| CliError::Other(format!("cannot encode the request as PEM: {e}")))?;
+            write_file(&a.out, pem.as_bytes())?;
+            println!(
+                "generated {algorithm} key {:?}; {:?} stays active.\n\
+                 certificate request written to {}: have the CA sign it, then\n  \
+                 auditstamp keys import-cert --label {} --cert CERT.pem --chain CHAIN.pem\n  \
+                 auditstamp keys activate --label {}",
+                key.label,
+                current.label,
+                a.out.display(),
+                key.label,
+                key.label
+            );
+            Ok(())
+        }
+        KeysCommand::Activate(a) => {
+            let (cfg, hsm) = open_hsm(&a.config.config)?;
+            let key = hsm.find_key(&a.label)?;
+            if key.purpose != Some(KeyPurpose::Tsa) {
+                return Err(CliError::Other(format!(
+                    "key {:?} is not a TSA key (purpose {})",
+                    a.label,
+                    key.purpose.map_or("not recorded", |p| p.as_str())
+                )));
+            }
+            if key.retired_at.is_some() {
+                return Err(SignerError::KeyRetired(a.label.clone()).into());
+            }
+            let cert = stored_certificate(&hsm, &key)?.ok_or_else(|| {
+                CliError::Other(format!(
+                    "key {:?} has no certificate; import one first (keys import-cert)",
+                    a.label
+                ))
+            })?;
+            provision::check_tsa_certificate(&cert, std::time::SystemTime::now())?;
+            // The key signing until now keeps its certificate published.
+            if hsm.active_tsa_key_id()?.is_none() {
+                if let Ok(bootstrap) = hsm.find_key(&cfg.raw.tsa.key_label) {
+                    if bootstrap.id != key.id {
+                        hsm.set_active_tsa_key(&bootstrap)?;
+                    }
+                }
+            }
+            hsm.set_active_tsa_key(&key)?;
+            println!("key {:?} is now the active TSA key", a.label);
+            match notify_server(cfg.state_dir()) {
+                Ok(Some(pid)) => {
+                    println!("asked the running server (pid {pid}) to switch (SIGHUP)")
+                }
+                Ok(None) => {
+                    println!("no running server found; the key is used from the next start")
+                }
+                Err(e) => {
+                    println!("could not signal the server ({e}); send it SIGHUP or restart it")
+                }
+            }
+            Ok(())
+        }
+        KeysCommand::Retire(a) => {
+            let (cfg, hsm) = open_hsm(&a.config.config)?;
+            let key = hsm.find_key(&a.label)?;
+            if key.purpose == Some(KeyPurpose::Tsa)
+                && active_key(&cfg, &hsm).is_ok_and(|k| k.id == key.id)
+            {
+                return Err(CliError::Other(format!(
+                    "key {:?} is the active TSA key; activate its successor first",
+                    a.label
+                )));
+            }
+            if a.destroy && a.confirm_destroy.as_deref() != Some(a.label.as_str()) {
+                return Err(CliError::Other(
+                    "--destroy erases the key for good: confirm with --confirm-destroy <the same label>".into(),
+                ));
+            }
+            hsm.retire_key(&key)?;
+            if a.destroy {
+                hsm.destroy_key(&key)?;
+                println!(
+                    "key {:?} retired and destroyed; its certificate stays on the token",
+                    a.label
+                );
+            } else {
+                println!("key {:?} retired; it can no longer be activated", a.label);
+            }
             Ok(())
         }
         KeysCommand::ExportCert(a) => {

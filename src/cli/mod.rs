@@ -159,6 +159,24 @@ pub(crate) fn read_certificate_file(path: &Path) -> Result<Vec<Vec<u8>>, CliErro
     Ok(out)
 }
 
+/// Sends SIGHUP to process `pid`.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+pub(crate) fn send_sighup(pid: i32) -> std::io::Result<()> {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Sends SIGHUP to process `pid` (not supported off Unix).
+#[cfg(not(unix))]
+pub(crate) fn send_sighup(_pid: i32) -> std::io::Result<()> {
+    Err(std::io::Error::other("signals need Unix"))
+}
+
 /// Writes `contents` to `path`, creating its directory.
 pub(crate) fn write_file(path: &Path, contents: &[u8]) -> Result<(), CliError> {
     let file_err = |source| CliError::File {

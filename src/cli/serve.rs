@@ -14,7 +14,7 @@ use crate::config::{self, Validated};
 use crate::http::{self, AppState, HttpSettings};
 use crate::provision;
 use crate::service::{SigningIdentity, TsaService, TsaSettings};
-use crate::signer::pkcs11::Hsm;
+use crate::signer::pkcs11::{Hsm, KeyInfo};
 use crate::signer::pool::SigningPool;
 use crate::tsp::{Accuracy, HashAlgorithm, RequestRules};
 
@@ -39,10 +39,7 @@ fn load_chain(cfg: &Validated) -> Result<Vec<Certificate>, CliError> {
     let mut chain = Vec::new();
     for (i, der) in super::read_certificate_file(path)?.iter().enumerate() {
         let what = format!("tsa.chain_file {} certificate {}", path.display(), i + 1);
-        let cert = Certificate::from_der(der)
-            .map_err(|e| CliError::Other(format!("{what}: not a certificate: {e}")))?;
-        require_strict_der(&cert, der, &what)?;
-        chain.push(cert);
+        chain.push(strict_certificate(der, &what)?);
     }
     if chain.is_empty() {
         return Err(CliError::Other(format!(
@@ -68,52 +65,96 @@ fn require_strict_der(cert: &Certificate, original: &[u8], what: &str) -> Result
     Ok(())
 }
 
-/// Opens the HSM, checks key, certificate and chain, and builds the signing identity.
+/// The key to sign with: the one `keys activate` recorded on the token, or, before any
+/// activation, the configuration's `tsa.key_label`.
+pub(crate) fn active_key(cfg: &Validated, hsm: &Hsm) -> Result<KeyInfo, CliError> {
+    match hsm.active_tsa_key_id()? {
+        Some(id) => hsm.find_key_by_id(&id)?.ok_or_else(|| {
+            CliError::Other(format!(
+                "the active TSA key recorded on the token (id {}) is not there any more; \
+                 make another key active with `auditstamp keys activate`",
+                hex::encode(&id)
+            ))
+        }),
+        None => Ok(hsm.find_key(&cfg.raw.tsa.key_label)?),
+    }
+}
+
+/// Decodes `der`, refusing anything that is not strict DER.
+fn strict_certificate(der: &[u8], what: &str) -> Result<Certificate, CliError> {
+    let cert = Certificate::from_der(der)
+        .map_err(|e| CliError::Other(format!("{what}: not a certificate: {e}")))?;
+    require_strict_der(&cert, der, what)?;
+    Ok(cert)
+}
+
+/// The chain above `leaf`, issuer first, from the certificates in `pool` (matched by
+/// name, up to a self-signed root or the last one found).
+fn build_chain(leaf: &Certificate, pool: &[Certificate]) -> Vec<Certificate> {
+    let mut chain: Vec<Certificate> = Vec::new();
+    let mut current = leaf;
+    while current.tbs_certificate.issuer != current.tbs_certificate.subject {
+        let next = pool.iter().find(|c| {
+            c.tbs_certificate.subject == current.tbs_certificate.issuer && !chain.contains(c)
+        });
+        let Some(next) = next else { break };
+        chain.push(next.clone());
+        current = next;
+    }
+    chain
+}
+
+/// Finds the active key, checks its certificate and chain, and starts signing with it.
 /// Every failure names its cause; nothing is served until all of it holds.
 pub(crate) fn signing_identity(cfg: &Validated, hsm: &Hsm) -> Result<SigningIdentity, CliError> {
-    let label = &cfg.raw.tsa.key_label;
-    let key = hsm.find_key(label)?;
+    let key = active_key(cfg, hsm)?;
+    let label = &key.label;
+    tracing::info!(key = %label, "signing key chosen");
     let cert_der = hsm.find_certificate(&key)?.ok_or_else(|| {
         CliError::Other(format!(
             "key {label:?} has no certificate on the token; import one with `auditstamp keys import-cert` \
              (or, for development, `auditstamp keys issue-dev-cert`)"
         ))
     })?;
-    let cert = Certificate::from_der(&cert_der).map_err(|e| {
-        CliError::Other(format!(
-            "the certificate stored for key {label:?} is not valid DER: {e}"
-        ))
-    })?;
-    require_strict_der(
-        &cert,
-        &cert_der,
-        &format!("the certificate of key {label:?}"),
-    )?;
+    let cert = strict_certificate(&cert_der, &format!("the certificate of key {label:?}"))?;
     if !provision::cert_matches_key(&cert, &key) {
         return Err(CliError::Other(format!(
             "the certificate stored for key {label:?} is for another key: its public key is not the HSM key's"
         )));
     }
     provision::check_tsa_certificate(&cert, SystemTime::now())?;
-    let chain = load_chain(cfg)?;
-    let issuer = &cert.tbs_certificate.issuer;
-    if !chain.is_empty() && !chain.iter().any(|c| &c.tbs_certificate.subject == issuer) {
+    let mut pool = load_chain(cfg)?;
+    for (i, der) in hsm.authority_certificates()?.iter().enumerate() {
+        pool.push(strict_certificate(
+            der,
+            &format!("CA certificate {} on the token", i + 1),
+        )?);
+    }
+    let chain = build_chain(&cert, &pool);
+    if !pool.is_empty() && chain.is_empty() {
         return Err(CliError::Other(format!(
-            "the issuer of key {label:?}'s certificate ({issuer}) is not in tsa.chain_file"
+            "the issuer of key {label:?}'s certificate ({}) is not in tsa.chain_file nor on the token",
+            cert.tbs_certificate.issuer
         )));
     }
-    let pool = SigningPool::start(
+    let mut previous = Vec::new();
+    for der in hsm.once_active_certificates()? {
+        if der != cert_der {
+            previous.push(strict_certificate(&der, "a previously active certificate")?);
+        }
+    }
+    let signer = SigningPool::start(
         hsm,
         label,
         cfg.raw.hsm.sessions,
         cfg.raw.hsm.verify_after_sign,
     )?;
     Ok(SigningIdentity::new(
-        Arc::new(pool),
+        Arc::new(signer),
         cert,
         chain,
         cfg.raw.tsa.include_chain,
-        Vec::new(),
+        previous,
     )?)
 }
 
@@ -176,37 +217,116 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::Other(format!("cannot read the listen address: {e}")))?;
+    let pid_file = PidFile::create(&cfg.state_dir().join(PID_FILE))?;
     tracing::info!(
         %addr,
         node = cfg.raw.node.id,
         name = %cfg.raw.node.name,
-        key = %cfg.raw.tsa.key_label,
         "auditstamp listening; TSA at http://{addr}/tsa"
     );
+    let warn_days = i64::from(cfg.raw.tsa.expiry_warning_days);
+    warn_if_expiring(&tsa, warn_days);
 
     let persister = {
         let tsa = tsa.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
+            for n in 1u64.. {
                 tick.tick().await;
                 let tsa = tsa.clone();
-                let result = tokio::task::spawn_blocking(move || tsa.persist_clock()).await;
+                let result = tokio::task::spawn_blocking(move || {
+                    if n % 3600 == 0 {
+                        warn_if_expiring(&tsa, warn_days);
+                    }
+                    tsa.persist_clock()
+                })
+                .await;
                 if let Ok(Err(e)) = result {
                     tracing::error!(error = %e, "cannot record the last genTime");
                 }
             }
         })
     };
+    let reloader = tokio::spawn(reload_on_sighup(cfg.clone(), hsm.clone(), tsa.clone()));
 
     http::serve(listener, router, shutdown_signal())
         .await
         .map_err(|e| CliError::Other(format!("server failed: {e}")))?;
     persister.abort();
+    reloader.abort();
     tsa.persist_clock()?;
+    drop(pid_file);
     tracing::info!("auditstamp stopped");
     drop(hsm);
     Ok(())
+}
+
+/// Name of the file, in the state directory, holding the server's process id (so that
+/// `keys activate` can ask it to reload).
+pub(crate) const PID_FILE: &str = "auditstamp.pid";
+
+/// The pid file; removed when dropped.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> Result<PidFile, CliError> {
+        super::write_file(path, format!("{}\n", std::process::id()).as_bytes())?;
+        Ok(PidFile(path.to_owned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Logs a warning when the active certificate expires within `warn_days` days.
+fn warn_if_expiring(tsa: &TsaService, warn_days: i64) {
+    let now = crate::clock::unix_millis(SystemTime::now()).unwrap_or(0);
+    let days = tsa.identity().days_remaining(now);
+    if days <= warn_days {
+        tracing::warn!(
+            days_remaining = days,
+            "the TSA certificate expires soon; rotate the key (auditstamp keys rotate)"
+        );
+    }
+}
+
+/// On each SIGHUP: find the active key again (after `keys activate`) and switch to it.
+/// Requests in flight finish with the key they started with; a key that does not pass the
+/// startup checks is not taken, and the current one stays.
+async fn reload_on_sighup(cfg: Validated, hsm: Hsm, tsa: Arc<TsaService>) {
+    #[cfg(unix)]
+    {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; key changes need a restart");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the signing key");
+            let (cfg, hsm) = (cfg.clone(), hsm.clone());
+            match tokio::task::spawn_blocking(move || signing_identity(&cfg, &hsm)).await {
+                Ok(Ok(identity)) => {
+                    tsa.replace_identity(identity);
+                    tracing::info!("now signing with the active key");
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reload refused; still signing with the previous key")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; still signing with the previous key")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (cfg, hsm, tsa);
+    }
 }
 
 /// Completes on SIGTERM or ctrl-c.

@@ -156,6 +156,13 @@ pub struct TsaConfig {
     /// Put the `tsa` name (the signer's subject) in every TSTInfo.
     #[serde(default = "default_true")]
     pub include_tsa_name: bool,
+    /// Warn (log, readiness detail) when the active certificate has this many days or fewer left.
+    #[serde(default = "default_expiry_warning_days")]
+    pub expiry_warning_days: u32,
+}
+
+fn default_expiry_warning_days() -> u32 {
+    30
 }
 
 /// `[tsa.accuracy]`: the accuracy of genTime, as RFC 3161 states it.

@@ -102,6 +102,7 @@ fn check_issued_by(cert: &Certificate, issuer: &Certificate) -> Result<(), Provi
 /// beside the key. Refused: bytes that are not strict DER, a certificate for another key,
 /// one not valid at `now`, one whose `chain` (issuer first, up to the root) does not link,
 /// and, for TSA keys, one whose extended key usage is not critical and solely timeStamping.
+/// The chain's certificates are kept on the token too, for the chain the server publishes.
 pub fn import_certificate(
     hsm: &Hsm,
     label: &str,
@@ -130,5 +131,8 @@ pub fn import_certificate(
         child = issuer;
     }
     hsm.store_certificate(&key, der)?;
+    for c in chain {
+        hsm.store_authority_certificate(&c.to_der()?)?;
+    }
     Ok((key, cert))
 }

@@ -123,6 +123,13 @@ pub enum SignerError {
     /// A key with this label already exists; labels are unique.
     #[error("a key labelled {0:?} already exists on the token")]
     LabelExists(String),
+    /// The label belonged to a destroyed key that once signed; its record keeps that key's
+    /// certificate published, so the label is not reused.
+    #[error("label {0:?} belonged to a key that signed tokens; choose another label")]
+    LabelUsedBefore(String),
+    /// The key was retired and can no longer be activated.
+    #[error("key {0:?} is retired and can no longer be activated")]
+    KeyRetired(String),
     /// Several private keys carry this label; refuse to guess.
     #[error("more than one key is labelled {0:?} on the token")]
     AmbiguousLabel(String),

@@ -86,6 +86,7 @@ pub trait Signer: Send + Sync {
 mod error;
 pub mod pkcs11;
 pub mod pool;
+pub mod records;
 mod signing;
 pub mod soft_verify;
 #[cfg(test)]

@@ -44,7 +44,7 @@ use super::soft_verify::SoftVerifier;
 use super::{oids, KeyAlgorithm, KeyPurpose, SignerError};
 
 /// The CKA_APPLICATION of the data objects that record a key's purpose.
-const APPLICATION: &[u8] = b"auditstamp";
+pub(super) const APPLICATION: &[u8] = b"auditstamp";
 /// Length of the random CKA_ID given to both halves of a generated key pair.
 const KEY_ID_LEN: u32 = 16;
 /// RSA public exponent 65537, big-endian.
@@ -121,6 +121,10 @@ pub struct KeyInfo {
     pub algorithm: KeyAlgorithm,
     /// What the key is for, if it was recorded on the token.
     pub purpose: Option<KeyPurpose>,
+    /// When the key was first made the active signing key (Unix seconds), if ever.
+    pub activated_at: Option<u64>,
+    /// When the key was retired (Unix seconds): it can no longer be activated.
+    pub retired_at: Option<u64>,
     /// DER SubjectPublicKeyInfo built from the public key object's attributes.
     pub public_key_der: Vec<u8>,
 }
@@ -570,7 +574,7 @@ pub(crate) fn find_private_key(
 }
 
 /// Reads one variable-length attribute; `None` when the object does not have it.
-fn read_bytes(
+pub(super) fn read_bytes(
     session: &Session,
     object: ObjectHandle,
     ty: AttributeType,
@@ -759,31 +763,16 @@ fn read_public_material(
     }
 }
 
-/// The data objects that record `label`'s purpose.
-fn find_purpose_objects(session: &Session, label: &str) -> Result<Vec<ObjectHandle>, SignerError> {
+/// The data objects that record `label`'s purpose and lifecycle (see `records`).
+pub(super) fn find_purpose_objects(
+    session: &Session,
+    label: &str,
+) -> Result<Vec<ObjectHandle>, SignerError> {
     Ok(session.find_objects(&[
         Attribute::Class(ObjectClass::DATA),
         Attribute::Application(APPLICATION.to_vec()),
         Attribute::Label(label.as_bytes().to_vec()),
     ])?)
-}
-
-fn read_purpose(session: &Session, label: &str) -> Result<Option<KeyPurpose>, SignerError> {
-    for object in find_purpose_objects(session, label)? {
-        let Some(value) = read_bytes(session, object, AttributeType::Value)? else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&value);
-        match text
-            .trim()
-            .strip_prefix("purpose=")
-            .map(str::parse::<KeyPurpose>)
-        {
-            Some(Ok(purpose)) => return Ok(Some(purpose)),
-            _ => tracing::warn!(label, value = %text, "unreadable purpose record on the token"),
-        }
-    }
-    Ok(None)
 }
 
 /// Reads everything [`KeyInfo`] holds about the private key `private`.
@@ -811,11 +800,14 @@ fn read_key_info(
         .first()
         .ok_or_else(|| SignerError::PublicKeyMissing(label.to_owned()))?;
     let material = read_public_material(session, public, key_type)?;
+    let record = super::records::read_record(session, label)?.unwrap_or_default();
     Ok(KeyInfo {
         label: label.to_owned(),
         id,
         algorithm: material.algorithm()?,
-        purpose: read_purpose(session, label)?,
+        purpose: record.purpose,
+        activated_at: record.activated_at,
+        retired_at: record.retired_at,
         public_key_der: material.spki_der()?,
     })
 }
@@ -906,7 +898,7 @@ impl Hsm {
     /// since it was opened (re-initialising the library when the token is gone), logs in
     /// again if the token lost its login, and drops the session when `f` reports a
     /// device or session error. `f` must not call back into this `Hsm`.
-    fn with_session<T>(
+    pub(super) fn with_session<T>(
         &self,
         f: impl FnOnce(&Session) -> Result<T, SignerError>,
     ) -> Result<T, SignerError> {
@@ -1069,6 +1061,7 @@ impl Hsm {
                     return Err(SignerError::LabelExists(label.to_owned()));
                 }
             }
+            super::records::ensure_label_reusable(s, label)?;
             let id = s.generate_random_vec(KEY_ID_LEN)?;
             let mut public_template = vec![
                 Attribute::Token(true),
@@ -1090,22 +1083,11 @@ impl Hsm {
                 Attribute::Unwrap(false),
                 Attribute::Derive(false),
                 label_attr,
-                Attribute::Id(id),
+                Attribute::Id(id.clone()),
             ];
             let (_public, private) =
                 s.generate_key_pair(&mechanism, &public_template, &private_template)?;
-            // A purpose record left by a deleted key of the same label is replaced.
-            for stale in find_purpose_objects(s, label)? {
-                s.destroy_object(stale)?;
-            }
-            s.create_object(&[
-                Attribute::Class(ObjectClass::DATA),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Application(APPLICATION.to_vec()),
-                Attribute::Label(label.as_bytes().to_vec()),
-                Attribute::Value(format!("purpose={purpose}").into_bytes()),
-            ])?;
+            super::records::create_record(s, label, &id, purpose)?;
             read_key_info(s, private, label)
         })?;
         tracing::info!(label, %algorithm, %purpose, "generated a key pair in the HSM");
@@ -1181,7 +1163,7 @@ impl Hsm {
 }
 
 /// Certificates stored beside `key`: same CKA_ID, or same label when the key has no id.
-fn find_certificate_objects(
+pub(super) fn find_certificate_objects(
     session: &Session,
     key: &KeyInfo,
 ) -> Result<Vec<ObjectHandle>, SignerError> {
