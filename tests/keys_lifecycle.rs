@@ -309,6 +309,15 @@ fn every_command_names_a_wrong_pin_missing_token_and_label_clash() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // activate refuses a key without certificate and a key that is not a TSA key.
+    let out = app.cli(&["keys", "activate", "--label", "tsa"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no certificate"));
+    app.cli_ok(&["keys", "generate", "--label", "ch", "--algorithm", "ed25519", "--purpose", "chain"]);
+    let out = app.cli(&["keys", "activate", "--label", "ch"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a TSA key"));
+    let out = app.cli(&["keys", "retire", "--label", "missing"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+
     let pin = std::fs::read_to_string(app.hsm_dir().join("user.pin")).unwrap();
     std::fs::write(app.hsm_dir().join("user.pin"), "0000-wrong\n").unwrap();
     for args in [
