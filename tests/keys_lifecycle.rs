@@ -312,7 +312,16 @@ fn every_command_names_a_wrong_pin_missing_token_and_label_clash() {
     // activate refuses a key without certificate and a key that is not a TSA key.
     let out = app.cli(&["keys", "activate", "--label", "tsa"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no certificate"));
-    app.cli_ok(&["keys", "generate", "--label", "ch", "--algorithm", "ed25519", "--purpose", "chain"]);
+    app.cli_ok(&[
+        "keys",
+        "generate",
+        "--label",
+        "ch",
+        "--algorithm",
+        "ed25519",
+        "--purpose",
+        "chain",
+    ]);
     let out = app.cli(&["keys", "activate", "--label", "ch"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a TSA key"));
     let out = app.cli(&["keys", "retire", "--label", "missing"]);
@@ -409,37 +418,7 @@ fn rotate_activate_under_load_then_retire() {
     let ca = OpensslCa::new(&app.path().join("office-ca"));
     let p = |n: &str| app.path().join(n);
     let s = |path: &std::path::Path| path.to_str().unwrap().to_string();
-    app.cli_ok(&[
-        "keys",
-        "generate",
-        "--label",
-        "tsa",
-        "--algorithm",
-        "ecdsa-p256",
-        "--purpose",
-        "tsa",
-    ]);
-    app.cli_ok(&[
-        "keys",
-        "csr",
-        "--label",
-        "tsa",
-        "--subject",
-        "CN=Office TSA 1,C=EE",
-        "--out",
-        &s(&p("1.csr")),
-    ]);
-    ca.sign(&p("1.csr"), &p("tsa1.pem"), "good", None);
-    app.cli_ok(&[
-        "keys",
-        "import-cert",
-        "--label",
-        "tsa",
-        "--cert",
-        &s(&p("tsa1.pem")),
-        "--chain",
-        &s(&ca.cert()),
-    ]);
+    let tsa1 = app.certify_with(&ca, "tsa", "CN=Office TSA 1,C=EE");
     // The chain now comes from the token (import-cert kept it): no chain file.
     app.write_config(&[("chain_file = \"pki/ca.pem\"\n", "")]);
     let server = app.start();
@@ -537,7 +516,7 @@ fn rotate_activate_under_load_then_retire() {
     let (first, last) = (&all[..10], &all[all.len() - 10..]);
     for (n, (req, reply)) in first.iter().enumerate() {
         assert!(
-            verifies_with(&work, n, req, reply, &ca.cert(), &p("tsa1.pem")),
+            verifies_with(&work, n, req, reply, &ca.cert(), &tsa1),
             "early token {n}"
         );
         assert!(!verifies_with(
@@ -556,14 +535,7 @@ fn rotate_activate_under_load_then_retire() {
         if verifies_with(&work, 100 + n, req, reply, &ca.cert(), &p("tsa2.pem")) {
             by_key.1 += 1;
         } else {
-            assert!(verifies_with(
-                &work,
-                100 + n,
-                req,
-                reply,
-                &ca.cert(),
-                &p("tsa1.pem")
-            ));
+            assert!(verifies_with(&work, 100 + n, req, reply, &ca.cert(), &tsa1));
             by_key.0 += 1;
         }
     }
@@ -584,7 +556,7 @@ fn rotate_activate_under_load_then_retire() {
     });
     let cert_pem = |f: &std::path::Path| std::fs::read_to_string(f).unwrap().trim().to_string();
     assert!(pem.starts_with(&cert_pem(&p("tsa2.pem"))), "{pem}");
-    assert!(pem.contains(&cert_pem(&p("tsa1.pem"))));
+    assert!(pem.contains(&cert_pem(&tsa1)));
     assert!(pem.contains(&cert_pem(&ca.cert())));
 
     // Retire: never the active key; --destroy needs confirmation; a retired key cannot return.
@@ -629,7 +601,7 @@ fn rotate_activate_under_load_then_retire() {
             .unwrap()
     });
     assert!(
-        pem.contains(&cert_pem(&p("tsa1.pem"))),
+        pem.contains(&cert_pem(&tsa1)),
         "retired certificate no longer published"
     );
     verify_token(&app, &server, &ca.cert(), "after-restart");
@@ -642,28 +614,8 @@ fn rotate_activate_under_load_then_retire() {
 /// Reads every private key's attributes through cryptoki in this process (the only test
 /// in this file that opens the token in-process; SOFTHSM2_CONF is read once).
 fn no_private_key_is_extractable(app: &Appliance) {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     use cryptoki::object::{Attribute, AttributeType, ObjectClass};
-    use cryptoki::session::UserType;
-    use cryptoki::types::AuthPin;
-    std::env::set_var("SOFTHSM2_CONF", app.softhsm_conf());
-    let pin = std::fs::read_to_string(app.hsm_dir().join("user.pin")).unwrap();
-    let ctx = Pkcs11::new(MODULE).unwrap();
-    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .unwrap();
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == "test-token")
-        .unwrap();
-    let session = ctx.open_ro_session(slot).unwrap();
-    session
-        .login(
-            UserType::User,
-            Some(&AuthPin::new(pin.trim().to_owned().into())),
-        )
-        .unwrap();
+    let session = app.login_in_process();
     let keys = session
         .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
         .unwrap();

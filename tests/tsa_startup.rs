@@ -4,35 +4,15 @@
 mod common;
 
 use common::*;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass};
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
 use der::{Decode, DecodePem, Encode};
 
 /// Replaces the certificate stored beside key `label` with `der`, writing the token through
 /// cryptoki directly. SOFTHSM2_CONF is read once per process at C_Initialize, so at most
 /// one test per test binary may call this: each test file is its own process.
 fn replace_certificate(app: &Appliance, label: &str, der: &[u8]) {
-    std::env::set_var("SOFTHSM2_CONF", app.softhsm_conf());
-    let pin = std::fs::read_to_string(app.hsm_dir().join("user.pin")).unwrap();
     let cert = x509_cert::Certificate::from_der(der).unwrap();
-    let ctx = Pkcs11::new(MODULE).unwrap();
-    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .unwrap();
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == "test-token")
-        .unwrap();
-    let session = ctx.open_rw_session(slot).unwrap();
-    session
-        .login(
-            UserType::User,
-            Some(&AuthPin::new(pin.trim().to_owned().into())),
-        )
-        .unwrap();
+    let session = app.login_in_process();
     let old = session
         .find_objects(&[
             Attribute::Class(ObjectClass::CERTIFICATE),

@@ -438,3 +438,70 @@ impl OpensslCa {
         openssl(&args);
     }
 }
+
+impl Appliance {
+    /// Opens the appliance's token in this process through cryptoki and logs in.
+    /// SOFTHSM2_CONF is read once per process at C_Initialize: at most one test per test
+    /// binary may call this (each test file is its own process).
+    pub fn login_in_process(&self) -> cryptoki::session::Session {
+        use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+        std::env::set_var("SOFTHSM2_CONF", self.softhsm_conf());
+        let pin = std::fs::read_to_string(self.hsm_dir().join("user.pin")).unwrap();
+        let ctx = Pkcs11::new(module()).unwrap();
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .unwrap();
+        let slot = ctx
+            .get_slots_with_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == "test-token")
+            .unwrap();
+        let session = ctx.open_rw_session(slot).unwrap();
+        let pin = cryptoki::types::AuthPin::new(pin.trim().to_owned().into());
+        session
+            .login(cryptoki::session::UserType::User, Some(&pin))
+            .unwrap();
+        session
+    }
+
+    /// Generates TSA key `label`, has `ca` certify it (extension section "good") and imports
+    /// the certificate with the CA as chain. Returns the certificate's path.
+    pub fn certify_with(&self, ca: &OpensslCa, label: &str, subject: &str) -> PathBuf {
+        let csr = self.path().join(format!("{label}.csr"));
+        let cert = self.path().join(format!("{label}.pem"));
+        self.cli_ok(&[
+            "keys",
+            "generate",
+            "--label",
+            label,
+            "--algorithm",
+            "ecdsa-p256",
+            "--purpose",
+            "tsa",
+        ]);
+        self.cli_ok(&[
+            "keys",
+            "csr",
+            "--label",
+            label,
+            "--subject",
+            subject,
+            "--out",
+            csr.to_str().unwrap(),
+        ]);
+        openssl(&["req", "-in", csr.to_str().unwrap(), "-verify", "-noout"]);
+        ca.sign(&csr, &cert, "good", None);
+        let chain = ca.cert();
+        self.cli_ok(&[
+            "keys",
+            "import-cert",
+            "--label",
+            label,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--chain",
+            chain.to_str().unwrap(),
+        ]);
+        cert
+    }
+}
