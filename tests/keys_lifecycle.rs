@@ -611,8 +611,7 @@ fn rotate_activate_under_load_then_retire() {
     no_private_key_is_extractable(&app);
 }
 
-/// Reads every private key's attributes through cryptoki in this process (the only test
-/// in this file that opens the token in-process; SOFTHSM2_CONF is read once).
+/// Reads every private key's attributes through cryptoki in this process.
 fn no_private_key_is_extractable(app: &Appliance) {
     use cryptoki::object::{Attribute, AttributeType, ObjectClass};
     let session = app.login_in_process();

@@ -8,8 +8,7 @@ use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass};
 use der::{Decode, DecodePem, Encode};
 
 /// Replaces the certificate stored beside key `label` with `der`, writing the token through
-/// cryptoki directly. SOFTHSM2_CONF is read once per process at C_Initialize, so at most
-/// one test per test binary may call this: each test file is its own process.
+/// cryptoki directly.
 fn replace_certificate(app: &Appliance, label: &str, der: &[u8]) {
     let cert = x509_cert::Certificate::from_der(der).unwrap();
     let session = app.login_in_process();

@@ -441,10 +441,15 @@ impl OpensslCa {
 
 impl Appliance {
     /// Opens the appliance's token in this process through cryptoki and logs in.
-    /// SOFTHSM2_CONF is read once per process at C_Initialize: at most one test per test
-    /// binary may call this (each test file is its own process).
-    pub fn login_in_process(&self) -> cryptoki::session::Session {
+    /// SOFTHSM2_CONF is read at C_Initialize, and a process has one PKCS#11 context at a
+    /// time: the returned guard holds a process-wide lock, and finalizes the context when
+    /// dropped so that the next test can initialize it again for its own token directory.
+    pub fn login_in_process(&self) -> InProcessToken {
         use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+        static ONE_CONTEXT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let lock = ONE_CONTEXT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::env::set_var("SOFTHSM2_CONF", self.softhsm_conf());
         let pin = std::fs::read_to_string(self.hsm_dir().join("user.pin")).unwrap();
         let ctx = Pkcs11::new(module()).unwrap();
@@ -461,7 +466,11 @@ impl Appliance {
         session
             .login(cryptoki::session::UserType::User, Some(&pin))
             .unwrap();
-        session
+        InProcessToken {
+            session: Some(session),
+            ctx: Some(ctx),
+            _lock: lock,
+        }
     }
 
     /// Generates TSA key `label`, has `ca` certify it (extension section "good") and imports
@@ -503,5 +512,29 @@ impl Appliance {
             chain.to_str().unwrap(),
         ]);
         cert
+    }
+}
+
+/// A logged-in session on an appliance's token, opened in the test process; see
+/// [`Appliance::login_in_process`].
+pub struct InProcessToken {
+    session: Option<cryptoki::session::Session>,
+    ctx: Option<cryptoki::context::Pkcs11>,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for InProcessToken {
+    type Target = cryptoki::session::Session;
+    fn deref(&self) -> &Self::Target {
+        self.session.as_ref().unwrap()
+    }
+}
+
+impl Drop for InProcessToken {
+    fn drop(&mut self) {
+        drop(self.session.take());
+        if let Some(ctx) = self.ctx.take() {
+            let _ = ctx.finalize();
+        }
     }
 }
