@@ -640,3 +640,128 @@ fn no_private_key_is_extractable(app: &Appliance) {
         }
     }
 }
+
+/// `YYYYMMDDHHMMSSZ` for `t`, as `openssl ca -startdate/-enddate` take it.
+fn openssl_date(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year][month][day][hour][minute][second]Z");
+    t.format(&f).unwrap()
+}
+
+fn metric(server: &Server, name: &str) -> i64 {
+    let text = rt().block_on(async {
+        reqwest::get(server.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// A certificate that expires while the server runs: a warning and the days left at start
+/// (log, `/readyz`, `/metrics`), tokens until the end of its validity, then systemFailure
+/// refusals, `/readyz` 503, and `keys list` showing it expired.
+#[test]
+fn a_certificate_expiring_while_serving_is_warned_about_then_refused() {
+    let app = Appliance::bare("ecdsa-p256");
+    let ca = OpensslCa::new(&app.path().join("office-ca"));
+    let csr = app.path().join("tsa.csr");
+    let cert = app.path().join("tsa.pem");
+    app.cli_ok(&["keys", "generate", "--label", "tsa", "--purpose", "tsa"]);
+    app.cli_ok(&[
+        "keys",
+        "csr",
+        "--label",
+        "tsa",
+        "--subject",
+        "CN=Short-lived TSA,O=Audit Office,C=EE",
+        "--out",
+        csr.to_str().unwrap(),
+    ]);
+    let now = time::OffsetDateTime::now_utc();
+    let end = now + time::Duration::seconds(12);
+    ca.sign(
+        &csr,
+        &cert,
+        "good",
+        Some((
+            &openssl_date(now - time::Duration::minutes(1)),
+            &openssl_date(end),
+        )),
+    );
+    app.cli_ok(&[
+        "keys",
+        "import-cert",
+        "--label",
+        "tsa",
+        "--cert",
+        cert.to_str().unwrap(),
+        "--chain",
+        ca.cert().to_str().unwrap(),
+    ]);
+    std::fs::create_dir_all(app.ca_pem().parent().unwrap()).unwrap();
+    std::fs::copy(ca.cert(), app.ca_pem()).unwrap();
+    let server = app.start();
+    assert!(
+        server.wait_for_log("expires soon"),
+        "no expiry warning: {}",
+        server.log()
+    );
+    assert_eq!(metric(&server, "auditstamp_certificate_days_remaining"), 0);
+    assert_eq!(
+        metric(&server, "auditstamp_certificate_not_after_seconds"),
+        end.unix_timestamp()
+    );
+    let ready = rt().block_on(async {
+        let r = reqwest::get(server.url("/readyz")).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    assert!(ready.1.contains("\"days_remaining\":0"), "{}", ready.1);
+    verify_token(&app, &server, &ca.cert(), "before-expiry");
+    assert_eq!(metric(&server, "auditstamp_tokens_issued_total"), 1);
+
+    // Past notAfter: refused, not signed with an expired certificate.
+    let wait = end - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500);
+    if wait.is_positive() {
+        std::thread::sleep(wait.unsigned_abs());
+    }
+    let (status, ct, body) = rt().block_on(post(
+        &reqwest::Client::new(),
+        &server.url("/tsa"),
+        "application/timestamp-query",
+        request_der([7; 32], 1, true),
+    ));
+    assert_eq!((status, ct.as_str()), (200, "application/timestamp-reply"));
+    let st = auditstamp::tsp::decode_response_status(&body).unwrap();
+    assert_eq!(st.status, 2, "not a rejection");
+    assert_eq!(
+        st.fail_info,
+        Some(auditstamp::tsp::FailureInfo::SystemFailure)
+    );
+    assert!(st.token.is_none());
+    assert_eq!(
+        metric(
+            &server,
+            "auditstamp_tokens_refused_total{fail_info=\"systemFailure\"}"
+        ),
+        1
+    );
+    let ready = rt().block_on(async {
+        let r = reqwest::get(server.url("/readyz")).await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    assert_eq!(ready.0, 503, "{}", ready.1);
+    assert!(ready.1.contains("expired"), "{}", ready.1);
+    server.stop();
+
+    let out = app.cli_ok(&["keys", "list", "--json"]);
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = keys.to_string();
+    assert!(text.contains("\"expired\":true"), "{text}");
+}

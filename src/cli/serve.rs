@@ -205,7 +205,7 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     }
     let tsa = Arc::new(TsaService::new(settings, identity, clock, store));
     let router = http::router(
-        AppState { tsa: tsa.clone() },
+        AppState::new(tsa.clone()),
         HttpSettings {
             max_body_bytes: cfg.raw.http.max_body_bytes,
             request_timeout: Duration::from_millis(cfg.raw.http.request_timeout_ms),

@@ -9,6 +9,9 @@
 //! - `GET /tsa/certs` — the TSA certificate chain, PEM.
 //! - `GET /healthz` — the process is up.
 //! - `GET /readyz` — the HSM, clock and store are usable (JSON; 503 when not).
+//! - `GET /metrics` — Prometheus counters and gauges ([`metrics`]).
+
+pub mod metrics;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -69,6 +72,18 @@ impl IntoResponse for HttpError {
 pub struct AppState {
     /// The time-stamp authority.
     pub tsa: Arc<TsaService>,
+    /// Counters for `GET /metrics`.
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    /// The state of a server in front of `tsa`, its counters at zero.
+    pub fn new(tsa: Arc<TsaService>) -> Self {
+        AppState {
+            tsa,
+            metrics: Arc::default(),
+        }
+    }
 }
 
 /// HTTP limits.
@@ -87,6 +102,7 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
         .route("/tsa/certs", get(get_certs))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(get_metrics))
         // Refuses an over-long Content-Length before reading any of the body, and cuts off
         // a chunked body as soon as it passes the cap.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -158,7 +174,10 @@ async fn post_tsa(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         .into_response();
     }
     match state.tsa.issue(&body).await {
-        Ok(resp) => reply(resp),
+        Ok(resp) => {
+            state.metrics.token_issued();
+            reply(resp)
+        }
         Err(err) => {
             match &err {
                 ServiceError::Rejected(_) => {
@@ -169,7 +188,9 @@ async fn post_tsa(State(state): State<AppState>, headers: HeaderMap, body: Bytes
                 }
                 _ => tracing::error!(error = %err, "time-stamp issuance failed"),
             }
-            reply(rejection_response(&rejection_for(&err)))
+            let rejection = rejection_for(&err);
+            state.metrics.token_refused(rejection.fail);
+            reply(rejection_response(&rejection))
         }
     }
 }
@@ -193,6 +214,23 @@ async fn get_certs(State(state): State<AppState>) -> Response {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+async fn get_metrics(State(state): State<AppState>) -> Response {
+    let identity = state.tsa.identity();
+    let now = crate::clock::unix_millis(std::time::SystemTime::now()).unwrap_or(0);
+    let gauges = metrics::Gauges {
+        certificate_days_remaining: identity.days_remaining(now),
+        certificate_not_after_seconds: identity.not_after_ms() / 1000,
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(metrics::CONTENT_TYPE),
+        )],
+        state.metrics.render(&gauges),
+    )
+        .into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
