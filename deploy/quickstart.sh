@@ -26,9 +26,11 @@ state=$AUDITSTAMP_STATE_DIR
 AUDITSTAMP_BIN=$bin hsm-sim/create-token.sh "$state/hsm" auditstamp-dev
 export SOFTHSM2_CONF=$state/hsm/softhsm2.conf
 
-# Development keys, all inside the token: a DEVELOPMENT root CA and the TSA key it certifies.
+# Development keys, all inside the token: a DEVELOPMENT root CA, the TSA key it certifies,
+# and the Ed25519 key that signs the event chain's blocks and checkpoints.
 mkdir -p "$state/pki"
 "$bin" keys generate --config "$config" --label tsa-dev --algorithm ecdsa-p256 --purpose tsa --if-missing
+"$bin" keys generate --config "$config" --label chain-dev --algorithm ed25519 --purpose chain --if-missing
 "$bin" keys dev-ca --config "$config" --out "$state/pki/dev-root-ca.pem"
 "$bin" keys issue-dev-cert --config "$config" --label tsa-dev \
     --subject "CN=auditstamp development TSA,O=auditstamp development,C=EE" \

@@ -1,7 +1,14 @@
-//! The appliance's local store and, later, its auditor event chain.
+//! The appliance's local store and its auditor event chain.
 //!
-//! Today this holds the TSA's durable state ([`store`]): the serial-number counter and the
-//! last genTime issued. Pure parts (event model, Merkle tree) will sit beside it without
-//! importing sled.
+//! Pure parts, without I/O: the event model and its leaf bytes ([`event`]), the RFC 6962
+//! Merkle tree and C2SP tiles ([`tlog`]), block headers ([`block`]), C2SP signed notes and
+//! checkpoints ([`note`]). Storage in sled: the TSA's state ([`store`]) and the event log
+//! with group commit ([`log`]).
 
+pub mod block;
+pub mod event;
+pub mod log;
+pub mod note;
+pub mod proof;
 pub mod store;
+pub mod tlog;

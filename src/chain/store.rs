@@ -141,6 +141,16 @@ impl Store {
         self.flush()
     }
 
+    /// The underlying database (for modules that keep trees of their own in it).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Opens (or creates) the named tree in the same database.
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.db.open_tree(name).map_err(io("open tree"))
+    }
+
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(io("flush"))?;

@@ -8,14 +8,17 @@ use der::{Decode, Encode};
 use x509_cert::Certificate;
 
 use super::{open_hsm_with, CliError};
+use crate::chain::log::EventLog;
 use crate::chain::store::Store;
 use crate::clock::{ClockGuard, SystemClock};
 use crate::config::{self, Validated};
 use crate::http::{self, AppState, HttpSettings};
 use crate::provision;
+use crate::service::chain::{ChainService, ChainSettings};
 use crate::service::{SigningIdentity, TsaService, TsaSettings};
 use crate::signer::pkcs11::{Hsm, KeyInfo};
 use crate::signer::pool::SigningPool;
+use crate::signer::{KeyAlgorithm, KeyPurpose, Signer};
 use crate::tsp::{Accuracy, HashAlgorithm, RequestRules};
 
 /// Runs the server with the configuration at `config_path`.
@@ -185,7 +188,43 @@ fn tsa_settings(cfg: &Validated) -> Result<TsaSettings, CliError> {
         accuracy,
         include_chain: cfg.raw.tsa.include_chain,
         include_tsa_name: cfg.raw.tsa.include_tsa_name,
+        appliance_name: cfg.raw.node.name.clone(),
     })
+}
+
+/// The chain's Ed25519 key, checked, with a signing pool of its own.
+fn chain_signer(cfg: &Validated, hsm: &Hsm) -> Result<Arc<dyn Signer>, CliError> {
+    let label = &cfg.raw.chain.key_label;
+    let key = hsm.find_key(label).map_err(|e| {
+        CliError::Other(format!(
+            "chain.key_label {label:?}: {e}; create it with \
+             `auditstamp keys generate --label {label} --algorithm ed25519 --purpose chain`"
+        ))
+    })?;
+    if key.algorithm != KeyAlgorithm::Ed25519 {
+        return Err(CliError::Other(format!(
+            "chain.key_label {label:?} is an {} key; the chain signs with Ed25519 \
+             (keys generate --algorithm ed25519 --purpose chain)",
+            key.algorithm
+        )));
+    }
+    if key.purpose != Some(KeyPurpose::Chain) {
+        return Err(CliError::Other(format!(
+            "chain.key_label {label:?} is not a chain key (purpose {})",
+            key.purpose.map_or("not recorded", |p| p.as_str())
+        )));
+    }
+    let pool = SigningPool::start(hsm, label, 1, cfg.raw.hsm.verify_after_sign)?;
+    Ok(Arc::new(pool))
+}
+
+fn chain_settings(cfg: &Validated) -> ChainSettings {
+    let c = &cfg.raw.chain;
+    ChainSettings {
+        origin: c.origin_or(&cfg.raw.node.name).to_owned(),
+        seal_interval: Duration::from_millis(c.seal_interval_ms),
+        max_block_events: c.max_block_events,
+    }
 }
 
 async fn serve(cfg: Validated) -> Result<(), CliError> {
@@ -193,7 +232,10 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     // The HSM handle keeps the login session open for the life of the server.
     let hsm = open_hsm_with(&cfg)?;
     let identity = signing_identity(&cfg, &hsm)?;
+    let chain_signer = chain_signer(&cfg, &hsm)?;
     let store = Store::open(&cfg.state_dir().join("store"))?;
+    let log = EventLog::open(&store)
+        .map_err(|e| CliError::Other(format!("cannot open the event log: {e}")))?;
     let clock = ClockGuard::new(
         Arc::new(SystemClock),
         cfg.raw.clock.require_sync,
@@ -203,11 +245,30 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     if let Err(e) = clock.check() {
         tracing::warn!(error = %e, "the clock is not trustworthy now; tokens are refused until it is");
     }
-    let tsa = Arc::new(TsaService::new(settings, identity, clock, store));
+    let tsa = Arc::new(TsaService::new(
+        settings,
+        identity,
+        clock,
+        store,
+        log.clone(),
+    ));
+    let chain = Arc::new(
+        ChainService::new(log, chain_signer, chain_settings(&cfg), tsa.clone())
+            .map_err(|e| CliError::Other(format!("event chain: {e}")))?,
+    );
+    tracing::info!(
+        events = chain.log().size(),
+        sealed = chain.sealed_size(),
+        origin = %chain.settings().origin,
+        verifier_key = %chain.verifier_key(),
+        "event chain open"
+    );
     let router = http::router(
-        AppState::new(tsa.clone()),
+        AppState::new(tsa.clone(), chain.clone()),
         HttpSettings {
             max_body_bytes: cfg.raw.http.max_body_bytes,
+            max_event_bytes: http::chain::MAX_EVENT_BODY_BYTES,
+            max_batch_bytes: cfg.raw.chain.max_batch_bytes,
             request_timeout: Duration::from_millis(cfg.raw.http.request_timeout_ms),
         },
     );
@@ -248,10 +309,18 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
         })
     };
     let reloader = tokio::spawn(reload_on_sighup(cfg.clone(), hsm.clone(), tsa.clone()));
+    let (stop_sealer, sealer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let sealer = tokio::spawn(chain.clone().run_sealer(async move {
+        let _ = sealer_stopped.await;
+    }));
 
-    http::serve(listener, router, shutdown_signal())
-        .await
-        .map_err(|e| CliError::Other(format!("server failed: {e}")))?;
+    let served = http::serve(listener, router, shutdown_signal()).await;
+    // Requests in flight have finished: seal what they appended, then stop.
+    let _ = stop_sealer.send(());
+    if let Err(e) = sealer.await {
+        tracing::error!(error = %e, "the sealer stopped abnormally");
+    }
+    served.map_err(|e| CliError::Other(format!("server failed: {e}")))?;
     persister.abort();
     reloader.abort();
     tsa.persist_clock()?;

@@ -88,6 +88,47 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// The auditor event chain.
+    pub chain: ChainConfig,
+}
+
+/// `[chain]`: the auditor event chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Label of the Ed25519 key (purpose chain) that signs block headers and checkpoints.
+    pub key_label: String,
+    /// The checkpoint origin (a unique, URL-like log name); default: `node.name`.
+    pub origin: Option<String>,
+    /// Seal a block at least this often when there are new events (ms); default 1000.
+    #[serde(default = "default_seal_interval")]
+    pub seal_interval_ms: u64,
+    /// Seal as soon as this many events wait (a block holds at most this many); default
+    /// 100000.
+    #[serde(default = "default_max_block_events")]
+    pub max_block_events: u64,
+    /// Largest body of `POST /v1/events/batch`, bytes; default 16 MiB.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+}
+
+fn default_seal_interval() -> u64 {
+    1000
+}
+
+fn default_max_block_events() -> u64 {
+    100_000
+}
+
+fn default_max_batch_bytes() -> usize {
+    16 << 20
+}
+
+impl ChainConfig {
+    /// The checkpoint origin: `origin`, else the node name.
+    pub fn origin_or<'a>(&'a self, node_name: &'a str) -> &'a str {
+        self.origin.as_deref().unwrap_or(node_name)
+    }
 }
 
 /// `[node]`: who this appliance is and where it keeps its state.
@@ -538,6 +579,38 @@ fn validate(raw: Config) -> Result<Validated, ConfigError> {
             "must be between 100 and 600000",
         ));
     }
+    {
+        let chain = &raw.chain;
+        if chain.key_label.is_empty() {
+            return Err(invalid("chain.key_label", "must not be empty"));
+        }
+        let origin = chain.origin_or(&raw.node.name);
+        if origin.is_empty()
+            || origin
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+        {
+            return Err(invalid(
+                "chain.origin",
+                "a checkpoint origin is a non-empty name without spaces, control characters or '+'",
+            ));
+        }
+        if !(50..=3_600_000).contains(&chain.seal_interval_ms) {
+            return Err(invalid(
+                "chain.seal_interval_ms",
+                "must be between 50 and 3600000",
+            ));
+        }
+        if chain.max_block_events == 0 {
+            return Err(invalid("chain.max_block_events", "must be at least 1"));
+        }
+        if !(1024..=1 << 30).contains(&chain.max_batch_bytes) {
+            return Err(invalid(
+                "chain.max_batch_bytes",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+    }
     if !["text", "json"].contains(&raw.log.format.as_str()) {
         return Err(invalid("log.format", "must be \"text\" or \"json\""));
     }
@@ -576,6 +649,9 @@ accuracy = { seconds = 1 }
 
 [http]
 listen = "127.0.0.1:8318"
+
+[chain]
+key_label = "chain"
 "#;
 
     fn err(text: &str) -> String {
@@ -651,6 +727,39 @@ listen = "127.0.0.1:8318"
             ),
             (GOOD.replace("pin_env = \"PIN\"", ""), "hsm.pin_env"),
             (GOOD.replace("token_label = \"t\"", ""), "hsm.token_label"),
+            (
+                GOOD.replace("key_label = \"chain\"", "key_label = \"\""),
+                "chain.key_label",
+            ),
+            (
+                GOOD.replace(
+                    "key_label = \"chain\"",
+                    "key_label = \"c\"\norigin = \"a b\"",
+                ),
+                "chain.origin",
+            ),
+            (
+                GOOD.replace(
+                    "key_label = \"chain\"",
+                    "key_label = \"c\"\nseal_interval_ms = 1",
+                ),
+                "chain.seal_interval_ms",
+            ),
+            (
+                GOOD.replace(
+                    "key_label = \"chain\"",
+                    "key_label = \"c\"\nmax_block_events = 0",
+                ),
+                "chain.max_block_events",
+            ),
+            (
+                GOOD.replace(
+                    "key_label = \"chain\"",
+                    "key_label = \"c\"\nmax_batch_bytes = 10",
+                ),
+                "chain.max_batch_bytes",
+            ),
+            (GOOD.replace("[chain]\nkey_label = \"chain\"", ""), "chain"),
         ];
         for (text, key) in cases {
             let e = err(&text);

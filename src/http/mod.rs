@@ -10,7 +10,12 @@
 //! - `GET /healthz` — the process is up.
 //! - `GET /readyz` — the HSM, clock and store are usable (JSON; 503 when not).
 //! - `GET /metrics` — Prometheus counters and gauges ([`metrics`]).
+//! - The event chain ([`chain`]): `POST /v1/events`, `POST /v1/events/batch`,
+//!   `GET /v1/events/{index}`, `GET /v1/blocks/latest`, `GET /v1/blocks/{height}`,
+//!   `GET /v1/proofs/consistency`, and the C2SP tlog-tiles read API `GET /checkpoint`,
+//!   `GET /tile/...`.
 
+pub mod chain;
 pub mod metrics;
 
 use std::future::Future;
@@ -26,6 +31,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::service::chain::ChainService;
 use crate::service::{ServiceError, TsaService};
 use crate::tsp::{rejection_response, FailureInfo, Rejection};
 
@@ -72,15 +78,18 @@ impl IntoResponse for HttpError {
 pub struct AppState {
     /// The time-stamp authority.
     pub tsa: Arc<TsaService>,
+    /// The event chain.
+    pub chain: Arc<ChainService>,
     /// Counters for `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
-    /// The state of a server in front of `tsa`, its counters at zero.
-    pub fn new(tsa: Arc<TsaService>) -> Self {
+    /// The state of a server in front of `tsa` and `chain`, its counters at zero.
+    pub fn new(tsa: Arc<TsaService>, chain: Arc<ChainService>) -> Self {
         AppState {
             tsa,
+            chain,
             metrics: Arc::default(),
         }
     }
@@ -89,25 +98,47 @@ impl AppState {
 /// HTTP limits.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpSettings {
-    /// Largest request body, bytes.
+    /// Largest time-stamp request body, bytes.
     pub max_body_bytes: usize,
+    /// Largest `POST /v1/events` body, bytes.
+    pub max_event_bytes: usize,
+    /// Largest `POST /v1/events/batch` body, bytes.
+    pub max_batch_bytes: usize,
     /// Longest time a request may take.
     pub request_timeout: Duration,
 }
 
 /// Every route of the appliance.
 pub fn router(state: AppState, settings: HttpSettings) -> Router {
+    // Each body-taking route has its own cap: the limit layer refuses an over-long
+    // Content-Length before reading any of the body, and cuts off a chunked body as soon
+    // as it passes the cap.
+    let capped = |router: Router<AppState>, max: usize| {
+        router.layer(tower_http::limit::RequestBodyLimitLayer::new(max))
+    };
     Router::new()
-        .route("/tsa", post(post_tsa))
+        .merge(capped(
+            Router::new().route("/tsa", post(post_tsa)),
+            settings.max_body_bytes,
+        ))
+        .merge(capped(
+            Router::new().route("/v1/events", post(chain::post_event)),
+            settings.max_event_bytes,
+        ))
+        .merge(capped(
+            Router::new().route("/v1/events/batch", post(chain::post_batch)),
+            settings.max_batch_bytes,
+        ))
         .route("/tsa/certs", get(get_certs))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(get_metrics))
-        // Refuses an over-long Content-Length before reading any of the body, and cuts off
-        // a chunked body as soon as it passes the cap.
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            settings.max_body_bytes,
-        ))
+        .route("/v1/events/{index}", get(chain::get_event))
+        .route("/v1/blocks/latest", get(chain::get_latest_block))
+        .route("/v1/blocks/{height}", get(chain::get_block))
+        .route("/v1/proofs/consistency", get(chain::get_consistency))
+        .route("/checkpoint", get(chain::get_checkpoint))
+        .route("/tile/{*path}", get(chain::get_tile))
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -173,7 +204,7 @@ async fn post_tsa(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         }
         .into_response();
     }
-    match state.tsa.issue(&body).await {
+    match state.tsa.issue(&body, None).await {
         Ok(resp) => {
             state.metrics.token_issued();
             reply(resp)

@@ -1,14 +1,17 @@
-//! The appliance's use cases. Today: issue an RFC 3161 time-stamp token ([`tsa`]).
+//! The appliance's use cases: issue an RFC 3161 time-stamp token ([`tsa`]); append
+//! auditor events, seal blocks and prove them ([`chain`]).
 //!
 //! Uses `tsp` (DER), `signer` (the HSM), `clock` (trusted time) and `chain` (the store).
 //! Its one error type is [`ServiceError`]; only the HTTP layer turns it into a status or
 //! an RFC 3161 failInfo.
 
+pub mod chain;
 pub mod serial;
 pub mod tsa;
 
 pub use tsa::{Readiness, SigningIdentity, TsaService, TsaSettings};
 
+use crate::chain::log::LogError;
 use crate::chain::store::StoreError;
 use crate::clock::ClockError;
 use crate::signer::SignerError;
@@ -30,6 +33,12 @@ pub enum ServiceError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The event log did not take or give events.
+    #[error("event log: {0}")]
+    Log(#[from] LogError),
+    /// The chain's stored data or a computation over it is not what it must be.
+    #[error("event chain: {0}")]
+    Chain(String),
     /// A token could not be encoded.
     #[error("token encoding: {0}")]
     Encoding(#[from] TspError),

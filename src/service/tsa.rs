@@ -2,7 +2,9 @@
 //!
 //! One request: validate it (`tsp`), take a genTime the clock guard vouches for, take a
 //! serial number, encode the TSTInfo and the signed attributes, have the HSM sign them
-//! (verified in software by the signer before it answers), and assemble the reply.
+//! (verified in software by the signer before it answers), assemble the reply, and record
+//! the issuance as a durable `tsa.issued` event in the chain before answering: a token
+//! the appliance cannot record is not handed out (systemFailure).
 
 use std::sync::{Arc, RwLock};
 
@@ -12,6 +14,8 @@ use x509_cert::Certificate;
 
 use super::serial::SerialAllocator;
 use super::ServiceError;
+use crate::chain::event::{canonical_details, Action, Event};
+use crate::chain::log::EventLog;
 use crate::chain::store::Store;
 use crate::clock::ClockGuard;
 use crate::signer::{SignatureAlgorithm, Signer};
@@ -34,6 +38,8 @@ pub struct TsaSettings {
     pub include_chain: bool,
     /// Put the signer's subject in the TSTInfo's `tsa` field.
     pub include_tsa_name: bool,
+    /// The appliance's name: the `agency` of its own `tsa.issued` events.
+    pub appliance_name: String,
 }
 
 /// A key in the HSM with its certificate and chain: what tokens are signed with.
@@ -183,6 +189,24 @@ pub struct TsaService {
     clock: ClockGuard,
     serials: SerialAllocator,
     store: Store,
+    log: EventLog,
+}
+
+/// One token, signed.
+struct Issued {
+    response: Vec<u8>,
+    serial: u128,
+    gen_time_ms: u64,
+}
+
+/// What a token is issued over.
+struct TokenRequest<'a> {
+    policy: &'a ObjectIdentifier,
+    hash: HashAlgorithm,
+    hash_params_null: bool,
+    digest: &'a [u8],
+    nonce: Option<&'a der::asn1::Int>,
+    cert_req: bool,
 }
 
 impl std::fmt::Debug for TsaService {
@@ -195,12 +219,13 @@ impl std::fmt::Debug for TsaService {
 
 impl TsaService {
     /// A TSA signing with `identity`, handing out genTimes from `clock` and serial numbers
-    /// from `store`.
+    /// from `store`, and recording every token in `log`.
     pub fn new(
         settings: TsaSettings,
         identity: SigningIdentity,
         clock: ClockGuard,
         store: Store,
+        log: EventLog,
     ) -> Self {
         let serials = SerialAllocator::new(
             settings.node_id,
@@ -213,6 +238,7 @@ impl TsaService {
             clock,
             serials,
             store,
+            log,
         }
     }
 
@@ -234,8 +260,56 @@ impl TsaService {
     }
 
     /// Answers one DER TimeStampReq with a granted DER TimeStampResp, or says why not.
-    pub async fn issue(&self, request: &[u8]) -> Result<Vec<u8>, ServiceError> {
+    /// `requester` is the caller's identity, when the transport knows it; it goes into the
+    /// `tsa.issued` event, which is durable before this returns.
+    pub async fn issue(
+        &self,
+        request: &[u8],
+        requester: Option<&str>,
+    ) -> Result<Vec<u8>, ServiceError> {
         let req = parse_request(request, &self.settings.rules).map_err(ServiceError::Rejected)?;
+        let issued = self
+            .sign(&TokenRequest {
+                policy: &req.policy,
+                hash: req.hash,
+                hash_params_null: req.hash_params_null,
+                digest: &req.digest,
+                nonce: req.nonce.as_ref(),
+                cert_req: req.cert_req,
+            })
+            .await?;
+        let token = crate::tsp::decode_response_status(&issued.response)?
+            .token
+            .ok_or(ServiceError::Encoding(crate::tsp::TspError::Malformed(
+                "a granted response without a token",
+            )))?;
+        let event = self.issued_event(&issued, &req, &token, requester)?;
+        self.log.append(vec![event]).await?;
+        Ok(issued.response)
+    }
+
+    /// A token (the DER ContentInfo) over a SHA-256 `digest`, with the default policy and
+    /// the signer certificate: what block headers are time-stamped with. The caller
+    /// records it (a block carries its own token).
+    pub async fn token_for_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, ServiceError> {
+        let issued = self
+            .sign(&TokenRequest {
+                policy: &self.settings.rules.default_policy,
+                hash: HashAlgorithm::Sha256,
+                hash_params_null: false,
+                digest,
+                nonce: None,
+                cert_req: true,
+            })
+            .await?;
+        crate::tsp::decode_response_status(&issued.response)?
+            .token
+            .ok_or(ServiceError::Encoding(crate::tsp::TspError::Malformed(
+                "a granted response without a token",
+            )))
+    }
+
+    async fn sign(&self, req: &TokenRequest<'_>) -> Result<Issued, ServiceError> {
         let identity = self.identity();
         let gen_time = self.clock.gen_time()?;
         if gen_time > identity.not_after_ms {
@@ -247,14 +321,14 @@ impl TsaService {
             .include_tsa_name
             .then(|| identity.template.subject());
         let tst_info = encode_tst_info(&TstParams {
-            policy: &req.policy,
+            policy: req.policy,
             hash: req.hash,
             hash_params_null: req.hash_params_null,
-            digest: &req.digest,
+            digest: req.digest,
             serial,
             gen_time: GenTime::from_unix_millis(gen_time),
             accuracy: &self.settings.accuracy,
-            nonce: req.nonce.as_ref(),
+            nonce: req.nonce,
             tsa_name,
         })?;
         let signed_attrs = identity.template.signed_attributes(&tst_info)?;
@@ -266,7 +340,49 @@ impl TsaService {
             req.cert_req,
         )?;
         tracing::debug!(serial = %format_args!("{serial:x}"), gen_time, "token issued");
-        Ok(response)
+        Ok(Issued {
+            response,
+            serial,
+            gen_time_ms: gen_time,
+        })
+    }
+
+    /// The `tsa.issued` event of a token: its data hash is SHA-256 of the token's DER.
+    fn issued_event(
+        &self,
+        issued: &Issued,
+        req: &crate::tsp::ValidRequest,
+        token: &[u8],
+        requester: Option<&str>,
+    ) -> Result<Event, ServiceError> {
+        use sha2::Digest;
+        let occurred_at_ns = i64::try_from(issued.gen_time_ms)
+            .ok()
+            .and_then(|ms| ms.checked_mul(1_000_000))
+            .unwrap_or(i64::MAX);
+        let mut details = serde_json::Map::new();
+        details.insert("serial".into(), format!("{:x}", issued.serial).into());
+        details.insert(
+            "gen_time".into(),
+            crate::chain::event::format_time_ns(occurred_at_ns).into(),
+        );
+        details.insert("policy".into(), req.policy.to_string().into());
+        details.insert("hash_algorithm".into(), req.hash.name().into());
+        details.insert("digest".into(), hex::encode(&req.digest).into());
+        if let Some(r) = requester {
+            details.insert("requester".into(), r.into());
+        }
+        let details = canonical_details(&details)
+            .map_err(|e| ServiceError::Chain(format!("tsa.issued event: {e}")))?;
+        Ok(Event {
+            agency: self.settings.appliance_name.clone(),
+            auditor: "tsa".into(),
+            action: Action::TsaIssued,
+            subject: format!("serial:{:x}", issued.serial),
+            data_sha256: sha2::Sha256::digest(token).into(),
+            occurred_at_ns,
+            details,
+        })
     }
 
     /// The certificate chain as PEM: signer certificate first, root last.

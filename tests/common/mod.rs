@@ -64,6 +64,16 @@ impl Appliance {
             String::from_utf8_lossy(&out.stderr)
         );
         a.write_config(&[]);
+        a.cli_ok(&[
+            "keys",
+            "generate",
+            "--label",
+            "chain",
+            "--algorithm",
+            "ed25519",
+            "--purpose",
+            "chain",
+        ]);
         a
     }
 
@@ -134,6 +144,11 @@ accuracy = {{ seconds = 1, millis = 500 }}
 [http]
 listen = "127.0.0.1:0"
 max_body_bytes = 16384
+
+[chain]
+key_label = "chain"
+origin = "test-appliance.example/chain"
+seal_interval_ms = 200
 
 [log]
 level = "info"

@@ -1,0 +1,631 @@
+//! The event log in sled: events, the Merkle tree's stored hashes, sealed blocks and the
+//! latest checkpoint, written with group commit.
+//!
+//! Layout (one sled tree, `log`, so that one batch writes everything atomically):
+//! - `e` + index (u64 BE) → the event's leaf bytes ([`StoredEvent::leaf_bytes`]).
+//! - `h` + n (u64 BE) → stored hashes `256·n .. 256·n+255` ([`tlog::stored_hash_index`]
+//!   order), 32 bytes each; only the last, partial value is ever rewritten.
+//! - `b` + height (u64 BE) → a sealed block ([`SealedBlock::encode`](super::block::SealedBlock::encode)).
+//! - `m:size` → the number of committed events (u64 BE); `m:checkpoint` → the latest
+//!   signed checkpoint note.
+//!
+//! Appends go to one committer thread. It takes every request waiting, gives the events
+//! their indexes, salts and time of receipt, writes events, hashes and the new size in one
+//! batch, and flushes once: concurrent requests share one fsync, and each reply comes only
+//! after the flush. A crash before the flush loses the batch whole and acknowledges none
+//! of it. The committer keeps the last, partial hash value in memory, so a failed flush
+//! never leaves it reading hashes of events it did not acknowledge.
+//!
+//! Its one error type is [`LogError`].
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::oneshot;
+
+use super::event::{Event, StoredEvent};
+use super::store::{Store, StoreError};
+use super::tlog::{self, Hash, HashReader, TlogError};
+
+const TREE: &str = "log";
+const META_SIZE: &[u8] = b"m:size";
+const META_CHECKPOINT: &[u8] = b"m:checkpoint";
+/// Stored hashes per sled value.
+const HASHES_PER_VALUE: u64 = 256;
+/// Most events one commit takes (more wait for the next one).
+const MAX_COMMIT_EVENTS: usize = 50_000;
+
+/// What can go wrong in the event log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The database failed (a disk error, or the disk is full).
+    #[error("event log storage: {0}")]
+    Storage(#[from] sled::Error),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored data does not have its expected form: the store is damaged.
+    #[error("event log damaged: {0}")]
+    Corrupt(String),
+    /// The Merkle tree computation failed.
+    #[error("merkle tree: {0}")]
+    Tree(#[from] TlogError),
+    /// The committer has stopped (the log is shutting down, or it could not start).
+    #[error("the event log is not accepting events")]
+    Stopped,
+    /// A commit failed; nothing of it was acknowledged.
+    #[error("events not stored: {0}")]
+    CommitFailed(String),
+    /// No randomness for the event salts.
+    #[error("no randomness for event salts: {0}")]
+    Random(String),
+}
+
+/// An event made durable: where it is and what its leaf hash is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's index in the log.
+    pub index: u64,
+    /// SHA-256(0x00 || leaf bytes).
+    pub leaf_hash: Hash,
+}
+
+struct Job {
+    events: Vec<Event>,
+    reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
+}
+
+struct Shared {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Committed (durable) events.
+    size: AtomicU64,
+}
+
+/// The append-only event log. Cheap to clone; the committer stops when the last clone is
+/// dropped, after finishing what it was given.
+#[derive(Clone)]
+pub struct EventLog {
+    shared: Arc<Shared>,
+    jobs: Sender<Job>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(prefix: u8, n: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn read_u64(tree: &sled::Tree, k: &[u8]) -> Result<Option<u64>, LogError> {
+    match tree.get(k)? {
+        None => Ok(None),
+        Some(v) => <[u8; 8]>::try_from(v.as_ref())
+            .map(|b| Some(u64::from_be_bytes(b)))
+            .map_err(|_| {
+                LogError::Corrupt(format!(
+                    "{} holds {} bytes, not 8",
+                    String::from_utf8_lossy(k),
+                    v.len()
+                ))
+            }),
+    }
+}
+
+fn hashes_of(bytes: &[u8]) -> Vec<Hash> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|c| c.try_into().ok())
+        .collect()
+}
+
+/// Reads stored hashes: those below `mem_start` from sled, those from `mem_start` on from
+/// memory (the committer's tail and the batch it is building).
+struct Reader<'a> {
+    tree: &'a sled::Tree,
+    /// Stored hashes that exist (reads at or beyond fail).
+    count: u64,
+    mem_start: u64,
+    mem: &'a [Hash],
+}
+
+impl HashReader for Reader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
+        let mut out = Vec::with_capacity(indexes.len());
+        let mut cached: Option<(u64, sled::IVec)> = None;
+        for &i in indexes {
+            if i >= self.count {
+                return Err(TlogError::HashNotStored(i));
+            }
+            if i >= self.mem_start {
+                let at =
+                    usize::try_from(i - self.mem_start).map_err(|_| TlogError::HashNotStored(i))?;
+                out.push(*self.mem.get(at).ok_or(TlogError::HashNotStored(i))?);
+                continue;
+            }
+            let value = i / HASHES_PER_VALUE;
+            let bytes = match &cached {
+                Some((v, bytes)) if *v == value => bytes.clone(),
+                _ => {
+                    let bytes = self
+                        .tree
+                        .get(key(b'h', value))
+                        .map_err(|e| TlogError::Read(Box::new(e)))?
+                        .ok_or(TlogError::HashNotStored(i))?;
+                    cached = Some((value, bytes.clone()));
+                    bytes
+                }
+            };
+            let at = usize::try_from((i % HASHES_PER_VALUE) * 32)
+                .map_err(|_| TlogError::HashNotStored(i))?;
+            let h: Hash = bytes
+                .get(at..at + 32)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(TlogError::HashNotStored(i))?;
+            out.push(h);
+        }
+        Ok(out)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// What only the committer thread touches.
+struct Committer {
+    shared: Arc<Shared>,
+    /// The stored hashes of the last, partial sled value (index `tail_value`).
+    tail: Vec<Hash>,
+    tail_value: u64,
+}
+
+impl EventLog {
+    /// Opens the log in `store`, checks that its hashes match its size, and starts the
+    /// committer thread.
+    pub fn open(store: &Store) -> Result<EventLog, LogError> {
+        let tree = store.tree(TREE)?;
+        let size = read_u64(&tree, META_SIZE)?.unwrap_or(0);
+        let count = tlog::stored_hash_count(size);
+        let tail_value = count / HASHES_PER_VALUE;
+        let in_tail = count % HASHES_PER_VALUE;
+        let tail = if in_tail == 0 {
+            Vec::new()
+        } else {
+            let bytes = tree
+                .get(key(b'h', tail_value))?
+                .ok_or_else(|| LogError::Corrupt(format!("hash value {tail_value} is missing")))?;
+            // A failed flush may have left hashes of unacknowledged events after the tail.
+            let need = usize::try_from(in_tail * 32).unwrap_or(usize::MAX);
+            let kept = bytes.get(..need).ok_or_else(|| {
+                LogError::Corrupt(format!(
+                    "{size} events need {count} stored hashes; value {tail_value} holds {} bytes",
+                    bytes.len()
+                ))
+            })?;
+            hashes_of(kept)
+        };
+        if count > 0 && tail_value > 0 && in_tail == 0 {
+            let last = tree
+                .get(key(b'h', tail_value - 1))?
+                .map_or(0, |v| v.len() / 32);
+            if last as u64 != HASHES_PER_VALUE {
+                return Err(LogError::Corrupt(format!(
+                    "{size} events need {count} stored hashes; value {} holds {last}",
+                    tail_value - 1
+                )));
+            }
+        }
+        if tree.get(key(b'e', size.wrapping_sub(1)))?.is_none() && size > 0 {
+            return Err(LogError::Corrupt(format!(
+                "the log says {size} events, but event {} is missing",
+                size - 1
+            )));
+        }
+        let shared = Arc::new(Shared {
+            db: store.db().clone(),
+            tree,
+            size: AtomicU64::new(size),
+        });
+        let (jobs, rx) = crossbeam_channel::unbounded();
+        let mut committer = Committer {
+            shared: Arc::clone(&shared),
+            tail,
+            tail_value,
+        };
+        std::thread::Builder::new()
+            .name("event-commit".into())
+            .spawn(move || committer.run(&rx))
+            .map_err(|e| LogError::CommitFailed(format!("cannot start the committer: {e}")))?;
+        Ok(EventLog { shared, jobs })
+    }
+
+    /// Appends `events` and returns once they are durable, in order.
+    pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, LogError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { events, reply })
+            .map_err(|_| LogError::Stopped)?;
+        answer.await.map_err(|_| LogError::Stopped)?
+    }
+
+    /// The number of committed (durable) events.
+    pub fn size(&self) -> u64 {
+        self.shared.size.load(Ordering::Acquire)
+    }
+
+    /// The leaf bytes of committed event `index`.
+    pub fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, LogError> {
+        if index >= self.size() {
+            return Ok(None);
+        }
+        Ok(self.shared.tree.get(key(b'e', index))?.map(|v| v.to_vec()))
+    }
+
+    /// The leaf bytes of committed events `range`, in order.
+    pub fn leaves(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>, LogError> {
+        let end = range.end.min(self.size());
+        if range.start >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for kv in self
+            .shared
+            .tree
+            .range(key(b'e', range.start)..key(b'e', end))
+        {
+            out.push(kv?.1.to_vec());
+        }
+        if out.len() as u64 != end - range.start {
+            return Err(LogError::Corrupt(format!(
+                "events {}..{end} are not all stored",
+                range.start
+            )));
+        }
+        Ok(out)
+    }
+
+    /// A reader of the stored hashes of the first `size` events (at most the committed
+    /// size).
+    pub fn hashes_at(&self, size: u64) -> impl HashReader + '_ {
+        Reader {
+            tree: &self.shared.tree,
+            count: tlog::stored_hash_count(size.min(self.size())),
+            mem_start: u64::MAX,
+            mem: &[],
+        }
+    }
+
+    /// Stores sealed block `height` (as encoded) with the checkpoint signed over it, in
+    /// one durable write.
+    pub fn put_block(&self, height: u64, encoded: &[u8], checkpoint: &str) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        batch.insert(&key(b'b', height), encoded);
+        batch.insert(META_CHECKPOINT, checkpoint.as_bytes());
+        self.shared.tree.apply_batch(batch)?;
+        self.shared.db.flush()?;
+        Ok(())
+    }
+
+    /// Sealed block `height`, as stored.
+    pub fn block(&self, height: u64) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self.shared.tree.get(key(b'b', height))?.map(|v| v.to_vec()))
+    }
+
+    /// The last sealed block: (height, encoded), if any.
+    pub fn latest_block(&self) -> Result<Option<(u64, Vec<u8>)>, LogError> {
+        let last = self
+            .shared
+            .tree
+            .range(key(b'b', 0)..=key(b'b', u64::MAX))
+            .next_back()
+            .transpose()?;
+        last.map(|(k, v)| {
+            let h: [u8; 8] = k
+                .get(1..9)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| LogError::Corrupt("a block key is not 9 bytes".into()))?;
+            Ok((u64::from_be_bytes(h), v.to_vec()))
+        })
+        .transpose()
+    }
+
+    /// The latest signed checkpoint note, if one was published.
+    pub fn checkpoint(&self) -> Result<Option<String>, LogError> {
+        self.shared
+            .tree
+            .get(META_CHECKPOINT)?
+            .map(|v| {
+                String::from_utf8(v.to_vec())
+                    .map_err(|_| LogError::Corrupt("the checkpoint is not UTF-8".into()))
+            })
+            .transpose()
+    }
+
+    /// Every stored block in height order, as stored: for offline verification.
+    pub fn blocks(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+        self.shared
+            .tree
+            .range(key(b'b', 0)..=key(b'b', u64::MAX))
+            .map(|kv| {
+                let (k, v) = kv?;
+                let h: [u8; 8] = k
+                    .get(1..9)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| LogError::Corrupt("a block key is not 9 bytes".into()))?;
+                Ok((u64::from_be_bytes(h), v.to_vec()))
+            })
+    }
+
+    /// Every committed event's leaf bytes in index order, with the index its key names:
+    /// for offline verification.
+    pub fn events(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+        self.shared
+            .tree
+            .range(key(b'e', 0)..key(b'e', self.size()))
+            .map(|kv| {
+                let (k, v) = kv?;
+                let i: [u8; 8] = k
+                    .get(1..9)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| LogError::Corrupt("an event key is not 9 bytes".into()))?;
+                Ok((u64::from_be_bytes(i), v.to_vec()))
+            })
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn disk_bytes(&self) -> Result<u64, LogError> {
+        Ok(self.shared.db.size_on_disk()?)
+    }
+}
+
+impl Committer {
+    /// Takes the jobs waiting (at least one) and commits them together, until every
+    /// [`EventLog`] is gone.
+    fn run(&mut self, rx: &Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut count = first.events.len();
+            let mut jobs = vec![first];
+            while count < MAX_COMMIT_EVENTS {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        count += job.events.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            match self.commit(&jobs) {
+                Ok(appended) => {
+                    let mut rest = appended.as_slice();
+                    for job in jobs {
+                        let (mine, tail) = rest.split_at(job.events.len().min(rest.len()));
+                        rest = tail;
+                        let _ = job.reply.send(Ok(mine.to_vec()));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, events = count, "event commit failed; nothing acknowledged");
+                    let text = e.to_string();
+                    for job in jobs {
+                        let _ = job.reply.send(Err(LogError::CommitFailed(text.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the jobs' events, their stored hashes and the new size in one batch,
+    /// flushes, and only then publishes the new size and keeps the new tail.
+    fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Appended>, LogError> {
+        let shared = &self.shared;
+        let start = shared.size.load(Ordering::Acquire);
+        let total: usize = jobs.iter().map(|j| j.events.len()).sum();
+        let mut salts = vec![0u8; total * 16];
+        getrandom::getrandom(&mut salts).map_err(|e| LogError::Random(e.to_string()))?;
+        let mem_start = self.tail_value * HASHES_PER_VALUE;
+        let mut mem: Vec<Hash> = self.tail.clone();
+        let mut batch = sled::Batch::default();
+        let mut appended = Vec::with_capacity(total);
+        let received_at_ms = now_ms();
+        let mut n = start;
+        for (event, salt) in jobs
+            .iter()
+            .flat_map(|j| j.events.iter())
+            .zip(salts.chunks_exact(16))
+        {
+            let stored = StoredEvent {
+                index: n,
+                received_at_ms,
+                salt: salt.try_into().unwrap_or([0; 16]),
+                event: event.clone(),
+            };
+            let leaf = stored.leaf_bytes();
+            let leaf_hash = tlog::leaf_hash(&leaf);
+            let reader = Reader {
+                tree: &shared.tree,
+                count: mem_start + mem.len() as u64,
+                mem_start,
+                mem: &mem,
+            };
+            let new_hashes = tlog::stored_hashes_for_record(n, leaf_hash, &reader)?;
+            mem.extend(new_hashes);
+            batch.insert(&key(b'e', n), leaf);
+            appended.push(Appended {
+                index: n,
+                leaf_hash,
+            });
+            n += 1;
+        }
+        // Write whole values from the tail's value on; the last may be partial.
+        let mut value = self.tail_value;
+        let mut new_tail = Vec::new();
+        for chunk in mem.chunks(HASHES_PER_VALUE as usize) {
+            let bytes: Vec<u8> = chunk.iter().flatten().copied().collect();
+            batch.insert(&key(b'h', value), bytes);
+            if chunk.len() as u64 == HASHES_PER_VALUE {
+                value += 1;
+            } else {
+                new_tail = chunk.to_vec();
+            }
+        }
+        batch.insert(META_SIZE, &n.to_be_bytes());
+        shared.tree.apply_batch(batch)?;
+        shared.db.flush()?;
+        self.tail = new_tail;
+        self.tail_value = value;
+        shared.size.store(n, Ordering::Release);
+        Ok(appended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::chain::event::Action;
+
+    fn event(n: u64) -> Event {
+        Event {
+            agency: "agency".into(),
+            auditor: format!("auditor-{n}"),
+            action: Action::Access,
+            subject: format!("record/{n}"),
+            data_sha256: [n as u8; 32],
+            occurred_at_ns: 1_700_000_000_000_000_000,
+            details: "{}".into(),
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    /// Appends in uneven batches (so hash values fill, split and carry over), then checks
+    /// every root and proof against a tree built in memory, across a reopen.
+    #[test]
+    fn appends_persist_and_match_an_in_memory_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut leaves = Vec::new();
+        let mut stored: Vec<Hash> = Vec::new();
+        let rt = rt();
+        let mut next = 0u64;
+        let batches = [1u64, 2, 255, 1, 300, 7, 513, 3];
+        for _round in 0..2 {
+            let store = crate::chain::store::reopen_in_process(dir.path());
+            let log = EventLog::open(&store).unwrap();
+            assert_eq!(log.size(), next);
+            for batch in batches {
+                let events: Vec<Event> = (next..next + batch).map(event).collect();
+                let appended = rt.block_on(log.append(events)).unwrap();
+                assert_eq!(appended.len() as u64, batch);
+                for a in appended {
+                    assert_eq!(a.index, next);
+                    let leaf = log.leaf(a.index).unwrap().unwrap();
+                    assert_eq!(tlog::leaf_hash(&leaf), a.leaf_hash);
+                    let decoded = StoredEvent::from_leaf_bytes(&leaf).unwrap();
+                    assert_eq!(decoded.index, a.index);
+                    assert_eq!(decoded.event, event(a.index));
+                    let add = tlog::stored_hashes_for_record(next, a.leaf_hash, &stored).unwrap();
+                    stored.extend(add);
+                    leaves.push(a.leaf_hash);
+                    next += 1;
+                }
+                let size = log.size();
+                assert_eq!(size, next);
+                let r = log.hashes_at(size);
+                assert_eq!(
+                    tlog::tree_hash(size, &r).unwrap(),
+                    tlog::tree_hash(size, &stored).unwrap()
+                );
+                let i = size / 3;
+                let proof = tlog::prove_inclusion(size, i, &r).unwrap();
+                tlog::verify_inclusion(
+                    &proof,
+                    size,
+                    i,
+                    &tlog::tree_hash(size, &stored).unwrap(),
+                    &leaves[i as usize],
+                )
+                .unwrap();
+            }
+            drop(log);
+        }
+        assert_eq!(next, 2 * batches.iter().sum::<u64>());
+    }
+
+    #[test]
+    fn concurrent_appends_share_commits_and_get_distinct_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::chain::store::reopen_in_process(dir.path());
+        let log = EventLog::open(&store).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let mut indexes: Vec<u64> = rt.block_on(async {
+            let tasks: Vec<_> = (0..200)
+                .map(|n| {
+                    let log = log.clone();
+                    tokio::spawn(async move { log.append(vec![event(n)]).await })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap().unwrap()[0].index);
+            }
+            out
+        });
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..200).collect::<Vec<_>>());
+        assert_eq!(log.events().count(), 200);
+    }
+
+    #[test]
+    fn blocks_and_checkpoint_are_stored_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::chain::store::reopen_in_process(dir.path());
+        let log = EventLog::open(&store).unwrap();
+        assert!(log.latest_block().unwrap().is_none());
+        assert!(log.checkpoint().unwrap().is_none());
+        log.put_block(0, b"zero", "cp0").unwrap();
+        log.put_block(1, b"one", "cp1").unwrap();
+        assert_eq!(log.latest_block().unwrap(), Some((1, b"one".to_vec())));
+        assert_eq!(log.block(0).unwrap(), Some(b"zero".to_vec()));
+        assert_eq!(log.checkpoint().unwrap().as_deref(), Some("cp1"));
+        assert_eq!(log.blocks().count(), 2);
+    }
+
+    #[test]
+    fn reads_beyond_the_committed_size_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::chain::store::reopen_in_process(dir.path());
+        let log = EventLog::open(&store).unwrap();
+        rt().block_on(log.append((0..5).map(event).collect()))
+            .unwrap();
+        assert!(log.leaf(5).unwrap().is_none());
+        assert_eq!(log.leaves(3..99).unwrap().len(), 2);
+        assert!(tlog::tree_hash(6, &log.hashes_at(6)).is_err());
+        assert!(tlog::tree_hash(5, &log.hashes_at(5)).is_ok());
+    }
+}

@@ -1,0 +1,349 @@
+//! HTTP routes of the event chain: events in; blocks, checkpoint, tiles and proofs out.
+//!
+//! Errors are JSON `{"error": "..."}` with a 4xx naming the problem (400 malformed JSON,
+//! 413 too large, 415 wrong media type, 422 a field breaks a rule, 404 not there (yet)),
+//! or 503 when the store cannot answer (the detail goes to the log).
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::{has_media_type, AppState};
+use crate::chain::block::SealedBlock;
+use crate::chain::event::{Event, EventInput};
+use crate::chain::tlog;
+use crate::service::ServiceError;
+
+/// Largest `POST /v1/events` body: an event with 8 KiB of details, escaped, fits.
+pub const MAX_EVENT_BODY_BYTES: usize = 64 * 1024;
+/// Most events in one batch request.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Media type of newline-delimited JSON batches.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// A client error or an internal failure, answered as JSON `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        tracing::error!(error = %e, "event chain request failed");
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the event store cannot answer now; try again later".into(),
+            retry_after: Some(1),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}
+
+/// The JSON decoder's error: 400 for broken syntax, 422 for a well-formed value of the
+/// wrong shape (a missing or unknown field, a wrong type).
+fn json_error(prefix: &str, e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    let status = match e.classify() {
+        Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+        Category::Syntax | Category::Eof | Category::Io => StatusCode::BAD_REQUEST,
+    };
+    let what = if status == StatusCode::BAD_REQUEST {
+        "malformed JSON: "
+    } else {
+        ""
+    };
+    ApiError::new(status, format!("{prefix}{what}{e}"))
+}
+
+/// Decodes and checks one event; errors name the field (`prefix` locates it in a batch).
+fn parse_event(text: &str, prefix: &str) -> Result<Event, ApiError> {
+    let input: EventInput = serde_json::from_str(text).map_err(|e| json_error(prefix, &e))?;
+    input
+        .validate()
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{prefix}{e}")))
+}
+
+fn require_json(headers: &HeaderMap, ndjson_too: bool) -> Result<(), ApiError> {
+    if has_media_type(headers, "application/json")
+        || (ndjson_too && has_media_type(headers, NDJSON))
+    {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        if ndjson_too {
+            format!("Content-Type must be application/json or {NDJSON}")
+        } else {
+            "Content-Type must be application/json".into()
+        },
+    ))
+}
+
+fn utf8(body: &[u8]) -> Result<&str, ApiError> {
+    std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))
+}
+
+/// `POST /v1/events`: one event; answers once it is durable.
+pub async fn post_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_json(&headers, false)?;
+    let event = parse_event(utf8(&body)?, "")?;
+    let appended = state.chain.append(vec![event]).await?;
+    let a = appended
+        .first()
+        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "nothing appended"))?;
+    Ok(Json(
+        json!({ "index": a.index, "leaf_hash": hex::encode(a.leaf_hash) }),
+    ))
+}
+
+/// `POST /v1/events/batch`: a JSON array or NDJSON of up to 10,000 events, all checked
+/// before any is stored; answers once all are durable.
+pub async fn post_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_json(&headers, true)?;
+    let text = utf8(&body)?;
+    let mut events = Vec::new();
+    let too_many = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a batch holds at most {MAX_BATCH_EVENTS} events"),
+        )
+    };
+    if has_media_type(&headers, NDJSON) {
+        for (n, line) in text.split('\n').enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            if events.len() == MAX_BATCH_EVENTS {
+                return Err(too_many());
+            }
+            events.push(parse_event(line, &format!("line {}: ", n + 1))?);
+        }
+    } else {
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_str(text).map_err(|e| json_error("", &e))?;
+        if items.len() > MAX_BATCH_EVENTS {
+            return Err(too_many());
+        }
+        for (i, item) in items.iter().enumerate() {
+            events.push(parse_event(item.get(), &format!("events[{i}]: "))?);
+        }
+    }
+    if events.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the batch holds no event",
+        ));
+    }
+    let appended = state.chain.append(events).await?;
+    Ok(Json(json!({
+        "first_index": appended.first().map(|a| a.index),
+        "count": appended.len(),
+        "leaf_hashes": appended.iter().map(|a| hex::encode(a.leaf_hash)).collect::<Vec<_>>(),
+    })))
+}
+
+/// A sealed block as JSON: its fields, and the exact header bytes, signature and token.
+pub fn block_json(b: &SealedBlock) -> Value {
+    let h = &b.header;
+    json!({
+        "height": h.height,
+        "prev_hash": hex::encode(h.prev_hash),
+        "tree_size": h.tree_size,
+        "root_hash": hex::encode(h.root),
+        "first_index": h.first_index,
+        "event_count": h.event_count,
+        "sealed_at_ms": h.sealed_at_ms,
+        "key_id": hex::encode(h.key_id),
+        "header_hash": hex::encode(h.hash()),
+        "header": B64.encode(h.encode()),
+        "signature": B64.encode(&b.signature),
+        "token": B64.encode(&b.token),
+    })
+}
+
+fn parse_u64(what: &str, s: &str) -> Result<u64, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::bad_request(format!("{what} must be a non-negative integer")))
+}
+
+/// `GET /v1/blocks/latest`
+pub async fn get_latest_block(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let p = state
+        .chain
+        .published()
+        .ok_or_else(|| ApiError::not_found("no block sealed yet"))?;
+    Ok(Json(block_json(&p.block)))
+}
+
+/// `GET /v1/blocks/{height}`
+pub async fn get_block(
+    State(state): State<AppState>,
+    Path(height): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let height = parse_u64("height", &height)?;
+    let chain = state.chain.clone();
+    let block = tokio::task::spawn_blocking(move || chain.block(height))
+        .await
+        .map_err(|e| ServiceError::Chain(format!("block task failed: {e}")))??
+        .ok_or_else(|| ApiError::not_found(format!("no block {height}")))?;
+    Ok(Json(block_json(&block)))
+}
+
+/// `GET /v1/events/{index}`: the event with a proof bundle that verifies offline.
+pub async fn get_event(
+    State(state): State<AppState>,
+    Path(index): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let index = parse_u64("index", &index)?;
+    let chain = state.chain.clone();
+    let proof = tokio::task::spawn_blocking(move || chain.event_proof(index))
+        .await
+        .map_err(|e| ServiceError::Chain(format!("proof task failed: {e}")))??;
+    let Some(p) = proof else {
+        if index < state.chain.log().size() {
+            let mut e = ApiError::not_found(format!(
+                "event {index} is stored but not sealed yet; retry after the next seal"
+            ));
+            e.retry_after = Some(1);
+            return Err(e);
+        }
+        return Err(ApiError::not_found(format!("no event {index}")));
+    };
+    Ok(Json(json!({
+        "event": p.event.to_json(),
+        "leaf": B64.encode(&p.leaf),
+        "leaf_hash": hex::encode(tlog::leaf_hash(&p.leaf)),
+        "tree_size": p.block.header.tree_size,
+        "inclusion_proof": p.proof.path.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        "checkpoint": p.proof.checkpoint,
+        "tlog_proof": p.proof.format(),
+        "verifier_key": state.chain.verifier_key(),
+        "chain_key": B64.encode(state.chain.public_key_der()),
+        "block": block_json(&p.block),
+    })))
+}
+
+/// The query of `GET /v1/proofs/consistency`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+/// `GET /v1/proofs/consistency?from=N&to=M`
+pub async fn get_consistency(
+    State(state): State<AppState>,
+    query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!("need ?from=N&to=M with non-negative integers: {e}"))
+    })?;
+    let sealed = state.chain.sealed_size();
+    if q.from > q.to || q.to > sealed {
+        return Err(ApiError::bad_request(format!(
+            "need 0 <= from <= to <= {sealed} (the sealed tree size)"
+        )));
+    }
+    let chain = state.chain.clone();
+    let proof = tokio::task::spawn_blocking(move || chain.consistency(q.from, q.to))
+        .await
+        .map_err(|e| ServiceError::Chain(format!("proof task failed: {e}")))??;
+    Ok(Json(json!({
+        "from": q.from,
+        "to": q.to,
+        "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /checkpoint`: the latest signed checkpoint (C2SP tlog-tiles).
+pub async fn get_checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let p = state
+        .chain
+        .published()
+        .ok_or_else(|| ApiError::not_found("no checkpoint yet"))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        p.checkpoint.clone(),
+    )
+        .into_response())
+}
+
+/// `GET /tile/...`: C2SP tlog-tiles hash tiles and entry bundles.
+pub async fn get_tile(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+) -> Result<Response, ApiError> {
+    let full_path = format!("tile/{path}");
+    let (kind, tile) = tlog::parse_tile_path(&full_path)
+        .map_err(|e| ApiError::not_found(format!("{full_path}: {e}")))?;
+    let chain = state.chain.clone();
+    let bytes = tokio::task::spawn_blocking(move || chain.tile(kind, &tile))
+        .await
+        .map_err(|e| ServiceError::Chain(format!("tile task failed: {e}")))??
+        .ok_or_else(|| ApiError::not_found(format!("{full_path} is beyond the published tree")))?;
+    let cache = if tile.is_partial() {
+        "no-cache"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+        bytes,
+    )
+        .into_response())
+}

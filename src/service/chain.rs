@@ -1,0 +1,410 @@
+//! The auditor event chain: append events durably, seal blocks, publish checkpoints, and
+//! answer with proofs and tiles.
+//!
+//! Sealing (every `seal_interval` when there are new events, or as soon as
+//! `max_block_events` wait; a block holds at most that many): the root of the durable tree
+//! is computed and checked, with a consistency proof, to extend the root the previous
+//! block signed; only then is a C2SP checkpoint signed with the chain's Ed25519 key in the
+//! HSM, the block header signed with the same key and time-stamped by the appliance's own
+//! TSA, and block and checkpoint stored in one durable write. A block's token is kept in
+//! the block itself rather than as a `tsa.issued` event: that event would need a block of
+//! its own, and so on without end.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use der::Decode;
+use sha2::{Digest, Sha256};
+use spki::SubjectPublicKeyInfoOwned;
+
+use super::tsa::TsaService;
+use super::ServiceError;
+use crate::chain::block::{BlockHeader, SealedBlock};
+use crate::chain::event::{Event, StoredEvent};
+use crate::chain::log::{Appended, EventLog};
+use crate::chain::note::{self, Checkpoint, NoteSignature, SignedNote};
+use crate::chain::proof::TlogProof;
+use crate::chain::tlog::{self, Hash, Tile, TileKind};
+use crate::signer::{SignatureAlgorithm, Signer};
+
+/// The chain's settings.
+#[derive(Debug, Clone)]
+pub struct ChainSettings {
+    /// The checkpoint origin and note key name (the appliance's log name).
+    pub origin: String,
+    /// Seal at least this often when there are new events.
+    pub seal_interval: Duration,
+    /// Seal as soon as this many events wait; no block holds more.
+    pub max_block_events: u64,
+}
+
+/// The last block sealed, with the checkpoint signed over the same tree.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The block.
+    pub block: SealedBlock,
+    /// The signed checkpoint note of the block's tree.
+    pub checkpoint: String,
+}
+
+struct SealState {
+    next_height: u64,
+    prev_hash: Hash,
+    sealed_size: u64,
+    sealed_root: Hash,
+}
+
+/// The event chain of this appliance.
+pub struct ChainService {
+    log: EventLog,
+    signer: Arc<dyn Signer>,
+    public_key: [u8; 32],
+    key_id: Hash,
+    settings: ChainSettings,
+    tsa: Arc<TsaService>,
+    seal: tokio::sync::Mutex<SealState>,
+    published: RwLock<Option<Arc<Published>>>,
+    due: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for ChainService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainService")
+            .field("settings", &self.settings)
+            .field("size", &self.log.size())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything a verifier needs to check one event offline.
+#[derive(Debug, Clone)]
+pub struct EventProof {
+    /// The event as stored.
+    pub event: StoredEvent,
+    /// Its leaf bytes (the verifier re-hashes them).
+    pub leaf: Vec<u8>,
+    /// The inclusion proof, as a C2SP tlog-proof against the published checkpoint.
+    pub proof: TlogProof,
+    /// The block sealed with that checkpoint.
+    pub block: SealedBlock,
+}
+
+fn damaged(what: String) -> ServiceError {
+    ServiceError::Chain(what)
+}
+
+fn tree(e: tlog::TlogError) -> ServiceError {
+    ServiceError::Chain(e.to_string())
+}
+
+/// The 32-byte Ed25519 key inside a SubjectPublicKeyInfo.
+pub fn ed25519_key_of_spki(spki_der: &[u8]) -> Result<[u8; 32], ServiceError> {
+    let spki = SubjectPublicKeyInfoOwned::from_der(spki_der)
+        .map_err(|e| ServiceError::Identity(format!("cannot read the chain key: {e}")))?;
+    spki.subject_public_key
+        .raw_bytes()
+        .try_into()
+        .map_err(|_| ServiceError::Identity("the chain key is not a 32-byte Ed25519 key".into()))
+}
+
+impl ChainService {
+    /// The chain over `log`, signing with `signer` (an Ed25519 key in the HSM) and
+    /// time-stamping block headers with `tsa`. Refuses a stored chain whose last block
+    /// does not decode, or was signed by another key.
+    pub fn new(
+        log: EventLog,
+        signer: Arc<dyn Signer>,
+        settings: ChainSettings,
+        tsa: Arc<TsaService>,
+    ) -> Result<Self, ServiceError> {
+        if signer.algorithm() != SignatureAlgorithm::Ed25519 {
+            return Err(ServiceError::Identity(
+                "the chain key must be an Ed25519 key \
+                 (auditstamp keys generate --algorithm ed25519 --purpose chain)"
+                    .into(),
+            ));
+        }
+        let public_key = ed25519_key_of_spki(signer.public_key_der())?;
+        let key_id: Hash = Sha256::digest(signer.public_key_der()).into();
+        let (state, published) = match log.latest_block()? {
+            None => (
+                SealState {
+                    next_height: 0,
+                    prev_hash: [0; 32],
+                    sealed_size: 0,
+                    sealed_root: tlog::EMPTY_TREE_HASH,
+                },
+                None,
+            ),
+            Some((height, bytes)) => {
+                let block = SealedBlock::decode(&bytes)
+                    .map_err(|e| damaged(format!("block {height} is damaged: {e}")))?;
+                if block.header.height != height {
+                    return Err(damaged(format!(
+                        "block {height} says it is block {}",
+                        block.header.height
+                    )));
+                }
+                let checkpoint = log
+                    .checkpoint()?
+                    .ok_or_else(|| damaged("blocks exist but no checkpoint".into()))?;
+                let state = SealState {
+                    next_height: height + 1,
+                    prev_hash: block.header.hash(),
+                    sealed_size: block.header.tree_size,
+                    sealed_root: block.header.root,
+                };
+                (state, Some(Arc::new(Published { block, checkpoint })))
+            }
+        };
+        if state.sealed_size > log.size() {
+            return Err(damaged(format!(
+                "the last block seals {} events but the log holds {}",
+                state.sealed_size,
+                log.size()
+            )));
+        }
+        if let Some(p) = &published {
+            if p.block.header.key_id != key_id {
+                tracing::warn!(
+                    "the chain key changed since the last block; new blocks are signed with the configured key"
+                );
+            }
+        }
+        Ok(ChainService {
+            log,
+            signer,
+            public_key,
+            key_id,
+            settings,
+            tsa,
+            seal: tokio::sync::Mutex::new(state),
+            published: RwLock::new(published),
+            due: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The log.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &ChainSettings {
+        &self.settings
+    }
+
+    /// The note verifier key of this appliance's checkpoints (`name+id+key`).
+    pub fn verifier_key(&self) -> String {
+        note::verifier_key(&self.settings.origin, &self.public_key)
+    }
+
+    /// The chain key's DER SubjectPublicKeyInfo (block header signatures verify with it).
+    pub fn public_key_der(&self) -> &[u8] {
+        self.signer.public_key_der()
+    }
+
+    /// Appends `events`; returns once they are durable.
+    pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, ServiceError> {
+        let appended = self.log.append(events).await?;
+        let sealed = self.sealed_size();
+        if self.log.size().saturating_sub(sealed) >= self.settings.max_block_events {
+            self.due.notify_one();
+        }
+        Ok(appended)
+    }
+
+    /// The last block and checkpoint, if one was sealed.
+    pub fn published(&self) -> Option<Arc<Published>> {
+        self.published
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The tree size of the last block (0 before the first).
+    pub fn sealed_size(&self) -> u64 {
+        self.published().map_or(0, |p| p.block.header.tree_size)
+    }
+
+    /// Seals every `seal_interval`, or when enough events wait, until `stop` completes;
+    /// then seals once more, so that what was acknowledged before shutdown is sealed.
+    pub async fn run_sealer(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                () = self.due.notified() => {},
+                () = tokio::time::sleep(self.settings.seal_interval) => {},
+            }
+            self.seal_logging().await;
+        }
+        self.seal_logging().await;
+    }
+
+    async fn seal_logging(&self) {
+        match self.seal().await {
+            Ok(Some(b)) => {
+                tracing::debug!(
+                    height = b.header.height,
+                    size = b.header.tree_size,
+                    "sealed a block"
+                );
+                if self.log.size() - b.header.tree_size >= self.settings.max_block_events {
+                    self.due.notify_one();
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "sealing failed; retrying at the next interval"),
+        }
+    }
+
+    /// Seals the events committed since the last block (at most `max_block_events`), if
+    /// any.
+    pub async fn seal(&self) -> Result<Option<SealedBlock>, ServiceError> {
+        let mut state = self.seal.lock().await;
+        let size = self.log.size().min(
+            state
+                .sealed_size
+                .saturating_add(self.settings.max_block_events),
+        );
+        if size == state.sealed_size {
+            return Ok(None);
+        }
+        let root = {
+            let r = self.log.hashes_at(size);
+            let root = tlog::tree_hash(size, &r).map_err(tree)?;
+            if state.sealed_size > 0 {
+                // Never sign a tree that does not extend the one the last block signed.
+                let proof = tlog::prove_consistency(size, state.sealed_size, &r).map_err(tree)?;
+                tlog::verify_consistency(
+                    &proof,
+                    size,
+                    state.sealed_size,
+                    &root,
+                    &state.sealed_root,
+                )
+                .map_err(|e| {
+                    damaged(format!(
+                        "the stored tree of {size} events does not extend the last signed one \
+                             ({} events): {e}; refusing to seal",
+                        state.sealed_size
+                    ))
+                })?;
+            }
+            root
+        };
+        let body = Checkpoint {
+            origin: self.settings.origin.clone(),
+            size,
+            root,
+            extensions: Vec::new(),
+        }
+        .body();
+        let body_sig = self.signer.sign_async(body.clone().into_bytes()).await?;
+        let checkpoint = SignedNote {
+            text: body,
+            signatures: vec![NoteSignature {
+                name: self.settings.origin.clone(),
+                id: note::key_id(&self.settings.origin, &self.public_key),
+                signature: body_sig,
+            }],
+        }
+        .format();
+        let header = BlockHeader {
+            height: state.next_height,
+            prev_hash: state.prev_hash,
+            tree_size: size,
+            root,
+            first_index: state.sealed_size,
+            event_count: size - state.sealed_size,
+            sealed_at_ms: crate::clock::unix_millis(std::time::SystemTime::now())?,
+            key_id: self.key_id,
+        };
+        let signature = self.signer.sign_async(header.encode()).await?;
+        let token = self.tsa.token_for_digest(&header.hash()).await?;
+        let block = SealedBlock {
+            header,
+            signature,
+            token,
+        };
+        self.log
+            .put_block(block.header.height, &block.encode(), &checkpoint)?;
+        state.next_height += 1;
+        state.prev_hash = block.header.hash();
+        state.sealed_size = size;
+        state.sealed_root = root;
+        *self
+            .published
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(Published {
+            block: block.clone(),
+            checkpoint,
+        }));
+        Ok(Some(block))
+    }
+
+    /// Sealed block `height`.
+    pub fn block(&self, height: u64) -> Result<Option<SealedBlock>, ServiceError> {
+        self.log
+            .block(height)?
+            .map(|b| SealedBlock::decode(&b).map_err(|e| damaged(format!("block {height}: {e}"))))
+            .transpose()
+    }
+
+    /// Event `index` with its proof against the last block; `None` if the event does not
+    /// exist or is not sealed yet.
+    pub fn event_proof(&self, index: u64) -> Result<Option<EventProof>, ServiceError> {
+        let Some(published) = self.published() else {
+            return Ok(None);
+        };
+        let size = published.block.header.tree_size;
+        if index >= size {
+            return Ok(None);
+        }
+        let leaf = self
+            .log
+            .leaf(index)?
+            .ok_or_else(|| damaged(format!("event {index} is missing")))?;
+        let event = StoredEvent::from_leaf_bytes(&leaf)
+            .map_err(|e| damaged(format!("event {index} is damaged: {e}")))?;
+        let path = tlog::prove_inclusion(size, index, &self.log.hashes_at(size)).map_err(tree)?;
+        Ok(Some(EventProof {
+            event,
+            proof: TlogProof {
+                extra: Some(leaf.clone()),
+                index,
+                path,
+                checkpoint: published.checkpoint.clone(),
+            },
+            leaf,
+            block: published.block.clone(),
+        }))
+    }
+
+    /// A consistency proof from tree size `from` to `to` (both at most the sealed size).
+    pub fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, ServiceError> {
+        tlog::prove_consistency(to, from, &self.log.hashes_at(to)).map_err(tree)
+    }
+
+    /// The bytes of a C2SP tile or entry bundle within the published tree, and whether it
+    /// is a full (immutable) one; `None` when it is beyond the published tree.
+    pub fn tile(&self, kind: TileKind, tile: &Tile) -> Result<Option<Vec<u8>>, ServiceError> {
+        let size = self.sealed_size();
+        if !tile.is_within(size) {
+            return Ok(None);
+        }
+        match kind {
+            TileKind::Hashes => {
+                let data = tlog::read_tile_data(tile, &self.log.hashes_at(size)).map_err(tree)?;
+                Ok(Some(data))
+            }
+            TileKind::Entries => {
+                let range = tlog::entries_tile_range(tile);
+                let leaves = self.log.leaves(range)?;
+                let refs: Vec<&[u8]> = leaves.iter().map(Vec::as_slice).collect();
+                Ok(Some(tlog::encode_entry_bundle(&refs).map_err(tree)?))
+            }
+        }
+    }
+}
