@@ -1,11 +1,13 @@
-//! auditstamp: an HSM-backed RFC 3161 time-stamp authority for audit offices.
+//! auditstamp: an HSM-backed RFC 3161 time-stamp authority and auditor event chain for
+//! audit offices.
 //!
 //! Modules, in the direction of their imports (a module uses only those before it):
 //! - [`tsp`]: RFC 3161 types and rules, pure DER.
 //! - [`signer`]: the [`signer::Signer`] trait and the PKCS#11 backend.
 //! - [`clock`]: time source and its health.
-//! - [`chain`]: the local store (and, later, the event chain).
-//! - [`service`]: the appliance's use cases (issue a token).
+//! - [`chain`]: the local store and the auditor event chain (pure parts and sled storage).
+//! - [`verify`]: software verification of tokens, chains and proofs.
+//! - [`service`]: the appliance's use cases (issue a token, append events, seal blocks).
 //! - [`http`]: the axum router; the one place errors become HTTP statuses or failInfos.
 //! - [`config`]: the TOML configuration, validated at startup.
 //! - [`provision`]: key generation, certificates and their checks, through the HSM.
@@ -20,3 +22,4 @@ pub mod provision;
 pub mod service;
 pub mod signer;
 pub mod tsp;
+pub mod verify;

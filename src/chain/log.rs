@@ -8,6 +8,8 @@
 //! - `b` + height (u64 BE) → a sealed block ([`SealedBlock::encode`](super::block::SealedBlock::encode)).
 //! - `m:size` → the number of committed events (u64 BE); `m:checkpoint` → the latest
 //!   signed checkpoint note.
+//! - `k` + key id (SHA-256 of the DER SubjectPublicKeyInfo) → the DER SubjectPublicKeyInfo
+//!   of every chain key that has signed blocks here, so an offline audit can name them.
 //!
 //! Appends go to one committer thread. It takes every request waiting, gives the events
 //! their indexes, salts and time of receipt, writes events, hashes and the new size in one
@@ -387,6 +389,48 @@ impl EventLog {
                     .and_then(|s| s.try_into().ok())
                     .ok_or_else(|| LogError::Corrupt("an event key is not 9 bytes".into()))?;
                 Ok((u64::from_be_bytes(i), v.to_vec()))
+            })
+    }
+
+    /// Records chain key `spki_der` (durably) under its key id, if not recorded yet.
+    pub fn record_chain_key(&self, key_id: &Hash, spki_der: &[u8]) -> Result<(), LogError> {
+        let mut k = vec![b'k'];
+        k.extend_from_slice(key_id);
+        if self.shared.tree.get(&k)?.as_deref() != Some(spki_der) {
+            self.shared.tree.insert(k, spki_der)?;
+            self.shared.db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Every chain key recorded: (key id, DER SubjectPublicKeyInfo).
+    pub fn chain_keys(&self) -> Result<Vec<(Hash, Vec<u8>)>, LogError> {
+        let mut out = Vec::new();
+        for kv in self.shared.tree.scan_prefix(b"k") {
+            let (k, v) = kv?;
+            let id: Hash = k.get(1..).and_then(|s| s.try_into().ok()).ok_or_else(|| {
+                LogError::Corrupt("a chain key record's key is not 33 bytes".into())
+            })?;
+            out.push((id, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The stored hashes in stored-hash order, as sled holds them (for offline audit):
+    /// (value number, bytes: up to 256 hashes).
+    pub fn stored_hash_values(
+        &self,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+        self.shared
+            .tree
+            .range(key(b'h', 0)..=key(b'h', u64::MAX))
+            .map(|kv| {
+                let (k, v) = kv?;
+                let n: [u8; 8] = k
+                    .get(1..9)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| LogError::Corrupt("a hash key is not 9 bytes".into()))?;
+                Ok((u64::from_be_bytes(n), v.to_vec()))
             })
     }
 

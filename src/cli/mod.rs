@@ -1,9 +1,11 @@
 //! The `auditstamp` command line: the only place that reads the whole configuration and
 //! wires the modules together.
 //!
-//! Subcommands: `serve`, `keys ...` (provisioning), `hsm init-token` (the simulator).
+//! Subcommands: `serve`, `keys ...` (provisioning), `chain verify|export` (the event chain,
+//! offline), `hsm init-token` (the simulator).
 //! Its one error type is [`CliError`]; `main` prints it and exits non-zero.
 
+mod chain;
 mod keys;
 mod serve;
 
@@ -65,6 +67,9 @@ pub enum Command {
     /// Provision keys and certificates in the HSM.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The event chain, offline: verify it, or export it for another machine.
+    #[command(subcommand)]
+    Chain(chain::ChainCommand),
     /// Simulator tools (SoftHSM2): create a token without PINs on the command line.
     #[command(subcommand)]
     Hsm(keys::HsmCommand),
@@ -85,6 +90,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys(cmd) => {
             init_logging("warn", "text");
             keys::run(cmd)
+        }
+        Command::Chain(cmd) => {
+            init_logging("warn", "text");
+            chain::run(cmd)
         }
         Command::Hsm(cmd) => {
             init_logging("warn", "text");

@@ -164,6 +164,7 @@ impl ChainService {
                 log.size()
             )));
         }
+        log.record_chain_key(&key_id, signer.public_key_der())?;
         if let Some(p) = &published {
             if p.block.header.key_id != key_id {
                 tracing::warn!(
