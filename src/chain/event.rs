@@ -315,31 +315,35 @@ impl<'a> LeafReader<'a> {
     }
 }
 
+/// The canonical leaf bytes of `event` stored at `index` (see the module documentation).
+pub fn encode_leaf(index: u64, received_at_ms: u64, salt: &[u8; 16], e: &Event) -> Vec<u8> {
+    let action = e.action.name();
+    let mut out = Vec::with_capacity(
+        73 + 20
+            + e.agency.len()
+            + e.auditor.len()
+            + action.len()
+            + e.subject.len()
+            + e.details.len(),
+    );
+    out.push(LEAF_VERSION);
+    out.extend_from_slice(&index.to_be_bytes());
+    out.extend_from_slice(&received_at_ms.to_be_bytes());
+    out.extend_from_slice(salt);
+    out.extend_from_slice(&e.occurred_at_ns.to_be_bytes());
+    out.extend_from_slice(&e.data_sha256);
+    put_str(&mut out, &e.agency);
+    put_str(&mut out, &e.auditor);
+    put_str(&mut out, &action);
+    put_str(&mut out, &e.subject);
+    put_str(&mut out, &e.details);
+    out
+}
+
 impl StoredEvent {
     /// The canonical leaf bytes (see the module documentation).
     pub fn leaf_bytes(&self) -> Vec<u8> {
-        let e = &self.event;
-        let action = e.action.name();
-        let mut out = Vec::with_capacity(
-            73 + 20
-                + e.agency.len()
-                + e.auditor.len()
-                + action.len()
-                + e.subject.len()
-                + e.details.len(),
-        );
-        out.push(LEAF_VERSION);
-        out.extend_from_slice(&self.index.to_be_bytes());
-        out.extend_from_slice(&self.received_at_ms.to_be_bytes());
-        out.extend_from_slice(&self.salt);
-        out.extend_from_slice(&e.occurred_at_ns.to_be_bytes());
-        out.extend_from_slice(&e.data_sha256);
-        put_str(&mut out, &e.agency);
-        put_str(&mut out, &e.auditor);
-        put_str(&mut out, &action);
-        put_str(&mut out, &e.subject);
-        put_str(&mut out, &e.details);
-        out
+        encode_leaf(self.index, self.received_at_ms, &self.salt, &self.event)
     }
 
     /// Decodes leaf bytes; refuses anything that is not exactly a version-1 leaf.

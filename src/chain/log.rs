@@ -2,7 +2,11 @@
 //! latest checkpoint, written with group commit.
 //!
 //! Layout (one sled tree, `log`, so that one batch writes everything atomically):
-//! - `e` + index (u64 BE) → the event's leaf bytes ([`StoredEvent::leaf_bytes`]).
+//! - `E` + n (u64 BE) → events `256·n .. 256·n+255`: their leaf bytes
+//!   ([`StoredEvent::leaf_bytes`]) as one C2SP entry bundle (each a u16-BE length and the
+//!   bytes), which is also exactly what `GET /tile/entries/<n>` serves.
+//! - `e` + index (u64 BE) → the leaf bytes of an event of the last, incomplete bundle; the
+//!   commit that completes the bundle writes it and removes these.
 //! - `h` + n (u64 BE) → stored hashes `256·n .. 256·n+255` ([`tlog::stored_hash_index`]
 //!   order), 32 bytes each; only the last, partial value is ever rewritten.
 //! - `b` + height (u64 BE) → a sealed block ([`SealedBlock::encode`](super::block::SealedBlock::encode)).
@@ -15,8 +19,9 @@
 //! their indexes, salts and time of receipt, writes events, hashes and the new size in one
 //! batch, and flushes once: concurrent requests share one fsync, and each reply comes only
 //! after the flush. A crash before the flush loses the batch whole and acknowledges none
-//! of it. The committer keeps the last, partial hash value in memory, so a failed flush
-//! never leaves it reading hashes of events it did not acknowledge.
+//! of it. The committer keeps the last, partial hash value and the incomplete bundle's
+//! leaves in memory, so a failed flush never leaves it reading data of events it did not
+//! acknowledge. Grouping 256 events per value keeps sled's per-key cost off the hot path.
 //!
 //! Its one error type is [`LogError`].
 
@@ -28,7 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
-use super::event::{Event, StoredEvent};
+use super::event::{encode_leaf, Event};
 use super::store::{Store, StoreError};
 use super::tlog::{self, Hash, HashReader, TlogError};
 
@@ -37,6 +42,8 @@ const META_SIZE: &[u8] = b"m:size";
 const META_CHECKPOINT: &[u8] = b"m:checkpoint";
 /// Stored hashes per sled value.
 const HASHES_PER_VALUE: u64 = 256;
+/// Events per bundle (the C2SP entry-bundle width).
+const BUNDLE: u64 = 256;
 /// Most events one commit takes (more wait for the next one).
 const MAX_COMMIT_EVENTS: usize = 50_000;
 
@@ -194,6 +201,26 @@ struct Committer {
     /// The stored hashes of the last, partial sled value (index `tail_value`).
     tail: Vec<Hash>,
     tail_value: u64,
+    /// The leaves of the incomplete bundle (events `256·(size/256) .. size`).
+    tail_leaves: Vec<Vec<u8>>,
+}
+
+/// Reads entry `i` of an entry bundle.
+fn bundle_entry(bundle: &[u8], i: u64) -> Option<&[u8]> {
+    let mut rest = bundle;
+    for k in 0..=i {
+        let (len, tail) = rest.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        if tail.len() < len {
+            return None;
+        }
+        let (entry, tail) = tail.split_at(len);
+        if k == i {
+            return Some(entry);
+        }
+        rest = tail;
+    }
+    None
 }
 
 impl EventLog {
@@ -232,11 +259,23 @@ impl EventLog {
                 )));
             }
         }
-        if tree.get(key(b'e', size.wrapping_sub(1)))?.is_none() && size > 0 {
+        let full = size / BUNDLE;
+        if full > 0 && tree.get(key(b'E', full - 1))?.is_none() {
             return Err(LogError::Corrupt(format!(
-                "the log says {size} events, but event {} is missing",
-                size - 1
+                "the log says {size} events, but bundle {} (events {}..{}) is missing",
+                full - 1,
+                (full - 1) * BUNDLE,
+                full * BUNDLE
             )));
+        }
+        let mut tail_leaves = Vec::new();
+        for i in full * BUNDLE..size {
+            let leaf = tree.get(key(b'e', i))?.ok_or_else(|| {
+                LogError::Corrupt(format!(
+                    "the log says {size} events, but event {i} is missing"
+                ))
+            })?;
+            tail_leaves.push(leaf.to_vec());
         }
         let shared = Arc::new(Shared {
             db: store.db().clone(),
@@ -248,6 +287,7 @@ impl EventLog {
             shared: Arc::clone(&shared),
             tail,
             tail_value,
+            tail_leaves,
         };
         std::thread::Builder::new()
             .name("event-commit".into())
@@ -275,33 +315,109 @@ impl EventLog {
 
     /// The leaf bytes of committed event `index`.
     pub fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, LogError> {
-        if index >= self.size() {
+        let size = self.size();
+        if index >= size {
             return Ok(None);
         }
+        if index < size / BUNDLE * BUNDLE {
+            let n = index / BUNDLE;
+            let bundle = self
+                .shared
+                .tree
+                .get(key(b'E', n))?
+                .ok_or_else(|| LogError::Corrupt(format!("bundle {n} is missing")))?;
+            return bundle_entry(&bundle, index % BUNDLE)
+                .map(|e| Some(e.to_vec()))
+                .ok_or_else(|| LogError::Corrupt(format!("bundle {n} is damaged")));
+        }
         Ok(self.shared.tree.get(key(b'e', index))?.map(|v| v.to_vec()))
+    }
+
+    /// The stored entry bundle `n` (events `256·n ..`), when it is complete: the bytes
+    /// `GET /tile/entries/<n>` serves.
+    pub fn full_bundle(&self, n: u64) -> Result<Option<Vec<u8>>, LogError> {
+        if n >= self.size() / BUNDLE {
+            return Ok(None);
+        }
+        Ok(self.shared.tree.get(key(b'E', n))?.map(|v| v.to_vec()))
     }
 
     /// The leaf bytes of committed events `range`, in order.
     pub fn leaves(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>, LogError> {
         let end = range.end.min(self.size());
-        if range.start >= end {
-            return Ok(Vec::new());
-        }
         let mut out = Vec::new();
-        for kv in self
-            .shared
-            .tree
-            .range(key(b'e', range.start)..key(b'e', end))
-        {
-            out.push(kv?.1.to_vec());
+        for item in self.events_from(range.start) {
+            let (i, leaf) = item?;
+            if i >= end {
+                break;
+            }
+            out.push(leaf);
         }
-        if out.len() as u64 != end - range.start {
+        if out.len() as u64 != end.saturating_sub(range.start) {
             return Err(LogError::Corrupt(format!(
                 "events {}..{end} are not all stored",
                 range.start
             )));
         }
         Ok(out)
+    }
+
+    /// Committed events from `start` on, in index order, with the index each is stored
+    /// under: complete bundles first, then the incomplete one's events.
+    fn events_from(
+        &self,
+        start: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
+        let size = self.size();
+        let full = size / BUNDLE;
+        let tree = &self.shared.tree;
+        let bundles = tree
+            .range(key(b'E', start / BUNDLE)..key(b'E', full))
+            .flat_map(move |kv| {
+                let decoded = kv.map_err(LogError::from).and_then(|(k, v)| {
+                    let n = u64::from_be_bytes(
+                        k.get(1..9).and_then(|s| s.try_into().ok()).ok_or_else(|| {
+                            LogError::Corrupt("a bundle key is not 9 bytes".into())
+                        })?,
+                    );
+                    let entries = tlog::decode_entry_bundle(&v).map_err(|e| {
+                        LogError::Corrupt(format!(
+                            "bundle {n} (events {}..{}) is damaged: {e}",
+                            n * BUNDLE,
+                            (n + 1) * BUNDLE
+                        ))
+                    })?;
+                    if entries.len() as u64 != BUNDLE {
+                        return Err(LogError::Corrupt(format!(
+                            "bundle {n} (events {}..{}) holds {} events",
+                            n * BUNDLE,
+                            (n + 1) * BUNDLE,
+                            entries.len()
+                        )));
+                    }
+                    Ok(entries
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, e)| (n * BUNDLE + i as u64, e.to_vec()))
+                        .collect::<Vec<_>>())
+                });
+                match decoded {
+                    Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                }
+            })
+            .filter(move |r| r.as_ref().map_or(true, |(i, _)| *i >= start));
+        let singles = tree
+            .range(key(b'e', (full * BUNDLE).max(start))..key(b'e', size))
+            .map(|kv| {
+                let (k, v) = kv?;
+                let i: [u8; 8] = k
+                    .get(1..9)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or_else(|| LogError::Corrupt("an event key is not 9 bytes".into()))?;
+                Ok((u64::from_be_bytes(i), v.to_vec()))
+            });
+        bundles.chain(singles)
     }
 
     /// A reader of the stored hashes of the first `size` events (at most the committed
@@ -376,20 +492,10 @@ impl EventLog {
             })
     }
 
-    /// Every committed event's leaf bytes in index order, with the index its key names:
-    /// for offline verification.
+    /// Every committed event's leaf bytes in index order, with the index it is stored
+    /// under: for offline verification.
     pub fn events(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
-        self.shared
-            .tree
-            .range(key(b'e', 0)..key(b'e', self.size()))
-            .map(|kv| {
-                let (k, v) = kv?;
-                let i: [u8; 8] = k
-                    .get(1..9)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(|| LogError::Corrupt("an event key is not 9 bytes".into()))?;
-                Ok((u64::from_be_bytes(i), v.to_vec()))
-            })
+        self.events_from(0)
     }
 
     /// Records chain key `spki_der` (durably) under its key id, if not recorded yet.
@@ -486,6 +592,7 @@ impl Committer {
         getrandom::getrandom(&mut salts).map_err(|e| LogError::Random(e.to_string()))?;
         let mem_start = self.tail_value * HASHES_PER_VALUE;
         let mut mem: Vec<Hash> = self.tail.clone();
+        let mut bundle: Vec<Vec<u8>> = self.tail_leaves.clone();
         let mut batch = sled::Batch::default();
         let mut appended = Vec::with_capacity(total);
         let received_at_ms = now_ms();
@@ -495,13 +602,12 @@ impl Committer {
             .flat_map(|j| j.events.iter())
             .zip(salts.chunks_exact(16))
         {
-            let stored = StoredEvent {
-                index: n,
+            let leaf = encode_leaf(
+                n,
                 received_at_ms,
-                salt: salt.try_into().unwrap_or([0; 16]),
-                event: event.clone(),
-            };
-            let leaf = stored.leaf_bytes();
+                salt.try_into().unwrap_or(&[0; 16]),
+                event,
+            );
             let leaf_hash = tlog::leaf_hash(&leaf);
             let reader = Reader {
                 tree: &shared.tree,
@@ -511,12 +617,32 @@ impl Committer {
             };
             let new_hashes = tlog::stored_hashes_for_record(n, leaf_hash, &reader)?;
             mem.extend(new_hashes);
-            batch.insert(&key(b'e', n), leaf);
+            bundle.push(leaf);
             appended.push(Appended {
                 index: n,
                 leaf_hash,
             });
             n += 1;
+            if n % BUNDLE == 0 {
+                // The bundle is complete: one value; the events of it that earlier commits
+                // wrote one by one go.
+                let refs: Vec<&[u8]> = bundle.iter().map(Vec::as_slice).collect();
+                batch.insert(
+                    &key(b'E', n / BUNDLE - 1),
+                    tlog::encode_entry_bundle(&refs)?,
+                );
+                for i in (n - BUNDLE)..start.max(n - BUNDLE) {
+                    batch.remove(&key(b'e', i));
+                }
+                bundle.clear();
+            }
+        }
+        // The incomplete bundle's new events, one by one.
+        let bundle_start = n / BUNDLE * BUNDLE;
+        for (i, leaf) in (bundle_start..n).zip(&bundle) {
+            if i >= start {
+                batch.insert(&key(b'e', i), leaf.as_slice());
+            }
         }
         // Write whole values from the tail's value on; the last may be partial.
         let mut value = self.tail_value;
@@ -535,6 +661,7 @@ impl Committer {
         shared.db.flush()?;
         self.tail = new_tail;
         self.tail_value = value;
+        self.tail_leaves = bundle;
         shared.size.store(n, Ordering::Release);
         Ok(appended)
     }
@@ -545,7 +672,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::chain::event::Action;
+    use crate::chain::event::{Action, StoredEvent};
 
     fn event(n: u64) -> Event {
         Event {
@@ -613,6 +740,16 @@ mod tests {
                 )
                 .unwrap();
             }
+            // Every event reads back in order; complete bundles left no single events.
+            let all: Vec<(u64, Vec<u8>)> = log.events().map(Result::unwrap).collect();
+            assert_eq!(all.len() as u64, next);
+            for (i, (index, leaf)) in all.iter().enumerate() {
+                assert_eq!(*index, i as u64);
+                assert_eq!(tlog::leaf_hash(leaf), leaves[i]);
+            }
+            assert_eq!(log.leaves(250..600).unwrap().len(), 350);
+            let singles = log.shared.tree.scan_prefix(b"e").count() as u64;
+            assert_eq!(singles, next % BUNDLE);
             drop(log);
         }
         assert_eq!(next, 2 * batches.iter().sum::<u64>());

@@ -69,7 +69,7 @@ impl Store {
         };
         let db = sled::Config::new()
             .path(dir)
-            .mode(sled::Mode::HighThroughput)
+            .mode(sled::Mode::LowSpace)
             .open()
             .map_err(open_err)?;
         let meta = db.open_tree(META_TREE).map_err(open_err)?;

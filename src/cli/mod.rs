@@ -2,9 +2,10 @@
 //! wires the modules together.
 //!
 //! Subcommands: `serve`, `keys ...` (provisioning), `chain verify|export` (the event chain,
-//! offline), `hsm init-token` (the simulator).
+//! offline), `bench ...` (figures), `hsm init-token` (the simulator).
 //! Its one error type is [`CliError`]; `main` prints it and exits non-zero.
 
+mod bench;
 mod chain;
 mod keys;
 mod serve;
@@ -70,6 +71,9 @@ pub enum Command {
     /// The event chain, offline: verify it, or export it for another machine.
     #[command(subcommand)]
     Chain(chain::ChainCommand),
+    /// Measure and print figures (events per second, proof time, bytes per event).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Simulator tools (SoftHSM2): create a token without PINs on the command line.
     #[command(subcommand)]
     Hsm(keys::HsmCommand),
@@ -94,6 +98,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Chain(cmd) => {
             init_logging("warn", "text");
             chain::run(cmd)
+        }
+        Command::Bench(cmd) => {
+            init_logging("warn", "text");
+            bench::run(cmd)
         }
         Command::Hsm(cmd) => {
             init_logging("warn", "text");

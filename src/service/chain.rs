@@ -401,6 +401,12 @@ impl ChainService {
                 Ok(Some(data))
             }
             TileKind::Entries => {
+                if !tile.is_partial() {
+                    // Complete bundles are stored in exactly the served form.
+                    if let Some(b) = self.log.full_bundle(tile.index())? {
+                        return Ok(Some(b));
+                    }
+                }
                 let range = tlog::entries_tile_range(tile);
                 let leaves = self.log.leaves(range)?;
                 let refs: Vec<&[u8]> = leaves.iter().map(Vec::as_slice).collect();
