@@ -74,6 +74,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The 413 answer for a body over `max` bytes (refused by the body-limit layer).
+pub fn body_too_large(max: usize) -> Response {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {max} bytes"),
+    )
+    .into_response()
+}
+
 /// The JSON decoder's error: 400 for broken syntax, 422 for a well-formed value of the
 /// wrong shape (a missing or unknown field, a wrong type).
 fn json_error(prefix: &str, e: &serde_json::Error) -> ApiError {

@@ -116,16 +116,33 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
     let capped = |router: Router<AppState>, max: usize| {
         router.layer(tower_http::limit::RequestBodyLimitLayer::new(max))
     };
+    // The chain API answers in JSON, also when the body is too large.
+    let capped_json = |router: Router<AppState>, max: usize| {
+        capped(router, max).layer(axum::middleware::map_response(
+            move |resp: Response| async move {
+                if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
+                    && !resp
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+                {
+                    chain::body_too_large(max)
+                } else {
+                    resp
+                }
+            },
+        ))
+    };
     Router::new()
         .merge(capped(
             Router::new().route("/tsa", post(post_tsa)),
             settings.max_body_bytes,
         ))
-        .merge(capped(
+        .merge(capped_json(
             Router::new().route("/v1/events", post(chain::post_event)),
             settings.max_event_bytes,
         ))
-        .merge(capped(
+        .merge(capped_json(
             Router::new().route("/v1/events/batch", post(chain::post_batch)),
             settings.max_batch_bytes,
         ))
