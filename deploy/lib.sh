@@ -28,3 +28,22 @@ ensure_rust() {
         return 1
     fi
 }
+
+# provision_dev_state BIN CONFIG STATE: a SoftHSM2 token in STATE/hsm and the development
+# keys in it (a DEVELOPMENT root CA, the TSA key it certifies, the Ed25519 chain key);
+# idempotent. Exports SOFTHSM2_CONF and AUDITSTAMP_STATE_DIR for what follows.
+provision_dev_state() {
+    local bin=$1 config=$2 state=$3
+    mkdir -p "$state"
+    state=$(cd "$state" && pwd)
+    export AUDITSTAMP_STATE_DIR=$state
+    AUDITSTAMP_BIN=$bin hsm-sim/create-token.sh "$state/hsm" auditstamp-dev
+    export SOFTHSM2_CONF=$state/hsm/softhsm2.conf
+    mkdir -p "$state/pki"
+    "$bin" keys generate --config "$config" --label tsa-dev --algorithm ecdsa-p256 --purpose tsa --if-missing
+    "$bin" keys generate --config "$config" --label chain-dev --algorithm ed25519 --purpose chain --if-missing
+    "$bin" keys dev-ca --config "$config" --out "$state/pki/dev-root-ca.pem"
+    "$bin" keys issue-dev-cert --config "$config" --label tsa-dev \
+        --subject "CN=auditstamp development TSA,O=auditstamp development,C=EE" \
+        --out "$state/pki/tsa-dev.pem" --if-missing
+}

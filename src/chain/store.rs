@@ -7,6 +7,9 @@
 use std::path::{Path, PathBuf};
 
 const META_TREE: &str = "meta";
+/// sled's page cache: what the appliance keeps of the store in memory (hot tiles and the
+/// tree's recent hashes); the rest is read from disk.
+const CACHE_BYTES: u64 = 64 << 20;
 const KEY_SERIAL_NEXT: &[u8] = b"tsa.serial.next";
 const KEY_LAST_GEN_TIME: &[u8] = b"tsa.last_gen_time_ms";
 
@@ -70,6 +73,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::LowSpace)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(open_err)?;
         let meta = db.open_tree(META_TREE).map_err(open_err)?;
