@@ -35,5 +35,11 @@ Request and verify a token from another terminal:
   curl -sS -H 'Content-Type: application/timestamp-query' --data-binary @req.tsq $url -o resp.tsr
   openssl ts -verify -data doc.txt -in resp.tsr -CAfile $state/pki/dev-root-ca.pem
 
+Record an auditor event in the chain, then read it back with its proof (sealed within 1 s):
+  curl -sS -H 'Content-Type: application/json' http://$AUDITSTAMP_LISTEN/v1/events -d '{"agency":"agency-1",
+    "auditor":"auditor-1","action":"data_collection","subject":"case/1","occurred_at":"2026-12-02T08:00:00Z",
+    "data_sha256":"'"\$(sha256sum doc.txt | cut -c1-64)"'"}'
+  curl -sS http://$AUDITSTAMP_LISTEN/v1/events/1
+
 TXT
 exec "$bin" serve --config "$config"
