@@ -670,40 +670,18 @@ fn metric(server: &Server, name: &str) -> i64 {
 fn a_certificate_expiring_while_serving_is_warned_about_then_refused() {
     let app = Appliance::bare("ecdsa-p256");
     let ca = OpensslCa::new(&app.path().join("office-ca"));
-    let csr = app.path().join("tsa.csr");
-    let cert = app.path().join("tsa.pem");
-    app.cli_ok(&["keys", "generate", "--label", "tsa", "--purpose", "tsa"]);
-    app.cli_ok(&[
-        "keys",
-        "csr",
-        "--label",
-        "tsa",
-        "--subject",
-        "CN=Short-lived TSA,O=Audit Office,C=EE",
-        "--out",
-        csr.to_str().unwrap(),
-    ]);
     let now = time::OffsetDateTime::now_utc();
     let end = now + time::Duration::seconds(12);
-    ca.sign(
-        &csr,
-        &cert,
-        "good",
-        Some((
-            &openssl_date(now - time::Duration::minutes(1)),
-            &openssl_date(end),
-        )),
+    let (start, stop) = (
+        openssl_date(now - time::Duration::minutes(1)),
+        openssl_date(end),
     );
-    app.cli_ok(&[
-        "keys",
-        "import-cert",
-        "--label",
+    app.certify_with_dates(
+        &ca,
         "tsa",
-        "--cert",
-        cert.to_str().unwrap(),
-        "--chain",
-        ca.cert().to_str().unwrap(),
-    ]);
+        "CN=Short-lived TSA,O=Audit Office,C=EE",
+        Some((&start, &stop)),
+    );
     std::fs::create_dir_all(app.ca_pem().parent().unwrap()).unwrap();
     std::fs::copy(ca.cert(), app.ca_pem()).unwrap();
     let server = app.start();

@@ -118,6 +118,19 @@ fn key(prefix: u8, n: u64) -> [u8; 9] {
     k
 }
 
+/// The number a 9-byte `prefix + u64 BE` key names, with its value.
+fn numbered(kv: Result<(sled::IVec, sled::IVec), sled::Error>) -> Result<(u64, Vec<u8>), LogError> {
+    let (k, v) = kv?;
+    let n: [u8; 8] = k
+        .get(1..9)
+        .and_then(|s| s.try_into().ok())
+        .filter(|_| k.len() == 9)
+        .ok_or_else(|| {
+            LogError::Corrupt(format!("a key of {} bytes where 9 were expected", k.len()))
+        })?;
+    Ok((u64::from_be_bytes(n), v.to_vec()))
+}
+
 fn read_u64(tree: &sled::Tree, k: &[u8]) -> Result<Option<u64>, LogError> {
     match tree.get(k)? {
         None => Ok(None),
@@ -374,12 +387,7 @@ impl EventLog {
         let bundles = tree
             .range(key(b'E', start / BUNDLE)..key(b'E', full))
             .flat_map(move |kv| {
-                let decoded = kv.map_err(LogError::from).and_then(|(k, v)| {
-                    let n = u64::from_be_bytes(
-                        k.get(1..9).and_then(|s| s.try_into().ok()).ok_or_else(|| {
-                            LogError::Corrupt("a bundle key is not 9 bytes".into())
-                        })?,
-                    );
+                let decoded = numbered(kv).and_then(|(n, v)| {
                     let entries = tlog::decode_entry_bundle(&v).map_err(|e| {
                         LogError::Corrupt(format!(
                             "bundle {n} (events {}..{}) is damaged: {e}",
@@ -409,14 +417,7 @@ impl EventLog {
             .filter(move |r| r.as_ref().map_or(true, |(i, _)| *i >= start));
         let singles = tree
             .range(key(b'e', (full * BUNDLE).max(start))..key(b'e', size))
-            .map(|kv| {
-                let (k, v) = kv?;
-                let i: [u8; 8] = k
-                    .get(1..9)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(|| LogError::Corrupt("an event key is not 9 bytes".into()))?;
-                Ok((u64::from_be_bytes(i), v.to_vec()))
-            });
+            .map(numbered);
         bundles.chain(singles)
     }
 
@@ -449,20 +450,12 @@ impl EventLog {
 
     /// The last sealed block: (height, encoded), if any.
     pub fn latest_block(&self) -> Result<Option<(u64, Vec<u8>)>, LogError> {
-        let last = self
-            .shared
+        self.shared
             .tree
             .range(key(b'b', 0)..=key(b'b', u64::MAX))
             .next_back()
-            .transpose()?;
-        last.map(|(k, v)| {
-            let h: [u8; 8] = k
-                .get(1..9)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| LogError::Corrupt("a block key is not 9 bytes".into()))?;
-            Ok((u64::from_be_bytes(h), v.to_vec()))
-        })
-        .transpose()
+            .map(numbered)
+            .transpose()
     }
 
     /// The latest signed checkpoint note, if one was published.
@@ -482,14 +475,7 @@ impl EventLog {
         self.shared
             .tree
             .range(key(b'b', 0)..=key(b'b', u64::MAX))
-            .map(|kv| {
-                let (k, v) = kv?;
-                let h: [u8; 8] = k
-                    .get(1..9)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(|| LogError::Corrupt("a block key is not 9 bytes".into()))?;
-                Ok((u64::from_be_bytes(h), v.to_vec()))
-            })
+            .map(numbered)
     }
 
     /// Every committed event's leaf bytes in index order, with the index it is stored
@@ -530,14 +516,7 @@ impl EventLog {
         self.shared
             .tree
             .range(key(b'h', 0)..=key(b'h', u64::MAX))
-            .map(|kv| {
-                let (k, v) = kv?;
-                let n: [u8; 8] = k
-                    .get(1..9)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(|| LogError::Corrupt("a hash key is not 9 bytes".into()))?;
-                Ok((u64::from_be_bytes(n), v.to_vec()))
-            })
+            .map(numbered)
     }
 
     /// Bytes the database occupies on disk.

@@ -502,6 +502,18 @@ impl Appliance {
     /// Generates TSA key `label`, has `ca` certify it (extension section "good") and imports
     /// the certificate with the CA as chain. Returns the certificate's path.
     pub fn certify_with(&self, ca: &OpensslCa, label: &str, subject: &str) -> PathBuf {
+        self.certify_with_dates(ca, label, subject, None)
+    }
+
+    /// [`certify_with`](Self::certify_with), with the validity `dates` = (start, end) as
+    /// YYYYMMDDHHMMSSZ.
+    pub fn certify_with_dates(
+        &self,
+        ca: &OpensslCa,
+        label: &str,
+        subject: &str,
+        dates: Option<(&str, &str)>,
+    ) -> PathBuf {
         let csr = self.path().join(format!("{label}.csr"));
         let cert = self.path().join(format!("{label}.pem"));
         self.cli_ok(&[
@@ -525,7 +537,7 @@ impl Appliance {
             csr.to_str().unwrap(),
         ]);
         openssl(&["req", "-in", csr.to_str().unwrap(), "-verify", "-noout"]);
-        ca.sign(&csr, &cert, "good", None);
+        ca.sign(&csr, &cert, "good", dates);
         let chain = ca.cert();
         self.cli_ok(&[
             "keys",
