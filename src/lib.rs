@@ -5,6 +5,7 @@
 //! - [`signer`]: the [`signer::Signer`] trait and the PKCS#11 backend.
 //! - [`clock`]: time source and its health.
 //! - [`chain`]: the local store (and, later, the event chain).
+//! - [`verify`]: software verification of time-stamp tokens (the data center's checklist).
 //! - [`service`]: the appliance's use cases (issue a token).
 //! - [`http`]: the axum router; the one place errors become HTTP statuses or failInfos.
 //! - [`config`]: the TOML configuration, validated at startup.
@@ -20,3 +21,4 @@ pub mod provision;
 pub mod service;
 pub mod signer;
 pub mod tsp;
+pub mod verify;
