@@ -6,7 +6,8 @@
 //! - [`signer`]: the [`signer::Signer`] trait and the PKCS#11 backend.
 //! - [`clock`]: time source and its health.
 //! - [`chain`]: the local store and the auditor event chain (pure parts and sled storage).
-//! - [`verify`]: software verification of tokens, chains and proofs.
+//! - [`verify`]: software verification of time-stamp tokens (the data center's checklist)
+//!   and of whole event chains.
 //! - [`service`]: the appliance's use cases (issue a token, append events, seal blocks).
 //! - [`http`]: the axum router; the one place errors become HTTP statuses or failInfos.
 //! - [`config`]: the TOML configuration, validated at startup.

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use der::Decode;
 use sha2::{Digest, Sha256};
 
 use super::CliError;
@@ -173,26 +174,40 @@ fn trusted_keys(args: &[String], recorded: Vec<(Hash, Vec<u8>)>) -> Result<Trust
     })
 }
 
-/// The token check: against `--ca` roots when given, else the imprint alone.
+/// The token check: the whole RFC 3161 checklist against the `--ca` roots when given
+/// (imprint = SHA-256 of the header, path valid at genTime), else the imprint alone.
 fn token_check(
     ca: Option<&Path>,
 ) -> Result<Box<crate::verify::chain::TokenCheck<'static>>, CliError> {
-    if let Some(path) = ca {
-        // Read now so that a bad file is reported before the audit starts.
-        let roots = super::read_certificate_file(path)?;
-        if roots.is_empty() {
-            return Err(CliError::Other(format!(
-                "{}: no certificate in it",
-                path.display()
-            )));
-        }
+    let Some(path) = ca else {
+        return Ok(Box::new(|token: &[u8], header_hash: &Hash| {
+            let info = crate::tsp::decode_tst_info_from_token(token).map_err(|e| e.to_string())?;
+            if info.hash != Some(crate::tsp::HashAlgorithm::Sha256) || info.digest != header_hash {
+                return Err("its imprint is not the SHA-256 of the header".into());
+            }
+            Ok(())
+        }));
+    };
+    let mut roots = Vec::new();
+    for (i, der) in super::read_certificate_file(path)?.iter().enumerate() {
+        roots.push(x509_cert::Certificate::from_der(der).map_err(|e| {
+            CliError::Other(format!("{} certificate {}: {e}", path.display(), i + 1))
+        })?);
     }
-    Ok(Box::new(|token: &[u8], header_hash: &Hash| {
-        let info = crate::tsp::decode_tst_info_from_token(token).map_err(|e| e.to_string())?;
-        if info.hash != Some(crate::tsp::HashAlgorithm::Sha256) || info.digest != header_hash {
-            return Err("its imprint is not the SHA-256 of the header".into());
-        }
-        Ok(())
+    if roots.is_empty() {
+        return Err(CliError::Other(format!(
+            "{}: no certificate in it",
+            path.display()
+        )));
+    }
+    Ok(Box::new(move |token: &[u8], header_hash: &Hash| {
+        let opts = crate::verify::TokenOptions {
+            imprint: Some((crate::tsp::HashAlgorithm::Sha256, header_hash.as_slice())),
+            ..crate::verify::TokenOptions::new(&roots)
+        };
+        crate::verify::verify_token(token, &opts)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }))
 }
 

@@ -47,7 +47,6 @@ impl<'a> Tlv<'a> {
     }
 
     /// The element's octets.
-    #[cfg(test)]
     pub(crate) fn as_bytes(&self) -> &'a [u8] {
         self.0
     }
@@ -84,7 +83,6 @@ pub(crate) struct SetValue<'a>(&'a [u8]);
 
 impl<'a> SetValue<'a> {
     /// The contents octets.
-    #[cfg(test)]
     pub(crate) fn contents(&self) -> &'a [u8] {
         self.0
     }

@@ -18,12 +18,14 @@
 //! with [`rejection_response`]); anything else that goes wrong here (an encoding failure, a
 //! malformed structure given to a decoder, a value out of range) is a [`TspError`].
 
-mod asn1;
+// The DER types, and the self-signed test in `token`, are shared with `verify`, which
+// reads what this module writes.
+pub(crate) mod asn1;
 mod hash;
 mod request;
 mod status;
 mod time;
-mod token;
+pub(crate) mod token;
 mod tst_info;
 
 #[cfg(test)]

@@ -269,7 +269,7 @@ fn encode_attribute(attr_type: ObjectIdentifier, value_der: &[u8]) -> Result<Vec
 /// A root: subject equal to issuer and, when both key identifiers are present, the
 /// subject key identifier equal to the authority key identifier (a self-issued certificate
 /// of a key rollover is signed by another key and is not a root).
-pub(super) fn is_self_signed(cert: &Certificate) -> bool {
+pub(crate) fn is_self_signed(cert: &Certificate) -> bool {
     let tbs = &cert.tbs_certificate;
     if tbs.subject != tbs.issuer {
         return false;
