@@ -1327,6 +1327,12 @@ fn bodies_over_the_byte_caps_are_refused_and_nothing_is_stored() {
         for (what, path, ct, body) in cases {
             let r = api.post(path, ct, body).await;
             assert_eq!(r.status, 413, "{what}: {}", r.text());
+            // The rest of the body is never read: the connection must not be reused.
+            assert_eq!(
+                r.headers.get("connection").and_then(|v| v.to_str().ok()),
+                Some("close"),
+                "{what}: a 413 must close the connection"
+            );
             let is_api_error = r.content_type.starts_with(JSON)
                 && serde_json::from_slice::<Value>(&r.body)
                     .is_ok_and(|v| v["error"].as_str().is_some_and(|m| !m.is_empty()));

@@ -112,39 +112,44 @@ pub struct HttpSettings {
 pub fn router(state: AppState, settings: HttpSettings) -> Router {
     // Each body-taking route has its own cap: the limit layer refuses an over-long
     // Content-Length before reading any of the body, and cuts off a chunked body as soon
-    // as it passes the cap.
-    let capped = |router: Router<AppState>, max: usize| {
-        router.layer(tower_http::limit::RequestBodyLimitLayer::new(max))
-    };
-    // The chain API answers in JSON, also when the body is too large.
-    let capped_json = |router: Router<AppState>, max: usize| {
-        capped(router, max).layer(axum::middleware::map_response(
-            move |resp: Response| async move {
-                if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
-                    && !resp
-                        .headers()
-                        .get(header::CONTENT_TYPE)
-                        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
-                {
-                    chain::body_too_large(max)
-                } else {
+    // as it passes the cap. The rest of such a body is never read, so the connection
+    // cannot carry another request: the 413 says `Connection: close`, or a client would
+    // send its next request on a connection the server is closing.
+    let capped = |router: Router<AppState>, max: usize, json: bool| {
+        router
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(max))
+            .layer(axum::middleware::map_response(
+                move |resp: Response| async move {
+                    if resp.status() != StatusCode::PAYLOAD_TOO_LARGE {
+                        return resp;
+                    }
+                    // The chain API answers in JSON, also when the body is too large.
+                    let mut resp = if json {
+                        chain::body_too_large(max)
+                    } else {
+                        resp
+                    };
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
                     resp
-                }
-            },
-        ))
+                },
+            ))
     };
     Router::new()
         .merge(capped(
             Router::new().route("/tsa", post(post_tsa)),
             settings.max_body_bytes,
+            false,
         ))
-        .merge(capped_json(
+        .merge(capped(
             Router::new().route("/v1/events", post(chain::post_event)),
             settings.max_event_bytes,
+            true,
         ))
-        .merge(capped_json(
+        .merge(capped(
             Router::new().route("/v1/events/batch", post(chain::post_batch)),
             settings.max_batch_bytes,
+            true,
         ))
         .route("/tsa/certs", get(get_certs))
         .route("/healthz", get(healthz))
