@@ -123,8 +123,13 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
                     if resp.status() != StatusCode::PAYLOAD_TOO_LARGE {
                         return resp;
                     }
-                    // The chain API answers in JSON, also when the body is too large.
-                    let mut resp = if json {
+                    // The chain API answers in JSON, also when the body is too large (its
+                    // handlers' own 413s already are).
+                    let is_json = resp
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+                    let mut resp = if json && !is_json {
                         chain::body_too_large(max)
                     } else {
                         resp
