@@ -2,10 +2,12 @@
 //!
 //! Pure parts, without I/O: the event model and its leaf bytes ([`event`]), the RFC 6962
 //! Merkle tree and C2SP tiles ([`tlog`]), block headers ([`block`]), C2SP signed notes and
-//! checkpoints ([`note`]). Storage in sled: the TSA's state ([`store`]) and the event log
-//! with group commit ([`log`]).
+//! checkpoints ([`note`]), witness cosignatures ([`cosignature`]) and tlog-proofs
+//! ([`proof`]). Storage in sled: the TSA's state ([`store`]) and the event log with group
+//! commit ([`log`]).
 
 pub mod block;
+pub mod cosignature;
 pub mod event;
 pub mod log;
 pub mod note;
