@@ -263,15 +263,46 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
         verifier_key = %chain.verifier_key(),
         "event chain open"
     );
+    let h = &cfg.raw.http;
+    let tls = match &cfg.tls {
+        None => {
+            tracing::warn!("serving plain HTTP (http.plain_http = true): for development only");
+            None
+        }
+        Some(t) => Some(
+            http::tls::server_config(&http::tls::TlsFiles {
+                cert: &t.cert_file,
+                key: &t.key_file,
+                client_ca: t.client_ca_file.as_deref(),
+            })
+            .map_err(|e| CliError::Other(format!("http.tls: {e}")))?,
+        ),
+    };
+    let rate_limit =
+        http::limits::RateLimiter::new(h.rate_limit.per_second, h.rate_limit.burst).map(Arc::new);
     let router = http::router(
         AppState::new(tsa.clone(), chain.clone()),
         HttpSettings {
-            max_body_bytes: cfg.raw.http.max_body_bytes,
+            max_body_bytes: h.max_body_bytes,
             max_event_bytes: http::chain::MAX_EVENT_BODY_BYTES,
             max_batch_bytes: cfg.raw.chain.max_batch_bytes,
-            request_timeout: Duration::from_millis(cfg.raw.http.request_timeout_ms),
+            request_timeout: Duration::from_millis(h.request_timeout_ms),
+            require_client_cert: cfg
+                .tls
+                .as_ref()
+                .map(|t| t.require_client_cert.clone())
+                .unwrap_or_default(),
+            rate_limit: rate_limit.clone(),
+            max_concurrent_requests: h.max_concurrent_requests,
         },
     );
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let listener_options = http::server::ListenerOptions {
+        tls,
+        header_timeout: Duration::from_millis(h.header_timeout_ms),
+        max_connections: h.max_connections,
+        drain: Duration::from_millis(h.request_timeout_ms),
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| CliError::Other(format!("cannot listen on {}: {source}", cfg.listen)))?;
@@ -283,7 +314,7 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
         %addr,
         node = cfg.raw.node.id,
         name = %cfg.raw.node.name,
-        "auditstamp listening; TSA at http://{addr}/tsa"
+        "auditstamp listening; TSA at {scheme}://{addr}/tsa"
     );
     let warn_days = i64::from(cfg.raw.tsa.expiry_warning_days);
     warn_if_expiring(&tsa, warn_days);
@@ -295,9 +326,15 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
             for n in 1u64.. {
                 tick.tick().await;
                 let tsa = tsa.clone();
+                let rate_limit = rate_limit.clone();
                 let result = tokio::task::spawn_blocking(move || {
                     if n % 3600 == 0 {
                         warn_if_expiring(&tsa, warn_days);
+                    }
+                    if n % 60 == 0 {
+                        if let Some(r) = rate_limit {
+                            r.prune();
+                        }
                     }
                     tsa.persist_clock()
                 })
@@ -314,7 +351,7 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
         let _ = sealer_stopped.await;
     }));
 
-    let served = http::serve(listener, router, shutdown_signal()).await;
+    let served = http::server::serve(listener, router, listener_options, shutdown_signal()).await;
     // Requests in flight have finished: seal what they appended, then stop.
     let _ = stop_sealer.send(());
     if let Err(e) = sealer.await {

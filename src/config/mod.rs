@@ -252,6 +252,84 @@ pub struct HttpConfig {
     /// Longest time one request may take, in milliseconds; default 10000.
     #[serde(default = "default_request_timeout")]
     pub request_timeout_ms: u64,
+    /// Serve plain HTTP, without TLS: for development only; default false.
+    #[serde(default)]
+    pub plain_http: bool,
+    /// TLS (required unless `plain_http`).
+    pub tls: Option<TlsConfig>,
+    /// Longest time to receive a request's headers, in milliseconds; default 5000.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// Most requests handled at once; beyond, 503 with Retry-After; default 1024.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent_requests: usize,
+    /// Most open connections; beyond, new ones are closed at once; default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Per-client rate limit (by client certificate identity, else by address).
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `[http.tls]`: the listener's certificate, and agencies' client certificates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM: the server certificate, then its intermediates.
+    pub cert_file: PathBuf,
+    /// PEM: the server's private key (a TLS key, not an HSM signing key).
+    pub key_file: PathBuf,
+    /// PEM: the CA(s) issuing agencies' client certificates; enables mutual TLS.
+    pub client_ca_file: Option<PathBuf>,
+    /// Route groups that require a client certificate: "tsa" (`POST /tsa`), "events"
+    /// (`POST /v1/events*`), "read" (the chain's GET routes and `/tsa/certs`), "ops"
+    /// (`/metrics`, `/readyz`).
+    #[serde(default)]
+    pub require_client_cert: Vec<String>,
+}
+
+/// The route groups `http.tls.require_client_cert` may name.
+pub const ROUTE_GROUPS: [&str; 4] = ["tsa", "events", "read", "ops"];
+
+/// `[http.rate_limit]`: a token bucket per client.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Sustained requests per second per client; 0 turns the limit off. Default 1000.
+    #[serde(default = "default_rate")]
+    pub per_second: u32,
+    /// Requests a client may send at once above the sustained rate; default 2000.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_second: default_rate(),
+            burst: default_burst(),
+        }
+    }
+}
+
+fn default_rate() -> u32 {
+    1000
+}
+
+fn default_burst() -> u32 {
+    2000
+}
+
+fn default_header_timeout() -> u64 {
+    5000
+}
+
+fn default_max_concurrent() -> usize {
+    1024
+}
+
+fn default_max_connections() -> usize {
+    4096
 }
 
 fn default_max_body() -> usize {
@@ -358,6 +436,8 @@ pub struct Validated {
     pub pin: PinSource,
     /// `tsa.chain_file` resolved against the state directory.
     pub chain_file: Option<PathBuf>,
+    /// `http.tls` with its files resolved against the state directory.
+    pub tls: Option<TlsConfig>,
     /// Accepted policy OIDs, in the order given.
     pub policies: Vec<ObjectIdentifier>,
     /// The default policy OID.
@@ -437,6 +517,71 @@ pub fn parse_oid(text: &str) -> Result<ObjectIdentifier, String> {
     ObjectIdentifier::from_bytes(oid.as_bytes())
         .map_err(|_| bad("too short to be decoded again; use a longer OID"))?;
     Ok(oid)
+}
+
+/// Checks `[http]`'s TLS and limits; returns `http.tls` with its paths resolved.
+fn validate_tls(http: &HttpConfig, state_dir: &Path) -> Result<Option<TlsConfig>, ConfigError> {
+    if !(100..=60_000).contains(&http.header_timeout_ms) {
+        return Err(invalid(
+            "http.header_timeout_ms",
+            "must be between 100 and 60000",
+        ));
+    }
+    if !(1..=1_000_000).contains(&http.max_concurrent_requests) {
+        return Err(invalid(
+            "http.max_concurrent_requests",
+            "must be between 1 and 1000000",
+        ));
+    }
+    if !(1..=1_000_000).contains(&http.max_connections) {
+        return Err(invalid(
+            "http.max_connections",
+            "must be between 1 and 1000000",
+        ));
+    }
+    if http.rate_limit.per_second > 0 && http.rate_limit.burst == 0 {
+        return Err(invalid(
+            "http.rate_limit.burst",
+            "must be at least 1 when a rate is set",
+        ));
+    }
+    let tls = match (&http.tls, http.plain_http) {
+        (None, false) => {
+            return Err(invalid(
+                "http.tls",
+                "TLS is required: give http.tls.cert_file and http.tls.key_file, or, for \
+                 development only, set http.plain_http = true",
+            ))
+        }
+        (Some(_), true) => {
+            return Err(invalid(
+                "http.plain_http",
+                "plain HTTP and http.tls exclude each other; remove one",
+            ))
+        }
+        (None, true) => return Ok(None),
+        (Some(t), false) => t,
+    };
+    for g in &tls.require_client_cert {
+        if !ROUTE_GROUPS.contains(&g.as_str()) {
+            return Err(invalid(
+                "http.tls.require_client_cert",
+                format!("unknown route group {g:?}; use {ROUTE_GROUPS:?}"),
+            ));
+        }
+    }
+    if !tls.require_client_cert.is_empty() && tls.client_ca_file.is_none() {
+        return Err(invalid(
+            "http.tls.require_client_cert",
+            "needs http.tls.client_ca_file (the CA of agencies' client certificates)",
+        ));
+    }
+    Ok(Some(TlsConfig {
+        cert_file: state_dir.join(&tls.cert_file),
+        key_file: state_dir.join(&tls.key_file),
+        client_ca_file: tls.client_ca_file.as_ref().map(|f| state_dir.join(f)),
+        require_client_cert: tls.require_client_cert.clone(),
+    }))
 }
 
 fn validate(raw: Config) -> Result<Validated, ConfigError> {
@@ -579,6 +724,7 @@ fn validate(raw: Config) -> Result<Validated, ConfigError> {
             "must be between 100 and 600000",
         ));
     }
+    let tls = validate_tls(&raw.http, &raw.node.state_dir)?;
     {
         let chain = &raw.chain;
         if chain.key_label.is_empty() {
@@ -619,6 +765,7 @@ fn validate(raw: Config) -> Result<Validated, ConfigError> {
         listen,
         pin,
         chain_file,
+        tls,
         policies,
         default_policy,
     })
@@ -649,6 +796,7 @@ accuracy = { seconds = 1 }
 
 [http]
 listen = "127.0.0.1:8318"
+plain_http = true
 
 [chain]
 key_label = "chain"
@@ -760,6 +908,32 @@ key_label = "chain"
                 "chain.max_batch_bytes",
             ),
             (GOOD.replace("[chain]\nkey_label = \"chain\"", ""), "chain"),
+            (GOOD.replace("plain_http = true", ""), "http.tls"),
+            (
+                GOOD.replace(
+                    "plain_http = true",
+                    "plain_http = true\n[http.tls]\ncert_file = \"c\"\nkey_file = \"k\"",
+                ),
+                "http.plain_http",
+            ),
+            (
+                GOOD.replace(
+                    "plain_http = true",
+                    "[http.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nrequire_client_cert = [\"tsa\"]",
+                ),
+                "http.tls.require_client_cert",
+            ),
+            (
+                GOOD.replace(
+                    "plain_http = true",
+                    "[http.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\nrequire_client_cert = [\"all\"]",
+                ),
+                "http.tls.require_client_cert",
+            ),
+            (
+                GOOD.replace("plain_http = true", "plain_http = true\nheader_timeout_ms = 5"),
+                "http.header_timeout_ms",
+            ),
         ];
         for (text, key) in cases {
             let e = err(&text);

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use super::limits::ClientInfo;
 use super::{has_media_type, AppState};
 use crate::chain::block::SealedBlock;
 use crate::chain::event::{Event, EventInput};
@@ -123,6 +124,28 @@ fn require_json(headers: &HeaderMap, ndjson_too: bool) -> Result<(), ApiError> {
     ))
 }
 
+/// With a client certificate, every event's agency must be the caller's identity.
+fn check_agency(client: Option<&ClientInfo>, events: &[Event]) -> Result<(), ApiError> {
+    let Some(identity) = client.and_then(|c| c.identity.as_deref()) else {
+        return Ok(());
+    };
+    match events.iter().position(|e| e.agency != identity) {
+        None => Ok(()),
+        Some(i) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{}agency {:?} is not the caller's certificate identity {identity:?}",
+                if events.len() > 1 {
+                    format!("events[{i}]: ")
+                } else {
+                    String::new()
+                },
+                events[i].agency
+            ),
+        )),
+    }
+}
+
 fn utf8(body: &[u8]) -> Result<&str, ApiError> {
     std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))
 }
@@ -130,11 +153,13 @@ fn utf8(body: &[u8]) -> Result<&str, ApiError> {
 /// `POST /v1/events`: one event; answers once it is durable.
 pub async fn post_event(
     State(state): State<AppState>,
+    client: Option<axum::Extension<ClientInfo>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     require_json(&headers, false)?;
     let event = parse_event(utf8(&body)?, "")?;
+    check_agency(client.as_deref(), std::slice::from_ref(&event))?;
     let appended = state.chain.append(vec![event]).await?;
     let a = appended
         .first()
@@ -148,6 +173,7 @@ pub async fn post_event(
 /// before any is stored; answers once all are durable.
 pub async fn post_batch(
     State(state): State<AppState>,
+    client: Option<axum::Extension<ClientInfo>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -186,6 +212,7 @@ pub async fn post_batch(
             "the batch holds no event",
         ));
     }
+    check_agency(client.as_deref(), &events)?;
     let appended = state.chain.append(events).await?;
     Ok(Json(json!({
         "first_index": appended.first().map(|a| a.index),

@@ -16,9 +16,11 @@
 //!   `GET /tile/...`.
 
 pub mod chain;
+pub mod limits;
 pub mod metrics;
+pub mod server;
+pub mod tls;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +31,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::net::TcpListener;
 
 use crate::service::chain::ChainService;
 use crate::service::{ServiceError, TsaService};
@@ -95,8 +96,8 @@ impl AppState {
     }
 }
 
-/// HTTP limits.
-#[derive(Clone, Copy, Debug)]
+/// HTTP limits and access rules.
+#[derive(Clone, Debug)]
 pub struct HttpSettings {
     /// Largest time-stamp request body, bytes.
     pub max_body_bytes: usize,
@@ -106,6 +107,12 @@ pub struct HttpSettings {
     pub max_batch_bytes: usize,
     /// Longest time a request may take.
     pub request_timeout: Duration,
+    /// Route groups that need a client certificate ("tsa", "events", "read", "ops").
+    pub require_client_cert: Vec<String>,
+    /// The per-client rate limit, if on.
+    pub rate_limit: Option<Arc<limits::RateLimiter>>,
+    /// Most requests handled at once.
+    pub max_concurrent_requests: usize,
 }
 
 /// Every route of the appliance.
@@ -140,49 +147,79 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
                 },
             ))
     };
-    Router::new()
-        .merge(capped(
+    // Route groups, each behind a client-certificate check when the config asks for it.
+    let group = |name: &str, router: Router<AppState>| {
+        if settings.require_client_cert.iter().any(|g| g == name) {
+            router.route_layer(axum::middleware::from_fn(limits::require_client_cert))
+        } else {
+            router
+        }
+    };
+    let tsa = group(
+        "tsa",
+        capped(
             Router::new().route("/tsa", post(post_tsa)),
             settings.max_body_bytes,
             false,
-        ))
-        .merge(capped(
+        ),
+    );
+    let events = group(
+        "events",
+        capped(
             Router::new().route("/v1/events", post(chain::post_event)),
             settings.max_event_bytes,
             true,
-        ))
+        )
         .merge(capped(
             Router::new().route("/v1/events/batch", post(chain::post_batch)),
             settings.max_batch_bytes,
             true,
-        ))
-        .route("/tsa/certs", get(get_certs))
+        )),
+    );
+    let read = group(
+        "read",
+        Router::new()
+            .route("/tsa/certs", get(get_certs))
+            .route("/v1/events/{index}", get(chain::get_event))
+            .route("/v1/blocks/latest", get(chain::get_latest_block))
+            .route("/v1/blocks/{height}", get(chain::get_block))
+            .route("/v1/proofs/consistency", get(chain::get_consistency))
+            .route("/checkpoint", get(chain::get_checkpoint))
+            .route("/tile/{*path}", get(chain::get_tile)),
+    );
+    let ops = group(
+        "ops",
+        Router::new()
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(get_metrics)),
+    );
+    let mut app = Router::new()
+        .merge(tsa)
+        .merge(events)
+        .merge(read)
+        .merge(ops)
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(get_metrics))
-        .route("/v1/events/{index}", get(chain::get_event))
-        .route("/v1/blocks/latest", get(chain::get_latest_block))
-        .route("/v1/blocks/{height}", get(chain::get_block))
-        .route("/v1/proofs/consistency", get(chain::get_consistency))
-        .route("/checkpoint", get(chain::get_checkpoint))
-        .route("/tile/{*path}", get(chain::get_tile))
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
-        ))
-        .with_state(state)
-}
-
-/// Serves `router` on `listener` until `shutdown` completes; requests in flight finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+        ));
+    if let Some(limiter) = settings.rate_limit.clone() {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            limiter,
+            limits::rate_limit,
+        ));
+    }
+    // At most max_concurrent_requests in hand; the next ones are refused at once (503).
+    app.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                limits::overloaded,
+            ))
+            .load_shed()
+            .concurrency_limit(settings.max_concurrent_requests),
+    )
+    .with_state(state)
 }
 
 /// True when `headers` carry `Content-Type: expected` (parameters allowed, case ignored).
@@ -224,14 +261,20 @@ fn reply(body: Vec<u8>) -> Response {
         .into_response()
 }
 
-async fn post_tsa(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn post_tsa(
+    State(state): State<AppState>,
+    client: Option<axum::Extension<limits::ClientInfo>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let requester = client.as_ref().and_then(|c| c.identity.as_deref());
     if !has_media_type(&headers, TIMESTAMP_QUERY) {
         return HttpError::UnsupportedMediaType {
             expected: TIMESTAMP_QUERY,
         }
         .into_response();
     }
-    match state.tsa.issue(&body, None).await {
+    match state.tsa.issue(&body, requester).await {
         Ok(resp) => {
             state.metrics.token_issued();
             reply(resp)

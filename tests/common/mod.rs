@@ -143,7 +143,9 @@ accuracy = {{ seconds = 1, millis = 500 }}
 
 [http]
 listen = "127.0.0.1:0"
+plain_http = true
 max_body_bytes = 16384
+rate_limit = {{ per_second = 0 }}
 
 [chain]
 key_label = "chain"
@@ -205,7 +207,12 @@ level = "info"
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("TSA at http://").nth(1) {
+                let at = line.split("TSA at ").nth(1);
+                let at = at.map(|r| {
+                    r.trim_start_matches("https://")
+                        .trim_start_matches("http://")
+                });
+                if let Some(rest) = at {
                     let addr = rest.split('/').next().unwrap().to_string();
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);

@@ -1,0 +1,152 @@
+//! Who is calling, and how much they may ask: client identity, client-certificate
+//! requirements per route group, per-client rate limits and the global concurrency limit.
+//!
+//! Excess is answered at once (429 with Retry-After for a client over its rate, 503 with
+//! Retry-After when the server has as many requests in hand as it takes), never queued.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::Clock;
+
+/// The caller of one request, set by the listener on every connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The agency identity of a verified client certificate (its subject CN), if any.
+    pub identity: Option<String>,
+}
+
+impl ClientInfo {
+    /// The key a rate limit counts under: the identity, else the peer's IP address.
+    fn limit_key(&self) -> String {
+        match &self.identity {
+            Some(id) => format!("id:{id}"),
+            None => format!("ip:{}", self.peer.ip()),
+        }
+    }
+}
+
+/// A JSON error `{"error": ...}` with `status`, and `Retry-After` when given.
+pub(crate) fn refuse(status: StatusCode, message: String, retry_after: Option<u64>) -> Response {
+    let mut resp = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    if let Some(s) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    resp
+}
+
+/// Requests per client: a token bucket per key (GCRA, `governor`).
+pub struct RateLimiter {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter").finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// `per_second` sustained with bursts of `burst`; `None` when `per_second` is 0 (off).
+    pub fn new(per_second: u32, burst: u32) -> Option<Self> {
+        let rate = NonZeroU32::new(per_second)?;
+        let burst = NonZeroU32::new(burst).unwrap_or(rate);
+        let quota = governor::Quota::per_second(rate).allow_burst(burst);
+        Some(RateLimiter {
+            limiter: governor::RateLimiter::keyed(quota),
+        })
+    }
+
+    /// Ok, or how long the client must wait.
+    fn check(&self, key: &String) -> Result<(), Duration> {
+        self.limiter.check_key(key).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+        })
+    }
+
+    /// Forgets clients whose buckets are full again (keeps memory bounded by recent clients).
+    pub fn prune(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
+/// Middleware: refuses a client over its rate with 429 and Retry-After.
+pub async fn rate_limit(
+    State(limiter): State<Arc<RateLimiter>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let key = req
+        .extensions()
+        .get::<ClientInfo>()
+        .map_or_else(|| "unknown".to_owned(), ClientInfo::limit_key);
+    match limiter.check(&key) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests from this client; slow down".into(),
+            Some(wait.as_secs().max(1)),
+        ),
+    }
+}
+
+/// Middleware for a route group that requires a client certificate: 403 without one.
+pub async fn require_client_cert(req: Request, next: Next) -> Response {
+    let has_identity = req
+        .extensions()
+        .get::<ClientInfo>()
+        .is_some_and(|c| c.identity.is_some());
+    if has_identity {
+        next.run(req).await
+    } else {
+        refuse(
+            StatusCode::FORBIDDEN,
+            "this endpoint requires a client certificate issued by the agencies' CA".into(),
+            None,
+        )
+    }
+}
+
+/// The answer when the server already handles as many requests as it takes.
+pub async fn overloaded(_: tower::BoxError) -> Response {
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is at capacity; retry shortly".into(),
+        Some(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn buckets_are_per_client() {
+        let l = RateLimiter::new(1, 2).unwrap();
+        let a = "id:a".to_string();
+        let b = "id:b".to_string();
+        assert!(l.check(&a).is_ok());
+        assert!(l.check(&a).is_ok());
+        let wait = l.check(&a).unwrap_err();
+        assert!(wait <= Duration::from_secs(1));
+        assert!(l.check(&b).is_ok());
+        assert!(RateLimiter::new(0, 5).is_none());
+        let c = ClientInfo {
+            peer: "10.0.0.1:5".parse().unwrap(),
+            identity: None,
+        };
+        assert_eq!(c.limit_key(), "ip:10.0.0.1");
+    }
+}
