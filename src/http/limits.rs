@@ -44,6 +44,18 @@ pub(crate) fn refuse(status: StatusCode, message: String, retry_after: Option<u6
     resp
 }
 
+/// Reads (and drops) up to 64 KiB of a refused request's body, for at most a second, so
+/// that a client still sending a small body receives the refusal instead of a reset
+/// stream (HTTP/2 clients such as curl report an early reset as a framing error).
+async fn drain(req: Request) {
+    let body = req.into_body();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        axum::body::to_bytes(body, 64 * 1024),
+    )
+    .await;
+}
+
 /// Requests per client: a token bucket per key (GCRA, `governor`).
 pub struct RateLimiter {
     limiter: governor::DefaultKeyedRateLimiter<String>,
@@ -92,11 +104,14 @@ pub async fn rate_limit(
         .map_or_else(|| "unknown".to_owned(), ClientInfo::limit_key);
     match limiter.check(&key) {
         Ok(()) => next.run(req).await,
-        Err(wait) => refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many requests from this client; slow down".into(),
-            Some(wait.as_secs().max(1)),
-        ),
+        Err(wait) => {
+            drain(req).await;
+            refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests from this client; slow down".into(),
+                Some(wait.as_secs().max(1)),
+            )
+        }
     }
 }
 
@@ -109,6 +124,7 @@ pub async fn require_client_cert(req: Request, next: Next) -> Response {
     if has_identity {
         next.run(req).await
     } else {
+        drain(req).await;
         refuse(
             StatusCode::FORBIDDEN,
             "this endpoint requires a client certificate issued by the agencies' CA".into(),
@@ -117,13 +133,21 @@ pub async fn require_client_cert(req: Request, next: Next) -> Response {
     }
 }
 
-/// The answer when the server already handles as many requests as it takes.
-pub async fn overloaded(_: tower::BoxError) -> Response {
-    refuse(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the server is at capacity; retry shortly".into(),
-        Some(1),
-    )
+/// Middleware: at most as many requests in hand as `slots` has permits, across every
+/// route (the semaphore is shared); the next ones are refused at once with 503.
+pub async fn concurrency(
+    State(slots): State<Arc<tokio::sync::Semaphore>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = slots.try_acquire() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at capacity; retry shortly".into(),
+            Some(1),
+        );
+    };
+    next.run(req).await
 }
 
 #[cfg(test)]

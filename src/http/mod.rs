@@ -211,14 +211,14 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
         ));
     }
     // At most max_concurrent_requests in hand; the next ones are refused at once (503).
-    app.layer(
-        tower::ServiceBuilder::new()
-            .layer(axum::error_handling::HandleErrorLayer::new(
-                limits::overloaded,
-            ))
-            .load_shed()
-            .concurrency_limit(settings.max_concurrent_requests),
-    )
+    // (Router::layer wraps each route: the shared semaphore makes the limit global.)
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        settings.max_concurrent_requests,
+    ));
+    app.layer(axum::middleware::from_fn_with_state(
+        slots,
+        limits::concurrency,
+    ))
     .with_state(state)
 }
 

@@ -1,0 +1,525 @@
+//! TLS and agency identity, and the limits that keep clients from holding the server:
+//! HTTPS with rustls checked by curl and openssl (independent clients), mutual TLS with
+//! the certificate's CN as the agency identity (required per route group, checked against
+//! events' agency, recorded in tsa.issued), per-client rate limits (429), the global
+//! concurrency limit (503), the header timeout and the connection limit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Test-only PKI made with openssl: a server CA and a localhost certificate, an agencies'
+/// CA and two agency client certificates, and a client certificate of an unknown CA.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let p = Pki {
+            dir: dir.to_owned(),
+        };
+        p.ca("server-ca", "/CN=test server CA");
+        p.ca("agencies-ca", "/CN=test agencies CA");
+        p.ca("rogue-ca", "/CN=rogue CA");
+        p.leaf(
+            "server",
+            "server-ca",
+            "/CN=localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth",
+        );
+        p.leaf(
+            "agency-7",
+            "agencies-ca",
+            "/CN=agency-7/O=Tax Office 7",
+            "extendedKeyUsage=clientAuth",
+        );
+        p.leaf(
+            "agency-8",
+            "agencies-ca",
+            "/CN=agency-8",
+            "extendedKeyUsage=clientAuth",
+        );
+        p.leaf(
+            "rogue",
+            "rogue-ca",
+            "/CN=agency-7",
+            "extendedKeyUsage=clientAuth",
+        );
+        p
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    fn ca(&self, name: &str, subject: &str) {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &self.path(&format!("{name}.key")),
+            "-out",
+            &self.path(&format!("{name}.pem")),
+            "-subj",
+            subject,
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+    }
+
+    fn leaf(&self, name: &str, ca: &str, subject: &str, ext: &str) {
+        let ext_file = self.path(&format!("{name}.ext"));
+        std::fs::write(&ext_file, format!("basicConstraints=CA:FALSE\n{ext}\n")).unwrap();
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &self.path(&format!("{name}.key")),
+            "-out",
+            &self.path(&format!("{name}.csr")),
+            "-subj",
+            subject,
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &self.path(&format!("{name}.csr")),
+            "-CA",
+            &self.path(&format!("{ca}.pem")),
+            "-CAkey",
+            &self.path(&format!("{ca}.key")),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            &ext_file,
+            "-out",
+            &self.path(&format!("{name}.pem")),
+        ]);
+    }
+}
+
+/// The appliance's config with TLS (and mTLS for `required` groups) instead of plain HTTP.
+fn tls_config(app: &Appliance, pki: &Pki, required: &[&str], extra_http: &str) {
+    let groups: Vec<String> = required.iter().map(|g| format!("{g:?}")).collect();
+    app.write_config(&[
+        ("plain_http = true\n", extra_http),
+        (
+            "\n[chain]\n",
+            &format!(
+                "\n[http.tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\nrequire_client_cert = [{}]\n\n[chain]\n",
+                pki.path("server.pem"),
+                pki.path("server.key"),
+                pki.path("agencies-ca.pem"),
+                groups.join(", ")
+            ),
+        ),
+    ]);
+}
+
+/// curl over HTTPS, trusting the test server CA; `client` = a client certificate name.
+/// Returns (HTTP status, body); status 0 when the connection failed.
+fn curl(pki: &Pki, url: &str, client: Option<&str>, post: Option<(&str, &[u8])>) -> (u16, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("body");
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        &pki.path("server-ca.pem"),
+    ])
+    .args(["-o", out.to_str().unwrap(), "-w", "%{http_code}"]);
+    if let Some(name) = client {
+        c.args(["--cert", &pki.path(&format!("{name}.pem"))])
+            .args(["--key", &pki.path(&format!("{name}.key"))]);
+    }
+    if let Some((ct, body)) = post {
+        let f = dir.path().join("req");
+        std::fs::write(&f, body).unwrap();
+        c.args(["-H", &format!("Content-Type: {ct}")])
+            .args(["--data-binary", &format!("@{}", f.display())]);
+    }
+    let o = c.arg(url).output().unwrap();
+    let status = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if status == 0 {
+        eprintln!("curl {url}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    (status, std::fs::read(&out).unwrap_or_default())
+}
+
+fn https(server: &Server, path: &str) -> String {
+    format!("https://localhost:{}{path}", server.addr.port())
+}
+
+fn event(agency: &str, n: u64) -> Value {
+    json!({
+        "agency": agency, "auditor": "a-1", "action": "access",
+        "subject": format!("file/{n}"), "data_sha256": format!("{n:064x}"),
+        "occurred_at": "2026-12-01T00:00:00Z",
+    })
+}
+
+fn next_index(pki: &Pki, server: &Server) -> u64 {
+    let (s, body) = curl(
+        pki,
+        &https(server, "/v1/events"),
+        Some("agency-7"),
+        Some((
+            "application/json",
+            event("agency-7", 0).to_string().as_bytes(),
+        )),
+    );
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice::<Value>(&body).unwrap()["index"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn https_and_mutual_tls_identify_agencies() {
+    let app = Appliance::new("ecdsa-p256");
+    let pki = Pki::new(&app.path().join("tls"));
+    tls_config(&app, &pki, &["tsa", "events"], "");
+    let server = app.start();
+    assert!(server.wait_for_log("TSA at https://"), "{}", server.log());
+
+    // An independent TLS client sees our certificate and negotiates h2 or http/1.1.
+    let o = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", server.addr.port()),
+        ])
+        .args([
+            "-CAfile",
+            &pki.path("server-ca.pem"),
+            "-verify_return_error",
+            "-alpn",
+            "h2,http/1.1",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    assert!(text.contains("ALPN protocol: h2"), "{text}");
+
+    // Plain HTTP on the TLS port gets no answer.
+    let o = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .arg(server.url("/healthz"))
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .parse::<u16>()
+        .unwrap_or(0);
+    assert!(s == 0 || s == 400, "plain HTTP answered {s}");
+
+    // Open routes need no client certificate; tsa and events do.
+    assert_eq!(curl(&pki, &https(&server, "/healthz"), None, None).0, 200);
+    assert_eq!(curl(&pki, &https(&server, "/tsa/certs"), None, None).0, 200);
+    let work = app.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let data = work.join("doc.txt");
+    std::fs::write(&data, "agency data\n").unwrap();
+    let tsq = ts_query(&work, &data, "-sha256", true, true, "q");
+    let query = std::fs::read(&tsq).unwrap();
+    let (s, body) = curl(
+        &pki,
+        &https(&server, "/tsa"),
+        None,
+        Some(("application/timestamp-query", &query)),
+    );
+    assert_eq!(s, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("client certificate"));
+    let (s, body) = curl(
+        &pki,
+        &https(&server, "/v1/events"),
+        None,
+        Some((
+            "application/json",
+            event("agency-7", 1).to_string().as_bytes(),
+        )),
+    );
+    assert_eq!(s, 403, "{}", String::from_utf8_lossy(&body));
+
+    // With the agency's certificate: a token that openssl verifies, recorded with the
+    // agency as requester.
+    let first = next_index(&pki, &server);
+    let (s, reply) = curl(
+        &pki,
+        &https(&server, "/tsa"),
+        Some("agency-7"),
+        Some(("application/timestamp-query", &query)),
+    );
+    assert_eq!(s, 200);
+    let tsr = work.join("q.tsr");
+    std::fs::write(&tsr, &reply).unwrap();
+    openssl(&[
+        "ts",
+        "-verify",
+        "-queryfile",
+        tsq.to_str().unwrap(),
+        "-in",
+        tsr.to_str().unwrap(),
+        "-CAfile",
+        app.ca_pem().to_str().unwrap(),
+    ]);
+    let recorded = first + 1;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ev = loop {
+        let (s, body) = curl(
+            &pki,
+            &https(&server, &format!("/v1/events/{recorded}")),
+            None,
+            None,
+        );
+        if s == 200 {
+            break serde_json::from_slice::<Value>(&body).unwrap();
+        }
+        assert!(Instant::now() < deadline, "tsa.issued never sealed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ev["event"]["action"], "tsa.issued");
+    assert_eq!(ev["event"]["details"]["requester"], "agency-7");
+
+    // An agency may only record its own events.
+    let (s, body) = curl(
+        &pki,
+        &https(&server, "/v1/events"),
+        Some("agency-7"),
+        Some((
+            "application/json",
+            event("agency-8", 2).to_string().as_bytes(),
+        )),
+    );
+    assert_eq!(s, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("agency-8"));
+    let batch = json!([event("agency-8", 3), event("agency-8", 4)]).to_string();
+    assert_eq!(
+        curl(
+            &pki,
+            &https(&server, "/v1/events/batch"),
+            Some("agency-8"),
+            Some(("application/json", batch.as_bytes()))
+        )
+        .0,
+        200
+    );
+    let mixed = json!([event("agency-8", 5), event("agency-7", 6)]).to_string();
+    let (s, body) = curl(
+        &pki,
+        &https(&server, "/v1/events/batch"),
+        Some("agency-8"),
+        Some(("application/json", mixed.as_bytes())),
+    );
+    assert_eq!(s, 403);
+    assert!(
+        String::from_utf8_lossy(&body).contains("events[1]"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // Nothing of the refused requests was stored: 2 (token + batch of 2) after `first`.
+    assert_eq!(next_index(&pki, &server), first + 4);
+
+    // A certificate of another CA (even with the same CN) does not get through the handshake.
+    let (s, _) = curl(
+        &pki,
+        &https(&server, "/v1/events"),
+        Some("rogue"),
+        Some((
+            "application/json",
+            event("agency-7", 7).to_string().as_bytes(),
+        )),
+    );
+    assert_eq!(s, 0, "a rogue client certificate was accepted");
+    server.stop();
+}
+
+#[test]
+fn tls_setup_errors_stop_startup_and_name_the_file() {
+    let app = Appliance::new("ecdsa-p256");
+    let pki = Pki::new(&app.path().join("tls"));
+    tls_config(&app, &pki, &[], "");
+    // The key of another certificate.
+    std::fs::copy(pki.path("agency-8.key"), pki.path("server.key")).unwrap();
+    let err = app.start_fails();
+    assert!(err.contains("http.tls"), "{err}");
+    std::fs::remove_file(pki.path("server.pem")).unwrap();
+    let err = app.start_fails();
+    assert!(err.contains("server.pem"), "{err}");
+}
+
+#[test]
+fn rate_limits_refuse_with_429_per_client() {
+    let app = Appliance::new("ecdsa-p256");
+    let pki = Pki::new(&app.path().join("tls"));
+    tls_config(
+        &app,
+        &pki,
+        &[],
+        "rate_limit = { per_second = 1, burst = 3 }\n",
+    );
+    // write_config keeps the test default rate_limit line; this one replaces it.
+    let text = std::fs::read_to_string(&app.config)
+        .unwrap()
+        .replace("rate_limit = { per_second = 0 }\n", "");
+    std::fs::write(&app.config, text).unwrap();
+    let server = app.start();
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| curl(&pki, &https(&server, "/healthz"), Some("agency-7"), None).0)
+        .collect();
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    // Another client has its own bucket.
+    assert_eq!(
+        curl(&pki, &https(&server, "/healthz"), Some("agency-8"), None).0,
+        200
+    );
+    // The refusal says when to come back.
+    let o = Command::new("curl")
+        .args(["-sS", "-i", "--cacert", &pki.path("server-ca.pem")])
+        .args([
+            "--cert",
+            &pki.path("agency-7.pem"),
+            "--key",
+            &pki.path("agency-7.key"),
+        ])
+        .arg(https(&server, "/healthz"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_ascii_lowercase();
+    assert!(
+        text.contains(" 429") && text.contains("retry-after:"),
+        "{text}"
+    );
+    server.stop();
+}
+
+/// Reads from `s` until the peer closes; true if it closed within `within`.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return start.elapsed() <= within,
+            Ok(_) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn slow_and_excess_clients_cannot_hold_the_server() {
+    let app = Appliance::new("ecdsa-p256");
+    app.write_config(&[(
+        "plain_http = true\n",
+        "plain_http = true\nheader_timeout_ms = 500\nmax_connections = 8\nmax_concurrent_requests = 1\nrequest_timeout_ms = 4000\n",
+    )]);
+    let server = app.start();
+
+    // Headers trickling in: the connection is closed after the header timeout.
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(3)),
+        "a slow client held its connection"
+    );
+
+    // One request in hand (its body never completes): the next is refused at once.
+    let mut hold = TcpStream::connect(server.addr).unwrap();
+    hold.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let t = Instant::now();
+    let r = rt
+        .block_on(client.get(server.url("/healthz")).send())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the refusal waited in a queue"
+    );
+    // The held request times out (request_timeout_ms) and frees its slot.
+    let mut answer = String::new();
+    hold.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let _ = hold.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    drop(hold);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let s = rt
+            .block_on(client.get(server.url("/healthz")).send())
+            .unwrap()
+            .status()
+            .as_u16();
+        if s == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot was never freed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Connections beyond max_connections are closed at once; the server still serves.
+    let idle: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(server.addr).unwrap();
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(2)),
+        "a connection over the limit stayed open"
+    );
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    let s = rt
+        .block_on(client.get(server.url("/healthz")).send())
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(s, 200);
+    server.stop();
+}
