@@ -267,6 +267,36 @@ fn the_server_recovers_when_the_token_comes_back() {
         }
     }
     assert_eq!(rt.block_on(readyz(&client, &ready_url)), Some(200));
+    // The outage shows in the metrics: failed signing requests, sessions reopened.
+    let text = rt.block_on(async {
+        client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        value("auditstamp_hsm_reconnects_total{key=\"tsa\"}") >= 1,
+        "{text}"
+    );
+    assert!(
+        value("auditstamp_hsm_signatures_total{key=\"tsa\"}") >= 21,
+        "{text}"
+    );
+    assert!(
+        value("auditstamp_tokens_refused_total{fail_info=\"systemFailure\"}") >= 1,
+        "{text}"
+    );
     assert_clean_log(&server);
     server.stop();
 }

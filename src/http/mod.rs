@@ -155,25 +155,40 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
             router
         }
     };
+    let timed = |router: Router<AppState>, route: metrics::Timed| {
+        router.route_layer(axum::middleware::from_fn_with_state(
+            (state.metrics.clone(), route),
+            metrics::timed,
+        ))
+    };
     let tsa = group(
         "tsa",
-        capped(
-            Router::new().route("/tsa", post(post_tsa)),
-            settings.max_body_bytes,
-            false,
+        timed(
+            capped(
+                Router::new().route("/tsa", post(post_tsa)),
+                settings.max_body_bytes,
+                false,
+            ),
+            metrics::Timed::Tsa,
         ),
     );
     let events = group(
         "events",
-        capped(
-            Router::new().route("/v1/events", post(chain::post_event)),
-            settings.max_event_bytes,
-            true,
+        timed(
+            capped(
+                Router::new().route("/v1/events", post(chain::post_event)),
+                settings.max_event_bytes,
+                true,
+            ),
+            metrics::Timed::Event,
         )
-        .merge(capped(
-            Router::new().route("/v1/events/batch", post(chain::post_batch)),
-            settings.max_batch_bytes,
-            true,
+        .merge(timed(
+            capped(
+                Router::new().route("/v1/events/batch", post(chain::post_batch)),
+                settings.max_batch_bytes,
+                true,
+            ),
+            metrics::Timed::Batch,
         )),
     );
     let read = group(
@@ -320,9 +335,16 @@ async fn healthz() -> &'static str {
 async fn get_metrics(State(state): State<AppState>) -> Response {
     let identity = state.tsa.identity();
     let now = crate::clock::unix_millis(std::time::SystemTime::now()).unwrap_or(0);
+    let published = state.chain.published();
     let gauges = metrics::Gauges {
         certificate_days_remaining: identity.days_remaining(now),
         certificate_not_after_seconds: identity.not_after_ms() / 1000,
+        tsa_signer: identity.signer_counts(),
+        chain_signer: state.chain.signer_counts(),
+        chain_events: state.chain.log().size(),
+        chain_sealed: state.chain.sealed_size(),
+        last_seal_age_seconds: published
+            .map(|p| now.saturating_sub(p.block.header.sealed_at_ms) as f64 / 1000.0),
     };
     (
         [(

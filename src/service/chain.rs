@@ -200,6 +200,11 @@ impl ChainService {
         note::verifier_key(&self.settings.origin, &self.public_key)
     }
 
+    /// The counters of the chain key's HSM signer.
+    pub fn signer_counts(&self) -> crate::signer::SignerCounts {
+        self.signer.counts()
+    }
+
     /// The chain key's DER SubjectPublicKeyInfo (block header signatures verify with it).
     pub fn public_key_der(&self) -> &[u8] {
         self.signer.public_key_der()

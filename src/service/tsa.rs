@@ -156,6 +156,11 @@ impl SigningIdentity {
         &self.certificates
     }
 
+    /// The counters of the HSM signer of this identity.
+    pub fn signer_counts(&self) -> crate::signer::SignerCounts {
+        self.signer.counts()
+    }
+
     /// The signer certificate.
     pub fn certificate(&self) -> &Certificate {
         &self.certificates[0]

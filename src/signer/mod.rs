@@ -81,6 +81,21 @@ pub trait Signer: Send + Sync {
     fn sign_async(&self, message: Vec<u8>) -> SignFuture;
     /// Checks, blocking, that the HSM answers on a session (for the readiness probe).
     fn health(&self) -> Result<(), SignerError>;
+    /// What this signer has done so far (for metrics); zeros when it does not count.
+    fn counts(&self) -> SignerCounts {
+        SignerCounts::default()
+    }
+}
+
+/// Counters of a signer, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignerCounts {
+    /// Signatures made (and verified, when verify-after-sign is on).
+    pub signatures: u64,
+    /// Signing requests that failed (HSM unavailable, device error, bad signature).
+    pub errors: u64,
+    /// HSM sessions reopened after an error or a library re-initialisation.
+    pub reconnects: u64,
 }
 
 mod error;

@@ -83,12 +83,27 @@ impl Job {
 /// [`SignerError::PoolStopped`]) and closes their sessions.
 pub struct SigningPool {
     key: Arc<KeyInfo>,
+    counters: Arc<Counters>,
     algorithm: SignatureAlgorithm,
     jobs: Sender<Job>,
     permits: Arc<Semaphore>,
     /// Dropped to tell the workers to stop.
     stop: Option<Sender<()>>,
     workers: Vec<JoinHandle<()>>,
+}
+
+/// The pool's counters, shared with its workers.
+#[derive(Debug, Default)]
+struct Counters {
+    signatures: std::sync::atomic::AtomicU64,
+    errors: std::sync::atomic::AtomicU64,
+    reconnects: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    fn bump(c: &std::sync::atomic::AtomicU64) {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for SigningPool {
@@ -125,6 +140,7 @@ impl SigningPool {
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(capacity);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let mut workers = Vec::with_capacity(sessions);
+        let counters = Arc::new(Counters::default());
         for index in 0..sessions {
             let conn = {
                 let live = hsm.module().read();
@@ -145,6 +161,7 @@ impl SigningPool {
                 last_failure: None,
                 jobs: jobs_rx.clone(),
                 stop: stop_rx.clone(),
+                counters: Arc::clone(&counters),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("hsm-signer-{index}"))
@@ -162,6 +179,7 @@ impl SigningPool {
         Ok(SigningPool {
             algorithm: SignatureAlgorithm::for_key(key.algorithm),
             key,
+            counters,
             jobs: jobs_tx,
             permits: Arc::new(Semaphore::new(capacity)),
             stop: Some(stop_tx),
@@ -231,6 +249,15 @@ fn submit(jobs: Sender<Job>, job: Job) -> Result<(), SignerError> {
 impl Signer for SigningPool {
     fn algorithm(&self) -> SignatureAlgorithm {
         self.algorithm
+    }
+
+    fn counts(&self) -> super::SignerCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        super::SignerCounts {
+            signatures: self.counters.signatures.load(Relaxed),
+            errors: self.counters.errors.load(Relaxed),
+            reconnects: self.counters.reconnects.load(Relaxed),
+        }
     }
 
     fn public_key_der(&self) -> &[u8] {
@@ -358,6 +385,7 @@ struct Worker {
     last_failure: Option<Pkcs11Failure>,
     jobs: Receiver<Job>,
     stop: Receiver<()>,
+    counters: Arc<Counters>,
 }
 
 impl Worker {
@@ -411,6 +439,7 @@ impl Worker {
                     "HSM session reopened"
                 );
                 self.conn = Some(conn);
+                Counters::bump(&self.counters.reconnects);
                 self.backoff = BACKOFF_MIN;
                 self.last_failure = None;
                 self.failed_epoch = None;
@@ -532,6 +561,11 @@ impl Worker {
                 let result = self.run_op(|worker, session, key| {
                     let verifier = worker.verifier.as_deref();
                     sign_message(session, key, worker.key.algorithm, verifier, &message)
+                });
+                Counters::bump(if result.is_ok() {
+                    &self.counters.signatures
+                } else {
+                    &self.counters.errors
                 });
                 let _ = reply.send(result);
             }
