@@ -9,6 +9,7 @@ ensure_debian_packages() {
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing: ${missing[*]}"
