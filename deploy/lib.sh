@@ -1,7 +1,8 @@
 # Shared by deploy/quickstart.sh and deploy/test.sh: install what is missing.
 # Sourced, not run.
 
-# need_packages PKG... : installs the Debian packages whose probe file is missing.
+# ensure_debian_packages [COMMAND:PACKAGE...] : installs the Debian packages whose probe
+# (a file or command) is missing.
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 ensure_debian_packages() {
     local missing=()
@@ -9,7 +10,11 @@ ensure_debian_packages() {
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
-    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    # Extra needs as COMMAND:PACKAGE arguments (the test suite checks the systemd unit).
+    local need
+    for need in "$@"; do
+        command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
+    done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing: ${missing[*]}"

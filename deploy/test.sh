@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
 
-ensure_debian_packages
+ensure_debian_packages systemd-analyze:systemd
 ensure_rust
 
 cargo build --locked --all-targets
