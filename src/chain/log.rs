@@ -69,9 +69,30 @@ pub enum LogError {
     /// A commit failed; nothing of it was acknowledged.
     #[error("events not stored: {0}")]
     CommitFailed(String),
+    /// The disk is full (or the file-size limit reached): nothing of the commit was
+    /// acknowledged; appends fail until space is freed and the server restarted.
+    #[error("events not stored, the storage is full: {0}")]
+    StorageFull(String),
     /// No randomness for the event salts.
     #[error("no randomness for event salts: {0}")]
     Random(String),
+}
+
+impl LogError {
+    /// Whether this is the disk (or file-size limit) being full.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            LogError::StorageFull(_) => true,
+            LogError::Storage(sled::Error::Io(e)) => {
+                matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EFBIG))
+                    || matches!(
+                        e.kind(),
+                        std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge
+                    )
+            }
+            _ => false,
+        }
+    }
 }
 
 /// An event made durable: where it is and what its leaf hash is.
@@ -553,8 +574,14 @@ impl Committer {
                 Err(e) => {
                     tracing::error!(error = %e, events = count, "event commit failed; nothing acknowledged");
                     let text = e.to_string();
+                    let full = e.is_storage_full();
                     for job in jobs {
-                        let _ = job.reply.send(Err(LogError::CommitFailed(text.clone())));
+                        let err = if full {
+                            LogError::StorageFull(text.clone())
+                        } else {
+                            LogError::CommitFailed(text.clone())
+                        };
+                        let _ = job.reply.send(Err(err));
                     }
                 }
             }

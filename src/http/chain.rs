@@ -56,6 +56,14 @@ impl ApiError {
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         tracing::error!(error = %e, "event chain request failed");
+        if matches!(&e, ServiceError::Log(l) if l.is_storage_full()) {
+            return ApiError {
+                status: StatusCode::INSUFFICIENT_STORAGE,
+                message: "the appliance's storage is full: nothing of this request was stored"
+                    .into(),
+                retry_after: Some(60),
+            };
+        }
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: "the event store cannot answer now; try again later".into(),

@@ -193,8 +193,28 @@ level = "info"
 
     /// Starts `auditstamp serve`; waits until it listens.
     pub fn start(&self) -> Server {
-        let mut child = self
-            .command(&["serve"])
+        self.start_command(self.command(&["serve"]))
+    }
+
+    /// Starts `auditstamp serve` with its files limited to `kib` KiB each (`ulimit -f`,
+    /// SIGXFSZ ignored): writes past it fail as on a full disk.
+    pub fn start_with_file_limit(&self, kib: u64) -> Server {
+        let c = self.command(&[]);
+        let script = format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" serve");
+        let mut wrapped = Command::new("bash");
+        wrapped.args(["-c", &script, bin()]);
+        for (k, v) in c.get_envs() {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        self.start_command(wrapped)
+    }
+
+    /// Starts the server `cmd` runs; waits until it listens.
+    pub fn start_command(&self, mut cmd: Command) -> Server {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
