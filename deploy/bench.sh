@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Benchmarks that print figures (never pass/fail): builds the release binary, provisions a
-# throw-away SoftHSM2 token and development keys in a temporary directory, starts the
-# server there, and runs:
-#   auditstamp bench events  durable events/s through HTTP (batches, and 64 single clients)
-#   auditstamp bench chain   in-process append rate, proof time at 1M events, bytes/event
-# and prints the server's CPU time and peak resident memory.
+# Benchmarks that print figures (never pass/fail). Builds the release binary, provisions a
+# throw-away SoftHSM2 token and development keys in a temporary directory, and measures in
+# one run on this machine:
+#   (a) the raw HSM limit: PKCS#11 signatures/s with 1 and 2 sessions, ECDSA P-256 and
+#       RSA-2048, with the CPU each costs, and the software verification verify-after-sign adds;
+#   (b) RFC 3161 tokens/s through HTTP (keep-alive, many connections) with p50/p99, the
+#       server's CPU per token and peak RSS, with verify-after-sign off and on, and p99 at
+#       half the maximum rate;
+#   (c) durable events/s (batches and 64 single clients), and in-process: append rate,
+#       proof time at 1M events and bytes per event.
+# and prints (b)/(a) and the server's CPU per token over (raw CPU per signature + one
+# software verification).
 #
 #   AUDITSTAMP_BENCH_LISTEN   address for the server (default 127.0.0.1:8319)
-#   AUDITSTAMP_BENCH_SECONDS  seconds per HTTP phase (default 10)
+#   AUDITSTAMP_BENCH_SECONDS  seconds per phase (default 10)
 #   AUDITSTAMP_BENCH_EVENTS   events for `bench chain` (default 1000000)
+#   AUDITSTAMP_BENCH_CONNS    connections for the token load (default 32)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
@@ -17,34 +24,79 @@ ensure_debian_packages
 ensure_rust
 cargo build --release --locked --quiet
 bin=$PWD/target/release/auditstamp
-config=$PWD/firmware-config/dev.toml
 listen=${AUDITSTAMP_BENCH_LISTEN:-127.0.0.1:8319}
 seconds=${AUDITSTAMP_BENCH_SECONDS:-10}
 events=${AUDITSTAMP_BENCH_EVENTS:-1000000}
+conns=${AUDITSTAMP_BENCH_CONNS:-32}
 
 work=$(mktemp -d)
 server=
 cleanup() {
-    [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+    if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 
+config=$work/on.toml
+# The load comes from one address: no per-client rate limit for the benchmark.
+sed -e "s#^state_dir = .*#state_dir = \"$work/state\"#" \
+    -e 's/^\[http\]$/[http]\nrate_limit = { per_second = 0 }/' firmware-config/dev.toml > "$config"
+sed 's/^verify_after_sign = true/verify_after_sign = false/' "$config" > "$work/off.toml"
 provision_dev_state "$bin" "$config" "$work/state" >/dev/null
-AUDITSTAMP_LISTEN=$listen "$bin" serve --config "$config" 2>"$work/server.log" &
-server=$!
-for _ in $(seq 100); do
-    curl -sf "http://$listen/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -sf "http://$listen/healthz" >/dev/null || { cat "$work/server.log" >&2; exit 1; }
+"$bin" keys generate --config "$config" --label bench-rsa --algorithm rsa-2048 --purpose tsa --if-missing >/dev/null
 
-echo "machine: $(nproc) cores, $(uname -r)"
-"$bin" bench events --url "http://$listen" --seconds "$seconds"
-ticks=$(getconf CLK_TCK)
-read -r utime stime < <(awk '{print $14, $15}' "/proc/$server/stat")
-echo "server: CPU $(( (utime + stime) * 1000 / ticks )) ms in total, peak RSS $(awk '/VmHWM/ {print $2, $3}' "/proc/$server/status")"
-kill "$server"
-wait "$server" 2>/dev/null || true
-server=
+# result KEY: the value of KEY=... on the last "result" line of file $1
+field() { grep '^result' "$1" | tail -1 | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+echo "machine: $(nproc) cores, $(uname -r); $seconds s per phase"
+echo "== (a) the HSM's own limit"
+"$bin" bench hsm --config "$config" --label tsa-dev --seconds "$seconds" | tee "$work/hsm-ec"
+"$bin" bench hsm --config "$config" --label bench-rsa --seconds "$seconds" | tee "$work/hsm-rsa"
+raw=$(field "$work/hsm-ec" rate_2)
+raw_cpu=$(field "$work/hsm-ec" cpu_us_2)
+verify_us=$(field "$work/hsm-ec" verify_us)
+
+start_server() {
+    AUDITSTAMP_LISTEN=$listen "$bin" serve --config "$1" 2>"$work/server.log" &
+    server=$!
+    for _ in $(seq 100); do
+        curl -sf "http://$listen/healthz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    cat "$work/server.log" >&2
+    exit 1
+}
+stop_server() {
+    echo "server: peak RSS $(awk '/VmHWM/ {print $2, $3}' "/proc/$server/status")"
+    kill "$server"; wait "$server" 2>/dev/null || true; server=
+}
+
+for mode in off on; do
+    echo "== (b) tokens through HTTP, verify-after-sign $mode"
+    start_server "$work/$mode.toml"
+    "$bin" bench tokens --url "http://$listen" --connections "$conns" --seconds "$seconds" \
+        --server-pid "$server" | tee "$work/tok-$mode"
+    max=$(field "$work/tok-$mode" rate)
+    "$bin" bench tokens --url "http://$listen" --connections "$conns" --seconds "$seconds" \
+        --rate $((${max%.*} / 2)) --server-pid "$server" | tee "$work/half-$mode"
+    if [ "$mode" = on ]; then
+        echo "== (c) events"
+        "$bin" bench events --url "http://$listen" --seconds "$seconds"
+    fi
+    stop_server
+done
+
+awk -v raw="$raw" -v rawcpu="$raw_cpu" -v ver="$verify_us" \
+    -v off="$(field "$work/tok-off" rate)" -v on="$(field "$work/tok-on" rate)" \
+    -v cpuoff="$(field "$work/tok-off" server_cpu_us)" -v cpuon="$(field "$work/tok-on" server_cpu_us)" \
+    -v p99off="$(field "$work/half-off" p99_ms)" -v p99on="$(field "$work/half-on" p99_ms)" 'BEGIN {
+    printf "== summary (ECDSA P-256, 2 HSM sessions)\n"
+    printf "raw HSM: %d signatures/s, %.1f us CPU each; software verify %.1f us\n", raw, rawcpu, ver
+    printf "tokens/s, verify-after-sign off: %d = %.0f%% of raw (target 75%%)\n", off, 100*off/raw
+    printf "tokens/s, verify-after-sign on:  %d = %.0f%% of raw (target 55%%)\n", on, 100*on/raw
+    printf "server CPU per token, on: %.1f us = %.2fx (raw CPU per signature + one verify; target 1.25x)\n", cpuon, cpuon/(rawcpu+ver)
+    printf "server CPU per token, off: %.1f us = %.2fx raw CPU per signature\n", cpuoff, cpuoff/rawcpu
+    printf "p99 at half the maximum rate: %.2f ms (off), %.2f ms (on) (target < 10 ms)\n", p99off, p99on
+}'
+echo "== in-process chain"
 "$bin" bench chain --events "$events" --dir "$work"

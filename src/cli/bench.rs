@@ -27,6 +27,10 @@ pub enum BenchCommand {
     Events(EventsArgs),
     /// The event log in-process: append rate, proof time, bytes per event.
     Chain(ChainArgs),
+    /// The HSM's own limit: signatures per second with N sessions, CPU per signature.
+    Hsm(super::bench_tsa::HsmArgs),
+    /// RFC 3161 tokens per second through HTTP against a running server.
+    Tokens(super::bench_tsa::TokensArgs),
 }
 
 /// `bench events`
@@ -65,6 +69,11 @@ pub struct ChainArgs {
 
 /// Runs a `bench` subcommand.
 pub fn run(cmd: BenchCommand) -> Result<(), CliError> {
+    let cmd = match cmd {
+        BenchCommand::Hsm(a) => return super::bench_tsa::hsm(&a),
+        BenchCommand::Tokens(a) => return super::bench_tsa::tokens(&a),
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,6 +81,7 @@ pub fn run(cmd: BenchCommand) -> Result<(), CliError> {
     match cmd {
         BenchCommand::Events(a) => runtime.block_on(events(a)),
         BenchCommand::Chain(a) => runtime.block_on(chain(a)),
+        BenchCommand::Hsm(_) | BenchCommand::Tokens(_) => Ok(()),
     }
 }
 

@@ -6,6 +6,7 @@
 //! Its one error type is [`CliError`]; `main` prints it and exits non-zero.
 
 mod bench;
+mod bench_tsa;
 mod chain;
 mod keys;
 mod serve;

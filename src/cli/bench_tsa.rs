@@ -1,0 +1,289 @@
+//! `auditstamp bench hsm` and `auditstamp bench tokens`: the HSM's own signing limit, and
+//! RFC 3161 tokens through HTTP against a running server, with the CPU each costs.
+//!
+//! Both print figures for people and a last `result ...` line of `key=value` pairs for
+//! scripts (`deploy/bench.sh` combines them into ratios).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::CliError;
+use crate::signer::pool::SigningPool;
+use crate::signer::soft_verify::SoftVerifier;
+use crate::signer::Signer;
+
+/// `bench hsm`
+#[derive(Debug, Args)]
+pub struct HsmArgs {
+    /// The configuration naming the HSM (module, token, PIN source).
+    #[arg(long, env = "AUDITSTAMP_CONFIG")]
+    pub config: std::path::PathBuf,
+    /// The key to sign with.
+    #[arg(long)]
+    pub label: String,
+    /// Session counts to measure, comma-separated.
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    pub sessions: Vec<usize>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+}
+
+/// `bench tokens`
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    /// The server's base URL.
+    #[arg(long)]
+    pub url: String,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Requests per second to send (spread over the connections); 0: as fast as it answers.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// The server's process id, to read its CPU time per token from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+}
+
+/// CPU time (user + system) of this process.
+fn own_cpu() -> Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a rusage into the pointer it is given, nothing else.
+    #[allow(unsafe_code)]
+    let ru = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) != 0 {
+            return Duration::ZERO;
+        }
+        ru.assume_init()
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU time of process `pid` from /proc/PID/stat (utime + stime).
+fn process_cpu(pid: u32) -> Result<Duration, CliError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| CliError::Other(format!("/proc/{pid}/stat: {e}")))?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| CliError::Other(format!("/proc/{pid}/stat: unexpected format")))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
+    #[allow(unsafe_code)]
+    // SAFETY: sysconf only reads a system constant.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100);
+    Ok(Duration::from_micros(
+        (ticks(11) + ticks(12)) * 1_000_000 / hz.max(1),
+    ))
+}
+
+fn percentiles(mut v: Vec<u64>) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    (at(0.5), at(0.99))
+}
+
+/// Runs `bench hsm`.
+pub fn hsm(a: &HsmArgs) -> Result<(), CliError> {
+    let (_cfg, hsm) = super::open_hsm(&a.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    let message = vec![0x5au8; 200];
+    println!(
+        "auditstamp bench hsm: key {:?}, {} s per run",
+        a.label, a.seconds
+    );
+    let mut results = Vec::new();
+    for &sessions in &a.sessions {
+        let pool = Arc::new(SigningPool::start(&hsm, &a.label, sessions, false)?);
+        let algorithm = pool.algorithm();
+        let cpu0 = own_cpu();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(a.seconds);
+        let count: u64 = runtime.block_on(async {
+            let mut tasks = Vec::new();
+            for _ in 0..sessions * 4 {
+                let (pool, message) = (pool.clone(), message.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        if pool.sign_async(message.clone()).await.is_ok() {
+                            n += 1;
+                        }
+                    }
+                    n
+                }));
+            }
+            let mut total = 0;
+            for t in tasks {
+                total += t.await.unwrap_or(0);
+            }
+            total
+        });
+        let secs = start.elapsed().as_secs_f64();
+        let cpu = own_cpu().saturating_sub(cpu0);
+        let rate = count as f64 / secs;
+        let cpu_us = cpu.as_secs_f64() * 1e6 / count.max(1) as f64;
+        println!(
+            "sign {algorithm:?}, {sessions} session(s)   {rate:>9.0} signatures/s   {cpu_us:>7.1} µs CPU each (this process, SoftHSM included)"
+        );
+        results.push((sessions, rate, cpu_us));
+        // The software check verify-after-sign adds, per signature.
+        if sessions == a.sessions[0] {
+            let sig = pool.sign(&message)?;
+            let verifier = SoftVerifier::from_spki_der(pool.public_key_der())?;
+            let n = 2000u32;
+            let t = Instant::now();
+            for _ in 0..n {
+                verifier.verify(&message, &sig)?;
+            }
+            let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+            println!("verify {algorithm:?} in software (RustCrypto)   {us:>7.1} µs each");
+            results.push((0, 0.0, us));
+        }
+    }
+    let mut line = String::from("result");
+    for (sessions, rate, cpu) in &results {
+        if *sessions == 0 {
+            line.push_str(&format!(" verify_us={cpu:.1}"));
+        } else {
+            line.push_str(&format!(
+                " rate_{sessions}={rate:.0} cpu_us_{sessions}={cpu:.1}"
+            ));
+        }
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// A time-stamp request for a digest made from `n`, with a nonce and certReq.
+fn request(n: u64) -> Result<Vec<u8>, CliError> {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(n.to_be_bytes());
+    let nonce = der::asn1::Int::new(&(n | 1 << 62).to_be_bytes())
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    crate::tsp::encode_request(&crate::tsp::RequestParams {
+        hash: crate::tsp::HashAlgorithm::Sha256,
+        digest: &digest,
+        policy: None,
+        nonce: Some(&nonce),
+        cert_req: true,
+    })
+    .map_err(|e| CliError::Other(e.to_string()))
+}
+
+/// Runs `bench tokens`.
+pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    let url = format!("{}/tsa", a.url.trim_end_matches('/'));
+    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..1024).map(request).collect::<Result<_, _>>()?);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.connections)
+        .http1_only()
+        .build()
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    let cpu0 = a.server_pid.map(process_cpu).transpose()?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(a.seconds);
+    // With a rate: each connection sends on its own schedule, rate / connections per second.
+    let interval =
+        (a.rate > 0).then(|| Duration::from_secs_f64(a.connections as f64 / a.rate as f64));
+    let connections = a.connections;
+    let (latencies, errors) = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..a.connections {
+            let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                let mut next = Instant::now()
+                    + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / 32.0));
+                let mut i = c;
+                while Instant::now() < deadline {
+                    if let Some(iv) = interval {
+                        tokio::time::sleep_until(next.into()).await;
+                        next += iv;
+                    }
+                    let t = Instant::now();
+                    let ok = match client
+                        .post(&url)
+                        .header("content-type", "application/timestamp-query")
+                        .body(bodies[i % bodies.len()].clone())
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status().is_success() => match r.bytes().await {
+                            Ok(b) => {
+                                crate::tsp::decode_response_status(&b).is_ok_and(|s| s.status == 0)
+                            }
+                            Err(_) => false,
+                        },
+                        _ => false,
+                    };
+                    if ok {
+                        lat.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                    } else {
+                        errors += 1;
+                    }
+                    i += connections;
+                }
+                (lat, errors)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            if let Ok((l, e)) = t.await {
+                all.extend(l);
+                errors += e;
+            }
+        }
+        (all, errors)
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let tokens = latencies.len() as u64;
+    let rate = tokens as f64 / secs;
+    let (p50, p99) = percentiles(latencies);
+    let cpu_us = match (a.server_pid, cpu0) {
+        (Some(pid), Some(c0)) => {
+            Some(process_cpu(pid)?.saturating_sub(c0).as_secs_f64() * 1e6 / tokens.max(1) as f64)
+        }
+        _ => None,
+    };
+    println!(
+        "tokens, {} connections{}   {rate:>8.0} tokens/s   p50 {p50:.2} ms   p99 {p99:.2} ms   {}({tokens} tokens, {errors} errors)",
+        a.connections,
+        if a.rate > 0 { format!(" at {} req/s", a.rate) } else { String::new() },
+        cpu_us.map_or(String::new(), |c| format!("server CPU {c:.1} µs/token   ")),
+    );
+    println!(
+        "result rate={rate:.0} p50_ms={p50:.3} p99_ms={p99:.3} errors={errors}{}",
+        cpu_us.map_or(String::new(), |c| format!(" server_cpu_us={c:.1}"))
+    );
+    Ok(())
+}
