@@ -14,9 +14,12 @@
 //!   `GET /v1/events/{index}`, `GET /v1/blocks/latest`, `GET /v1/blocks/{height}`,
 //!   `GET /v1/proofs/consistency`, and the C2SP tlog-tiles read API `GET /checkpoint`,
 //!   `GET /tile/...`.
+//!
+//! The data center's witness is another server with its own router: [`witness::router`].
 
 pub mod chain;
 pub mod metrics;
+pub mod witness;
 
 use std::future::Future;
 use std::net::SocketAddr;
