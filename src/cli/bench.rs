@@ -6,6 +6,9 @@
 //! - `bench chain --events N`: in-process, on a fresh store in a temporary directory:
 //!   the event log's own append rate, inclusion-proof generation time at N events (median
 //!   and p99 over random indexes), and storage bytes per event.
+//! - `bench witness --url URL --logs N --seed S`: cosigned checkpoints per second, latency
+//!   and store bytes per appliance of a running witness, playing N simulated appliances
+//!   (registered with `bench witness-config --logs N --seed S`); see [`super::bench_witness`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +30,10 @@ pub enum BenchCommand {
     Events(EventsArgs),
     /// The event log in-process: append rate, proof time, bytes per event.
     Chain(ChainArgs),
+    /// Cosigned checkpoints per second of a running witness, playing N simulated appliances.
+    Witness(super::bench_witness::WitnessArgs),
+    /// The `[[log]]` entries that register `bench witness`'s simulated appliances.
+    WitnessConfig(super::bench_witness::WitnessConfigArgs),
 }
 
 /// `bench events`
@@ -72,6 +79,8 @@ pub fn run(cmd: BenchCommand) -> Result<(), CliError> {
     match cmd {
         BenchCommand::Events(a) => runtime.block_on(events(a)),
         BenchCommand::Chain(a) => runtime.block_on(chain(a)),
+        BenchCommand::Witness(a) => runtime.block_on(super::bench_witness::witness(a)),
+        BenchCommand::WitnessConfig(a) => super::bench_witness::witness_config(&a),
     }
 }
 
