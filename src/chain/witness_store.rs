@@ -59,6 +59,9 @@ pub enum WitnessStoreError {
     /// The origin is not one of the logs the store was opened for.
     #[error("log {0:?} is not registered")]
     UnknownOrigin(String),
+    /// The store was opened with an origin twice.
+    #[error("log {0:?} is registered twice")]
+    DuplicateOrigin(String),
     /// The committer has stopped (shutting down, or it could not start).
     #[error("the witness store is not accepting writes")]
     Stopped,
@@ -413,9 +416,7 @@ impl WitnessStore {
         let mut index = HashMap::with_capacity(origins.len());
         for (i, o) in origins.iter().enumerate() {
             if index.insert(o.clone(), i).is_some() {
-                return Err(WitnessStoreError::CommitFailed(format!(
-                    "log {o:?} is registered twice"
-                )));
+                return Err(WitnessStoreError::DuplicateOrigin(o.clone()));
             }
         }
         let mut records = Vec::with_capacity(origins.len());

@@ -243,26 +243,21 @@ async fn connection(run: Arc<Run>, mut logs: Vec<SimLog>) -> Vec<u32> {
     let mut failures = vec![0u32; logs.len()];
     let mut turn = 0usize;
     loop {
-        if logs.is_empty() {
-            break;
-        }
+        // Stop at the deadline, or when every appliance is done or has given up.
         if rounds.is_none() && Instant::now() >= deadline {
             break;
         }
-        if let Some(r) = rounds {
-            if logs.iter().all(|l| l.done >= r) {
-                break;
-            }
+        let finished =
+            |l: &SimLog, f: u32| f >= MAX_FAILURES || rounds.is_some_and(|r| l.done >= r);
+        if logs.iter().zip(&failures).all(|(l, f)| finished(l, *f)) {
+            break;
         }
         let i = turn % logs.len();
         turn += 1;
-        let log = &mut logs[i];
-        if rounds.is_some_and(|r| log.done >= r) || failures[i] >= MAX_FAILURES {
-            if failures.iter().all(|f| *f >= MAX_FAILURES) {
-                break;
-            }
+        if finished(&logs[i], failures[i]) {
             continue;
         }
+        let log = &mut logs[i];
         if log.size == log.cosigned {
             let step = log.step(max_step);
             if let Err(e) = log.grow_to(log.size + step) {
@@ -437,23 +432,27 @@ pub async fn witness(a: WitnessArgs) -> Result<(), CliError> {
     for logs in shares {
         tasks.push(tokio::spawn(connection(Arc::clone(&run), logs)));
     }
+    // Cosigned checkpoints per second, sampled about every second until the connections are
+    // done; each sample divides by the time that really passed (a busy runtime delays ticks).
     let samples_handle = Arc::new(Mutex::new(Vec::<u64>::new()));
-    // Cosigned checkpoints per second, sampled until the connections are done.
     let sampler = {
         let run = Arc::clone(&run);
         let samples = Arc::clone(&samples_handle);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
-            let mut last = 0;
+            let (mut last, mut at) = (0, Instant::now());
             loop {
                 tick.tick().await;
-                let now = run.counters.cosigned.load(Ordering::Relaxed);
-                samples
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(now - last);
-                last = now;
+                let (now, when) = (
+                    run.counters.cosigned.load(Ordering::Relaxed),
+                    Instant::now(),
+                );
+                let secs = when.duration_since(at).as_secs_f64().max(1e-3);
+                let rate = ((now - last) as f64 / secs).round() as u64;
+                samples.lock().unwrap_or_else(|e| e.into_inner()).push(rate);
+                (last, at) = (now, when);
             }
         })
     };

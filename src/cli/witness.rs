@@ -230,3 +230,24 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing requests in flight");
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_template_registers_its_example_log() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/witness.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let cfg = config::parse_witness(&text, &config::Overrides::default()).unwrap();
+        let logs = registered_logs(&cfg).unwrap();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].key.name, logs[0].origin);
+        // A key whose id does not match is refused, naming the entry.
+        let bad = text.replace("+0a4998e1+", "+0a4998e2+");
+        let cfg = config::parse_witness(&bad, &config::Overrides::default()).unwrap();
+        let e = registered_logs(&cfg).unwrap_err().to_string();
+        assert!(e.contains("log.key") && e.contains("#1"), "{e}");
+    }
+}
