@@ -2,9 +2,10 @@
 //!
 //! Pure parts, without I/O: the event model and its leaf bytes ([`event`]), the RFC 6962
 //! Merkle tree and C2SP tiles ([`tlog`]), block headers ([`block`]), C2SP signed notes and
-//! checkpoints ([`note`]), witness cosignatures ([`cosignature`]) and tlog-proofs
-//! ([`proof`]). Storage in sled: the TSA's state ([`store`]) and the event log with group
-//! commit ([`log`]).
+//! checkpoints ([`note`]), witness cosignatures ([`cosignature`]), the witness protocol's
+//! bodies ([`witness_protocol`]) and tlog-proofs ([`proof`]). Storage in sled: the TSA's
+//! state ([`store`]), the event log with group commit ([`log`]) and the witness's state
+//! per log ([`witness_store`]).
 
 pub mod block;
 pub mod cosignature;
@@ -14,3 +15,5 @@ pub mod note;
 pub mod proof;
 pub mod store;
 pub mod tlog;
+pub mod witness_protocol;
+pub mod witness_store;

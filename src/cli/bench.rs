@@ -6,6 +6,9 @@
 //! - `bench chain --events N`: in-process, on a fresh store in a temporary directory:
 //!   the event log's own append rate, inclusion-proof generation time at N events (median
 //!   and p99 over random indexes), and storage bytes per event.
+//! - `bench witness --url URL --logs N --seed S`: cosigned checkpoints per second, latency
+//!   and store bytes per appliance of a running witness, playing N simulated appliances
+//!   (registered with `bench witness-config --logs N --seed S`); see [`super::bench_witness`].
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +34,10 @@ pub enum BenchCommand {
     Hsm(super::bench_tsa::HsmArgs),
     /// RFC 3161 tokens per second through HTTP against a running server.
     Tokens(super::bench_tsa::TokensArgs),
+    /// Cosigned checkpoints per second of a running witness, playing N simulated appliances.
+    Witness(super::bench_witness::WitnessArgs),
+    /// The `[[log]]` entries that register `bench witness`'s simulated appliances.
+    WitnessConfig(super::bench_witness::WitnessConfigArgs),
 }
 
 /// `bench events`
@@ -82,6 +89,8 @@ pub fn run(cmd: BenchCommand) -> Result<(), CliError> {
         BenchCommand::Events(a) => runtime.block_on(events(a)),
         BenchCommand::Chain(a) => runtime.block_on(chain(a)),
         BenchCommand::Hsm(_) | BenchCommand::Tokens(_) => Ok(()),
+        BenchCommand::Witness(a) => runtime.block_on(super::bench_witness::witness(a)),
+        BenchCommand::WitnessConfig(a) => super::bench_witness::witness_config(&a),
     }
 }
 

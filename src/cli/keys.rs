@@ -8,7 +8,7 @@ use sha2::Digest;
 use x509_cert::Certificate;
 
 use super::serve::active_key;
-use super::{open_hsm, read_certificate_file, write_file, CliError, ConfigArg};
+use super::{open_hsm, open_hsm_any, read_certificate_file, write_file, CliError, ConfigArg};
 use crate::config::PinSource;
 use crate::provision;
 use crate::signer::pkcs11::{init_token, KeyInfo};
@@ -132,7 +132,7 @@ pub struct GenerateArgs {
     /// ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096 or ed25519.
     #[arg(long, default_value = "ecdsa-p256")]
     algorithm: String,
-    /// tsa or chain.
+    /// tsa, chain or witness (the data center witness's Ed25519 cosigning key).
     #[arg(long, default_value = "tsa")]
     purpose: String,
     /// Succeed without change when a key with this label exists already.
@@ -325,7 +325,8 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
         KeysCommand::Generate(a) => {
             let algorithm: KeyAlgorithm = a.algorithm.parse()?;
             let purpose: KeyPurpose = a.purpose.parse()?;
-            let (_cfg, hsm) = open_hsm(&a.config.config)?;
+            // An appliance's or a witness's configuration.
+            let (_cfg, hsm) = open_hsm_any(&a.config.config)?;
             match hsm.generate_key(&a.label, algorithm, purpose) {
                 Ok(key) => {
                     println!(
@@ -344,8 +345,11 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
             }
         }
         KeysCommand::List(a) => {
-            let (cfg, hsm) = open_hsm(&a.config.config)?;
-            let active = active_key(&cfg, &hsm).ok().map(|k| k.id);
+            let (cfg, hsm) = open_hsm_any(&a.config.config)?;
+            let active = cfg
+                .as_ref()
+                .and_then(|cfg| active_key(cfg, &hsm).ok())
+                .map(|k| k.id);
             let now = std::time::SystemTime::now();
             let mut rows = Vec::new();
             for key in hsm.list_keys()? {

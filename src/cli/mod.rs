@@ -2,21 +2,24 @@
 //! wires the modules together.
 //!
 //! Subcommands: `serve`, `keys ...` (provisioning), `chain verify|export` (the event chain,
-//! offline), `bench ...` (figures), `hsm init-token` (the simulator).
+//! offline), `bench ...` (figures), `hsm init-token` (the simulator), `witness serve` (the
+//! data center's witness).
 //! Its one error type is [`CliError`]; `main` prints it and exits non-zero.
 
 mod bench;
 mod bench_tsa;
+mod bench_witness;
 mod chain;
 mod keys;
 mod serve;
+mod witness;
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
-use crate::config::{self, ConfigError, Validated};
+use crate::config::{self, ConfigError, HsmConfig, PinSource, Validated};
 use crate::signer::pkcs11::{Hsm, TokenSelector};
 use crate::signer::SignerError;
 
@@ -78,6 +81,10 @@ pub enum Command {
     /// Simulator tools (SoftHSM2): create a token without PINs on the command line.
     #[command(subcommand)]
     Hsm(keys::HsmCommand),
+    /// The data center's witness: cosign registered appliances' checkpoints (C2SP
+    /// tlog-witness).
+    #[command(subcommand)]
+    Witness(witness::WitnessCommand),
 }
 
 /// The configuration file option every HSM-using command takes.
@@ -108,6 +115,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             init_logging("warn", "text");
             keys::run_hsm(cmd)
         }
+        Command::Witness(cmd) => witness::run(cmd),
     }
 }
 
@@ -142,6 +150,29 @@ pub(crate) fn open_hsm_with(cfg: &Validated) -> Result<Hsm, CliError> {
         token_serial: cfg.raw.hsm.token_serial.clone(),
     };
     Ok(Hsm::open(&selector, pin)?)
+}
+
+/// Opens the token an `[hsm]` section names, with the PIN from `pin`.
+pub(crate) fn open_hsm_from(hsm: &HsmConfig, pin: &PinSource) -> Result<Hsm, CliError> {
+    let pin: SecretString = pin.read()?;
+    let selector = TokenSelector {
+        module: hsm.module.clone(),
+        token_label: hsm.token_label.clone(),
+        token_serial: hsm.token_serial.clone(),
+    };
+    Ok(Hsm::open(&selector, pin)?)
+}
+
+/// Loads an appliance's or a witness's configuration (one with a `[witness]` table) and
+/// opens its token; the appliance's configuration is returned when it is one.
+pub(crate) fn open_hsm_any(config_path: &Path) -> Result<(Option<Validated>, Hsm), CliError> {
+    let any = config::load_any(config_path)?;
+    let (hsm, pin) = any.hsm();
+    let opened = open_hsm_from(hsm, pin)?;
+    match any {
+        config::AnyConfig::Appliance(cfg) => Ok((Some(*cfg), opened)),
+        config::AnyConfig::Witness(_) => Ok((None, opened)),
+    }
 }
 
 /// The DER of every certificate in `path`: PEM (one or more blocks) or one DER certificate.

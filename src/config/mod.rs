@@ -10,6 +10,8 @@
 //!
 //! This module imports nothing else of this crate: it hands out plain validated values and
 //! `cli` turns them into each module's own settings. Its one error type is [`ConfigError`].
+//!
+//! The data center witness has a configuration file of its own: [`witness`].
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -19,6 +21,13 @@ use std::str::FromStr;
 use const_oid::ObjectIdentifier;
 use secrecy::SecretString;
 use serde::Deserialize;
+
+pub mod witness;
+
+pub use witness::{
+    load_any, load_witness, parse_witness, validate_hsm, AnyConfig, ValidatedWitness,
+    WitnessConfig, WitnessLogConfig, WitnessSection,
+};
 
 /// Environment variable that overrides `node.state_dir`.
 pub const ENV_STATE_DIR: &str = "AUDITSTAMP_STATE_DIR";

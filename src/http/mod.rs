@@ -14,12 +14,15 @@
 //!   `GET /v1/events/{index}`, `GET /v1/blocks/latest`, `GET /v1/blocks/{height}`,
 //!   `GET /v1/proofs/consistency`, and the C2SP tlog-tiles read API `GET /checkpoint`,
 //!   `GET /tile/...`.
+//!
+//! The data center's witness is another server with its own router: [`witness::router`].
 
 pub mod chain;
 pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod tls;
+pub mod witness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! The appliance's use cases: issue an RFC 3161 time-stamp token ([`tsa`]); append
-//! auditor events, seal blocks and prove them ([`chain`]).
+//! auditor events, seal blocks and prove them ([`chain`]). The data center's witness,
+//! which cosigns appliances' checkpoints ([`witness`]), has its own error type.
 //!
 //! Uses `tsp` (DER), `signer` (the HSM), `clock` (trusted time) and `chain` (the store).
 //! Its one error type is [`ServiceError`]; only the HTTP layer turns it into a status or
@@ -8,6 +9,7 @@
 pub mod chain;
 pub mod serial;
 pub mod tsa;
+pub mod witness;
 
 pub use tsa::{Readiness, SigningIdentity, TsaService, TsaSettings};
 

@@ -61,6 +61,8 @@ pub enum KeyPurpose {
     Chain,
     /// A development certificate authority (simulator and tests only).
     DevCa,
+    /// Cosigns other logs' checkpoints as a C2SP witness (the data center's witness key).
+    Witness,
 }
 
 /// Signs messages with one private key that never leaves the HSM.
@@ -272,12 +274,14 @@ impl DigestAlgorithm {
 }
 
 impl KeyPurpose {
-    /// The name used on the command line and on the token (`tsa`, `chain`, `dev-ca`).
+    /// The name used on the command line and on the token (`tsa`, `chain`, `dev-ca`,
+    /// `witness`).
     pub fn as_str(self) -> &'static str {
         match self {
             KeyPurpose::Tsa => "tsa",
             KeyPurpose::Chain => "chain",
             KeyPurpose::DevCa => "dev-ca",
+            KeyPurpose::Witness => "witness",
         }
     }
 }
@@ -291,12 +295,13 @@ impl fmt::Display for KeyPurpose {
 impl FromStr for KeyPurpose {
     type Err = SignerError;
 
-    /// Parses `tsa`, `chain` or `dev-ca`.
+    /// Parses `tsa`, `chain`, `dev-ca` or `witness`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "tsa" => Ok(KeyPurpose::Tsa),
             "chain" => Ok(KeyPurpose::Chain),
             "dev-ca" => Ok(KeyPurpose::DevCa),
+            "witness" => Ok(KeyPurpose::Witness),
             other => Err(SignerError::UnknownKeyPurpose(other.to_owned())),
         }
     }
@@ -321,7 +326,12 @@ mod tests {
 
     #[test]
     fn key_purpose_names_round_trip() {
-        for p in [KeyPurpose::Tsa, KeyPurpose::Chain, KeyPurpose::DevCa] {
+        for p in [
+            KeyPurpose::Tsa,
+            KeyPurpose::Chain,
+            KeyPurpose::DevCa,
+            KeyPurpose::Witness,
+        ] {
             assert_eq!(p.to_string().parse::<KeyPurpose>().unwrap(), p);
         }
         assert!("ca".parse::<KeyPurpose>().is_err());

@@ -603,3 +603,165 @@ impl Drop for InProcessToken {
         }
     }
 }
+
+/// The data center's witness for end-to-end tests: a SoftHSM token of its own with the
+/// Ed25519 key "witness" (purpose witness, made with the project's CLI) and a witness
+/// configuration, in a temporary directory.
+pub struct WitnessNode {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+/// The cosigner name of the test witness.
+pub const WITNESS_NAME: &str = "witness.test.example/w1";
+
+impl WitnessNode {
+    /// A fresh token and key, and a configuration registering `logs` (`[[log]]` tables).
+    pub fn new(logs: &str) -> WitnessNode {
+        let dir = tempfile::tempdir().unwrap();
+        let w = WitnessNode {
+            config: dir.path().join("witness.toml"),
+            dir,
+        };
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(root.join("hsm-sim/create-token.sh"))
+            .arg(w.hsm_dir())
+            .arg("witness-token")
+            .env("AUDITSTAMP_BIN", bin())
+            .env("AUDITSTAMP_PKCS11_MODULE", module())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "create-token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w.write_config(logs);
+        w.cli_ok(&[
+            "keys",
+            "generate",
+            "--label",
+            "witness",
+            "--algorithm",
+            "ed25519",
+            "--purpose",
+            "witness",
+        ]);
+        w
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn hsm_dir(&self) -> PathBuf {
+        self.path().join("hsm")
+    }
+    /// The sled store's directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.path().join("witness-store")
+    }
+
+    /// Writes the configuration with `logs` as its `[[log]]` tables.
+    pub fn write_config(&self, logs: &str) {
+        let text = format!(
+            r#"[witness]
+name = "{WITNESS_NAME}"
+key_label = "witness"
+state_dir = "{state}"
+listen = "127.0.0.1:0"
+stale_after_seconds = 3600
+log_level = "info"
+
+[hsm]
+module = "{module}"
+token_label = "witness-token"
+pin_file = "hsm/user.pin"
+sessions = 2
+
+{logs}
+"#,
+            state = self.path().display(),
+            module = module(),
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env("SOFTHSM2_CONF", self.hsm_dir().join("softhsm2.conf"))
+            .env("AUDITSTAMP_CONFIG", &self.config)
+            .env_remove("AUDITSTAMP_STATE_DIR")
+            .env_remove("AUDITSTAMP_LISTEN")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "auditstamp {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts `auditstamp witness serve`; waits until it listens.
+    pub fn start(&self) -> Server {
+        let mut child = self
+            .command(&["witness", "serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("witness listening on http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap().to_string();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => Server {
+                child,
+                addr: addr.parse().unwrap(),
+                log,
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+                panic!("witness did not start ({status}): {}", log.lock().unwrap());
+            }
+        }
+    }
+}
+
+/// Bytes of the files under `dir`.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_bytes(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}

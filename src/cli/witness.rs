@@ -1,0 +1,253 @@
+//! `auditstamp witness ...`: the data center's witness.
+//!
+//! - `witness serve --config FILE`: checks everything at startup (the registered logs'
+//!   keys, the token, the witness key: Ed25519 with purpose witness, the store), then
+//!   serves c2sp.org/tlog-witness `add-checkpoint` and the status, metrics and health
+//!   endpoints until SIGTERM or ctrl-c (requests in flight finish, the store is flushed).
+//! - `witness verifier-key --config FILE`: prints the witness's cosigner verifier key, read
+//!   from the HSM, for the appliances that submit to it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use super::{open_hsm_from, CliError, ConfigArg};
+use crate::chain::cosignature::Cosigner;
+use crate::chain::note::VerifierKey;
+use crate::chain::store::Store;
+use crate::chain::witness_store::WitnessStore;
+use crate::clock::SystemClock;
+use crate::config::{self, ConfigError, ValidatedWitness};
+use crate::http::witness::{self as http_witness, WitnessHttpSettings, WitnessState};
+use crate::service::witness::{RegisteredLog, WitnessService, WitnessSettings};
+use crate::signer::pkcs11::{Hsm, KeyInfo};
+use crate::signer::{KeyAlgorithm, KeyPurpose, SigningPool};
+
+/// The store's directory inside `witness.state_dir`.
+pub const STORE_DIR: &str = "witness-store";
+
+/// `auditstamp witness ...`
+#[derive(Debug, Subcommand)]
+pub enum WitnessCommand {
+    /// Serve the C2SP tlog-witness API (POST /add-checkpoint) and /status, /metrics,
+    /// /healthz, /readyz.
+    Serve(ConfigArg),
+    /// Print the witness's cosigner verifier key (name+id+base64(0x04 || key)), read from
+    /// the HSM: what appliances are configured with.
+    VerifierKey(ConfigArg),
+}
+
+/// Runs a `witness` subcommand.
+pub fn run(cmd: WitnessCommand) -> Result<(), CliError> {
+    match cmd {
+        WitnessCommand::Serve(a) => serve(&a.config),
+        WitnessCommand::VerifierKey(a) => {
+            super::init_logging("warn", "text");
+            let cfg = config::load_witness(&a.config)?;
+            let hsm = open_hsm_from(&cfg.raw.hsm, &cfg.pin)?;
+            let key = witness_key(&cfg, &hsm)?;
+            println!("{}", cosigner(&cfg, &key)?.verifier_key());
+            Ok(())
+        }
+    }
+}
+
+/// The witness key named by `witness.key_label`: there, Ed25519, purpose witness.
+fn witness_key(cfg: &ValidatedWitness, hsm: &Hsm) -> Result<KeyInfo, CliError> {
+    let label = &cfg.raw.witness.key_label;
+    let how = format!(
+        "auditstamp keys generate --config FILE --label {label} --algorithm ed25519 --purpose witness"
+    );
+    let key = hsm.find_key(label).map_err(|e| {
+        CliError::Other(format!(
+            "witness.key_label {label:?}: {e}; create it with `{how}`"
+        ))
+    })?;
+    if key.algorithm != KeyAlgorithm::Ed25519 {
+        return Err(CliError::Other(format!(
+            "witness.key_label {label:?} is an {} key; a witness cosigns with Ed25519 (`{how}`)",
+            key.algorithm
+        )));
+    }
+    if key.purpose != Some(KeyPurpose::Witness) {
+        return Err(CliError::Other(format!(
+            "witness.key_label {label:?} is not a witness key (purpose {}); a cosigner needs \
+             a key of its own (`{how}`)",
+            key.purpose.map_or("not recorded", |p| p.as_str())
+        )));
+    }
+    Ok(key)
+}
+
+fn cosigner(cfg: &ValidatedWitness, key: &KeyInfo) -> Result<Cosigner, CliError> {
+    use der::Decode as _;
+    let spki = spki::SubjectPublicKeyInfoOwned::from_der(&key.public_key_der)
+        .map_err(|e| CliError::Other(format!("cannot read the witness key: {e}")))?;
+    let public_key: [u8; 32] = spki
+        .subject_public_key
+        .raw_bytes()
+        .try_into()
+        .map_err(|_| CliError::Other("the witness key is not a 32-byte Ed25519 key".into()))?;
+    Ok(Cosigner {
+        name: cfg.raw.witness.name.clone(),
+        public_key,
+    })
+}
+
+/// The `[[log]]` entries with their verifier keys parsed; an error names the entry.
+fn registered_logs(cfg: &ValidatedWitness) -> Result<Vec<RegisteredLog>, CliError> {
+    let mut logs = Vec::with_capacity(cfg.raw.log.len());
+    for (i, l) in cfg.raw.log.iter().enumerate() {
+        let key = VerifierKey::parse(&l.key).map_err(|e| ConfigError::Invalid {
+            key: "log.key",
+            message: format!("[[log]] #{} ({}): {e}", i + 1, l.origin),
+        })?;
+        if key.name != l.origin {
+            tracing::warn!(
+                origin = %l.origin,
+                key_name = %key.name,
+                "the log's key name is not its origin (allowed, but unusual)"
+            );
+        }
+        logs.push(RegisteredLog {
+            origin: l.origin.clone(),
+            key,
+            url: l.url.clone(),
+        });
+    }
+    Ok(logs)
+}
+
+fn serve(config_path: &Path) -> Result<(), CliError> {
+    let cfg = config::load_witness(config_path)?;
+    super::init_logging(&cfg.raw.witness.log_level, &cfg.raw.witness.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("auditstamp-witness")
+        .build()
+        .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(serve_with(cfg))
+}
+
+async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
+    let logs = registered_logs(&cfg)?;
+    // The HSM handle keeps the login session open for the life of the server.
+    let hsm = open_hsm_from(&cfg.raw.hsm, &cfg.pin)?;
+    let key = witness_key(&cfg, &hsm)?;
+    let pool = SigningPool::start(
+        &hsm,
+        &key.label,
+        cfg.raw.hsm.sessions,
+        cfg.raw.hsm.verify_after_sign,
+    )?;
+    let store = Store::open(&cfg.state_dir().join(STORE_DIR))?;
+    let origins: Vec<String> = logs.iter().map(|l| l.origin.clone()).collect();
+    let wstore = WitnessStore::open(&store, &origins)
+        .map_err(|e| CliError::Other(format!("cannot open the witness store: {e}")))?;
+    if wstore.unregistered() > 0 {
+        tracing::warn!(
+            logs = wstore.unregistered(),
+            "the store holds state of logs that are not registered any more; kept, not served"
+        );
+    }
+    let settings = WitnessSettings {
+        name: cfg.raw.witness.name.clone(),
+        stale_after_secs: cfg.raw.witness.stale_after_seconds,
+    };
+    let service = Arc::new(
+        WitnessService::new(
+            settings,
+            logs,
+            wstore,
+            Arc::new(pool),
+            Arc::new(SystemClock),
+        )
+        .map_err(|e| CliError::Other(format!("witness: {e}")))?,
+    );
+    let followed = service
+        .status()
+        .iter()
+        .filter(|s| s.state.is_some())
+        .count();
+    tracing::info!(
+        name = %service.cosigner().name,
+        verifier_key = %service.verifier_key(),
+        appliances = service.logs().len(),
+        with_state = followed,
+        "witness ready"
+    );
+    let router = http_witness::router(
+        WitnessState::new(service.clone()),
+        WitnessHttpSettings {
+            max_body_bytes: cfg.raw.witness.max_body_bytes,
+            request_timeout: Duration::from_millis(cfg.raw.witness.request_timeout_ms),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| CliError::Other(format!("cannot listen on {}: {source}", cfg.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::Other(format!("cannot read the listen address: {e}")))?;
+    tracing::info!(%addr, "witness listening on http://{addr}/add-checkpoint");
+    let served = http_witness::serve(listener, router, shutdown_signal()).await;
+    // Every acknowledged write was flushed before its answer; this is for the rest.
+    store.flush()?;
+    served.map_err(|e| CliError::Other(format!("server failed: {e}")))?;
+    tracing::info!("witness stopped");
+    drop(service);
+    drop(hsm);
+    Ok(())
+}
+
+/// Completes on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_template_registers_its_example_log() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/witness.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let cfg = config::parse_witness(&text, &config::Overrides::default()).unwrap();
+        let logs = registered_logs(&cfg).unwrap();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].key.name, logs[0].origin);
+        // A key whose id does not match is refused, naming the entry.
+        let bad = text.replace("+0a4998e1+", "+0a4998e2+");
+        let cfg = config::parse_witness(&bad, &config::Overrides::default()).unwrap();
+        let e = registered_logs(&cfg).unwrap_err().to_string();
+        assert!(e.contains("log.key") && e.contains("#1"), "{e}");
+    }
+}

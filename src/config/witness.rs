@@ -1,0 +1,502 @@
+//! The data center witness's configuration: one TOML file with `[witness]`, `[hsm]` (as
+//! the appliance's, with the same PIN rules) and one `[[log]]` per registered appliance.
+//!
+//! Unknown keys are refused by name and every semantic check names its key, as for the
+//! appliance's file. The same environment variables override it: `AUDITSTAMP_STATE_DIR`
+//! (`witness.state_dir`) and `AUDITSTAMP_LISTEN` (`witness.listen`). `hsm.pin_file` is
+//! relative to the state directory.
+//!
+//! Verifier keys are checked for shape here (`name+hex id+base64`); the `cli` parses them
+//! with `chain::note` (this module imports nothing else of the crate).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use super::{invalid, ConfigError, HsmConfig, PinSource, Validated, ENV_LISTEN, ENV_STATE_DIR};
+
+/// The witness's configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness itself.
+    pub witness: WitnessSection,
+    /// The HSM that holds the witness key, and how to log in to it.
+    pub hsm: HsmConfig,
+    /// The registered logs (appliances), one `[[log]]` each.
+    #[serde(default)]
+    pub log: Vec<WitnessLogConfig>,
+}
+
+/// `[witness]`: name, key, state and listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessSection {
+    /// The cosigner name, a schema-less URL (e.g. `witness.office.example/w1`): the key name
+    /// of every cosignature line.
+    pub name: String,
+    /// Label of the witness's Ed25519 key (purpose witness) on the token.
+    pub key_label: String,
+    /// The state directory (the store lives in `<state_dir>/witness-store`).
+    pub state_dir: PathBuf,
+    /// Address and port, e.g. "127.0.0.1:8320".
+    pub listen: String,
+    /// An appliance whose last cosignature is older than this (or that has none) counts
+    /// as stale in `/status` and `/metrics`; default 3600.
+    #[serde(default = "default_stale_after")]
+    pub stale_after_seconds: u64,
+    /// Longest time one request may take, in milliseconds; default 10000.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// Largest `POST /add-checkpoint` body, bytes; default 65536.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Log format: "text" (default) or "json".
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    /// A tracing filter, e.g. "info"; `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+fn default_stale_after() -> u64 {
+    3600
+}
+
+fn default_request_timeout() -> u64 {
+    10_000
+}
+
+fn default_max_body() -> usize {
+    64 * 1024
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// `[[log]]`: one registered appliance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessLogConfig {
+    /// The checkpoint origin line (the appliance's `chain.origin`).
+    pub origin: String,
+    /// The note verifier key of its checkpoints, `name+id+base64(0x01 || key)` (the
+    /// appliance logs it at startup as `verifier_key`).
+    pub key: String,
+    /// Where the appliance serves its chain (informational: shown in `/status`).
+    pub url: Option<String>,
+}
+
+/// The witness configuration after every check.
+#[derive(Debug, Clone)]
+pub struct ValidatedWitness {
+    /// The file as parsed (with environment overrides applied).
+    pub raw: WitnessConfig,
+    /// The listen address.
+    pub listen: SocketAddr,
+    /// Where the PIN comes from.
+    pub pin: PinSource,
+}
+
+impl ValidatedWitness {
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.raw.witness.state_dir
+    }
+}
+
+/// Either kind of configuration file, told apart by a `[witness]` table.
+#[derive(Debug, Clone)]
+pub enum AnyConfig {
+    /// An appliance's configuration.
+    Appliance(Box<Validated>),
+    /// A witness's configuration.
+    Witness(Box<ValidatedWitness>),
+}
+
+impl AnyConfig {
+    /// The `[hsm]` section and the PIN source of either.
+    pub fn hsm(&self) -> (&HsmConfig, &PinSource) {
+        match self {
+            AnyConfig::Appliance(c) => (&c.raw.hsm, &c.pin),
+            AnyConfig::Witness(c) => (&c.raw.hsm, &c.pin),
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn with_path(path: &Path) -> impl FnOnce(ConfigError) -> ConfigError + '_ {
+    move |e| match e {
+        ConfigError::Parse { message, .. } => ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        },
+        other => other,
+    }
+}
+
+fn env_overrides() -> super::Overrides {
+    super::Overrides {
+        state_dir: std::env::var_os(ENV_STATE_DIR).map(PathBuf::from),
+        listen: std::env::var(ENV_LISTEN).ok(),
+    }
+}
+
+/// Reads, parses and validates a witness configuration file, applying the environment
+/// overrides.
+pub fn load_witness(path: &Path) -> Result<ValidatedWitness, ConfigError> {
+    parse_witness(&read(path)?, &env_overrides()).map_err(with_path(path))
+}
+
+/// Reads either kind of configuration file: a witness's when it has a `[witness]` table,
+/// else an appliance's.
+pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
+    let text = read(path)?;
+    let is_witness = toml::from_str::<toml::Table>(&text)
+        .map(|t| t.contains_key("witness"))
+        .unwrap_or(false);
+    let overrides = env_overrides();
+    if is_witness {
+        parse_witness(&text, &overrides)
+            .map(|c| AnyConfig::Witness(Box::new(c)))
+            .map_err(with_path(path))
+    } else {
+        super::parse(&text, &overrides)
+            .map(|c| AnyConfig::Appliance(Box::new(c)))
+            .map_err(with_path(path))
+    }
+}
+
+/// Parses and validates witness configuration text.
+pub fn parse_witness(
+    text: &str,
+    overrides: &super::Overrides,
+) -> Result<ValidatedWitness, ConfigError> {
+    let mut raw: WitnessConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: PathBuf::from("<config>"),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })?;
+    if let Some(dir) = &overrides.state_dir {
+        raw.witness.state_dir = dir.clone();
+    }
+    if let Some(listen) = &overrides.listen {
+        raw.witness.listen = listen.clone();
+    }
+    validate_witness(raw)
+}
+
+/// True for a key name or origin: non-empty, no Unicode space, no `+`, no control character.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+}
+
+/// The shape of a note verifier key: `name+<8 hex digits>+<base64>`.
+fn verifier_key_shape(key: &str) -> Result<(), String> {
+    let mut parts = key.splitn(3, '+');
+    let (Some(name), Some(id), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("a note verifier key is name+id+key (e.g. as the appliance logs it)".into());
+    };
+    if !is_name(name) {
+        return Err("the key name is empty or has spaces".into());
+    }
+    if id.len() != 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("the key id is not 8 hex digits".into());
+    }
+    if rest.is_empty()
+        || !rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    {
+        return Err("the key is not base64".into());
+    }
+    Ok(())
+}
+
+/// Checks `[hsm]` with the appliance's rules (module, exactly one of token label and
+/// serial, exactly one PIN source, never a PIN, 1..=64 sessions) and returns where the PIN
+/// comes from (`pin_file` resolved against `state_dir`).
+pub fn validate_hsm(hsm: &HsmConfig, state_dir: &Path) -> Result<PinSource, ConfigError> {
+    if hsm.pin.is_some() {
+        return Err(invalid(
+            "hsm.pin",
+            "PINs are never written in the configuration; name an environment variable \
+             with hsm.pin_env or a file with hsm.pin_file",
+        ));
+    }
+    if hsm.module.as_os_str().is_empty() {
+        return Err(invalid("hsm.module", "must name the PKCS#11 module file"));
+    }
+    match (&hsm.token_label, &hsm.token_serial) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "hsm.token_label",
+                "give either hsm.token_label or hsm.token_serial, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "hsm.token_label",
+                "name the token with hsm.token_label or hsm.token_serial",
+            ))
+        }
+        (Some(l), None) if l.is_empty() => return Err(invalid("hsm.token_label", "is empty")),
+        (None, Some(s)) if s.is_empty() => return Err(invalid("hsm.token_serial", "is empty")),
+        _ => {}
+    }
+    let pin = match (&hsm.pin_env, &hsm.pin_file) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "hsm.pin_env",
+                "give either hsm.pin_env or hsm.pin_file, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "hsm.pin_env",
+                "say where the PIN comes from: hsm.pin_env or hsm.pin_file",
+            ))
+        }
+        (Some(name), None) => {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                return Err(invalid(
+                    "hsm.pin_env",
+                    "not a valid environment variable name",
+                ));
+            }
+            PinSource::Env(name.clone())
+        }
+        (None, Some(file)) => PinSource::File(state_dir.join(file)),
+    };
+    if !(1..=64).contains(&hsm.sessions) {
+        return Err(invalid("hsm.sessions", "must be between 1 and 64"));
+    }
+    Ok(pin)
+}
+
+fn validate_witness(raw: WitnessConfig) -> Result<ValidatedWitness, ConfigError> {
+    let w = &raw.witness;
+    if !is_name(&w.name) {
+        return Err(invalid(
+            "witness.name",
+            "the cosigner name is a non-empty schema-less URL without spaces or '+' \
+             (e.g. witness.office.example/w1)",
+        ));
+    }
+    if w.key_label.is_empty() {
+        return Err(invalid("witness.key_label", "must not be empty"));
+    }
+    if w.state_dir.as_os_str().is_empty() {
+        return Err(invalid("witness.state_dir", "must not be empty"));
+    }
+    let listen = SocketAddr::from_str(&w.listen).map_err(|e| {
+        invalid(
+            "witness.listen",
+            format!("{:?} is not an address:port: {e}", w.listen),
+        )
+    })?;
+    if w.stale_after_seconds == 0 {
+        return Err(invalid("witness.stale_after_seconds", "must be at least 1"));
+    }
+    if !(100..=600_000).contains(&w.request_timeout_ms) {
+        return Err(invalid(
+            "witness.request_timeout_ms",
+            "must be between 100 and 600000",
+        ));
+    }
+    if !(1024..=1 << 20).contains(&w.max_body_bytes) {
+        return Err(invalid(
+            "witness.max_body_bytes",
+            "must be between 1024 and 1048576",
+        ));
+    }
+    if !["text", "json"].contains(&w.log_format.as_str()) {
+        return Err(invalid(
+            "witness.log_format",
+            "must be \"text\" or \"json\"",
+        ));
+    }
+    let pin = validate_hsm(&raw.hsm, &w.state_dir)?;
+    if raw.log.is_empty() {
+        return Err(invalid(
+            "log",
+            "register at least one appliance with a [[log]] table (origin, key)",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, l) in raw.log.iter().enumerate() {
+        let n = i + 1;
+        if !is_name(&l.origin) {
+            return Err(invalid(
+                "log.origin",
+                format!(
+                    "[[log]] #{n}: {:?} is not a checkpoint origin (non-empty, no spaces, \
+                     control characters or '+')",
+                    l.origin
+                ),
+            ));
+        }
+        if !seen.insert(l.origin.as_str()) {
+            return Err(invalid(
+                "log.origin",
+                format!("[[log]] #{n}: origin {:?} is registered twice", l.origin),
+            ));
+        }
+        verifier_key_shape(&l.key)
+            .map_err(|e| invalid("log.key", format!("[[log]] #{n} ({}): {e}", l.origin)))?;
+        if let Some(url) = &l.url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid(
+                    "log.url",
+                    format!("[[log]] #{n} ({}): {url:?} is not an http(s) URL", l.origin),
+                ));
+            }
+        }
+    }
+    Ok(ValidatedWitness { raw, listen, pin })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::config::Overrides;
+
+    const GOOD: &str = r#"
+[witness]
+name = "witness.office.example/w1"
+key_label = "witness"
+state_dir = "/tmp/w"
+listen = "127.0.0.1:8320"
+
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token_label = "t"
+pin_env = "PIN"
+
+[[log]]
+origin = "a1.example/chain"
+key = "a1.example/chain+01234567+AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+url = "https://a1.example"
+
+[[log]]
+origin = "a2.example/chain"
+key = "a2.example/chain+89abcdef+AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+"#;
+
+    fn err(text: &str) -> String {
+        parse_witness(text, &Overrides::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn good_config_parses_with_defaults_and_overrides() {
+        let v = parse_witness(GOOD, &Overrides::default()).unwrap();
+        assert_eq!(v.raw.log.len(), 2);
+        assert_eq!(v.raw.witness.stale_after_seconds, 3600);
+        assert_eq!(v.raw.hsm.sessions, 2);
+        assert_eq!(v.pin, PinSource::Env("PIN".into()));
+        assert_eq!(v.raw.log[1].url, None);
+        let o = Overrides {
+            state_dir: Some("/srv/w".into()),
+            listen: Some("127.0.0.1:9".into()),
+        };
+        let v =
+            parse_witness(&GOOD.replace("pin_env = \"PIN\"", "pin_file = \"pin\""), &o).unwrap();
+        assert_eq!(v.state_dir(), Path::new("/srv/w"));
+        assert_eq!(v.listen.port(), 9);
+        assert_eq!(v.pin, PinSource::File("/srv/w/pin".into()));
+    }
+
+    #[test]
+    fn the_shipped_template_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/witness.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        parse_witness(&text, &Overrides::default()).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            (GOOD.replace("[witness]", "[witness]\nport = 1"), "port"),
+            (GOOD.replace("url = ", "link = "), "link"),
+            (
+                GOOD.replace("witness.office.example/w1", "has space"),
+                "witness.name",
+            ),
+            (
+                GOOD.replace("key_label = \"witness\"", "key_label = \"\""),
+                "witness.key_label",
+            ),
+            (
+                GOOD.replace("127.0.0.1:8320", "localhost"),
+                "witness.listen",
+            ),
+            (GOOD.replace("[hsm]", "[hsm]\npin = \"1234\""), "hsm.pin"),
+            (GOOD.replace("pin_env = \"PIN\"", ""), "hsm.pin_env"),
+            (GOOD.replace("token_label = \"t\"", ""), "hsm.token_label"),
+            (GOOD.replace("[hsm]", "[hsm]\nsessions = 0"), "hsm.sessions"),
+            (
+                GOOD.replace(
+                    "origin = \"a2.example/chain\"",
+                    "origin = \"a1.example/chain\"",
+                ),
+                "log.origin",
+            ),
+            (
+                GOOD.replace("origin = \"a2.example/chain\"", "origin = \"a 2\""),
+                "log.origin",
+            ),
+            (GOOD.replace("+89abcdef+", "+89abcde+"), "log.key"),
+            (GOOD.replace("+89abcdef+", "+"), "log.key"),
+            (GOOD.replace("https://a1.example", "ftp://a1"), "log.url"),
+            (GOOD.split("[[log]]").next().unwrap().to_string(), "log"),
+            (
+                GOOD.replace("[witness]", "[witness]\nstale_after_seconds = 0"),
+                "witness.stale_after_seconds",
+            ),
+            (
+                GOOD.replace("[witness]", "[witness]\nmax_body_bytes = 10"),
+                "witness.max_body_bytes",
+            ),
+            (
+                GOOD.replace("[witness]", "[witness]\nlog_format = \"xml\""),
+                "witness.log_format",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = err(&text);
+            assert!(e.contains(key), "expected {key} in {e}");
+            assert!(!e.contains("1234"), "PIN leaked: {e}");
+        }
+    }
+
+    #[test]
+    fn either_kind_of_file_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().join("w.toml");
+        std::fs::write(&w, GOOD).unwrap();
+        assert!(matches!(load_any(&w).unwrap(), AnyConfig::Witness(_)));
+        let a = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/dev.toml");
+        let any = load_any(&a).unwrap();
+        assert!(matches!(any, AnyConfig::Appliance(_)));
+        assert_eq!(any.hsm().0.token_label.as_deref(), Some("auditstamp-dev"));
+    }
+}

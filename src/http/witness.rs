@@ -1,0 +1,356 @@
+//! The witness's HTTP API ([`router`]): c2sp.org/tlog-witness `add-checkpoint`, and what
+//! the data center reads about the appliances it follows.
+//!
+//! - `POST /add-checkpoint` — 200 with the cosignature line(s) (`text/plain`); refusals
+//!   with the spec's statuses (400, 403, 404, 409 with `<size>\n` as `text/x.tlog.size`,
+//!   422) and a one-line `text/plain` reason; 413 over the body cap; 503 when the HSM or
+//!   the store fails (the detail goes to the log).
+//! - `GET /status` — JSON: the witness (name, verifier key) and, per appliance, origin,
+//!   last size, root, cosigned time, age, staleness, alert counts and recent alerts.
+//! - `GET /status/{origin}` — one appliance (the origin may contain `/`); 404 if unknown.
+//! - `GET /metrics` — Prometheus text: cosigned checkpoints, refusals by reason,
+//!   appliances registered and stale, alerts by kind, store bytes.
+//! - `GET /healthz` (the process is up), `GET /readyz` (HSM and store; 503 when not).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::chain::witness_protocol::{
+    format_size_body, ADD_CHECKPOINT_PATH, COSIGNATURES_MEDIA_TYPE, SIZE_MEDIA_TYPE,
+};
+use crate::chain::witness_store::AlertKind;
+use crate::service::witness::{LogStatus, Refusal, WitnessError, WitnessService};
+
+use super::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+
+/// The witness's counters (since start; alert counts come from the store).
+#[derive(Debug, Default)]
+pub struct WitnessMetrics {
+    cosigned: AtomicU64,
+    refused: [AtomicU64; Refusal::REASONS.len()],
+    failed: AtomicU64,
+}
+
+impl WitnessMetrics {
+    /// Counts one cosigned checkpoint.
+    pub fn cosigned(&self) {
+        self.cosigned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one refusal by its reason.
+    pub fn refused(&self, reason: &str) {
+        if let Some(i) = Refusal::REASONS.iter().position(|r| *r == reason) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one request the witness could not handle (HSM or store failure).
+    pub fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What the witness's handlers share.
+#[derive(Debug, Clone)]
+pub struct WitnessState {
+    /// The witness.
+    pub service: Arc<WitnessService>,
+    /// Its counters.
+    pub metrics: Arc<WitnessMetrics>,
+}
+
+impl WitnessState {
+    /// The state of a server in front of `service`, its counters at zero.
+    pub fn new(service: Arc<WitnessService>) -> Self {
+        WitnessState {
+            service,
+            metrics: Arc::default(),
+        }
+    }
+}
+
+/// HTTP limits of the witness.
+#[derive(Debug, Clone, Copy)]
+pub struct WitnessHttpSettings {
+    /// Largest `POST /add-checkpoint` body, bytes.
+    pub max_body_bytes: usize,
+    /// Longest time a request may take.
+    pub request_timeout: Duration,
+}
+
+/// Every route of the witness.
+pub fn router(state: WitnessState, settings: WitnessHttpSettings) -> Router {
+    let add = Router::new()
+        .route(ADD_CHECKPOINT_PATH, post(post_add_checkpoint))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            settings.max_body_bytes,
+        ))
+        .layer(axum::middleware::map_response(
+            |mut resp: Response| async move {
+                // The rest of an over-long body is never read: the connection cannot carry
+                // another request.
+                if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                resp
+            },
+        ));
+    Router::new()
+        .merge(add)
+        .route("/status", get(get_status))
+        .route("/status/{*origin}", get(get_status_of))
+        .route("/metrics", get(get_metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .with_state(state)
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+/// The answer to a refusal: the spec's status, and for a 409 the size last cosigned.
+fn refusal_response(r: &Refusal) -> Response {
+    let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    match r.conflict_size() {
+        Some(size) => text(status, SIZE_MEDIA_TYPE, format_size_body(size)),
+        None => text(status, "text/plain; charset=utf-8", format!("{r}\n")),
+    }
+}
+
+async fn post_add_checkpoint(State(state): State<WitnessState>, body: Bytes) -> Response {
+    match state.service.add_checkpoint(&body).await {
+        Ok(lines) => {
+            state.metrics.cosigned();
+            text(StatusCode::OK, COSIGNATURES_MEDIA_TYPE, lines)
+        }
+        Err(WitnessError::Refused(r)) => {
+            tracing::debug!(reason = r.reason(), error = %r, "checkpoint refused");
+            state.metrics.refused(r.reason());
+            refusal_response(&r)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot cosign");
+            state.metrics.failed();
+            let mut resp = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                "the witness cannot cosign now; try again later\n".into(),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(1));
+            resp
+        }
+    }
+}
+
+fn status_json(s: &LogStatus) -> Value {
+    let alerts: serde_json::Map<String, Value> = AlertKind::ALL
+        .iter()
+        .map(|k| (k.name().to_owned(), json!(s.alerts.count(*k))))
+        .collect();
+    let recent: Vec<Value> = s
+        .alerts
+        .recent()
+        .rev()
+        .map(|a| {
+            json!({
+                "kind": a.kind.name(),
+                "at": a.at,
+                "old_size": a.old_size,
+                "size": a.size,
+                "recorded_size": a.recorded_size,
+                "submitted": a.submitted,
+                "recorded": a.recorded,
+            })
+        })
+        .collect();
+    json!({
+        "origin": s.log.origin,
+        "url": s.log.url,
+        "size": s.state.as_ref().map(|st| st.size),
+        "root_hash": s.state.as_ref().map(|st| B64.encode(st.root)),
+        "cosigned_at": s.state.as_ref().map(|st| st.cosigned_at),
+        "age_seconds": s.age_secs,
+        "stale": s.stale,
+        "checkpoint": s.state.as_ref().map(|st| st.checkpoint.clone()),
+        "alerts": alerts,
+        "recent_alerts": recent,
+    })
+}
+
+fn witness_json(service: &WitnessService) -> Value {
+    json!({
+        "name": service.cosigner().name,
+        "verifier_key": service.verifier_key(),
+        "stale_after_seconds": service.settings().stale_after_secs,
+    })
+}
+
+async fn get_status(State(state): State<WitnessState>) -> Response {
+    let appliances: Vec<Value> = state.service.status().iter().map(status_json).collect();
+    Json(json!({
+        "witness": witness_json(&state.service),
+        "appliances": appliances,
+    }))
+    .into_response()
+}
+
+async fn get_status_of(State(state): State<WitnessState>, Path(origin): Path<String>) -> Response {
+    match state.service.status_of(&origin) {
+        Some(s) => Json(status_json(&s)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no appliance with origin {origin:?} is registered") })),
+        )
+            .into_response(),
+    }
+}
+
+/// The exposition text for `metrics` and the service's figures.
+fn render_metrics(
+    state: &WitnessState,
+    disk_bytes: Option<u64>,
+    record_bytes: Option<u64>,
+) -> String {
+    let m = &state.metrics;
+    let summary = state.service.summary();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP auditstamp_witness_cosigned_total Checkpoints cosigned (since start).\n\
+         # TYPE auditstamp_witness_cosigned_total counter\n\
+         auditstamp_witness_cosigned_total {}",
+        m.cosigned.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP auditstamp_witness_refused_total Submissions refused, by reason (since start).\n\
+         # TYPE auditstamp_witness_refused_total counter"
+    );
+    for (reason, n) in Refusal::REASONS.iter().zip(&m.refused) {
+        let _ = writeln!(
+            out,
+            "auditstamp_witness_refused_total{{reason=\"{reason}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP auditstamp_witness_failed_total Submissions not handled: HSM or store failure (since start).\n\
+         # TYPE auditstamp_witness_failed_total counter\n\
+         auditstamp_witness_failed_total {}\n\
+         # HELP auditstamp_witness_appliances Appliances registered.\n\
+         # TYPE auditstamp_witness_appliances gauge\n\
+         auditstamp_witness_appliances {}\n\
+         # HELP auditstamp_witness_appliances_stale Appliances without a cosignature within witness.stale_after_seconds.\n\
+         # TYPE auditstamp_witness_appliances_stale gauge\n\
+         auditstamp_witness_appliances_stale {}\n\
+         # HELP auditstamp_witness_alerts_total Alerts recorded, by kind (kept in the store).\n\
+         # TYPE auditstamp_witness_alerts_total counter",
+        m.failed.load(Ordering::Relaxed),
+        summary.registered,
+        summary.stale,
+    );
+    for (kind, n) in AlertKind::ALL.iter().zip(summary.alerts) {
+        let _ = writeln!(
+            out,
+            "auditstamp_witness_alerts_total{{kind=\"{}\"}} {n}",
+            kind.name()
+        );
+    }
+    if let Some(b) = disk_bytes {
+        let _ = writeln!(
+            out,
+            "# HELP auditstamp_witness_store_disk_bytes Bytes the witness store occupies on disk.\n\
+             # TYPE auditstamp_witness_store_disk_bytes gauge\n\
+             auditstamp_witness_store_disk_bytes {b}"
+        );
+    }
+    if let Some(b) = record_bytes {
+        let _ = writeln!(
+            out,
+            "# HELP auditstamp_witness_store_record_bytes Bytes of the witness's stored keys and values.\n\
+             # TYPE auditstamp_witness_store_record_bytes gauge\n\
+             auditstamp_witness_store_record_bytes {b}"
+        );
+    }
+    out
+}
+
+async fn get_metrics(State(state): State<WitnessState>) -> Response {
+    let service = Arc::clone(&state.service);
+    let bytes = tokio::task::spawn_blocking(move || {
+        let store = service.store();
+        (store.disk_bytes().ok(), store.record_bytes().ok())
+    })
+    .await
+    .unwrap_or((None, None));
+    text(
+        StatusCode::OK,
+        METRICS_CONTENT_TYPE,
+        render_metrics(&state, bytes.0, bytes.1),
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<WitnessState>) -> Response {
+    let (hsm, store) = state.service.readiness().await;
+    let part = |p: &Result<(), String>| match p {
+        Ok(()) => json!({ "ok": true }),
+        Err(e) => json!({ "ok": false, "error": e }),
+    };
+    let ready = hsm.is_ok() && store.is_ok();
+    let body = json!({ "ready": ready, "hsm": part(&hsm), "store": part(&store) });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Serves the witness's `router` on `listener` until `shutdown` completes (requests in
+/// flight finish), with TCP_NODELAY on every connection: answers are small and latency
+/// counts.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
