@@ -45,6 +45,7 @@ name = "witness.bench.localhost/w1"
 key_label = "witness"
 state_dir = "$work"
 listen = "$listen"
+plain_http = true
 log_level = "warn"
 
 [hsm]

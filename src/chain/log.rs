@@ -464,6 +464,15 @@ impl EventLog {
         Ok(())
     }
 
+    /// Replaces the latest checkpoint note (with the same body: cosignatures added).
+    pub fn put_checkpoint(&self, checkpoint: &str) -> Result<(), LogError> {
+        self.shared
+            .tree
+            .insert(META_CHECKPOINT, checkpoint.as_bytes())?;
+        self.shared.db.flush()?;
+        Ok(())
+    }
+
     /// Sealed block `height`, as stored.
     pub fn block(&self, height: u64) -> Result<Option<Vec<u8>>, LogError> {
         Ok(self.shared.tree.get(key(b'b', height))?.map(|v| v.to_vec()))

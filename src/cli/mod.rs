@@ -12,6 +12,7 @@ mod bench_witness;
 mod chain;
 mod keys;
 mod serve;
+mod signals;
 mod witness;
 
 use std::path::{Path, PathBuf};

@@ -218,6 +218,53 @@ fn chain_signer(cfg: &Validated, hsm: &Hsm) -> Result<Arc<dyn Signer>, CliError>
     Ok(Arc::new(pool))
 }
 
+/// The witnesses of `[[chain.witness]]`, with an HTTP client trusting their TLS CAs.
+fn witnesses(cfg: &Validated) -> Result<crate::service::cosign::Witnesses, CliError> {
+    use crate::service::cosign::{WitnessTarget, Witnesses};
+    let c = &cfg.raw.chain;
+    if c.witness.is_empty() {
+        return Ok(Witnesses::default());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let mut targets = Vec::new();
+    for (i, w) in c.witness.iter().enumerate() {
+        let cosigner = crate::chain::cosignature::Cosigner::parse(&w.key)
+            .map_err(|e| CliError::Other(format!("config key chain.witness[{i}].key: {e}")))?;
+        if let Some(ca) = &w.ca_file {
+            let path = cfg.state_dir().join(ca);
+            for der in super::read_certificate_file(&path)? {
+                roots.add(der.into()).map_err(|e| {
+                    CliError::Other(format!(
+                        "chain.witness[{i}].ca_file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            }
+        } else if w.url.starts_with("https://") {
+            return Err(CliError::Other(format!(
+                "config key chain.witness[{i}].ca_file: needed for {} (the CA of the witness's TLS certificate)",
+                w.url
+            )));
+        }
+        targets.push(WitnessTarget {
+            url: w.url.clone(),
+            cosigner,
+        });
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CliError::Other(format!("witness TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let client = crate::service::cosign::WitnessClient::new(
+        tls,
+        Duration::from_millis(c.witness_timeout_ms),
+    );
+    tracing::info!(witnesses = targets.len(), "checkpoints go to witnesses");
+    Ok(Witnesses::new(client, targets))
+}
+
 fn chain_settings(cfg: &Validated) -> ChainSettings {
     let c = &cfg.raw.chain;
     ChainSettings {
@@ -254,7 +301,8 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     ));
     let chain = Arc::new(
         ChainService::new(log, chain_signer, chain_settings(&cfg), tsa.clone())
-            .map_err(|e| CliError::Other(format!("event chain: {e}")))?,
+            .map_err(|e| CliError::Other(format!("event chain: {e}")))?
+            .with_witnesses(witnesses(&cfg)?),
     );
     tracing::info!(
         events = chain.log().size(),
@@ -303,6 +351,9 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
         max_connections: h.max_connections,
         drain: Duration::from_millis(h.request_timeout_ms),
     };
+    // Before anything is served: a signal from now on is handled, not fatal.
+    let mut signals = super::signals::Signals::install(true)
+        .map_err(|e| CliError::Other(format!("cannot listen for signals: {e}")))?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| CliError::Other(format!("cannot listen on {}: {source}", cfg.listen)))?;
@@ -345,13 +396,20 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
             }
         })
     };
-    let reloader = tokio::spawn(reload_on_sighup(cfg.clone(), hsm.clone(), tsa.clone()));
+    let reloader = tokio::spawn(reload_on_sighup(
+        cfg.clone(),
+        hsm.clone(),
+        tsa.clone(),
+        #[cfg(unix)]
+        signals.take_hangup(),
+    ));
     let (stop_sealer, sealer_stopped) = tokio::sync::oneshot::channel::<()>();
     let sealer = tokio::spawn(chain.clone().run_sealer(async move {
         let _ = sealer_stopped.await;
     }));
 
-    let served = http::server::serve(listener, router, listener_options, shutdown_signal()).await;
+    let served =
+        http::server::serve(listener, router, listener_options, signals.terminated()).await;
     // Requests in flight have finished: seal what they appended, then stop.
     let _ = stop_sealer.send(());
     if let Err(e) = sealer.await {
@@ -402,15 +460,16 @@ fn warn_if_expiring(tsa: &TsaService, warn_days: i64) {
 /// On each SIGHUP: find the active key again (after `keys activate`) and switch to it.
 /// Requests in flight finish with the key they started with; a key that does not pass the
 /// startup checks is not taken, and the current one stays.
-async fn reload_on_sighup(cfg: Validated, hsm: Hsm, tsa: Arc<TsaService>) {
+async fn reload_on_sighup(
+    cfg: Validated,
+    hsm: Hsm,
+    tsa: Arc<TsaService>,
+    #[cfg(unix)] hup: Option<tokio::signal::unix::Signal>,
+) {
     #[cfg(unix)]
     {
-        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; key changes need a restart");
-                return;
-            }
+        let Some(mut hup) = hup else {
+            return;
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the signing key");
@@ -433,33 +492,4 @@ async fn reload_on_sighup(cfg: Validated, hsm: Hsm, tsa: Arc<TsaService>) {
     {
         let _ = (cfg, hsm, tsa);
     }
-}
-
-/// Completes on SIGTERM or ctrl-c.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
 }

@@ -185,14 +185,38 @@ async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
             request_timeout: Duration::from_millis(cfg.raw.witness.request_timeout_ms),
         },
     );
+    // Before anything is served: a signal from now on is handled, not fatal.
+    let signals = super::signals::Signals::install(false)
+        .map_err(|e| CliError::Other(format!("cannot listen for signals: {e}")))?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| CliError::Other(format!("cannot listen on {}: {source}", cfg.listen)))?;
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::Other(format!("cannot read the listen address: {e}")))?;
-    tracing::info!(%addr, "witness listening on http://{addr}/add-checkpoint");
-    let served = http_witness::serve(listener, router, shutdown_signal()).await;
+    let tls = match &cfg.tls {
+        None => {
+            tracing::warn!("serving plain HTTP (witness.plain_http = true): for development only");
+            None
+        }
+        Some(t) => Some(
+            crate::http::tls::server_config(&crate::http::tls::TlsFiles {
+                cert: &t.cert_file,
+                key: &t.key_file,
+                client_ca: None,
+            })
+            .map_err(|e| CliError::Other(format!("witness.tls: {e}")))?,
+        ),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, "witness listening on {scheme}://{addr}/add-checkpoint");
+    let options = crate::http::server::ListenerOptions {
+        tls,
+        header_timeout: Duration::from_secs(5),
+        max_connections: 4096,
+        drain: Duration::from_millis(cfg.raw.witness.request_timeout_ms),
+    };
+    let served = crate::http::server::serve(listener, router, options, signals.terminated()).await;
     // Every acknowledged write was flushed before its answer; this is for the rest.
     store.flush()?;
     served.map_err(|e| CliError::Other(format!("server failed: {e}")))?;
@@ -200,35 +224,6 @@ async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
     drop(service);
     drop(hsm);
     Ok(())
-}
-
-/// Completes on SIGTERM or ctrl-c.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 #[cfg(test)]

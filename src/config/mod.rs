@@ -119,6 +119,28 @@ pub struct ChainConfig {
     /// Largest body of `POST /v1/events/batch`, bytes; default 16 MiB.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
+    /// Witnesses every new checkpoint is submitted to (C2SP tlog-witness).
+    #[serde(default)]
+    pub witness: Vec<WitnessLinkConfig>,
+    /// Longest wait for one witness's answer, in milliseconds; default 5000.
+    #[serde(default = "default_witness_timeout")]
+    pub witness_timeout_ms: u64,
+}
+
+/// `[[chain.witness]]`: a witness this appliance submits its checkpoints to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessLinkConfig {
+    /// The witness's submission prefix, `https://...` (or `http://` for development).
+    pub url: String,
+    /// The witness's cosigner verifier key (`name+id+key`, `auditstamp witness verifier-key`).
+    pub key: String,
+    /// PEM: the CA(s) of the witness's TLS certificate (for `https://`).
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_witness_timeout() -> u64 {
+    5000
 }
 
 fn default_seal_interval() -> u64 {
@@ -528,6 +550,68 @@ pub fn parse_oid(text: &str) -> Result<ObjectIdentifier, String> {
     Ok(oid)
 }
 
+/// The keys a TLS section's errors name.
+pub(crate) struct TlsKeys {
+    /// The TLS table, e.g. `http.tls`.
+    pub tls: &'static str,
+    /// The plain-HTTP switch, e.g. `http.plain_http`.
+    pub plain: &'static str,
+    /// The client-certificate list, e.g. `http.tls.require_client_cert`.
+    pub require: &'static str,
+    /// The route groups the list may name.
+    pub groups: &'static [&'static str],
+}
+
+/// Checks a listener's TLS choice: TLS unless plain HTTP is asked for, not both; returns
+/// the TLS section with its paths resolved against `state_dir`.
+pub(crate) fn validate_tls_choice(
+    plain_http: bool,
+    tls: Option<&TlsConfig>,
+    state_dir: &Path,
+    keys: &TlsKeys,
+) -> Result<Option<TlsConfig>, ConfigError> {
+    let tls = match (tls, plain_http) {
+        (None, false) => {
+            return Err(invalid(
+                keys.tls,
+                format!(
+                    "TLS is required: give {0}.cert_file and {0}.key_file, or, for \
+                     development only, set {1} = true",
+                    keys.tls, keys.plain
+                ),
+            ))
+        }
+        (Some(_), true) => {
+            return Err(invalid(
+                keys.plain,
+                format!("plain HTTP and {} exclude each other; remove one", keys.tls),
+            ))
+        }
+        (None, true) => return Ok(None),
+        (Some(t), false) => t,
+    };
+    for g in &tls.require_client_cert {
+        if !keys.groups.contains(&g.as_str()) {
+            return Err(invalid(
+                keys.require,
+                format!("unknown route group {g:?}; use {:?}", keys.groups),
+            ));
+        }
+    }
+    if !tls.require_client_cert.is_empty() && tls.client_ca_file.is_none() {
+        return Err(invalid(
+            keys.require,
+            "needs client_ca_file (the CA of the clients' certificates)",
+        ));
+    }
+    Ok(Some(TlsConfig {
+        cert_file: state_dir.join(&tls.cert_file),
+        key_file: state_dir.join(&tls.key_file),
+        client_ca_file: tls.client_ca_file.as_ref().map(|f| state_dir.join(f)),
+        require_client_cert: tls.require_client_cert.clone(),
+    }))
+}
+
 /// Checks `[http]`'s TLS and limits; returns `http.tls` with its paths resolved.
 fn validate_tls(http: &HttpConfig, state_dir: &Path) -> Result<Option<TlsConfig>, ConfigError> {
     if !(100..=60_000).contains(&http.header_timeout_ms) {
@@ -554,43 +638,17 @@ fn validate_tls(http: &HttpConfig, state_dir: &Path) -> Result<Option<TlsConfig>
             "must be at least 1 when a rate is set",
         ));
     }
-    let tls = match (&http.tls, http.plain_http) {
-        (None, false) => {
-            return Err(invalid(
-                "http.tls",
-                "TLS is required: give http.tls.cert_file and http.tls.key_file, or, for \
-                 development only, set http.plain_http = true",
-            ))
-        }
-        (Some(_), true) => {
-            return Err(invalid(
-                "http.plain_http",
-                "plain HTTP and http.tls exclude each other; remove one",
-            ))
-        }
-        (None, true) => return Ok(None),
-        (Some(t), false) => t,
-    };
-    for g in &tls.require_client_cert {
-        if !ROUTE_GROUPS.contains(&g.as_str()) {
-            return Err(invalid(
-                "http.tls.require_client_cert",
-                format!("unknown route group {g:?}; use {ROUTE_GROUPS:?}"),
-            ));
-        }
-    }
-    if !tls.require_client_cert.is_empty() && tls.client_ca_file.is_none() {
-        return Err(invalid(
-            "http.tls.require_client_cert",
-            "needs http.tls.client_ca_file (the CA of agencies' client certificates)",
-        ));
-    }
-    Ok(Some(TlsConfig {
-        cert_file: state_dir.join(&tls.cert_file),
-        key_file: state_dir.join(&tls.key_file),
-        client_ca_file: tls.client_ca_file.as_ref().map(|f| state_dir.join(f)),
-        require_client_cert: tls.require_client_cert.clone(),
-    }))
+    validate_tls_choice(
+        http.plain_http,
+        http.tls.as_ref(),
+        state_dir,
+        &TlsKeys {
+            tls: "http.tls",
+            plain: "http.plain_http",
+            require: "http.tls.require_client_cert",
+            groups: &ROUTE_GROUPS,
+        },
+    )
 }
 
 fn validate(raw: Config) -> Result<Validated, ConfigError> {
@@ -758,6 +816,29 @@ fn validate(raw: Config) -> Result<Validated, ConfigError> {
         }
         if chain.max_block_events == 0 {
             return Err(invalid("chain.max_block_events", "must be at least 1"));
+        }
+        for w in &chain.witness {
+            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                return Err(invalid(
+                    "chain.witness.url",
+                    format!("{:?} is not an http:// or https:// URL", w.url),
+                ));
+            }
+            if w.url.starts_with("http://") && !raw.http.plain_http {
+                return Err(invalid(
+                    "chain.witness.url",
+                    format!(
+                        "{:?}: plain HTTP to a witness only with http.plain_http (development)",
+                        w.url
+                    ),
+                ));
+            }
+        }
+        if !(100..=600_000).contains(&chain.witness_timeout_ms) {
+            return Err(invalid(
+                "chain.witness_timeout_ms",
+                "must be between 100 and 600000",
+            ));
         }
         if !(1024..=1 << 30).contains(&chain.max_batch_bytes) {
             return Err(invalid(

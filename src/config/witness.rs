@@ -44,6 +44,12 @@ pub struct WitnessSection {
     pub state_dir: PathBuf,
     /// Address and port, e.g. "127.0.0.1:8320".
     pub listen: String,
+    /// Serve plain HTTP, without TLS: for development only; default false.
+    #[serde(default)]
+    pub plain_http: bool,
+    /// TLS (required unless `plain_http`); client certificates are not asked for (each
+    /// checkpoint is authenticated by its appliance's signature).
+    pub tls: Option<super::TlsConfig>,
     /// An appliance whose last cosignature is older than this (or that has none) counts
     /// as stale in `/status` and `/metrics`; default 3600.
     #[serde(default = "default_stale_after")]
@@ -104,6 +110,8 @@ pub struct ValidatedWitness {
     pub listen: SocketAddr,
     /// Where the PIN comes from.
     pub pin: PinSource,
+    /// `witness.tls` with its paths resolved against the state directory.
+    pub tls: Option<super::TlsConfig>,
 }
 
 impl ValidatedWitness {
@@ -333,6 +341,17 @@ fn validate_witness(raw: WitnessConfig) -> Result<ValidatedWitness, ConfigError>
         ));
     }
     let pin = validate_hsm(&raw.hsm, &w.state_dir)?;
+    let tls = super::validate_tls_choice(
+        w.plain_http,
+        w.tls.as_ref(),
+        &w.state_dir,
+        &super::TlsKeys {
+            tls: "witness.tls",
+            plain: "witness.plain_http",
+            require: "witness.tls.require_client_cert",
+            groups: &[],
+        },
+    )?;
     if raw.log.is_empty() {
         return Err(invalid(
             "log",
@@ -369,7 +388,12 @@ fn validate_witness(raw: WitnessConfig) -> Result<ValidatedWitness, ConfigError>
             }
         }
     }
-    Ok(ValidatedWitness { raw, listen, pin })
+    Ok(ValidatedWitness {
+        raw,
+        listen,
+        pin,
+        tls,
+    })
 }
 
 #[cfg(test)]
@@ -380,6 +404,7 @@ mod tests {
 
     const GOOD: &str = r#"
 [witness]
+plain_http = true
 name = "witness.office.example/w1"
 key_label = "witness"
 state_dir = "/tmp/w"

@@ -91,7 +91,7 @@ pub struct Metrics {
 }
 
 /// Values read at scrape time.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Gauges {
     /// Whole days until the active TSA certificate expires (negative once expired).
     pub certificate_days_remaining: i64,
@@ -107,6 +107,8 @@ pub struct Gauges {
     pub chain_sealed: u64,
     /// Seconds since the last block was sealed, if one was.
     pub last_seal_age_seconds: Option<f64>,
+    /// Each witness the checkpoints go to.
+    pub witnesses: Vec<crate::service::cosign::LinkCounts>,
 }
 
 /// Middleware: records the latency of a route in its histogram, and the answer's status.
@@ -265,6 +267,45 @@ impl Metrics {
                 "Seconds since the last block was sealed.",
             );
             let _ = writeln!(out, "auditstamp_chain_last_seal_age_seconds {age:.3}");
+        }
+        if !g.witnesses.is_empty() {
+            family(
+                &mut out,
+                "auditstamp_witness_cosigned_total",
+                "counter",
+                "Checkpoints a witness cosigned, by witness.",
+            );
+            family(
+                &mut out,
+                "auditstamp_witness_failures_total",
+                "counter",
+                "Submissions to a witness that failed, by witness.",
+            );
+            family(
+                &mut out,
+                "auditstamp_witness_size",
+                "gauge",
+                "The tree size a witness last cosigned, by witness.",
+            );
+            for w in &g.witnesses {
+                let _ = writeln!(
+                    out,
+                    "auditstamp_witness_cosigned_total{{witness=\"{}\"}} {}",
+                    w.name, w.cosigned
+                );
+                let _ = writeln!(
+                    out,
+                    "auditstamp_witness_failures_total{{witness=\"{}\"}} {}",
+                    w.name, w.failed
+                );
+                if let Some(size) = w.size {
+                    let _ = writeln!(
+                        out,
+                        "auditstamp_witness_size{{witness=\"{}\"}} {size}",
+                        w.name
+                    );
+                }
+            }
         }
         family(
             &mut out,

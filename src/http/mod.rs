@@ -348,6 +348,7 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
         chain_sealed: state.chain.sealed_size(),
         last_seal_age_seconds: published
             .map(|p| now.saturating_sub(p.block.header.sealed_at_ms) as f64 / 1000.0),
+        witnesses: state.chain.witness_counts(),
     };
     (
         [(

@@ -335,22 +335,3 @@ async fn readyz(State(state): State<WitnessState>) -> Response {
     };
     (status, Json(body)).into_response()
 }
-
-/// Serves the witness's `router` on `listener` until `shutdown` completes (requests in
-/// flight finish), with TCP_NODELAY on every connection: answers are small and latency
-/// counts.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-}

@@ -65,6 +65,7 @@ pub struct ChainService {
     seal: tokio::sync::Mutex<SealState>,
     published: RwLock<Option<Arc<Published>>>,
     due: tokio::sync::Notify,
+    witnesses: super::cosign::Witnesses,
 }
 
 impl std::fmt::Debug for ChainService {
@@ -182,7 +183,19 @@ impl ChainService {
             seal: tokio::sync::Mutex::new(state),
             published: RwLock::new(published),
             due: tokio::sync::Notify::new(),
+            witnesses: super::cosign::Witnesses::default(),
         })
+    }
+
+    /// Submits every new checkpoint to `witnesses` and publishes their cosignatures.
+    pub fn with_witnesses(mut self, witnesses: super::cosign::Witnesses) -> Self {
+        self.witnesses = witnesses;
+        self
+    }
+
+    /// The counters of each witness link.
+    pub fn witness_counts(&self) -> Vec<super::cosign::LinkCounts> {
+        self.witnesses.links().iter().map(|l| l.counts()).collect()
     }
 
     /// The log.
@@ -248,9 +261,10 @@ impl ChainService {
         self.seal_logging().await;
     }
 
-    async fn seal_logging(&self) {
+    async fn seal_logging(self: &Arc<Self>) {
         match self.seal().await {
             Ok(Some(b)) => {
+                self.spawn_cosigning();
                 tracing::debug!(
                     height = b.header.height,
                     size = b.header.tree_size,
@@ -348,6 +362,59 @@ impl ChainService {
             checkpoint,
         }));
         Ok(Some(block))
+    }
+
+    /// Sends the published checkpoint to every witness, in the background; each verified
+    /// cosignature is added to the published checkpoint (if it is still the latest).
+    fn spawn_cosigning(self: &Arc<Self>) {
+        let (Some(client), Some(published)) = (self.witnesses.client(), self.published()) else {
+            return;
+        };
+        for link in self.witnesses.links() {
+            let (link, client, this) = (link.clone(), client.clone(), self.clone());
+            let published = published.clone();
+            tokio::spawn(async move {
+                let h = &published.block.header;
+                let size = h.tree_size;
+                let sig = link
+                    .submit(&client, &published.checkpoint, size, |old| {
+                        this.consistency(old, size).map_err(|e| e.to_string())
+                    })
+                    .await;
+                if let Some(sig) = sig {
+                    if let Err(e) = this.add_cosignature(h.height, sig) {
+                        tracing::error!(error = %e, "cannot publish a cosignature");
+                    }
+                }
+            });
+        }
+    }
+
+    /// Adds (or replaces) a witness's cosignature on the checkpoint of block `height`, if
+    /// that is still the published one, and stores the cosigned checkpoint.
+    fn add_cosignature(&self, height: u64, sig: NoteSignature) -> Result<(), ServiceError> {
+        let mut published = self
+            .published
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(current) = published.as_ref() else {
+            return Ok(());
+        };
+        if current.block.header.height != height {
+            return Ok(());
+        }
+        let mut note = SignedNote::parse(&current.checkpoint)
+            .map_err(|e| damaged(format!("the published checkpoint: {e}")))?;
+        note.signatures
+            .retain(|s| !(s.name == sig.name && s.id == sig.id));
+        note.signatures.push(sig);
+        let checkpoint = note.format();
+        self.log.put_checkpoint(&checkpoint)?;
+        *published = Some(Arc::new(Published {
+            block: current.block.clone(),
+            checkpoint,
+        }));
+        Ok(())
     }
 
     /// Sealed block `height`.

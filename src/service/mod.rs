@@ -7,6 +7,7 @@
 //! an RFC 3161 failInfo.
 
 pub mod chain;
+pub mod cosign;
 pub mod serial;
 pub mod tsa;
 pub mod witness;

@@ -213,49 +213,8 @@ level = "info"
     }
 
     /// Starts the server `cmd` runs; waits until it listens.
-    pub fn start_command(&self, mut cmd: Command) -> Server {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let at = line.split("TSA at ").nth(1);
-                let at = at.map(|r| {
-                    r.trim_start_matches("https://")
-                        .trim_start_matches("http://")
-                });
-                if let Some(rest) = at {
-                    let addr = rest.split('/').next().unwrap().to_string();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
-                    }
-                }
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => Server {
-                child,
-                addr: addr.parse().unwrap(),
-                log,
-            },
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().unwrap();
-                std::thread::sleep(Duration::from_millis(200));
-                panic!("server did not start ({status}): {}", log.lock().unwrap());
-            }
-        }
+    pub fn start_command(&self, cmd: Command) -> Server {
+        spawn_server(cmd, "TSA at ")
     }
 
     /// Runs `serve` expecting it to fail at startup; returns its stderr.
@@ -669,6 +628,7 @@ name = "{WITNESS_NAME}"
 key_label = "witness"
 state_dir = "{state}"
 listen = "127.0.0.1:0"
+plain_http = true
 stale_after_seconds = 3600
 log_level = "info"
 
@@ -710,43 +670,52 @@ sessions = 2
 
     /// Starts `auditstamp witness serve`; waits until it listens.
     pub fn start(&self) -> Server {
-        let mut child = self
-            .command(&["witness", "serve"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let log2 = log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("witness listening on http://").nth(1) {
-                    let addr = rest.split('/').next().unwrap().to_string();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
-                    }
+        spawn_server(self.command(&["witness", "serve"]), "witness listening on ")
+    }
+}
+
+/// Spawns the server `cmd` runs and waits (30 s at most) for the log line holding
+/// `marker` followed by its `http(s)://ADDR/...` URL.
+pub fn spawn_server(mut cmd: Command, marker: &'static str) -> Server {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let at = line.split(marker).nth(1).map(|r| {
+                r.trim_start_matches("https://")
+                    .trim_start_matches("http://")
+            });
+            if let Some(rest) = at {
+                let addr = rest.split('/').next().unwrap().to_string();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr);
                 }
-                let mut l = log2.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
             }
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => Server {
-                child,
-                addr: addr.parse().unwrap(),
-                log,
-            },
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().unwrap();
-                std::thread::sleep(Duration::from_millis(200));
-                panic!("witness did not start ({status}): {}", log.lock().unwrap());
-            }
+            let mut l = log2.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => Server {
+            child,
+            addr: addr.parse().unwrap(),
+            log,
+        },
+        Err(_) => {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            panic!("server did not start ({status}): {}", log.lock().unwrap());
         }
     }
 }
@@ -764,4 +733,112 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// Test-only PKI made with openssl: a server CA and a localhost certificate, an agencies'
+/// CA and two agency client certificates, and a client certificate of an unknown CA.
+pub struct Pki {
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    pub fn new(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let p = Pki {
+            dir: dir.to_owned(),
+        };
+        p.ca("server-ca", "/CN=test server CA");
+        p.ca("agencies-ca", "/CN=test agencies CA");
+        p.ca("rogue-ca", "/CN=rogue CA");
+        p.leaf(
+            "server",
+            "server-ca",
+            "/CN=localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth",
+        );
+        p.leaf(
+            "agency-7",
+            "agencies-ca",
+            "/CN=agency-7/O=Tax Office 7",
+            "extendedKeyUsage=clientAuth",
+        );
+        p.leaf(
+            "agency-8",
+            "agencies-ca",
+            "/CN=agency-8",
+            "extendedKeyUsage=clientAuth",
+        );
+        p.leaf(
+            "rogue",
+            "rogue-ca",
+            "/CN=agency-7",
+            "extendedKeyUsage=clientAuth",
+        );
+        p
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    fn ca(&self, name: &str, subject: &str) {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &self.path(&format!("{name}.key")),
+            "-out",
+            &self.path(&format!("{name}.pem")),
+            "-subj",
+            subject,
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+    }
+
+    fn leaf(&self, name: &str, ca: &str, subject: &str, ext: &str) {
+        let ext_file = self.path(&format!("{name}.ext"));
+        std::fs::write(&ext_file, format!("basicConstraints=CA:FALSE\n{ext}\n")).unwrap();
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &self.path(&format!("{name}.key")),
+            "-out",
+            &self.path(&format!("{name}.csr")),
+            "-subj",
+            subject,
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &self.path(&format!("{name}.csr")),
+            "-CA",
+            &self.path(&format!("{ca}.pem")),
+            "-CAkey",
+            &self.path(&format!("{ca}.key")),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            &ext_file,
+            "-out",
+            &self.path(&format!("{name}.pem")),
+        ]);
+    }
 }

@@ -1,0 +1,289 @@
+//! The appliance's side of C2SP tlog-witness: each new checkpoint goes to every configured
+//! witness with a consistency proof from the size that witness last cosigned; the
+//! cosignatures that come back are verified and published with the checkpoint.
+//!
+//! A witness that is down, slow or refusing never holds anything up: submissions run in
+//! the background, one at a time per witness (a witness still busy with an older
+//! checkpoint is sent the newest one next time), with a timeout; failures are logged and
+//! counted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::chain::cosignature::Cosigner;
+use crate::chain::note::{NoteSignature, SignedNote};
+use crate::chain::tlog::Hash;
+use crate::chain::witness_protocol::{add_checkpoint_body, parse_cosignatures, parse_size_body};
+
+/// The HTTP(S) client to witnesses: hyper with rustls (ring), trusting the configured CAs,
+/// every request bounded by a timeout.
+#[derive(Clone)]
+pub struct WitnessClient {
+    client: hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for WitnessClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WitnessClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WitnessClient {
+    /// A client trusting `tls` (its root certificates), giving up after `timeout`.
+    pub fn new(tls: rustls::ClientConfig, timeout: std::time::Duration) -> Self {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
+        WitnessClient { client, timeout }
+    }
+
+    /// POSTs `body` to `url`; the status and the body of the answer (at most 64 KiB).
+    pub async fn post(&self, url: &str, body: String) -> Result<(u16, String), String> {
+        use http_body_util::BodyExt;
+        let req = axum::http::Request::post(url)
+            .header("content-type", "text/plain")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| format!("{url}: {e}"))?;
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            let status = resp.status().as_u16();
+            let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
+                .collect()
+                .await
+                .map_err(|e| format!("{url}: reading the answer: {e}"))?
+                .to_bytes();
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| format!("{url}: no answer within {:?}", self.timeout))?
+    }
+}
+
+/// A witness the appliance submits to.
+#[derive(Debug, Clone)]
+pub struct WitnessTarget {
+    /// The submission prefix (`<url>/add-checkpoint` is posted to).
+    pub url: String,
+    /// The witness's name and cosigning key.
+    pub cosigner: Cosigner,
+}
+
+/// What a submission came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Cosigned: the cosignature line, verified.
+    Cosigned(NoteSignature),
+    /// The witness has cosigned a different size; submit again from it.
+    Conflict(u64),
+    /// Refused or failed; the reason, for the log.
+    Failed(String),
+}
+
+/// One witness's link: its target, what it last cosigned, one submission at a time.
+#[derive(Debug)]
+pub struct WitnessLink {
+    target: WitnessTarget,
+    /// The size this witness last cosigned for this log (u64::MAX: not known yet).
+    known_size: AtomicU64,
+    busy: tokio::sync::Mutex<()>,
+    cosigned: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Counters of one witness link, for metrics.
+#[derive(Debug, Clone)]
+pub struct LinkCounts {
+    /// The witness's name.
+    pub name: String,
+    /// Checkpoints it cosigned.
+    pub cosigned: u64,
+    /// Submissions that failed (down, refused, bad answer).
+    pub failed: u64,
+    /// The size it last cosigned, if known.
+    pub size: Option<u64>,
+}
+
+const UNKNOWN: u64 = u64::MAX;
+
+impl WitnessLink {
+    /// A link to `target`, knowing nothing of its state yet.
+    pub fn new(target: WitnessTarget) -> Self {
+        WitnessLink {
+            target,
+            known_size: AtomicU64::new(UNKNOWN),
+            busy: tokio::sync::Mutex::new(()),
+            cosigned: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        }
+    }
+
+    /// The witness's name.
+    pub fn name(&self) -> &str {
+        &self.target.cosigner.name
+    }
+
+    /// Its counters.
+    pub fn counts(&self) -> LinkCounts {
+        let size = self.known_size.load(Ordering::Relaxed);
+        LinkCounts {
+            name: self.name().to_owned(),
+            cosigned: self.cosigned.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            size: (size != UNKNOWN).then_some(size),
+        }
+    }
+
+    /// Submits `note` (the signed checkpoint of a tree of `size`) and returns the verified
+    /// cosignature, or `None`. `proof(old)` gives the consistency proof from `old` to
+    /// `size`. Returns at once with `None` when a submission to this witness is under way.
+    pub async fn submit(
+        &self,
+        client: &WitnessClient,
+        note: &str,
+        size: u64,
+        proof: impl Fn(u64) -> Result<Vec<Hash>, String>,
+    ) -> Option<NoteSignature> {
+        let Ok(_busy) = self.busy.try_lock() else {
+            return None;
+        };
+        let mut old = match self.known_size.load(Ordering::Relaxed) {
+            UNKNOWN => 0,
+            s => s,
+        };
+        // At most: the first try, and one more from the size a 409 names.
+        for _ in 0..2 {
+            if old > size {
+                self.fail(format!(
+                    "it has cosigned {old} entries, more than this checkpoint's {size}"
+                ));
+                return None;
+            }
+            match self.try_once(client, note, size, old, &proof).await {
+                Outcome::Cosigned(sig) => {
+                    self.known_size.store(size, Ordering::Relaxed);
+                    self.cosigned.fetch_add(1, Ordering::Relaxed);
+                    return Some(sig);
+                }
+                Outcome::Conflict(s) => {
+                    self.known_size.store(s, Ordering::Relaxed);
+                    old = s;
+                }
+                Outcome::Failed(why) => {
+                    self.fail(why);
+                    return None;
+                }
+            }
+        }
+        self.fail("it keeps answering 409".into());
+        None
+    }
+
+    fn fail(&self, why: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(witness = %self.name(), reason = %why, "witness did not cosign");
+    }
+
+    async fn try_once(
+        &self,
+        client: &WitnessClient,
+        note: &str,
+        size: u64,
+        old: u64,
+        proof: &impl Fn(u64) -> Result<Vec<Hash>, String>,
+    ) -> Outcome {
+        let path = if old == 0 || old == size {
+            Vec::new()
+        } else {
+            match proof(old) {
+                Ok(p) => p,
+                Err(e) => return Outcome::Failed(format!("no consistency proof from {old}: {e}")),
+            }
+        };
+        let body = match add_checkpoint_body(old, &path, note) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Failed(e.to_string()),
+        };
+        let url = format!("{}/add-checkpoint", self.target.url.trim_end_matches('/'));
+        let (status, text) = match client.post(&url, body).await {
+            Ok(a) => a,
+            Err(e) => return Outcome::Failed(e),
+        };
+        match status {
+            200 => {
+                let Ok(parsed) = SignedNote::parse(note) else {
+                    return Outcome::Failed("our own checkpoint does not parse".into());
+                };
+                let cosigned = match parse_cosignatures(&parsed.text, &text) {
+                    Ok(n) => n,
+                    Err(e) => return Outcome::Failed(format!("{url}: {e}")),
+                };
+                let cosigner = &self.target.cosigner;
+                if let Err(e) = cosigner.verify(&cosigned) {
+                    return Outcome::Failed(format!("{url}: {e}"));
+                }
+                match cosigned.signatures.into_iter().find(|s| {
+                    s.name == cosigner.name
+                        && s.id
+                            == crate::chain::cosignature::key_id(&cosigner.name, &cosigner.public_key)
+                }) {
+                    Some(sig) => Outcome::Cosigned(sig),
+                    None => Outcome::Failed(format!("{url}: no cosignature by {}", cosigner.name)),
+                }
+            }
+            409 => match parse_size_body(&text) {
+                Ok(s) if s != old => Outcome::Conflict(s),
+                Ok(_) => Outcome::Failed(format!(
+                    "{url}: 409 at the size it last cosigned: a fork of this log, or it holds another root"
+                )),
+                Err(e) => Outcome::Failed(format!("{url}: 409: {e}")),
+            },
+            s => Outcome::Failed(format!("{url}: HTTP {s}: {}", text.trim())),
+        }
+    }
+}
+
+/// The links to every configured witness.
+#[derive(Debug, Default)]
+pub struct Witnesses {
+    client: Option<WitnessClient>,
+    links: Vec<Arc<WitnessLink>>,
+}
+
+impl Witnesses {
+    /// Links to `targets` through `client` (which carries the timeout and TLS roots).
+    pub fn new(client: WitnessClient, targets: Vec<WitnessTarget>) -> Self {
+        Witnesses {
+            client: Some(client),
+            links: targets
+                .into_iter()
+                .map(|t| Arc::new(WitnessLink::new(t)))
+                .collect(),
+        }
+    }
+
+    /// The links.
+    pub fn links(&self) -> &[Arc<WitnessLink>] {
+        &self.links
+    }
+
+    /// The HTTP client, when there are witnesses.
+    pub fn client(&self) -> Option<&WitnessClient> {
+        self.client.as_ref()
+    }
+}

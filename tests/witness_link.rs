@@ -1,0 +1,246 @@
+//! An appliance and its witness: every new checkpoint is submitted to the witness over
+//! HTTPS, the cosignature is verified and published with the checkpoint (and in proofs);
+//! a witness that is down stops nothing, and when it is back the appliance catches up.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use auditstamp::chain::cosignature::Cosigner;
+use auditstamp::chain::note::SignedNote;
+use common::*;
+use serde_json::{json, Value};
+
+const ORIGIN: &str = "test-appliance.example/chain";
+
+/// The appliance's note verifier key, from its startup log.
+fn appliance_key(server: &Server) -> String {
+    assert!(server.wait_for_log("event chain open"), "{}", server.log());
+    // Without the terminal colours around `=`.
+    let mut log = String::new();
+    let mut in_escape = false;
+    for c in server.log().chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => log.push(c),
+        }
+    }
+    let at = log.split("verifier_key=").nth(1).unwrap();
+    at.split_whitespace()
+        .next()
+        .unwrap()
+        .trim_matches('"')
+        .to_owned()
+}
+
+fn post_events(rt: &tokio::runtime::Runtime, server: &Server, n: u64) {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"agency": "a", "auditor": "b", "action": "access", "subject": format!("s{i}"),
+                   "data_sha256": format!("{i:064x}"), "occurred_at": "2026-12-01T00:00:00Z"})
+        })
+        .collect();
+    let r = rt.block_on(
+        reqwest::Client::new()
+            .post(server.url("/v1/events/batch"))
+            .json(&events)
+            .send(),
+    );
+    assert_eq!(r.unwrap().status().as_u16(), 200);
+}
+
+fn checkpoint(rt: &tokio::runtime::Runtime, server: &Server) -> Option<SignedNote> {
+    let r = rt
+        .block_on(reqwest::get(server.url("/checkpoint")))
+        .unwrap();
+    if r.status() != 200 {
+        return None;
+    }
+    Some(SignedNote::parse(&rt.block_on(r.text()).unwrap()).unwrap())
+}
+
+/// Waits for a published checkpoint of at least `size` entries cosigned by `witness`.
+fn wait_cosigned(
+    rt: &tokio::runtime::Runtime,
+    server: &Server,
+    witness: &Cosigner,
+    size: u64,
+) -> SignedNote {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(note) = checkpoint(rt, server) {
+            let cp = auditstamp::chain::note::Checkpoint::parse(&note.text).unwrap();
+            if cp.size >= size && witness.verify(&note).is_ok() {
+                return note;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cosigned checkpoint of {size}: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn checkpoints_are_cosigned_over_https_and_a_down_witness_stops_nothing() {
+    let rt = rt();
+    let app = Appliance::new("ecdsa-p256");
+    let server = app.start();
+    let key = appliance_key(&server);
+    server.stop();
+
+    // The witness, registering the appliance, serving TLS with a localhost certificate.
+    let w = WitnessNode::new(&format!(
+        "[[log]]\norigin = \"{ORIGIN}\"\nkey = \"{key}\"\n"
+    ));
+    let pki = Pki::new(&w.path().join("tls"));
+    let text = std::fs::read_to_string(&w.config).unwrap().replace(
+        "plain_http = true\n",
+        &format!(
+            "\n[witness.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            pki.path("server.pem"),
+            pki.path("server.key")
+        ),
+    );
+    // [witness.tls] must come after the [witness] keys: move the remaining ones above it.
+    let text = text
+        .replacen("stale_after_seconds = 3600\nlog_level = \"info\"\n", "", 1)
+        .replacen(
+            "listen = \"127.0.0.1:0\"\n",
+            "listen = \"127.0.0.1:0\"\nstale_after_seconds = 3600\nlog_level = \"info\"\n",
+            1,
+        );
+    std::fs::write(&w.config, text).unwrap();
+    let witness_key = String::from_utf8(w.cli_ok(&["witness", "verifier-key"]).stdout).unwrap();
+    let witness = Cosigner::parse(witness_key.trim()).unwrap();
+    let ws = w.start();
+    assert!(
+        ws.wait_for_log("witness listening on https://"),
+        "{}",
+        ws.log()
+    );
+    let port = ws.addr.port();
+
+    // The appliance submits to it.
+    app.write_config(&[(
+        "seal_interval_ms = 200\n",
+        &format!(
+            "seal_interval_ms = 200\nwitness_timeout_ms = 2000\n[[chain.witness]]\nurl = \"https://localhost:{port}\"\nkey = \"{}\"\nca_file = {:?}\n",
+            witness_key.trim(),
+            pki.path("server-ca.pem")
+        ),
+    )]);
+    let server = app.start();
+    post_events(&rt, &server, 10);
+    let note = wait_cosigned(&rt, &server, &witness, 10);
+    // The appliance's own signature is still there, and proofs carry the cosigned note.
+    assert!(note.signatures.iter().any(|s| s.name == ORIGIN));
+    let proof: Value = rt
+        .block_on(async {
+            reqwest::get(server.url("/v1/events/3"))
+                .await
+                .unwrap()
+                .json()
+                .await
+        })
+        .unwrap();
+    let in_proof = SignedNote::parse(proof["checkpoint"].as_str().unwrap()).unwrap();
+    assert!(
+        witness.verify(&in_proof).is_ok(),
+        "the proof's checkpoint is not cosigned"
+    );
+    // The witness recorded the appliance's size (read over TLS with curl).
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert", &pki.path("server-ca.pem")])
+        .arg(format!("https://localhost:{port}/status"))
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(status.to_string().contains(ORIGIN), "{status}");
+
+    // The witness goes away: events and tokens go on, checkpoints are published uncosigned.
+    ws.stop();
+    post_events(&rt, &server, 5);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let note = checkpoint(&rt, &server).unwrap();
+        let cp = auditstamp::chain::note::Checkpoint::parse(&note.text).unwrap();
+        if cp.size >= 15 {
+            assert!(
+                witness.verify(&note).is_err(),
+                "cosigned while the witness was down?"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let data = app.path().join("doc.txt");
+    std::fs::write(&data, "x").unwrap();
+    let tsq = std::fs::read(ts_query(app.path(), &data, "-sha256", true, true, "down")).unwrap();
+    let (status, _, reply) = rt.block_on(post(
+        &reqwest::Client::new(),
+        &server.url("/tsa"),
+        "application/timestamp-query",
+        tsq,
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(
+        auditstamp::tsp::decode_response_status(&reply)
+            .unwrap()
+            .status,
+        0
+    );
+    assert!(
+        server.wait_for_log("witness did not cosign"),
+        "{}",
+        server.log()
+    );
+    let metrics = rt
+        .block_on(async {
+            reqwest::get(server.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+        })
+        .unwrap();
+    let line = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{witness=\"{}\"}} ", witness.name)))
+            .unwrap_or_else(|| panic!("no {name}: {metrics}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert!(line("auditstamp_witness_cosigned_total") >= 1);
+    assert!(line("auditstamp_witness_failures_total") >= 1);
+    assert!(line("auditstamp_witness_size") >= 10);
+
+    // Back again, on the same state and port: the next checkpoint is cosigned, with a
+    // consistency proof from the size the witness kept.
+    let text = std::fs::read_to_string(&w.config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    );
+    std::fs::write(&w.config, text).unwrap();
+    let ws = w.start();
+    post_events(&rt, &server, 3);
+    wait_cosigned(&rt, &server, &witness, 19);
+    server.stop();
+    ws.stop();
+
+    // A restarted appliance publishes the cosigned checkpoint it stored.
+    let server = app.start();
+    let note = checkpoint(&rt, &server).unwrap();
+    assert!(
+        witness.verify(&note).is_ok(),
+        "the stored checkpoint lost its cosignature"
+    );
+    server.stop();
+}
