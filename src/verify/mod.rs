@@ -36,8 +36,11 @@
 //! 8. The `tsa` name, if present, is the signer's subject or one of its SAN entries.
 //! 9. genTime well formed, serial positive and at most 160 bits, no critical extension.
 //!
-//! This module does no I/O and holds no state; nothing is cached. It uses `tsp` for the
-//! RFC 3161 DER types and decoders, and RustCrypto for the signature math.
+//! The free functions do no I/O and hold no state. [`TokenVerifier`] runs the same
+//! checklist with a cache of verified certification paths, which never changes an answer
+//! (its module documentation says why); that is what a data center checking many tokens
+//! uses. It uses `tsp` for the RFC 3161 DER types and decoders, and `ring` and RustCrypto
+//! for the signature math ([`Backend`]).
 //!
 //! Errors: every failure is a [`TokenError`], whose [`TokenError::rule`] says which rule
 //! failed.
@@ -48,6 +51,7 @@ mod error;
 mod path;
 mod signature;
 mod token;
+mod verifier;
 
 use std::time::SystemTime;
 
@@ -57,6 +61,8 @@ use x509_cert::Certificate;
 
 pub use error::{Rule, SignatureProblem, TokenError};
 pub use path::{check_tsa_leaf, verify_path, CheckTime, MAX_PATH_LEN};
+pub use signature::Backend;
+pub use verifier::{CacheStats, TokenVerifier, DEFAULT_CACHE_CAPACITY};
 
 use crate::tsp::{decode_response_status, DecodedTstInfo, HashAlgorithm};
 
@@ -142,6 +148,14 @@ pub fn verify_response(
     resp_der: &[u8],
     opts: &TokenOptions<'_>,
 ) -> Result<VerifiedToken, TokenError> {
+    verify_response_with(resp_der, opts, token::Engine::default())
+}
+
+fn verify_response_with(
+    resp_der: &[u8],
+    opts: &TokenOptions<'_>,
+    engine: token::Engine<'_>,
+) -> Result<VerifiedToken, TokenError> {
     let status = decode_response_status(resp_der).map_err(TokenError::Response)?;
     let granted = match status.status {
         STATUS_GRANTED => true,
@@ -165,7 +179,7 @@ pub fn verify_response(
             })
         }
     };
-    token::verify(&token, opts, vec![Rule::Der, Rule::Status])
+    token::verify(&token, opts, vec![Rule::Der, Rule::Status], engine)
 }
 
 /// Verifies a DER `TimeStampToken` (a CMS ContentInfo): rules 2 to 9, and rule 1's DER.
@@ -173,12 +187,20 @@ pub fn verify_token(
     token_der: &[u8],
     opts: &TokenOptions<'_>,
 ) -> Result<VerifiedToken, TokenError> {
-    token::verify(token_der, opts, Vec::new())
+    token::verify(token_der, opts, Vec::new(), token::Engine::default())
 }
 
 /// Verifies either form: a `TimeStampResp` (a SEQUENCE starting with the PKIStatusInfo
 /// SEQUENCE) or a `TimeStampToken` (a SEQUENCE starting with the contentType OID).
 pub fn verify_any(der: &[u8], opts: &TokenOptions<'_>) -> Result<VerifiedToken, TokenError> {
+    verify_any_with(der, opts, token::Engine::default())
+}
+
+fn verify_any_with(
+    der: &[u8],
+    opts: &TokenOptions<'_>,
+    engine: token::Engine<'_>,
+) -> Result<VerifiedToken, TokenError> {
     let outer = der::asn1::AnyRef::from_der(der)
         .map_err(TokenError::der("TimeStampResp or TimeStampToken"))?;
     if outer.tag() != Tag::Sequence {
@@ -188,8 +210,8 @@ pub fn verify_any(der: &[u8], opts: &TokenOptions<'_>) -> Result<VerifiedToken, 
         .and_then(|r| r.peek_tag())
         .map_err(|_| TokenError::UnknownForm)?;
     match first {
-        Tag::Sequence => verify_response(der, opts),
-        Tag::ObjectIdentifier => verify_token(der, opts),
+        Tag::Sequence => verify_response_with(der, opts, engine),
+        Tag::ObjectIdentifier => token::verify(der, opts, Vec::new(), engine),
         _ => Err(TokenError::UnknownForm),
     }
 }

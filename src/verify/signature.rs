@@ -6,6 +6,14 @@
 //! or more (the `rsa` crate refuses keys above 4096 bits), and Ed25519. Anything else is
 //! refused. `signer::soft_verify` is not used: it knows only the one scheme the HSM signs
 //! with, and this module must take the hash from the algorithm identifier.
+//!
+//! Two implementations do the arithmetic ([`Backend`]): `ring` (BoringSSL's assembly, the
+//! fastest measured here, `auditstamp bench verify`) for ECDSA P-256/P-384 with SHA-256/384
+//! and RSA PKCS#1 v1.5 and PSS (salt = hash length), and RustCrypto for everything else
+//! and for the RustCrypto backend. Which schemes, keys and sizes are allowed is decided here,
+//! before either runs, so both accept the same signatures; when `ring` refuses one, the
+//! RustCrypto check runs too, so the error says exactly why (and if it were to disagree,
+//! the signature is refused all the same).
 
 use const_oid::db::{rfc5912, rfc8410};
 use der::asn1::ObjectIdentifier;
@@ -20,6 +28,22 @@ use crate::tsp::HashAlgorithm;
 
 /// The smallest RSA modulus accepted, in bits.
 pub(super) const MIN_RSA_BITS: usize = 2048;
+/// The largest RSA modulus accepted, in bits (the `rsa` crate's limit).
+const MAX_RSA_BITS: usize = 4096;
+
+/// Which implementation checks signatures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// `ring` for ECDSA P-256/P-384 with SHA-256/384 and RSA with SHA-256/384/512 (PSS
+    /// only with a salt as long as the hash); RustCrypto for the rest (Ed25519, ECDSA with
+    /// SHA-512, other PSS salts, compressed EC points).
+    #[default]
+    Ring,
+    /// RustCrypto (`p256`, `p384`, `rsa`, `ed25519-dalek`) for everything: pure Rust,
+    /// slower; kept for comparison (`auditstamp bench verify`).
+    RustCrypto,
+}
 
 /// A public key this module can verify with.
 enum Key {
@@ -48,6 +72,7 @@ enum Scheme {
 /// PKCS#1 v1.5 signers), and an algorithm that names its own hash must name the same one.
 /// For a certificate signature it is `None`, and the algorithm must name its hash.
 pub(super) fn verify(
+    backend: Backend,
     spki: &SubjectPublicKeyInfoOwned,
     alg: &AlgorithmIdentifierRef<'_>,
     cms_digest: Option<HashAlgorithm>,
@@ -55,6 +80,118 @@ pub(super) fn verify(
     sig: &[u8],
 ) -> Result<(), SignatureProblem> {
     let scheme = scheme(alg, cms_digest)?;
+    if backend == Backend::Ring && ring_verify(scheme, spki, message, sig) == Some(true) {
+        return Ok(());
+    }
+    let verdict = rust_crypto_verify(scheme, spki, message, sig);
+    if backend == Backend::Ring && verdict.is_ok() && ring_handles(scheme, spki) {
+        // ring refused what RustCrypto accepts: refuse (never seen; both are checked
+        // against the same vectors).
+        return Err(SignatureProblem::Invalid);
+    }
+    verdict
+}
+
+/// The `ring` algorithm for `scheme` with the key `spki`, and the key bytes it takes;
+/// `None` when `ring` does not do this scheme or key (RustCrypto does it then).
+fn ring_algorithm<'a>(
+    scheme: Scheme,
+    spki: &'a SubjectPublicKeyInfoOwned,
+) -> Option<(
+    &'static dyn ring::signature::VerificationAlgorithm,
+    &'a [u8],
+)> {
+    use ring::signature as rs;
+    let bits = spki.subject_public_key.as_bytes()?;
+    let oid = spki.algorithm.oid;
+    match scheme {
+        Scheme::Ecdsa(hash) if oid == rfc5912::ID_EC_PUBLIC_KEY => {
+            let curve = spki.algorithm.owned_to_ref().parameters_oid().ok()?;
+            // Uncompressed points only (ring's form); compressed ones go to RustCrypto.
+            let alg: &'static rs::EcdsaVerificationAlgorithm = match (curve, hash) {
+                (c, HashAlgorithm::Sha256) if c == rfc5912::SECP_256_R_1 => {
+                    &rs::ECDSA_P256_SHA256_ASN1
+                }
+                (c, HashAlgorithm::Sha384) if c == rfc5912::SECP_256_R_1 => {
+                    &rs::ECDSA_P256_SHA384_ASN1
+                }
+                (c, HashAlgorithm::Sha256) if c == rfc5912::SECP_384_R_1 => {
+                    &rs::ECDSA_P384_SHA256_ASN1
+                }
+                (c, HashAlgorithm::Sha384) if c == rfc5912::SECP_384_R_1 => {
+                    &rs::ECDSA_P384_SHA384_ASN1
+                }
+                _ => return None,
+            };
+            let len = if curve == rfc5912::SECP_256_R_1 {
+                65
+            } else {
+                97
+            };
+            (bits.len() == len && bits[0] == 0x04).then_some((alg, bits))
+        }
+        Scheme::RsaPkcs1(hash) if oid == rfc5912::RSA_ENCRYPTION => {
+            rsa_size_allowed(bits)?;
+            let alg: &'static rs::RsaParameters = match hash {
+                HashAlgorithm::Sha256 => &rs::RSA_PKCS1_2048_8192_SHA256,
+                HashAlgorithm::Sha384 => &rs::RSA_PKCS1_2048_8192_SHA384,
+                HashAlgorithm::Sha512 => &rs::RSA_PKCS1_2048_8192_SHA512,
+            };
+            Some((alg, bits))
+        }
+        Scheme::RsaPss { hash, salt_len }
+            if oid == rfc5912::RSA_ENCRYPTION && salt_len == hash.output_len() =>
+        {
+            rsa_size_allowed(bits)?;
+            let alg: &'static rs::RsaParameters = match hash {
+                HashAlgorithm::Sha256 => &rs::RSA_PSS_2048_8192_SHA256,
+                HashAlgorithm::Sha384 => &rs::RSA_PSS_2048_8192_SHA384,
+                HashAlgorithm::Sha512 => &rs::RSA_PSS_2048_8192_SHA512,
+            };
+            Some((alg, bits))
+        }
+        _ => None,
+    }
+}
+
+/// `Some(())` when the RSAPublicKey `der` has a modulus of 2048 to 4096 bits (the sizes
+/// this module allows; ring would take up to 8192).
+fn rsa_size_allowed(der: &[u8]) -> Option<()> {
+    let key = rsa::pkcs1::RsaPublicKey::from_der(der).ok()?;
+    let n = key.modulus.as_bytes();
+    let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+    let top = u32::from(*n.first()?);
+    let bits = (n.len() - 1) * 8 + (32 - top.leading_zeros()) as usize;
+    (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits).then_some(())
+}
+
+/// Whether `ring` does `scheme` with `spki`.
+fn ring_handles(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> bool {
+    ring_algorithm(scheme, spki).is_some()
+}
+
+/// `ring`'s verdict, or `None` when it does not do this scheme or key.
+fn ring_verify(
+    scheme: Scheme,
+    spki: &SubjectPublicKeyInfoOwned,
+    message: &[u8],
+    sig: &[u8],
+) -> Option<bool> {
+    let (alg, key) = ring_algorithm(scheme, spki)?;
+    Some(
+        ring::signature::UnparsedPublicKey::new(alg, key)
+            .verify(message, sig)
+            .is_ok(),
+    )
+}
+
+/// The RustCrypto verdict.
+fn rust_crypto_verify(
+    scheme: Scheme,
+    spki: &SubjectPublicKeyInfoOwned,
+    message: &[u8],
+    sig: &[u8],
+) -> Result<(), SignatureProblem> {
     let key = parse_key(spki)?;
     let ok = match (scheme, &key) {
         (Scheme::Ecdsa(hash), Key::P256(k)) => {
