@@ -138,9 +138,43 @@ pub struct VerifiedToken {
     /// The certification path, the signer certificate first and the pinned root last (one
     /// certificate when the signer certificate is itself pinned).
     pub chain: Vec<Certificate>,
+    /// The CMS signature's algorithm and key, for people (`ECDSA P-256 with SHA-256`).
+    pub signature_algorithm: String,
     /// The rules checked, in the order they were; rules the options skip (imprint, nonce,
     /// policy when `None`, status for a bare token) are absent.
     pub passed: Vec<Rule>,
+}
+
+/// The outcome of [`verify_any_detailed`]: what [`verify_any`] returns, and the rules that
+/// passed before the one that failed.
+#[derive(Debug)]
+pub struct Report {
+    /// The rules that held, in the order they were checked (on success, every rule
+    /// checked, as [`VerifiedToken::passed`]).
+    pub passed: Vec<Rule>,
+    /// The verified token, or the first failure.
+    pub result: Result<VerifiedToken, TokenError>,
+    /// Whether the input was a `TimeStampResp` (`false`: a bare token, which has no status;
+    /// `None`: neither could be told).
+    pub is_response: Option<bool>,
+}
+
+/// [`verify_any`], also saying which rules passed before a failure (what `auditstamp verify
+/// token` prints, one line per rule).
+pub fn verify_any_detailed(der: &[u8], opts: &TokenOptions<'_>) -> Report {
+    let mut passed = Vec::new();
+    let form = form_of(der);
+    let is_response = form.as_ref().ok().copied();
+    let result = match form {
+        Ok(true) => verify_response_into(der, opts, token::Engine::default(), &mut passed),
+        Ok(false) => token::verify(der, opts, &mut passed, token::Engine::default()),
+        Err(e) => Err(e),
+    };
+    Report {
+        passed,
+        result,
+        is_response,
+    }
 }
 
 /// Verifies a DER `TimeStampResp`: its status (rule 1), then its token (rules 2 to 9).
@@ -156,7 +190,17 @@ fn verify_response_with(
     opts: &TokenOptions<'_>,
     engine: token::Engine<'_>,
 ) -> Result<VerifiedToken, TokenError> {
+    verify_response_into(resp_der, opts, engine, &mut Vec::new())
+}
+
+fn verify_response_into(
+    resp_der: &[u8],
+    opts: &TokenOptions<'_>,
+    engine: token::Engine<'_>,
+    passed: &mut Vec<Rule>,
+) -> Result<VerifiedToken, TokenError> {
     let status = decode_response_status(resp_der).map_err(TokenError::Response)?;
+    passed.push(Rule::Der);
     let granted = match status.status {
         STATUS_GRANTED => true,
         STATUS_GRANTED_WITH_MODS if opts.allow_granted_with_mods => true,
@@ -179,7 +223,8 @@ fn verify_response_with(
             })
         }
     };
-    token::verify(&token, opts, vec![Rule::Der, Rule::Status], engine)
+    passed.push(Rule::Status);
+    token::verify(&token, opts, passed, engine)
 }
 
 /// Verifies a DER `TimeStampToken` (a CMS ContentInfo): rules 2 to 9, and rule 1's DER.
@@ -187,7 +232,7 @@ pub fn verify_token(
     token_der: &[u8],
     opts: &TokenOptions<'_>,
 ) -> Result<VerifiedToken, TokenError> {
-    token::verify(token_der, opts, Vec::new(), token::Engine::default())
+    token::verify(token_der, opts, &mut Vec::new(), token::Engine::default())
 }
 
 /// Verifies either form: a `TimeStampResp` (a SEQUENCE starting with the PKIStatusInfo
@@ -201,6 +246,15 @@ fn verify_any_with(
     opts: &TokenOptions<'_>,
     engine: token::Engine<'_>,
 ) -> Result<VerifiedToken, TokenError> {
+    if form_of(der)? {
+        verify_response_with(der, opts, engine)
+    } else {
+        token::verify(der, opts, &mut Vec::new(), engine)
+    }
+}
+
+/// Whether `der` is a `TimeStampResp` (`true`) or a `TimeStampToken` (`false`).
+fn form_of(der: &[u8]) -> Result<bool, TokenError> {
     let outer = der::asn1::AnyRef::from_der(der)
         .map_err(TokenError::der("TimeStampResp or TimeStampToken"))?;
     if outer.tag() != Tag::Sequence {
@@ -210,8 +264,8 @@ fn verify_any_with(
         .and_then(|r| r.peek_tag())
         .map_err(|_| TokenError::UnknownForm)?;
     match first {
-        Tag::Sequence => verify_response_with(der, opts, engine),
-        Tag::ObjectIdentifier => token::verify(der, opts, Vec::new(), engine),
+        Tag::Sequence => Ok(true),
+        Tag::ObjectIdentifier => Ok(false),
         _ => Err(TokenError::UnknownForm),
     }
 }

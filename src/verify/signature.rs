@@ -154,15 +154,61 @@ fn ring_algorithm<'a>(
     }
 }
 
-/// `Some(())` when the RSAPublicKey `der` has a modulus of 2048 to 4096 bits (the sizes
-/// this module allows; ring would take up to 8192).
-fn rsa_size_allowed(der: &[u8]) -> Option<()> {
+/// The modulus size in bits of the RSAPublicKey `der`.
+fn rsa_bits(der: &[u8]) -> Option<usize> {
     let key = rsa::pkcs1::RsaPublicKey::from_der(der).ok()?;
     let n = key.modulus.as_bytes();
     let n = &n[n.iter().take_while(|b| **b == 0).count()..];
     let top = u32::from(*n.first()?);
-    let bits = (n.len() - 1) * 8 + (32 - top.leading_zeros()) as usize;
-    (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits).then_some(())
+    Some((n.len() - 1) * 8 + (32 - top.leading_zeros()) as usize)
+}
+
+/// `Some(())` when the RSAPublicKey `der` has a modulus of 2048 to 4096 bits (the sizes
+/// this module allows; ring would take up to 8192).
+fn rsa_size_allowed(der: &[u8]) -> Option<()> {
+    (MIN_RSA_BITS..=MAX_RSA_BITS)
+        .contains(&rsa_bits(der)?)
+        .then_some(())
+}
+
+/// The signature algorithm and key, for people: `ECDSA P-256 with SHA-256`,
+/// `RSA-2048 PKCS#1 v1.5 with SHA-256`, `RSA-3072 PSS with SHA-384 (salt 48)`, `Ed25519`.
+pub(super) fn describe(
+    spki: &SubjectPublicKeyInfoOwned,
+    alg: &AlgorithmIdentifierRef<'_>,
+    cms_digest: Option<HashAlgorithm>,
+) -> String {
+    let Ok(scheme) = scheme(alg, cms_digest) else {
+        return format!("algorithm {}", alg.oid);
+    };
+    let pretty = |h: HashAlgorithm| match h {
+        HashAlgorithm::Sha256 => "SHA-256",
+        HashAlgorithm::Sha384 => "SHA-384",
+        HashAlgorithm::Sha512 => "SHA-512",
+    };
+    let rsa = || {
+        spki.subject_public_key
+            .as_bytes()
+            .and_then(rsa_bits)
+            .map_or_else(|| "RSA".to_owned(), |b| format!("RSA-{b}"))
+    };
+    match scheme {
+        Scheme::Ecdsa(hash) => {
+            let curve = spki.algorithm.owned_to_ref().parameters_oid().ok();
+            let curve = match curve {
+                Some(c) if c == rfc5912::SECP_256_R_1 => "P-256".to_owned(),
+                Some(c) if c == rfc5912::SECP_384_R_1 => "P-384".to_owned(),
+                Some(c) => c.to_string(),
+                None => "?".to_owned(),
+            };
+            format!("ECDSA {curve} with {}", pretty(hash))
+        }
+        Scheme::RsaPkcs1(hash) => format!("{} PKCS#1 v1.5 with {}", rsa(), pretty(hash)),
+        Scheme::RsaPss { hash, salt_len } => {
+            format!("{} PSS with {} (salt {salt_len})", rsa(), pretty(hash))
+        }
+        Scheme::Ed25519 => "Ed25519".to_owned(),
+    }
 }
 
 /// Whether `ring` does `scheme` with `spki`.

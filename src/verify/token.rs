@@ -45,11 +45,12 @@ pub(super) struct Engine<'c> {
     pub certs: Option<&'c CertCache>,
 }
 
-/// Runs rules 2 to 9 on `token_der`, adding each rule that holds to `passed`.
+/// Runs rules 2 to 9 on `token_der`, adding each rule that holds to `passed` (so that,
+/// on a failure, it holds the rules that passed before it).
 pub(super) fn verify(
     token_der: &[u8],
     opts: &TokenOptions<'_>,
-    mut passed: Vec<Rule>,
+    passed: &mut Vec<Rule>,
     engine: Engine<'_>,
 ) -> Result<VerifiedToken, TokenError> {
     let token = Structure::parse(token_der, engine.certs)?;
@@ -174,11 +175,17 @@ pub(super) fn verify(
     }
     passed.push(Rule::Extensions);
 
+    let signature_algorithm = signature::describe(
+        &signer.tbs_certificate.subject_public_key_info,
+        &token.signer_info.signature_algorithm,
+        Some(token.digest),
+    );
     Ok(VerifiedToken {
         tst_info,
         signer,
         chain,
-        passed,
+        signature_algorithm,
+        passed: passed.clone(),
     })
 }
 

@@ -308,7 +308,7 @@ impl TokenVerifier {
         der: &[u8],
         opts: &TokenOptions<'_>,
     ) -> Result<VerifiedToken, TokenError> {
-        token::verify(der, opts, Vec::<Rule>::new(), self.engine())
+        token::verify(der, opts, &mut Vec::<Rule>::new(), self.engine())
     }
 
     /// How often the cache answered so far.
