@@ -24,8 +24,7 @@ use crate::chain::block::{BlockHeader, SealedBlock};
 use crate::chain::note::{Checkpoint, SignedNote, VerifierKey};
 use crate::chain::tlog::{self, Hash};
 use crate::verify::chain::{
-    ed25519_key_id, ed25519_key_of, AuditError, AuditOptions, AuditSummary, ChainAudit,
-    TokenCheck,
+    ed25519_key_id, ed25519_key_of, AuditError, AuditOptions, AuditSummary, ChainAudit, TokenCheck,
 };
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
@@ -154,9 +153,8 @@ pub(super) trait TileSource {
 
     /// The bytes at `path`, which must be there.
     fn require(&mut self, path: &str) -> Result<Vec<u8>, CliError> {
-        self.fetch(path)?.ok_or_else(|| {
-            CliError::Invalid(format!("{} has no {path}", self.describe()))
-        })
+        self.fetch(path)?
+            .ok_or_else(|| CliError::Invalid(format!("{} has no {path}", self.describe())))
     }
 
     /// What this source is, for messages.
@@ -217,10 +215,7 @@ impl TileSource for DirSource<'_> {
                 let entry = entry.map_err(dir_err)?;
                 let name = entry.file_name();
                 let h: u64 = name.to_str().and_then(|n| n.parse().ok()).ok_or_else(|| {
-                    CliError::Invalid(format!(
-                        "{}: not a block file name",
-                        entry.path().display()
-                    ))
+                    CliError::Invalid(format!("{}: not a block file name", entry.path().display()))
                 })?;
                 heights.push(h);
             }
@@ -311,9 +306,9 @@ impl HttpSource {
         let Some(body) = self.get(path)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&body).map(Some).map_err(|e| {
-            CliError::Invalid(format!("{}/{path}: not JSON: {e}", self.base))
-        })
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| CliError::Invalid(format!("{}/{path}: not JSON: {e}", self.base)))
     }
 }
 
@@ -347,9 +342,7 @@ impl TileSource for HttpSource {
             .get("chain_key")
             .and_then(|k| k.as_str())
             .and_then(|k| B64.decode(k).ok())
-            .ok_or_else(|| {
-                CliError::Invalid("/v1/events/0 has no base64 chain_key".into())
-            })?;
+            .ok_or_else(|| CliError::Invalid("/v1/events/0 has no base64 chain_key".into()))?;
         Ok(vec![(Sha256::digest(&spki).into(), spki)])
     }
 }
@@ -362,13 +355,16 @@ pub(super) fn block_from_json(json: &serde_json::Value) -> Result<SealedBlock, S
             .get(name)
             .and_then(|v| v.as_str())
             .ok_or_else(|| format!("no {name} (base64)"))?;
-        B64.decode(text).map_err(|_| format!("{name} is not base64"))
+        B64.decode(text)
+            .map_err(|_| format!("{name} is not base64"))
     };
     let header_bytes = b64("header")?;
     let header = BlockHeader::decode(&header_bytes).map_err(|e| format!("header: {e}"))?;
     let mismatch = header_field_mismatch(json, &header);
     if let Some(field) = mismatch {
-        return Err(format!("its field {field} is not what its header bytes say"));
+        return Err(format!(
+            "its field {field} is not what its header bytes say"
+        ));
     }
     Ok(SealedBlock {
         header,
@@ -607,8 +603,8 @@ struct EntryEvents<'r, 's> {
 
 impl EntryEvents<'_, '_> {
     fn load(&mut self, t: u64) -> Result<Vec<(u64, Vec<u8>)>, CliError> {
-        let tile =
-            tlog::tile_for_record(t * 256, self.size).map_err(|e| CliError::Other(e.to_string()))?;
+        let tile = tlog::tile_for_record(t * 256, self.size)
+            .map_err(|e| CliError::Other(e.to_string()))?;
         let path = tlog::entries_path(&tile);
         let data = self.source.borrow_mut().require(&path)?;
         let entries = tlog::decode_entry_bundle(&data)

@@ -247,7 +247,11 @@ impl Check {
 
 /// Prints `checks` (lines, or the JSON `extra` with `valid` and `checks` added); the
 /// error of the first failed check, if any.
-fn finish(checks: &[Check], json: bool, mut extra: serde_json::Map<String, Value>) -> Result<(), CliError> {
+fn finish(
+    checks: &[Check],
+    json: bool,
+    mut extra: serde_json::Map<String, Value>,
+) -> Result<(), CliError> {
     let failed = checks.iter().find(|c| c.state == State::Fail);
     if json {
         extra.insert("valid".into(), Value::Bool(failed.is_none()));
@@ -359,7 +363,8 @@ fn detail(rule: Rule, v: &VerifiedToken, size: usize, is_response: bool, at: At)
         ),
         Rule::Status => "granted".into(),
         Rule::CmsStructure => {
-            "signedData, eContentType id-ct-TSTInfo, one SignerInfo, signed attributes in DER order".into()
+            "signedData, eContentType id-ct-TSTInfo, one SignerInfo, signed attributes in DER order"
+                .into()
         }
         Rule::MessageDigest => "the messageDigest attribute is the eContent's digest".into(),
         Rule::TstInfo => "TSTInfo version 1".into(),
@@ -386,10 +391,10 @@ fn detail(rule: Rule, v: &VerifiedToken, size: usize, is_response: bool, at: At)
             t.hash.map_or("?", |h| h.name()),
             hex::encode(&t.digest)
         ),
-        Rule::Nonce => t
-            .nonce
-            .as_ref()
-            .map_or_else(|| "?".into(), |n| format!("{} is the one sent", hex_of(n.as_bytes()))),
+        Rule::Nonce => t.nonce.as_ref().map_or_else(
+            || "?".into(),
+            |n| format!("{} is the one sent", hex_of(n.as_bytes())),
+        ),
         Rule::Policy => format!("{} is accepted", t.policy),
         Rule::TsaName => match &t.tsa {
             None => "absent".into(),
@@ -422,11 +427,13 @@ fn bits(bytes: &[u8]) -> usize {
 }
 
 /// Why a rule was not run though the token got that far.
-fn skipped_because(rule: Rule, is_response: Option<bool>, opts: &TokenOptions<'_>) -> Option<&'static str> {
+fn skipped_because(
+    rule: Rule,
+    is_response: Option<bool>,
+    opts: &TokenOptions<'_>,
+) -> Option<&'static str> {
     match rule {
-        Rule::Status if is_response == Some(false) => {
-            Some("a bare TimeStampToken has no status")
-        }
+        Rule::Status if is_response == Some(false) => Some("a bare TimeStampToken has no status"),
         Rule::Imprint if opts.imprint.is_none() => Some("no --data or --digest given"),
         Rule::Nonce if opts.nonce.is_none() => {
             Some("no --nonce given (a token with or without a nonce is accepted)")
@@ -552,7 +559,12 @@ fn token(a: &TokenArgs) -> Result<(), CliError> {
         }
         (None, None) => return Err(CliError::Other("give --data FILE or --digest HEX".into())),
     };
-    let nonce = a.nonce.as_deref().map(parse_nonce).transpose().map_err(CliError::Other)?;
+    let nonce = a
+        .nonce
+        .as_deref()
+        .map(parse_nonce)
+        .transpose()
+        .map_err(CliError::Other)?;
     let policies = if a.policies.is_empty() {
         None
     } else {
@@ -609,8 +621,11 @@ fn verifier_key(arg: &str) -> Result<VerifierKey, CliError> {
     } else {
         arg.to_owned()
     };
-    VerifierKey::parse(text.trim())
-        .map_err(|e| CliError::Other(format!("--key {arg:?}: not a verifier key (name+id+key): {e}")))
+    VerifierKey::parse(text.trim()).map_err(|e| {
+        CliError::Other(format!(
+            "--key {arg:?}: not a verifier key (name+id+key): {e}"
+        ))
+    })
 }
 
 /// A proof bundle's parts, as found (each may be missing or malformed: the check that
@@ -633,7 +648,8 @@ fn parse_bundle(v: &Value) -> Bundle {
             .get(name)
             .and_then(Value::as_str)
             .ok_or_else(|| format!("the bundle has no {name}"))?;
-        B64.decode(text).map_err(|_| format!("{name} is not base64"))
+        B64.decode(text)
+            .map_err(|_| format!("{name} is not base64"))
     };
     let path = match v.get("inclusion_proof").and_then(Value::as_array) {
         None => Err("the bundle has no inclusion_proof list".to_owned()),
@@ -654,12 +670,21 @@ fn parse_bundle(v: &Value) -> Bundle {
             .and_then(|e| e.get("index"))
             .and_then(Value::as_u64),
         leaf: b64("leaf"),
-        leaf_hash: v.get("leaf_hash").and_then(Value::as_str).map(str::to_owned),
+        leaf_hash: v
+            .get("leaf_hash")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         event: v.get("event").cloned(),
         tree_size: v.get("tree_size").and_then(Value::as_u64),
         path,
-        checkpoint: v.get("checkpoint").and_then(Value::as_str).map(str::to_owned),
-        tlog_proof: v.get("tlog_proof").and_then(Value::as_str).map(str::to_owned),
+        checkpoint: v
+            .get("checkpoint")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        tlog_proof: v
+            .get("tlog_proof")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         block: v.get("block").cloned(),
     }
 }
@@ -741,6 +766,16 @@ fn proof_core(
         Ok((cp, detail))
     })();
 
+    let verified = match cp {
+        Ok((cp, d)) => {
+            checks.push(Check::new("checkpoint", State::Ok, d));
+            Some(cp)
+        }
+        Err(e) => {
+            checks.push(Check::new("checkpoint", State::Fail, e));
+            None
+        }
+    };
     // The inclusion proof against the checkpoint's root (checked even when the signature
     // is not, to say which is wrong).
     let parsed_cp = checkpoint
@@ -748,7 +783,9 @@ fn proof_core(
         .and_then(|s| Checkpoint::parse(&s.text).ok());
     let inclusion = (|| -> Result<String, String> {
         let path = path?;
-        let cp = parsed_cp.as_ref().ok_or("no readable checkpoint to check against")?;
+        let cp = parsed_cp
+            .as_ref()
+            .ok_or("no readable checkpoint to check against")?;
         let index = index.ok_or("no event index")?;
         let leaf_hash = leaf_hash.ok_or("no leaf to check")?;
         if let Some(size) = tree_size {
@@ -759,8 +796,9 @@ fn proof_core(
                 ));
             }
         }
-        tlog::verify_inclusion(path, cp.size, index, &cp.root, &leaf_hash)
-            .map_err(|e| format!("the inclusion proof does not lead to the checkpoint's root: {e}"))?;
+        tlog::verify_inclusion(path, cp.size, index, &cp.root, &leaf_hash).map_err(|e| {
+            format!("the inclusion proof does not lead to the checkpoint's root: {e}")
+        })?;
         Ok(format!(
             "{} hashes from event {index} to the root of tree size {}",
             path.len(),
@@ -771,16 +809,7 @@ fn proof_core(
         Ok(d) => Check::new("inclusion", State::Ok, d),
         Err(e) => Check::new("inclusion", State::Fail, e),
     });
-    match cp {
-        Ok((cp, d)) => {
-            checks.push(Check::new("checkpoint", State::Ok, d));
-            Some(cp)
-        }
-        Err(e) => {
-            checks.push(Check::new("checkpoint", State::Fail, e));
-            None
-        }
-    }
+    verified
 }
 
 fn proof(a: &ProofArgs) -> Result<(), CliError> {
@@ -828,10 +857,9 @@ fn proof(a: &ProofArgs) -> Result<(), CliError> {
     }
     let json: Value = serde_json::from_str(&text)
         .map_err(|e| CliError::Other(format!("{}: not JSON: {e}", a.input.display())))?;
-    let ca = a
-        .ca
-        .as_deref()
-        .ok_or_else(|| CliError::Other("a proof bundle's block token needs --ca ROOTS.pem".into()))?;
+    let ca = a.ca.as_deref().ok_or_else(|| {
+        CliError::Other("a proof bundle's block token needs --ca ROOTS.pem".into())
+    })?;
     let roots = audit::read_roots(ca)?;
     extra.insert("form".into(), "bundle".into());
     let b = parse_bundle(&json);
@@ -855,7 +883,11 @@ fn proof(a: &ProofArgs) -> Result<(), CliError> {
                 && Some(p.checkpoint.as_str()) == b.checkpoint.as_deref()
         });
         checks.push(if same {
-            Check::new("tlog-proof", State::Ok, "says the same index, leaf, proof and checkpoint")
+            Check::new(
+                "tlog-proof",
+                State::Ok,
+                "says the same index, leaf, proof and checkpoint",
+            )
         } else {
             Check::new(
                 "tlog-proof",
@@ -901,7 +933,11 @@ fn check_block(
 ) {
     let Some(block) = block else {
         for name in ["header-tree", "header-signature", "token"] {
-            checks.push(Check::new(name, State::NotChecked, "not checked: no readable header"));
+            checks.push(Check::new(
+                name,
+                State::NotChecked,
+                "not checked: no readable header",
+            ));
         }
         return;
     };
@@ -942,8 +978,9 @@ fn check_block(
             .map_err(|_| "--key is not a valid Ed25519 key".to_owned())?;
         let sig = ed25519_dalek::Signature::from_slice(&block.signature)
             .map_err(|_| "the signature is not 64 bytes".to_owned())?;
-        vk.verify_strict(&h.encode(), &sig)
-            .map_err(|_| "the Ed25519 signature over the header does not verify with --key".to_owned())?;
+        vk.verify_strict(&h.encode(), &sig).map_err(|_| {
+            "the Ed25519 signature over the header does not verify with --key".to_owned()
+        })?;
         Ok(format!("Ed25519 by key id {}", hex::encode(id)))
     })();
     checks.push(match signature {
