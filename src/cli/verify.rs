@@ -691,17 +691,39 @@ fn parse_bundle(v: &Value) -> Bundle {
 
 /// The checks every proof has: leaf, inclusion, checkpoint. Returns the checkpoint when
 /// its signature verified.
+/// What a proof says, bundle or tlog-proof (each part may be missing: the check that needs
+/// it says so).
+struct ProofParts<'a> {
+    /// The event's index.
+    index: Option<u64>,
+    /// The leaf bytes.
+    leaf: Result<&'a [u8], String>,
+    /// The leaf hash shown beside them (hex).
+    claimed_leaf_hash: Option<&'a str>,
+    /// The event shown beside them (JSON).
+    claimed_event: Option<&'a Value>,
+    /// The tree size the proof is for.
+    tree_size: Option<u64>,
+    /// The inclusion proof.
+    path: Result<&'a [Hash], String>,
+    /// The signed checkpoint note.
+    checkpoint: Option<&'a str>,
+}
+
 fn proof_core(
     checks: &mut Vec<Check>,
     key: &VerifierKey,
-    index: Option<u64>,
-    leaf: Result<&[u8], String>,
-    claimed_leaf_hash: Option<&str>,
-    claimed_event: Option<&Value>,
-    tree_size: Option<u64>,
-    path: Result<&[Hash], String>,
-    checkpoint: Option<&str>,
+    parts: ProofParts<'_>,
 ) -> Option<Checkpoint> {
+    let ProofParts {
+        index,
+        leaf,
+        claimed_leaf_hash,
+        claimed_event,
+        tree_size,
+        path,
+        checkpoint,
+    } = parts;
     // The leaf.
     let mut leaf_hash = None;
     let leaf_check = (|| -> Result<String, String> {
@@ -832,15 +854,18 @@ fn proof(a: &ProofArgs) -> Result<(), CliError> {
         proof_core(
             &mut checks,
             &key,
-            Some(p.index),
-            p.extra
-                .as_deref()
-                .ok_or_else(|| "the tlog-proof has no extra (the leaf bytes)".to_owned()),
-            None,
-            None,
-            None,
-            Ok(&p.path),
-            Some(&p.checkpoint),
+            ProofParts {
+                index: Some(p.index),
+                leaf: p
+                    .extra
+                    .as_deref()
+                    .ok_or_else(|| "the tlog-proof has no extra (the leaf bytes)".to_owned()),
+                claimed_leaf_hash: None,
+                claimed_event: None,
+                tree_size: None,
+                path: Ok(&p.path),
+                checkpoint: Some(&p.checkpoint),
+            },
         );
         let why = "not checked: a bare tlog-proof has no block (only leaf, inclusion and checkpoint can be checked)";
         for name in ["header", "header-tree", "header-signature", "token"] {
@@ -866,13 +891,15 @@ fn proof(a: &ProofArgs) -> Result<(), CliError> {
     let cp = proof_core(
         &mut checks,
         &key,
-        b.index,
-        b.leaf.as_deref().map_err(Clone::clone),
-        b.leaf_hash.as_deref(),
-        b.event.as_ref(),
-        b.tree_size,
-        b.path.as_deref().map_err(Clone::clone),
-        b.checkpoint.as_deref(),
+        ProofParts {
+            index: b.index,
+            leaf: b.leaf.as_deref().map_err(Clone::clone),
+            claimed_leaf_hash: b.leaf_hash.as_deref(),
+            claimed_event: b.event.as_ref(),
+            tree_size: b.tree_size,
+            path: b.path.as_deref().map_err(Clone::clone),
+            checkpoint: b.checkpoint.as_deref(),
+        },
     );
     // The bundle's tlog_proof must say the same.
     if let Some(tp) = &b.tlog_proof {

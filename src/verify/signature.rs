@@ -92,15 +92,15 @@ pub(super) fn verify(
     verdict
 }
 
-/// The `ring` algorithm for `scheme` with the key `spki`, and the key bytes it takes;
-/// `None` when `ring` does not do this scheme or key (RustCrypto does it then).
-fn ring_algorithm<'a>(
-    scheme: Scheme,
-    spki: &'a SubjectPublicKeyInfoOwned,
-) -> Option<(
+/// A `ring` algorithm and the key bytes it takes.
+type RingCheck<'a> = (
     &'static dyn ring::signature::VerificationAlgorithm,
     &'a [u8],
-)> {
+);
+
+/// The `ring` algorithm for `scheme` with the key `spki`, and the key bytes it takes;
+/// `None` when `ring` does not do this scheme or key (RustCrypto does it then).
+fn ring_algorithm(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> Option<RingCheck<'_>> {
     use ring::signature as rs;
     let bits = spki.subject_public_key.as_bytes()?;
     let oid = spki.algorithm.oid;
