@@ -4,6 +4,7 @@
 # server there, and runs:
 #   auditstamp bench events  durable events/s through HTTP (batches, and 64 single clients)
 #   auditstamp bench chain   in-process append rate, proof time at 1M events, bytes/event
+#   auditstamp bench verify  tokens verified/s on one thread beside `openssl speed ecdsap256`
 # and prints the server's CPU time and peak resident memory.
 #
 #   AUDITSTAMP_BENCH_LISTEN   address for the server (default 127.0.0.1:8319)
@@ -48,3 +49,4 @@ kill "$server"
 wait "$server" 2>/dev/null || true
 server=
 "$bin" bench chain --events "$events" --dir "$work"
+"$bin" bench verify --seconds 3

@@ -505,10 +505,10 @@ fn verify(a: &VerifyBenchArgs) -> Result<(), CliError> {
     let openssl = openssl_p256_verify(a.seconds.max(1));
     match &openssl {
         Ok(r) => println!(
-            "{:<48} {r:>10.0} /s",
+            "{:<58} {r:>10.0} /s",
             "openssl speed ecdsap256 verify (raw)"
         ),
-        Err(why) => println!("{:<48} {why}", "openssl speed ecdsap256 verify (raw)"),
+        Err(why) => println!("{:<58} {why}", "openssl speed ecdsap256 verify (raw)"),
     }
 
     // The raw signature check of each candidate, on the token's own signature.
@@ -524,7 +524,7 @@ fn verify(a: &VerifyBenchArgs) -> Result<(), CliError> {
             .is_ok()
     })?;
     println!(
-        "{:<48} {ring_raw:>10.0} /s",
+        "{:<58} {ring_raw:>10.0} /s",
         "ring 0.17 P-256 verify (raw, key parsed each time)"
     );
     let rc_raw = rate(secs, "p256 verify", || {
@@ -535,7 +535,7 @@ fn verify(a: &VerifyBenchArgs) -> Result<(), CliError> {
             .is_some_and(|(k, s)| k.verify_prehash(&prehash, &s).is_ok())
     })?;
     println!(
-        "{:<48} {rc_raw:>10.0} /s",
+        "{:<58} {rc_raw:>10.0} /s",
         "RustCrypto p256 0.13 verify (raw, key parsed each time)"
     );
     let (rsa_spki, rsa_attrs, rsa_sig) = signed_parts(BENCH_RSA_REPLY)?;
@@ -553,7 +553,7 @@ fn verify(a: &VerifyBenchArgs) -> Result<(), CliError> {
         .is_ok()
     })?;
     println!(
-        "{:<48} {ring_rsa:>10.0} /s",
+        "{:<58} {ring_rsa:>10.0} /s",
         "ring 0.17 RSA-2048 PKCS#1 verify (raw)"
     );
     let rsa_der = der::Encode::to_der(&rsa_spki).map_err(|e| CliError::Other(e.to_string()))?;
@@ -567,7 +567,7 @@ fn verify(a: &VerifyBenchArgs) -> Result<(), CliError> {
         )
     })?;
     println!(
-        "{:<48} {rc_rsa:>10.0} /s",
+        "{:<58} {rc_rsa:>10.0} /s",
         "RustCrypto rsa 0.9 RSA-2048 PKCS#1 verify (raw)"
     );
 
@@ -595,7 +595,7 @@ fn verify(a: &VerifyBenchArgs) -> Result<(), CliError> {
             verifier.verify(BENCH_REPLY, &o).is_ok()
         })?;
         println!(
-            "{:<48} {r:>10.0} /s",
+            "{:<58} {r:>10.0} /s",
             format!("tokens, TokenVerifier ({name}, path cache warm)")
         );
         figures.push(r);
@@ -605,7 +605,7 @@ fn verify(a: &VerifyBenchArgs) -> Result<(), CliError> {
         crate::verify::verify_any(BENCH_REPLY, &o).is_ok()
     })?;
     println!(
-        "{:<48} {uncached:>10.0} /s",
+        "{:<58} {uncached:>10.0} /s",
         "tokens, verify_any (ring, no cache: 3 ECDSA checks)"
     );
     let best = figures.first().copied().unwrap_or(0.0);

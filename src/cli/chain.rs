@@ -16,6 +16,9 @@
 //! ```
 //! Any tlog-tiles client can read it from a static web server; a verifier trusts the keys
 //! it is given (`--key`), not the ones in the export.
+//!
+//! The audit drivers (events, hash comparison, blocks, checkpoint, output) are in
+//! [`super::audit`], shared with `verify chain`, which also reads a live appliance.
 
 use std::path::{Path, PathBuf};
 
