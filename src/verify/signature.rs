@@ -131,7 +131,7 @@ fn ring_algorithm(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> Option<Ri
             (bits.len() == len && bits[0] == 0x04).then_some((alg, bits))
         }
         Scheme::RsaPkcs1(hash) if oid == rfc5912::RSA_ENCRYPTION => {
-            rsa_size_allowed(bits)?;
+            rsa_key_for_ring(spki, bits)?;
             let alg: &'static rs::RsaParameters = match hash {
                 HashAlgorithm::Sha256 => &rs::RSA_PKCS1_2048_8192_SHA256,
                 HashAlgorithm::Sha384 => &rs::RSA_PKCS1_2048_8192_SHA384,
@@ -142,7 +142,7 @@ fn ring_algorithm(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> Option<Ri
         Scheme::RsaPss { hash, salt_len }
             if oid == rfc5912::RSA_ENCRYPTION && salt_len == hash.output_len() =>
         {
-            rsa_size_allowed(bits)?;
+            rsa_key_for_ring(spki, bits)?;
             let alg: &'static rs::RsaParameters = match hash {
                 HashAlgorithm::Sha256 => &rs::RSA_PSS_2048_8192_SHA256,
                 HashAlgorithm::Sha384 => &rs::RSA_PSS_2048_8192_SHA384,
@@ -163,12 +163,18 @@ fn rsa_bits(der: &[u8]) -> Option<usize> {
     Some((n.len() - 1) * 8 + (32 - top.leading_zeros()) as usize)
 }
 
-/// `Some(())` when the RSAPublicKey `der` has a modulus of 2048 to 4096 bits (the sizes
-/// this module allows; ring would take up to 8192).
-fn rsa_size_allowed(der: &[u8]) -> Option<()> {
-    (MIN_RSA_BITS..=MAX_RSA_BITS)
-        .contains(&rsa_bits(der)?)
-        .then_some(())
+/// `Some(())` when the RSA key `spki` (whose RSAPublicKey is `der`) is one `ring` may
+/// check for this module: NULL or absent parameters and a modulus of 2048 to 4096 bits (the
+/// sizes allowed here; ring would take up to 8192). ring's own key checks (odd exponent of
+/// 3 to 2^33-1) are stricter than the `rsa` crate's, so it never accepts a key RustCrypto
+/// refuses.
+fn rsa_key_for_ring(spki: &SubjectPublicKeyInfoOwned, der: &[u8]) -> Option<()> {
+    let params_ok = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .is_none_or(|p| p.is_null());
+    (params_ok && (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&rsa_bits(der)?)).then_some(())
 }
 
 /// The signature algorithm and key, for people: `ECDSA P-256 with SHA-256`,
