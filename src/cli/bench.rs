@@ -618,3 +618,31 @@ fn verify(a: &VerifyBenchArgs) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn openssl_speed_output_is_read() {
+        let out = "Doing 256 bits verify ecdsa's for 3s: 55812 256 bits ECDSA verify in 2.99s\n\
+                   version: 3.0.19\n\
+                   \x20                             sign    verify    sign/s verify/s\n\
+                   \x20256 bits ecdsa (nistp256)   0.0000s   0.0001s  55273.0  18603.0\n";
+        assert_eq!(parse_openssl_speed(out), Some(18603.0));
+        assert_eq!(parse_openssl_speed("nothing here"), None);
+        assert_eq!(parse_openssl_speed(" 256 bits ecdsa (nistp256) x y"), None);
+    }
+
+    #[test]
+    fn the_bench_vectors_decode() {
+        let (spki, attrs, sig) = signed_parts(BENCH_REPLY).unwrap();
+        assert_eq!(spki.subject_public_key.raw_bytes().len(), 65);
+        assert_eq!(attrs[0], 0x31);
+        assert!(!sig.is_empty());
+        signed_parts(BENCH_RSA_REPLY).unwrap();
+        assert!(signed_parts(b"garbage").is_err());
+    }
+}

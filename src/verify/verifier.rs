@@ -537,6 +537,70 @@ mod tests {
         }
     }
 
+    /// The intermediate again, with the same subject and key but valid only 2020..2021
+    /// (re-signed by the root): a look-alike issuer that the search sets aside for its
+    /// dates in 2030 and takes in 2021.
+    fn expired_twin_of_intermediate() -> Certificate {
+        use der::Encode;
+        use p256::pkcs8::DecodePrivateKey;
+        use signature::Signer;
+        let mut c = cert(vector!("int-ca.pem"));
+        c.tbs_certificate.validity.not_after = x509_cert::time::Time::UtcTime(
+            der::asn1::UtcTime::from_unix_duration(Duration::from_secs(1_640_995_199)).unwrap(),
+        );
+        c.tbs_certificate.serial_number =
+            x509_cert::serial_number::SerialNumber::new(&[0x7f]).unwrap();
+        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(
+            std::str::from_utf8(vector!("root-ca.key")).unwrap(),
+        )
+        .unwrap();
+        let sig: p256::ecdsa::DerSignature = key.sign(&c.tbs_certificate.to_der().unwrap());
+        c.signature = der::asn1::BitString::from_bytes(sig.as_bytes()).unwrap();
+        c
+    }
+
+    #[test]
+    fn a_path_chosen_after_setting_an_issuer_aside_for_its_dates_is_not_cached() {
+        let twin = expired_twin_of_intermediate();
+        let untrusted = [
+            cert(vector!("tsa-p256.pem")),
+            twin.clone(),
+            cert(vector!("int-ca.pem")),
+        ];
+        let reply = vector!("reply-p256-v2-nocerts.tsr");
+        let v = TokenVerifier::new(vec![root()]).unwrap();
+        let opts = |now| TokenOptions {
+            untrusted: &untrusted,
+            valid_at: ValidAt::Now,
+            now: at(now),
+            ..v.options()
+        };
+        // In 2030 the twin is set aside and the real intermediate taken: not cached, as a
+        // search in 2021 takes the twin.
+        for _ in 0..2 {
+            let got = v.verify(reply, &opts(Y2030)).unwrap();
+            assert_eq!(got.chain[1], untrusted[2]);
+            assert_eq!(outcome(Ok(got)), outcome(verify_any(reply, &opts(Y2030))));
+        }
+        assert_eq!(v.cache_stats().entries, 0);
+        assert_eq!(v.cache_stats().hits, 0);
+        let got = v.verify(reply, &opts(MID_2021)).unwrap();
+        assert_eq!(got.chain[1], twin);
+        assert_eq!(
+            outcome(Ok(got)),
+            outcome(verify_any(reply, &opts(MID_2021)))
+        );
+        // That path set nothing aside: cached, and answered while inside its interval only.
+        assert_eq!(v.cache_stats().entries, 1);
+        v.verify(reply, &opts(MID_2021)).unwrap();
+        assert_eq!(v.cache_stats().hits, 1);
+        assert_eq!(
+            outcome(v.verify(reply, &opts(Y2030))),
+            outcome(verify_any(reply, &opts(Y2030)))
+        );
+        assert_eq!(v.cache_stats().hits, 1);
+    }
+
     #[test]
     fn a_full_cache_starts_again() {
         let v = TokenVerifier::with_capacity(vec![root()], Backend::Ring, 1).unwrap();
