@@ -160,6 +160,12 @@ pub(super) trait TileSource {
     /// What this source is, for messages.
     fn describe(&self) -> String;
 
+    /// The error for a log without a checkpoint: a broken export, but an appliance that
+    /// has not sealed a block yet.
+    fn no_checkpoint(&self) -> CliError {
+        CliError::Invalid(format!("{} has no checkpoint", self.describe()))
+    }
+
     /// Sealed block `height` in its stored form, or `None` past the last one.
     fn block(&mut self, height: u64) -> Result<Option<Vec<u8>>, CliError>;
 
@@ -319,6 +325,13 @@ impl TileSource for HttpSource {
 
     fn describe(&self) -> String {
         format!("the appliance at {}", self.base)
+    }
+
+    fn no_checkpoint(&self) -> CliError {
+        CliError::Other(format!(
+            "{} has no checkpoint yet (no block sealed): nothing to audit",
+            self.describe()
+        ))
     }
 
     fn block(&mut self, height: u64) -> Result<Option<Vec<u8>>, CliError> {
@@ -703,7 +716,10 @@ pub(super) fn audit_tiles(
     checker: &TokenCheck<'_>,
     tokens_chained: bool,
 ) -> Result<Outcome, CliError> {
-    let checkpoint = String::from_utf8(source.require("checkpoint")?)
+    let checkpoint = source
+        .fetch("checkpoint")?
+        .ok_or_else(|| source.no_checkpoint())?;
+    let checkpoint = String::from_utf8(checkpoint)
         .map_err(|_| CliError::Invalid("checkpoint: not UTF-8".into()))?;
     let signed = SignedNote::parse(&checkpoint)
         .map_err(|e| CliError::Invalid(format!("checkpoint: {e}")))?;

@@ -402,8 +402,6 @@ fn detail(rule: Rule, v: &VerifiedToken, size: usize, is_response: bool, at: At)
         },
         Rule::Serial => format!("{} ({} bits)", hex_of(&t.serial), bits(&t.serial)),
         Rule::Extensions => "no critical extension".into(),
-        #[allow(unreachable_patterns)]
-        _ => String::new(),
     }
 }
 
