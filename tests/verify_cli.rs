@@ -468,6 +468,7 @@ fn proofs_and_chains_of_a_running_appliance() {
     let out = run(&["verify", "proof", "--in", &good, "--key", &key, "--ca", &ca]);
     assert_valid(&out);
     let t = text(&out);
+    eprintln!("verify proof of a bundle (shown with --nocapture):\n{t}");
     for check in [
         "leaf",
         "inclusion",
@@ -522,6 +523,7 @@ fn proofs_and_chains_of_a_running_appliance() {
     ]);
     assert_valid(&out);
     let t = text(&out);
+    eprintln!("verify proof of a tlog-proof:\n{t}");
     assert!(
         t.contains("ok   inclusion") && t.contains("ok   checkpoint"),
         "{t}"
@@ -646,6 +648,7 @@ fn proofs_and_chains_of_a_running_appliance() {
     let out = run(&["verify", "chain", "--url", &url, "--key", &key, "--ca", &ca]);
     assert_valid(&out);
     let t = text(&out);
+    eprintln!("verify chain --url:\n{t}");
     assert!(t.contains("events      ") && t.contains("OK"), "{t}");
     let out = run(&[
         "verify", "chain", "--url", &url, "--key", &key, "--ca", &ca, "--json",
