@@ -8,7 +8,8 @@
 #       server's CPU per token and peak RSS, with verify-after-sign off and on, and p99 at
 #       half the maximum rate;
 #   (c) durable events/s (batches and 64 single clients), and in-process: append rate,
-#       proof time at 1M events and bytes per event.
+#       proof time at 1M events and bytes per event;
+#   (d) tokens verified/s on one thread beside `openssl speed ecdsap256` (bench verify).
 # and prints (b)/(a) and the server's CPU per token over (raw CPU per signature + one
 # software verification).
 #
@@ -100,3 +101,6 @@ awk -v raw="$raw" -v rawcpu="$raw_cpu" -v ver="$verify_us" \
 }'
 echo "== in-process chain"
 "$bin" bench chain --events "$events" --dir "$work"
+"$bin" bench verify --seconds 3
+echo "== (d) verification"
+"$bin" bench verify --seconds 3

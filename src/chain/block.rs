@@ -98,7 +98,7 @@ impl BlockHeader {
     /// Decodes header bytes; refuses any other length or version.
     pub fn decode(mut b: &[u8]) -> Result<BlockHeader, BlockError> {
         if b.len() != HEADER_LEN {
-            return Err(BlockError::Malformed("a header is exactly 169 bytes"));
+            return Err(BlockError::Malformed("a header is exactly 137 bytes"));
         }
         if take(&mut b, 1)? != [HEADER_VERSION] {
             return Err(BlockError::Malformed("unknown header version"));

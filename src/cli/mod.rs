@@ -2,10 +2,12 @@
 //! wires the modules together.
 //!
 //! Subcommands: `serve`, `keys ...` (provisioning), `chain verify|export` (the event chain,
-//! offline), `bench ...` (figures), `hsm init-token` (the simulator), `witness serve` (the
-//! data center's witness).
-//! Its one error type is [`CliError`]; `main` prints it and exits non-zero.
+//! offline), `verify token|proof|chain` (the data center's checks), `bench ...` (figures),
+//! `hsm init-token` (the simulator), `witness serve` (the data center's witness).
+//! Its one error type is [`CliError`]; `main` prints it and exits with
+//! [`CliError::exit_code`]: 1 when what was verified is invalid, 2 for any other error.
 
+mod audit;
 mod bench;
 mod bench_tsa;
 mod bench_witness;
@@ -13,6 +15,7 @@ mod chain;
 mod keys;
 mod serve;
 mod signals;
+mod verify;
 mod witness;
 
 use std::path::{Path, PathBuf};
@@ -51,9 +54,25 @@ pub enum CliError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// What was verified (a token, a proof, a chain) is invalid: the message names the
+    /// check that failed. Exit code 1.
+    #[error("FAILED: {0}")]
+    Invalid(String),
     /// Anything else, with a message that names the problem.
     #[error("{0}")]
     Other(String),
+}
+
+impl CliError {
+    /// The process exit code: 1 when what was verified is invalid ([`CliError::Invalid`]),
+    /// 2 for every other error (bad arguments, unreadable files, unreachable servers, a
+    /// failing HSM): so a script can tell "checked and refused" from "could not check".
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Invalid(_) => 1,
+            _ => 2,
+        }
+    }
 }
 
 /// `auditstamp`: an HSM-backed RFC 3161 time-stamp authority.
@@ -76,6 +95,9 @@ pub enum Command {
     /// The event chain, offline: verify it, or export it for another machine.
     #[command(subcommand)]
     Chain(chain::ChainCommand),
+    /// The data center's checks, offline: a token, an event's proof, a whole chain.
+    #[command(subcommand)]
+    Verify(verify::VerifyCommand),
     /// Measure and print figures (events per second, proof time, bytes per event).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -107,6 +129,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Chain(cmd) => {
             init_logging("warn", "text");
             chain::run(cmd)
+        }
+        Command::Verify(cmd) => {
+            init_logging("warn", "text");
+            verify::run(cmd)
         }
         Command::Bench(cmd) => {
             init_logging("warn", "text");

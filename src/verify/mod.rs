@@ -36,8 +36,11 @@
 //! 8. The `tsa` name, if present, is the signer's subject or one of its SAN entries.
 //! 9. genTime well formed, serial positive and at most 160 bits, no critical extension.
 //!
-//! This module does no I/O and holds no state; nothing is cached. It uses `tsp` for the
-//! RFC 3161 DER types and decoders, and RustCrypto for the signature math.
+//! The free functions do no I/O and hold no state. [`TokenVerifier`] runs the same
+//! checklist with a cache of verified certification paths, which never changes an answer
+//! (its module documentation says why); that is what a data center checking many tokens
+//! uses. It uses `tsp` for the RFC 3161 DER types and decoders, and `ring` and RustCrypto
+//! for the signature math ([`Backend`]).
 //!
 //! Errors: every failure is a [`TokenError`], whose [`TokenError::rule`] says which rule
 //! failed.
@@ -48,6 +51,7 @@ mod error;
 mod path;
 mod signature;
 mod token;
+mod verifier;
 
 use std::time::SystemTime;
 
@@ -57,6 +61,8 @@ use x509_cert::Certificate;
 
 pub use error::{Rule, SignatureProblem, TokenError};
 pub use path::{check_tsa_leaf, verify_path, CheckTime, MAX_PATH_LEN};
+pub use signature::Backend;
+pub use verifier::{CacheStats, TokenVerifier, DEFAULT_CACHE_CAPACITY};
 
 use crate::tsp::{decode_response_status, DecodedTstInfo, HashAlgorithm};
 
@@ -132,9 +138,43 @@ pub struct VerifiedToken {
     /// The certification path, the signer certificate first and the pinned root last (one
     /// certificate when the signer certificate is itself pinned).
     pub chain: Vec<Certificate>,
+    /// The CMS signature's algorithm and key, for people (`ECDSA P-256 with SHA-256`).
+    pub signature_algorithm: String,
     /// The rules checked, in the order they were; rules the options skip (imprint, nonce,
     /// policy when `None`, status for a bare token) are absent.
     pub passed: Vec<Rule>,
+}
+
+/// The outcome of [`verify_any_detailed`]: what [`verify_any`] returns, and the rules that
+/// passed before the one that failed.
+#[derive(Debug)]
+pub struct Report {
+    /// The rules that held, in the order they were checked (on success, every rule
+    /// checked, as [`VerifiedToken::passed`]).
+    pub passed: Vec<Rule>,
+    /// The verified token, or the first failure.
+    pub result: Result<VerifiedToken, TokenError>,
+    /// Whether the input was a `TimeStampResp` (`false`: a bare token, which has no status;
+    /// `None`: neither could be told).
+    pub is_response: Option<bool>,
+}
+
+/// [`verify_any`], also saying which rules passed before a failure (what `auditstamp verify
+/// token` prints, one line per rule).
+pub fn verify_any_detailed(der: &[u8], opts: &TokenOptions<'_>) -> Report {
+    let mut passed = Vec::new();
+    let form = form_of(der);
+    let is_response = form.as_ref().ok().copied();
+    let result = match form {
+        Ok(true) => verify_response_into(der, opts, token::Engine::default(), &mut passed),
+        Ok(false) => token::verify(der, opts, &mut passed, token::Engine::default()),
+        Err(e) => Err(e),
+    };
+    Report {
+        passed,
+        result,
+        is_response,
+    }
 }
 
 /// Verifies a DER `TimeStampResp`: its status (rule 1), then its token (rules 2 to 9).
@@ -142,7 +182,25 @@ pub fn verify_response(
     resp_der: &[u8],
     opts: &TokenOptions<'_>,
 ) -> Result<VerifiedToken, TokenError> {
+    verify_response_with(resp_der, opts, token::Engine::default())
+}
+
+fn verify_response_with(
+    resp_der: &[u8],
+    opts: &TokenOptions<'_>,
+    engine: token::Engine<'_>,
+) -> Result<VerifiedToken, TokenError> {
+    verify_response_into(resp_der, opts, engine, &mut Vec::new())
+}
+
+fn verify_response_into(
+    resp_der: &[u8],
+    opts: &TokenOptions<'_>,
+    engine: token::Engine<'_>,
+    passed: &mut Vec<Rule>,
+) -> Result<VerifiedToken, TokenError> {
     let status = decode_response_status(resp_der).map_err(TokenError::Response)?;
+    passed.push(Rule::Der);
     let granted = match status.status {
         STATUS_GRANTED => true,
         STATUS_GRANTED_WITH_MODS if opts.allow_granted_with_mods => true,
@@ -165,7 +223,8 @@ pub fn verify_response(
             })
         }
     };
-    token::verify(&token, opts, vec![Rule::Der, Rule::Status])
+    passed.push(Rule::Status);
+    token::verify(&token, opts, passed, engine)
 }
 
 /// Verifies a DER `TimeStampToken` (a CMS ContentInfo): rules 2 to 9, and rule 1's DER.
@@ -173,12 +232,29 @@ pub fn verify_token(
     token_der: &[u8],
     opts: &TokenOptions<'_>,
 ) -> Result<VerifiedToken, TokenError> {
-    token::verify(token_der, opts, Vec::new())
+    token::verify(token_der, opts, &mut Vec::new(), token::Engine::default())
 }
 
 /// Verifies either form: a `TimeStampResp` (a SEQUENCE starting with the PKIStatusInfo
 /// SEQUENCE) or a `TimeStampToken` (a SEQUENCE starting with the contentType OID).
 pub fn verify_any(der: &[u8], opts: &TokenOptions<'_>) -> Result<VerifiedToken, TokenError> {
+    verify_any_with(der, opts, token::Engine::default())
+}
+
+fn verify_any_with(
+    der: &[u8],
+    opts: &TokenOptions<'_>,
+    engine: token::Engine<'_>,
+) -> Result<VerifiedToken, TokenError> {
+    if form_of(der)? {
+        verify_response_with(der, opts, engine)
+    } else {
+        token::verify(der, opts, &mut Vec::new(), engine)
+    }
+}
+
+/// Whether `der` is a `TimeStampResp` (`true`) or a `TimeStampToken` (`false`).
+fn form_of(der: &[u8]) -> Result<bool, TokenError> {
     let outer = der::asn1::AnyRef::from_der(der)
         .map_err(TokenError::der("TimeStampResp or TimeStampToken"))?;
     if outer.tag() != Tag::Sequence {
@@ -188,8 +264,8 @@ pub fn verify_any(der: &[u8], opts: &TokenOptions<'_>) -> Result<VerifiedToken, 
         .and_then(|r| r.peek_tag())
         .map_err(|_| TokenError::UnknownForm)?;
     match first {
-        Tag::Sequence => verify_response(der, opts),
-        Tag::ObjectIdentifier => verify_token(der, opts),
+        Tag::Sequence => Ok(true),
+        Tag::ObjectIdentifier => Ok(false),
         _ => Err(TokenError::UnknownForm),
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! [`verify_path`] is a pure function of its inputs (the signer certificate, the candidate
 //! intermediates, the roots and the times), so that a cache of verified paths can wrap it
-//! later without changing what is checked.
+//! without changing what is checked: [`search_path`] also says whether the times decided
+//! anything but the found path's own validity (see [`PathSearch::time_sensitive`]), which
+//! is what the cache of [`TokenVerifier`](super::TokenVerifier) relies on.
 
 use std::collections::HashSet;
 use std::time::SystemTime;
@@ -17,7 +19,8 @@ use der::Encode;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
 use x509_cert::Certificate;
 
-use super::{signature, TokenError};
+use super::signature::{self, Backend};
+use super::TokenError;
 use crate::tsp::token::is_self_signed;
 
 /// The most certificates a path may have, signer and root included.
@@ -104,21 +107,71 @@ pub fn verify_path(
     roots: &[Certificate],
     times: &[CheckTime],
 ) -> Result<Vec<Certificate>, TokenError> {
-    check_certificate(leaf, times)?;
+    search_path(leaf, intermediates, roots, times, Backend::default()).result
+}
+
+/// What one path search found.
+#[derive(Debug)]
+pub(super) struct PathSearch {
+    /// [`verify_path`]'s answer.
+    pub result: Result<Vec<Certificate>, TokenError>,
+    /// Whether some candidate issuer was set aside because it was not valid at one of the
+    /// times. When it is false and the search succeeded, the search made the same choices
+    /// at any times inside the found path's common validity interval, and so returns the
+    /// same path: nothing but the found path's own certificates' dates depended on the
+    /// times.
+    pub time_sensitive: bool,
+}
+
+/// [`verify_path`] with the signature backend given, saying whether the times decided more
+/// than the found path's validity.
+pub(super) fn search_path(
+    leaf: &Certificate,
+    intermediates: &[Certificate],
+    roots: &[Certificate],
+    times: &[CheckTime],
+    backend: Backend,
+) -> PathSearch {
+    if let Err(e) = check_certificate(leaf, times) {
+        return PathSearch {
+            result: Err(e),
+            time_sensitive: true,
+        };
+    }
     if roots.contains(leaf) {
-        return Ok(vec![leaf.clone()]);
+        return PathSearch {
+            result: Ok(vec![leaf.clone()]),
+            time_sensitive: false,
+        };
     }
     let mut search = Search {
         intermediates,
         roots,
         times,
+        backend,
         signature_checks: 0,
+        time_sensitive: false,
     };
     let mut path = vec![leaf.clone()];
-    match search.extend(&mut path) {
+    let result = match search.extend(&mut path) {
         Ok(()) => Ok(path),
         Err(ranked) => Err(ranked.error),
+    };
+    PathSearch {
+        result,
+        time_sensitive: search.time_sensitive,
     }
+}
+
+/// The interval in which every certificate of `path` is valid: (latest notBefore,
+/// earliest notAfter), as [`check_certificate`] compares them (both ends included).
+pub(super) fn common_validity(path: &[Certificate]) -> Option<(SystemTime, SystemTime)> {
+    let mut it = path.iter().map(|c| {
+        let v = &c.tbs_certificate.validity;
+        (v.not_before.to_system_time(), v.not_after.to_system_time())
+    });
+    let first = it.next()?;
+    Some(it.fold(first, |(lo, hi), (nb, na)| (lo.max(nb), hi.min(na))))
 }
 
 /// An error of one branch of the search, ranked by how far that branch got.
@@ -143,7 +196,10 @@ struct Search<'a> {
     intermediates: &'a [Certificate],
     roots: &'a [Certificate],
     times: &'a [CheckTime],
+    backend: Backend,
     signature_checks: usize,
+    /// A candidate was set aside for its dates.
+    time_sensitive: bool,
 }
 
 impl Search<'_> {
@@ -185,7 +241,7 @@ impl Search<'_> {
                 });
             }
             self.signature_checks += 1;
-            if let Err(problem) = check_signed_by(&child, candidate) {
+            if let Err(problem) = check_signed_by(&child, candidate, self.backend) {
                 keep_best(
                     &mut best,
                     Ranked {
@@ -214,6 +270,9 @@ impl Search<'_> {
             if let Err(error) = check_issuer(candidate, path.len() - 1)
                 .and_then(|()| check_certificate(candidate, self.times))
             {
+                if matches!(error, TokenError::NotValidAt { .. }) {
+                    self.time_sensitive = true;
+                }
                 keep_best(
                     &mut best,
                     Ranked {
@@ -246,6 +305,7 @@ impl Search<'_> {
 fn check_signed_by(
     child: &Certificate,
     issuer: &Certificate,
+    backend: Backend,
 ) -> Result<(), super::SignatureProblem> {
     let tbs = child
         .tbs_certificate
@@ -256,6 +316,7 @@ fn check_signed_by(
         .as_bytes()
         .ok_or(super::SignatureProblem::Invalid)?;
     signature::verify(
+        backend,
         &issuer.tbs_certificate.subject_public_key_info,
         &child.signature_algorithm.owned_to_ref(),
         None,

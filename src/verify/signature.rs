@@ -6,6 +6,14 @@
 //! or more (the `rsa` crate refuses keys above 4096 bits), and Ed25519. Anything else is
 //! refused. `signer::soft_verify` is not used: it knows only the one scheme the HSM signs
 //! with, and this module must take the hash from the algorithm identifier.
+//!
+//! Two implementations do the arithmetic ([`Backend`]): `ring` (BoringSSL's assembly, the
+//! fastest measured here, `auditstamp bench verify`) for ECDSA P-256/P-384 with SHA-256/384
+//! and RSA PKCS#1 v1.5 and PSS (salt = hash length), and RustCrypto for everything else
+//! and for the RustCrypto backend. Which schemes, keys and sizes are allowed is decided here,
+//! before either runs, so both accept the same signatures; when `ring` refuses one, the
+//! RustCrypto check runs too, so the error says exactly why (and if it were to disagree,
+//! the signature is refused all the same).
 
 use const_oid::db::{rfc5912, rfc8410};
 use der::asn1::ObjectIdentifier;
@@ -20,6 +28,22 @@ use crate::tsp::HashAlgorithm;
 
 /// The smallest RSA modulus accepted, in bits.
 pub(super) const MIN_RSA_BITS: usize = 2048;
+/// The largest RSA modulus accepted, in bits (the `rsa` crate's limit).
+const MAX_RSA_BITS: usize = 4096;
+
+/// Which implementation checks signatures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// `ring` for ECDSA P-256/P-384 with SHA-256/384 and RSA with SHA-256/384/512 (PSS
+    /// only with a salt as long as the hash); RustCrypto for the rest (Ed25519, ECDSA with
+    /// SHA-512, other PSS salts, compressed EC points).
+    #[default]
+    Ring,
+    /// RustCrypto (`p256`, `p384`, `rsa`, `ed25519-dalek`) for everything: pure Rust,
+    /// slower; kept for comparison (`auditstamp bench verify`).
+    RustCrypto,
+}
 
 /// A public key this module can verify with.
 enum Key {
@@ -48,6 +72,7 @@ enum Scheme {
 /// PKCS#1 v1.5 signers), and an algorithm that names its own hash must name the same one.
 /// For a certificate signature it is `None`, and the algorithm must name its hash.
 pub(super) fn verify(
+    backend: Backend,
     spki: &SubjectPublicKeyInfoOwned,
     alg: &AlgorithmIdentifierRef<'_>,
     cms_digest: Option<HashAlgorithm>,
@@ -55,6 +80,170 @@ pub(super) fn verify(
     sig: &[u8],
 ) -> Result<(), SignatureProblem> {
     let scheme = scheme(alg, cms_digest)?;
+    if backend == Backend::Ring && ring_verify(scheme, spki, message, sig) == Some(true) {
+        return Ok(());
+    }
+    let verdict = rust_crypto_verify(scheme, spki, message, sig);
+    if backend == Backend::Ring && verdict.is_ok() && ring_handles(scheme, spki) {
+        // ring refused what RustCrypto accepts: refuse (never seen; both are checked
+        // against the same vectors).
+        return Err(SignatureProblem::Invalid);
+    }
+    verdict
+}
+
+/// A `ring` algorithm and the key bytes it takes.
+type RingCheck<'a> = (
+    &'static dyn ring::signature::VerificationAlgorithm,
+    &'a [u8],
+);
+
+/// The `ring` algorithm for `scheme` with the key `spki`, and the key bytes it takes;
+/// `None` when `ring` does not do this scheme or key (RustCrypto does it then).
+fn ring_algorithm(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> Option<RingCheck<'_>> {
+    use ring::signature as rs;
+    let bits = spki.subject_public_key.as_bytes()?;
+    let oid = spki.algorithm.oid;
+    match scheme {
+        Scheme::Ecdsa(hash) if oid == rfc5912::ID_EC_PUBLIC_KEY => {
+            let curve = spki.algorithm.owned_to_ref().parameters_oid().ok()?;
+            // Uncompressed points only (ring's form); compressed ones go to RustCrypto.
+            let alg: &'static rs::EcdsaVerificationAlgorithm = match (curve, hash) {
+                (c, HashAlgorithm::Sha256) if c == rfc5912::SECP_256_R_1 => {
+                    &rs::ECDSA_P256_SHA256_ASN1
+                }
+                (c, HashAlgorithm::Sha384) if c == rfc5912::SECP_256_R_1 => {
+                    &rs::ECDSA_P256_SHA384_ASN1
+                }
+                (c, HashAlgorithm::Sha256) if c == rfc5912::SECP_384_R_1 => {
+                    &rs::ECDSA_P384_SHA256_ASN1
+                }
+                (c, HashAlgorithm::Sha384) if c == rfc5912::SECP_384_R_1 => {
+                    &rs::ECDSA_P384_SHA384_ASN1
+                }
+                _ => return None,
+            };
+            let len = if curve == rfc5912::SECP_256_R_1 {
+                65
+            } else {
+                97
+            };
+            (bits.len() == len && bits[0] == 0x04).then_some((alg, bits))
+        }
+        Scheme::RsaPkcs1(hash) if oid == rfc5912::RSA_ENCRYPTION => {
+            rsa_key_for_ring(spki, bits)?;
+            let alg: &'static rs::RsaParameters = match hash {
+                HashAlgorithm::Sha256 => &rs::RSA_PKCS1_2048_8192_SHA256,
+                HashAlgorithm::Sha384 => &rs::RSA_PKCS1_2048_8192_SHA384,
+                HashAlgorithm::Sha512 => &rs::RSA_PKCS1_2048_8192_SHA512,
+            };
+            Some((alg, bits))
+        }
+        Scheme::RsaPss { hash, salt_len }
+            if oid == rfc5912::RSA_ENCRYPTION && salt_len == hash.output_len() =>
+        {
+            rsa_key_for_ring(spki, bits)?;
+            let alg: &'static rs::RsaParameters = match hash {
+                HashAlgorithm::Sha256 => &rs::RSA_PSS_2048_8192_SHA256,
+                HashAlgorithm::Sha384 => &rs::RSA_PSS_2048_8192_SHA384,
+                HashAlgorithm::Sha512 => &rs::RSA_PSS_2048_8192_SHA512,
+            };
+            Some((alg, bits))
+        }
+        _ => None,
+    }
+}
+
+/// The modulus size in bits of the RSAPublicKey `der`.
+fn rsa_bits(der: &[u8]) -> Option<usize> {
+    let key = rsa::pkcs1::RsaPublicKey::from_der(der).ok()?;
+    let n = key.modulus.as_bytes();
+    let n = &n[n.iter().take_while(|b| **b == 0).count()..];
+    let top = u32::from(*n.first()?);
+    Some((n.len() - 1) * 8 + (32 - top.leading_zeros()) as usize)
+}
+
+/// `Some(())` when the RSA key `spki` (whose RSAPublicKey is `der`) is one `ring` may
+/// check for this module: NULL or absent parameters and a modulus of 2048 to 4096 bits (the
+/// sizes allowed here; ring would take up to 8192). ring's own key checks (odd exponent of
+/// 3 to 2^33-1) are stricter than the `rsa` crate's, so it never accepts a key RustCrypto
+/// refuses.
+fn rsa_key_for_ring(spki: &SubjectPublicKeyInfoOwned, der: &[u8]) -> Option<()> {
+    let params_ok = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .is_none_or(|p| p.is_null());
+    (params_ok && (MIN_RSA_BITS..=MAX_RSA_BITS).contains(&rsa_bits(der)?)).then_some(())
+}
+
+/// The signature algorithm and key, for people: `ECDSA P-256 with SHA-256`,
+/// `RSA-2048 PKCS#1 v1.5 with SHA-256`, `RSA-3072 PSS with SHA-384 (salt 48)`, `Ed25519`.
+pub(super) fn describe(
+    spki: &SubjectPublicKeyInfoOwned,
+    alg: &AlgorithmIdentifierRef<'_>,
+    cms_digest: Option<HashAlgorithm>,
+) -> String {
+    let Ok(scheme) = scheme(alg, cms_digest) else {
+        return format!("algorithm {}", alg.oid);
+    };
+    let pretty = |h: HashAlgorithm| match h {
+        HashAlgorithm::Sha256 => "SHA-256",
+        HashAlgorithm::Sha384 => "SHA-384",
+        HashAlgorithm::Sha512 => "SHA-512",
+    };
+    let rsa = || {
+        spki.subject_public_key
+            .as_bytes()
+            .and_then(rsa_bits)
+            .map_or_else(|| "RSA".to_owned(), |b| format!("RSA-{b}"))
+    };
+    match scheme {
+        Scheme::Ecdsa(hash) => {
+            let curve = spki.algorithm.owned_to_ref().parameters_oid().ok();
+            let curve = match curve {
+                Some(c) if c == rfc5912::SECP_256_R_1 => "P-256".to_owned(),
+                Some(c) if c == rfc5912::SECP_384_R_1 => "P-384".to_owned(),
+                Some(c) => c.to_string(),
+                None => "?".to_owned(),
+            };
+            format!("ECDSA {curve} with {}", pretty(hash))
+        }
+        Scheme::RsaPkcs1(hash) => format!("{} PKCS#1 v1.5 with {}", rsa(), pretty(hash)),
+        Scheme::RsaPss { hash, salt_len } => {
+            format!("{} PSS with {} (salt {salt_len})", rsa(), pretty(hash))
+        }
+        Scheme::Ed25519 => "Ed25519".to_owned(),
+    }
+}
+
+/// Whether `ring` does `scheme` with `spki`.
+fn ring_handles(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> bool {
+    ring_algorithm(scheme, spki).is_some()
+}
+
+/// `ring`'s verdict, or `None` when it does not do this scheme or key.
+fn ring_verify(
+    scheme: Scheme,
+    spki: &SubjectPublicKeyInfoOwned,
+    message: &[u8],
+    sig: &[u8],
+) -> Option<bool> {
+    let (alg, key) = ring_algorithm(scheme, spki)?;
+    Some(
+        ring::signature::UnparsedPublicKey::new(alg, key)
+            .verify(message, sig)
+            .is_ok(),
+    )
+}
+
+/// The RustCrypto verdict.
+fn rust_crypto_verify(
+    scheme: Scheme,
+    spki: &SubjectPublicKeyInfoOwned,
+    message: &[u8],
+    sig: &[u8],
+) -> Result<(), SignatureProblem> {
     let key = parse_key(spki)?;
     let ok = match (scheme, &key) {
         (Scheme::Ecdsa(hash), Key::P256(k)) => {

@@ -1,5 +1,6 @@
 //! The checklist, applied to one time-stamp token (a ContentInfo).
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use const_oid::db::rfc5911::{ID_AA_SIGNING_CERTIFICATE, ID_AA_SIGNING_CERTIFICATE_V_2};
@@ -16,8 +17,10 @@ use x509_cert::Certificate;
 use super::asn1::{
     ContentInfoRef, LenientTstInfo, SignedDataRef, SignerInfoRef, SigningCertificateV1,
 };
-use super::path::{check_tsa_leaf, verify_path, CheckTime};
-use super::{signature, Rule, TokenError, TokenOptions, ValidAt, VerifiedToken};
+use super::path::{check_tsa_leaf, search_path, CheckTime};
+use super::signature::{self, Backend};
+use super::verifier::{CertCache, PathCache, PathInputs};
+use super::{Rule, TokenError, TokenOptions, ValidAt, VerifiedToken};
 use crate::tsp::asn1::{IssuerSerial, SigningCertificateV2};
 use crate::tsp::{decode_tst_info, oid, GenTime, HashAlgorithm};
 
@@ -30,13 +33,27 @@ const SIGNER_INFO_V3: u8 = 3;
 /// The longest serial number RFC 3161 allows, in bytes (160 bits).
 const MAX_SERIAL_LEN: usize = 20;
 
-/// Runs rules 2 to 9 on `token_der`, adding each rule that holds to `passed`.
+/// How the checks are carried out (never what is checked): the signature backend, and
+/// the cache of verified paths, if any.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Engine<'c> {
+    /// Who does the signature arithmetic.
+    pub backend: Backend,
+    /// Verified certification paths, reused while they provably give the same answer.
+    pub paths: Option<&'c PathCache>,
+    /// Certificates already decoded and found strict DER, by their DER.
+    pub certs: Option<&'c CertCache>,
+}
+
+/// Runs rules 2 to 9 on `token_der`, adding each rule that holds to `passed` (so that,
+/// on a failure, it holds the rules that passed before it).
 pub(super) fn verify(
     token_der: &[u8],
     opts: &TokenOptions<'_>,
-    mut passed: Vec<Rule>,
+    passed: &mut Vec<Rule>,
+    engine: Engine<'_>,
 ) -> Result<VerifiedToken, TokenError> {
-    let token = Structure::parse(token_der)?;
+    let token = Structure::parse(token_der, engine.certs)?;
     if !passed.contains(&Rule::Der) {
         passed.push(Rule::Der);
     }
@@ -56,26 +73,58 @@ pub(super) fn verify(
     passed.push(Rule::TstInfo);
     passed.push(Rule::GenTime);
 
-    let signer = find_signer(&token, opts.untrusted)?;
+    let signer_at = find_signer(&token, opts.untrusted)?;
+    let signer = pool_certificate(&token, opts.untrusted, signer_at)?;
+    let signer_der = pool_der(&token, opts.untrusted, signer_at)?;
     passed.push(Rule::SignerBySid);
 
-    check_signing_certificate(&token, &signer, opts.legacy_ess_v1)?;
+    check_signing_certificate(&token, &signer, &signer_der, opts.legacy_ess_v1)?;
     passed.push(Rule::SigningCertificate);
 
     check_tsa_leaf(&signer)?;
     passed.push(Rule::Eku);
 
     let times = check_times(opts.valid_at, gen_time.to_system_time(), opts.now);
-    let pool: Vec<Certificate> = token
-        .certificates
-        .iter()
-        .chain(opts.untrusted)
-        .cloned()
-        .collect();
-    let chain = verify_path(&signer, &pool, opts.roots, &times)?;
+    let pool = || -> Vec<Certificate> {
+        token
+            .certificates
+            .iter()
+            .map(|c| &**c)
+            .chain(opts.untrusted)
+            .cloned()
+            .collect()
+    };
+    let chain = match engine.paths {
+        None => search_path(&signer, &pool(), opts.roots, &times, engine.backend).result?,
+        Some(cache) => {
+            let mut pool_ders: Vec<std::borrow::Cow<'_, [u8]>> = token
+                .certificate_ders
+                .iter()
+                .map(|d| std::borrow::Cow::Borrowed(*d))
+                .collect();
+            for cert in opts.untrusted {
+                pool_ders.push(std::borrow::Cow::Owned(
+                    cert.to_der()
+                        .map_err(TokenError::der("untrusted certificate"))?,
+                ));
+            }
+            cache.verify_path(
+                &PathInputs {
+                    signer: &signer,
+                    signer_der: &signer_der,
+                    pool: &pool,
+                    pool_ders: &pool_ders,
+                    roots: opts.roots,
+                    times: &times,
+                },
+                engine.backend,
+            )?
+        }
+    };
     passed.push(Rule::Chain);
 
     signature::verify(
+        engine.backend,
         &signer.tbs_certificate.subject_public_key_info,
         &token.signer_info.signature_algorithm,
         Some(token.digest),
@@ -126,11 +175,17 @@ pub(super) fn verify(
     }
     passed.push(Rule::Extensions);
 
+    let signature_algorithm = signature::describe(
+        &signer.tbs_certificate.subject_public_key_info,
+        &token.signer_info.signature_algorithm,
+        Some(token.digest),
+    );
     Ok(VerifiedToken {
         tst_info,
         signer,
         chain,
-        passed,
+        signature_algorithm,
+        passed: passed.clone(),
     })
 }
 
@@ -138,7 +193,9 @@ pub(super) fn verify(
 /// messageDigest.
 struct Structure<'a> {
     econtent: &'a [u8],
-    certificates: Vec<Certificate>,
+    certificates: Vec<Arc<Certificate>>,
+    /// The certificates' DER, as received (and checked to be their own encoding).
+    certificate_ders: Vec<&'a [u8]>,
     signer_info: SignerInfoRef<'a>,
     sid: cms::signed_data::SignerIdentifier,
     digest: HashAlgorithm,
@@ -148,7 +205,7 @@ struct Structure<'a> {
 }
 
 impl<'a> Structure<'a> {
-    fn parse(token_der: &'a [u8]) -> Result<Self, TokenError> {
+    fn parse(token_der: &'a [u8], cert_cache: Option<&CertCache>) -> Result<Self, TokenError> {
         let ci = ContentInfoRef::from_der(token_der)
             .map_err(TokenError::der("TimeStampToken (ContentInfo)"))?;
         if ci.content_type != oid::ID_SIGNED_DATA {
@@ -212,6 +269,7 @@ impl<'a> Structure<'a> {
         // The certificate SET is taken in any order: OpenSSL's `ts -reply` writes it
         // unsorted (TSA-PROFILE.md), and its order is neither signed nor meaningful.
         let mut certificates = Vec::new();
+        let mut certificate_ders = Vec::new();
         if let Some(set) = sd.certificates {
             for element in set_elements(set.contents(), "CertificateSet")? {
                 if element.first() != Some(&0x30) {
@@ -219,14 +277,26 @@ impl<'a> Structure<'a> {
                         "a CertificateChoices other than a plain certificate",
                     ));
                 }
-                let cert =
-                    Certificate::from_der(element).map_err(TokenError::der("certificate"))?;
-                if cert.to_der().map_err(TokenError::der("certificate"))? != element {
-                    return Err(TokenError::NotStrictDer(
-                        "a certificate in the token does not re-encode to its own bytes",
-                    ));
-                }
+                let cert = match cert_cache.and_then(|c| c.get(element)) {
+                    Some(known) => known,
+                    None => {
+                        let cert = Arc::new(
+                            Certificate::from_der(element)
+                                .map_err(TokenError::der("certificate"))?,
+                        );
+                        if cert.to_der().map_err(TokenError::der("certificate"))? != element {
+                            return Err(TokenError::NotStrictDer(
+                                "a certificate in the token does not re-encode to its own bytes",
+                            ));
+                        }
+                        if let Some(c) = cert_cache {
+                            c.insert(element, &cert);
+                        }
+                        cert
+                    }
+                };
                 certificates.push(cert);
+                certificate_ders.push(element);
             }
         }
 
@@ -273,6 +343,7 @@ impl<'a> Structure<'a> {
         Ok(Structure {
             econtent,
             certificates,
+            certificate_ders,
             signer_info,
             sid,
             digest,
@@ -380,21 +451,57 @@ fn check_times(valid_at: ValidAt, gen_time: SystemTime, now: SystemTime) -> Vec<
     }
 }
 
-/// The one certificate, among the token's and the untrusted ones, that the sid names.
-fn find_signer(
-    token: &Structure<'_>,
-    untrusted: &[Certificate],
-) -> Result<Certificate, TokenError> {
-    let mut found: Vec<&Certificate> = Vec::new();
-    for cert in token.certificates.iter().chain(untrusted) {
-        if sid_matches(&token.sid, cert) && !found.contains(&cert) {
-            found.push(cert);
+/// The one certificate, among the token's and the untrusted ones, that the sid names: its
+/// position in that pool (the token's first).
+fn find_signer(token: &Structure<'_>, untrusted: &[Certificate]) -> Result<usize, TokenError> {
+    let mut found: Vec<(usize, &Certificate)> = Vec::new();
+    for (at, cert) in token
+        .certificates
+        .iter()
+        .map(|c| &**c)
+        .chain(untrusted)
+        .enumerate()
+    {
+        if sid_matches(&token.sid, cert) && !found.iter().any(|(_, c)| *c == cert) {
+            found.push((at, cert));
         }
     }
     match found[..] {
-        [one] => Ok(one.clone()),
+        [(at, _)] => Ok(at),
         [] => Err(TokenError::SignerNotFound),
         _ => Err(TokenError::SignerAmbiguous(found.len())),
+    }
+}
+
+/// Certificate `at` of the pool (the token's certificates, then the untrusted ones).
+fn pool_certificate(
+    token: &Structure<'_>,
+    untrusted: &[Certificate],
+    at: usize,
+) -> Result<Certificate, TokenError> {
+    token
+        .certificates
+        .iter()
+        .map(|c| &**c)
+        .chain(untrusted)
+        .nth(at)
+        .cloned()
+        .ok_or(TokenError::SignerNotFound)
+}
+
+/// The DER of certificate `at` of the pool: as received for the token's own.
+fn pool_der(
+    token: &Structure<'_>,
+    untrusted: &[Certificate],
+    at: usize,
+) -> Result<Vec<u8>, TokenError> {
+    match token.certificate_ders.get(at) {
+        Some(der) => Ok(der.to_vec()),
+        None => untrusted
+            .get(at - token.certificate_ders.len())
+            .ok_or(TokenError::SignerNotFound)?
+            .to_der()
+            .map_err(TokenError::der("untrusted certificate")),
     }
 }
 
@@ -415,12 +522,10 @@ fn sid_matches(sid: &cms::signed_data::SignerIdentifier, cert: &Certificate) -> 
 fn check_signing_certificate(
     token: &Structure<'_>,
     signer: &Certificate,
+    signer_der: &[u8],
     legacy_ess_v1: bool,
 ) -> Result<(), TokenError> {
     let fail = TokenError::SigningCertificate;
-    let signer_der = signer
-        .to_der()
-        .map_err(|_| fail("the signer certificate does not encode"))?;
     let has = |oid| token.signed_attrs.iter().any(|a| a.oid == oid);
     if has(ID_AA_SIGNING_CERTIFICATE_V_2) {
         let value = single_value(&token.signed_attrs, ID_AA_SIGNING_CERTIFICATE_V_2)
@@ -443,7 +548,7 @@ fn check_signing_certificate(
                 ))?
             }
         };
-        if first.cert_hash.as_bytes() != hash.digest(&signer_der) {
+        if first.cert_hash.as_bytes() != hash.digest(signer_der) {
             return Err(fail(
                 "the ESSCertIDv2 certHash is not the hash of the signer certificate",
             ));
@@ -465,7 +570,7 @@ fn check_signing_certificate(
             .certs
             .first()
             .ok_or(fail("signingCertificate lists no certificate"))?;
-        if first.cert_hash.as_bytes() != &sha1::Sha1::digest(&signer_der)[..] {
+        if first.cert_hash.as_bytes() != &sha1::Sha1::digest(signer_der)[..] {
             return Err(fail(
                 "the ESSCertID certHash is not the SHA-1 of the signer certificate",
             ));
