@@ -93,6 +93,9 @@ fn checkpoints_are_cosigned_over_https_and_a_down_witness_stops_nothing() {
     let server = app.start();
     let key = appliance_key(&server);
     server.stop();
+    // The operator's way to the same key: read from the HSM, no server needed.
+    let out = app.cli_ok(&["chain", "verifier-key"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), key);
 
     // The witness, registering the appliance, serving TLS with a localhost certificate.
     let w = WitnessNode::new(&format!(

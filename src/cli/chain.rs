@@ -40,6 +40,9 @@ pub enum ChainCommand {
     /// Write the chain (events, tiles, blocks, checkpoint) to a directory another machine
     /// can verify.
     Export(ExportArgs),
+    /// Print the chain key's note verifier key (`origin+id+key`), read from the HSM: what a
+    /// witness registers and a verifier passes as `--key`.
+    VerifierKey(super::ConfigArg),
 }
 
 /// Where a chain is read from.
@@ -90,7 +93,20 @@ pub fn run(cmd: ChainCommand) -> Result<(), CliError> {
     match cmd {
         ChainCommand::Verify(a) => verify(&a),
         ChainCommand::Export(a) => export(&a),
+        ChainCommand::VerifierKey(a) => verifier_key(&a.config),
     }
+}
+
+fn verifier_key(config: &Path) -> Result<(), CliError> {
+    let (cfg, hsm) = super::open_hsm(config)?;
+    let label = &cfg.raw.chain.key_label;
+    let key = hsm.find_key(label)?;
+    let public = ed25519_key_of(&key.public_key_der).ok_or_else(|| {
+        CliError::Other(format!("chain.key_label {label:?} is not an Ed25519 key"))
+    })?;
+    let origin = cfg.raw.chain.origin_or(&cfg.raw.node.name);
+    println!("{}", crate::chain::note::verifier_key(origin, &public));
+    Ok(())
 }
 
 fn open_log(state: &Path) -> Result<EventLog, CliError> {
