@@ -10,8 +10,10 @@
 //! 3. against the latest cosigned checkpoint, from memory ([`evaluate`]): the old size must
 //!    not exceed the checkpoint's (400) and must equal the size last cosigned (409 with that
 //!    size); the same size must have the same root (409, a `fork`); the consistency proof
-//!    must verify (422, `bad-proof`). A submission below the recorded size, or naming an
-//!    old size below it, is recorded as a `rollback`;
+//!    must verify (422, `bad-proof`). A signed checkpoint smaller than the one last
+//!    cosigned is recorded as a `rollback` (the log shows a shorter history than it did); a
+//!    merely stale old size (a client that restarted and asks with old size 0, as the spec
+//!    allows, or the loser of two concurrent submissions) gets its 409 without an alert;
 //! 4. sign the cosignature (`cosignature/v1`, the current Unix time) with the witness key in
 //!    the HSM, then store the new checkpoint with a compare-and-swap against the state step 3
 //!    checked ([`WitnessStore::replace`]): it is durable before the answer. If another
@@ -179,7 +181,9 @@ pub type Verdict = Result<(), (Refusal, Option<AlertKind>)>;
 pub fn evaluate(recorded: Option<&LogState>, req: &AddCheckpoint) -> Verdict {
     let (old, size, root) = (req.old_size, req.checkpoint.size, req.checkpoint.root);
     let (rec_size, rec_root) = recorded.map_or((0, EMPTY_TREE_HASH), |s| (s.size, s.root));
-    let rollback = recorded.is_some() && (size < rec_size || old < rec_size);
+    // Evidence: the log signed a tree smaller than one it had shown. A stale old size alone
+    // is not (a restarted client, or one that lost a race, asks again from the 409's size).
+    let rollback = recorded.is_some() && size < rec_size;
     let rollback = rollback.then_some(AlertKind::Rollback);
     if old > size {
         return Err((Refusal::OldSizeAboveSize { old, size }, rollback));
@@ -626,7 +630,7 @@ mod tests {
         assert_eq!(evaluate(Some(&rec), &sim.request(10, 15)), Ok(()));
         // The same checkpoint again is fine.
         assert_eq!(evaluate(Some(&rec), &sim.request(10, 10)), Ok(()));
-        // A stale old size: 409, a rollback of the client's view.
+        // A stale old size: 409, but nothing the log signed is wrong: no alert.
         assert_eq!(
             evaluate(Some(&rec), &sim.request(5, 15)),
             Err((
@@ -634,8 +638,12 @@ mod tests {
                     old: 5,
                     recorded: 10
                 },
-                Some(AlertKind::Rollback)
+                None
             ))
+        );
+        assert_eq!(
+            evaluate(Some(&rec), &sim.request(0, 15)).unwrap_err().1,
+            None
         );
         // A checkpoint smaller than the recorded one: 400 or 409, a rollback.
         assert_eq!(
@@ -830,12 +838,12 @@ mod tests {
                 matches!(e, WitnessError::Refused(Refusal::BadSignature)),
                 "{e}"
             );
-            // The 19 requests that lost the race named an old size below the recorded
-            // one: rollbacks of their view, as the one from old size 0 is.
+            // The 19 requests that lost the race had stale old sizes: refused, not
+            // alerts; the checkpoint of 3 after a larger one is a rollback.
             let st = service.status_of(&a.origin).unwrap();
-            assert_eq!(st.alerts.count(AlertKind::Rollback), 20);
+            assert_eq!(st.alerts.count(AlertKind::Rollback), 1);
             assert_eq!(st.alerts.count(AlertKind::BadSignature), 1);
-            assert_eq!(st.alerts.recent().len(), 16);
+            assert_eq!(st.alerts.recent().len(), 2);
             let summary = service.summary();
             assert_eq!((summary.registered, summary.stale), (2, 1));
             assert_eq!(summary.alerts, [20, 0, 0, 1]);
