@@ -846,7 +846,7 @@ mod tests {
             assert_eq!(st.alerts.recent().len(), 2);
             let summary = service.summary();
             assert_eq!((summary.registered, summary.stale), (2, 1));
-            assert_eq!(summary.alerts, [20, 0, 0, 1]);
+            assert_eq!(summary.alerts, [1, 0, 0, 1]);
             let e = service
                 .add_checkpoint(Sim::named("c.example/chain", 3).body(0, 0).as_bytes())
                 .await
