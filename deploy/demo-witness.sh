@@ -73,7 +73,8 @@ CONFIG
         dir=$work/appliance-$n
         key=$(SOFTHSM2_CONF=$dir/hsm/softhsm2.conf AUDITSTAMP_STATE_DIR=$dir \
             "$bin" chain verifier-key --config "$dir/appliance.toml")
-        printf '\n[[log]]\norigin = "appliance-%s.demo.localhost/chain"\nkey = "%s"\n' "$n" "$key"
+        printf '\n[[log]]\norigin = "appliance-%s.demo.localhost/chain"\nkey = "%s"\nurl = "http://127.0.0.1:%s"\n' \
+            "$n" "$key" "$((port + n))"
     done
 } > "$wdir/witness.toml"
 export SOFTHSM2_CONF=$wdir/hsm/softhsm2.conf
@@ -114,8 +115,13 @@ echo "checkpoint of appliance-1, cosigned by the witness:"
 curl -sf "http://127.0.0.1:$((port + 1))/checkpoint" | sed 's/^/  /'
 echo
 echo "witness status (GET http://127.0.0.1:$port/status):"
-curl -sf "http://127.0.0.1:$port/status"
-echo
+if command -v jq >/dev/null; then
+    curl -sf "http://127.0.0.1:$port/status" |
+        jq -r '.appliances[] | "  \(.origin)  size \(.size)  age \(.age_seconds)s  alerts \(.alerts)"'
+else
+    curl -sf "http://127.0.0.1:$port/status"
+    echo
+fi
 if [ -n "$keep" ]; then
     echo "state kept in $work; the servers stop now"
 fi
