@@ -114,6 +114,8 @@ struct Shared {
     tree: sled::Tree,
     /// Committed (durable) events.
     size: AtomicU64,
+    /// Group commits made (one flush each) since the log was opened.
+    commits: AtomicU64,
 }
 
 /// The append-only event log. Cheap to clone; the committer stops when the last clone is
@@ -315,6 +317,7 @@ impl EventLog {
             db: store.db().clone(),
             tree,
             size: AtomicU64::new(size),
+            commits: AtomicU64::new(0),
         });
         let (jobs, rx) = crossbeam_channel::unbounded();
         let mut committer = Committer {
@@ -340,6 +343,12 @@ impl EventLog {
             .send(Job { events, reply })
             .map_err(|_| LogError::Stopped)?;
         answer.await.map_err(|_| LogError::Stopped)?
+    }
+
+    /// Group commits made since the log was opened (each is one flush; events per commit
+    /// is the group size).
+    pub fn commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
     }
 
     /// The number of committed (durable) events.
@@ -678,6 +687,7 @@ impl Committer {
         self.tail_value = value;
         self.tail_leaves = bundle;
         shared.size.store(n, Ordering::Release);
+        shared.commits.fetch_add(1, Ordering::Relaxed);
         Ok(appended)
     }
 }

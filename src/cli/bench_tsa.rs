@@ -115,10 +115,23 @@ pub fn hsm(a: &HsmArgs) -> Result<(), CliError> {
         "auditstamp bench hsm: key {:?}, {} s per run",
         a.label, a.seconds
     );
+    let key = hsm.find_key(&a.label)?;
     let mut results = Vec::new();
+    let mut pool_results = Vec::new();
     for &sessions in &a.sessions {
+        // The token's own limit: a thread per session signing in a loop.
+        let cpu0 = own_cpu();
+        let start = Instant::now();
+        let count = hsm.sign_flat_out(&key, sessions, &message, Duration::from_secs(a.seconds))?;
+        let secs = start.elapsed().as_secs_f64();
+        let rate = count as f64 / secs;
+        let cpu_us = own_cpu().saturating_sub(cpu0).as_secs_f64() * 1e6 / count.max(1) as f64;
+        let algorithm = crate::signer::SignatureAlgorithm::for_key(key.algorithm);
+        println!(
+            "sign {algorithm:?}, {sessions} session(s), raw      {rate:>9.0} signatures/s   {cpu_us:>7.1} µs CPU each (a thread per session in a loop, SoftHSM included)"
+        );
+        // The same through the signing pool, as the server signs (queue, worker threads).
         let pool = Arc::new(SigningPool::start(&hsm, &a.label, sessions, false)?);
-        let algorithm = pool.algorithm();
         let cpu0 = own_cpu();
         let start = Instant::now();
         let deadline = start + Duration::from_secs(a.seconds);
@@ -143,12 +156,12 @@ pub fn hsm(a: &HsmArgs) -> Result<(), CliError> {
             total
         });
         let secs = start.elapsed().as_secs_f64();
-        let cpu = own_cpu().saturating_sub(cpu0);
-        let rate = count as f64 / secs;
-        let cpu_us = cpu.as_secs_f64() * 1e6 / count.max(1) as f64;
+        let pool_rate = count as f64 / secs;
+        let pool_cpu = own_cpu().saturating_sub(cpu0).as_secs_f64() * 1e6 / count.max(1) as f64;
         println!(
-            "sign {algorithm:?}, {sessions} session(s)   {rate:>9.0} signatures/s   {cpu_us:>7.1} µs CPU each (this process, SoftHSM included)"
+            "sign {algorithm:?}, {sessions} session(s), pool     {pool_rate:>9.0} signatures/s   {pool_cpu:>7.1} µs CPU each (async callers through the signing pool)"
         );
+        pool_results.push((sessions, pool_rate, pool_cpu));
         results.push((sessions, rate, cpu_us));
         // The software check verify-after-sign adds, per signature.
         if sessions == a.sessions[0] {
@@ -181,6 +194,11 @@ pub fn hsm(a: &HsmArgs) -> Result<(), CliError> {
         }
     }
     let mut line = String::from("result");
+    for (sessions, rate, cpu) in &pool_results {
+        line.push_str(&format!(
+            " pool_rate_{sessions}={rate:.0} pool_cpu_us_{sessions}={cpu:.1}"
+        ));
+    }
     for (sessions, rate, cpu) in &results {
         if *sessions == 0 {
             line.push_str(&format!(" verify_us={cpu:.1}"));
@@ -210,73 +228,165 @@ fn request(n: u64) -> Result<Vec<u8>, CliError> {
     .map_err(|e| CliError::Other(e.to_string()))
 }
 
-/// Runs `bench tokens`.
+/// Where `bench tokens` sends its requests: a plain-HTTP `host:port` and the `/tsa` path.
+struct Target {
+    addr: String,
+    host: String,
+    path: String,
+}
+
+fn target(url: &str) -> Result<Target, CliError> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        CliError::Other(format!(
+            "bench tokens: {url}: give an http:// URL (the load generator speaks plain HTTP/1.1; \
+             run it against a listener with http.plain_http)"
+        ))
+    })?;
+    let (host, base) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.is_empty() {
+        return Err(CliError::Other(format!("bench tokens: {url}: no host")));
+    }
+    let addr = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
+    };
+    let base = base.trim_end_matches('/');
+    let path = if base.is_empty() {
+        "/tsa".to_owned()
+    } else {
+        format!("/{base}/tsa")
+    };
+    Ok(Target {
+        addr,
+        host: host.to_owned(),
+        path,
+    })
+}
+
+/// One keep-alive connection's requests until `deadline`: the latencies (µs) of granted
+/// tokens and the number of failures. A broken connection is opened again.
+async fn load_connection(
+    target: Arc<Target>,
+    bodies: Arc<Vec<bytes::Bytes>>,
+    deadline: Instant,
+    schedule: Option<(Instant, Duration)>,
+    first: usize,
+    step: usize,
+) -> (Vec<u64>, u64) {
+    use http_body_util::BodyExt;
+    let mut latencies = Vec::new();
+    let mut errors = 0u64;
+    let mut sender = None;
+    let mut next = schedule.map(|(start, _)| start);
+    let mut i = first;
+    while Instant::now() < deadline {
+        if let (Some(at), Some((_, interval))) = (next.as_mut(), schedule) {
+            tokio::time::sleep_until((*at).into()).await;
+            *at += interval;
+        }
+        if sender.is_none() {
+            sender = open(&target.addr).await;
+            if sender.is_none() {
+                errors += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        }
+        let Some(s) = sender.as_mut() else { continue };
+        let request = hyper::Request::post(target.path.as_str())
+            .header(hyper::header::HOST, target.host.as_str())
+            .header(hyper::header::CONTENT_TYPE, "application/timestamp-query")
+            .body(http_body_util::Full::new(bodies[i % bodies.len()].clone()));
+        i += step;
+        let Ok(request) = request else {
+            errors += 1;
+            continue;
+        };
+        let t = Instant::now();
+        let granted = match s.send_request(request).await {
+            Ok(response) if response.status().is_success() => {
+                match response.into_body().collect().await {
+                    Ok(body) => crate::tsp::decode_response_status(&body.to_bytes())
+                        .is_ok_and(|st| st.status == 0),
+                    Err(_) => false,
+                }
+            }
+            Ok(_) => false,
+            Err(_) => {
+                sender = None;
+                false
+            }
+        };
+        if granted {
+            latencies.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+        } else {
+            errors += 1;
+        }
+    }
+    (latencies, errors)
+}
+
+/// Opens one HTTP/1.1 connection, its driver running on the current runtime.
+async fn open(
+    addr: &str,
+) -> Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.set_nodelay(true).ok()?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .ok()?;
+    tokio::spawn(connection);
+    Some(sender)
+}
+
+/// Runs `bench tokens`: `connections` keep-alive HTTP/1.1 connections on one thread (a lean
+/// client, so that the machine's cores go to the server), each sending its next request
+/// when the last is answered, or on its own schedule with `--rate`.
 pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let target = Arc::new(target(&a.url)?);
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Other(e.to_string()))?;
-    let url = format!("{}/tsa", a.url.trim_end_matches('/'));
-    let bodies: Arc<Vec<Vec<u8>>> = Arc::new((0..1024).map(request).collect::<Result<_, _>>()?);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(a.connections)
-        .http1_only()
-        .build()
-        .map_err(|e| CliError::Other(e.to_string()))?;
+    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
+        (0..1024)
+            .map(|n| request(n).map(bytes::Bytes::from))
+            .collect::<Result<_, _>>()?,
+    );
+    let connections = a.connections.max(1);
     let cpu0 = a.server_pid.map(process_cpu).transpose()?;
+    let own0 = own_cpu();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(a.seconds);
-    // With a rate: each connection sends on its own schedule, rate / connections per second.
+    // With a rate: each connection sends on its own schedule, rate / connections per second,
+    // the connections' schedules spread evenly over one interval.
     let interval =
-        (a.rate > 0).then(|| Duration::from_secs_f64(a.connections as f64 / a.rate as f64));
-    let connections = a.connections;
+        (a.rate > 0).then(|| Duration::from_secs_f64(connections as f64 / a.rate as f64));
     let (latencies, errors) = runtime.block_on(async {
         let mut tasks = Vec::new();
-        for c in 0..a.connections {
-            let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut errors = 0u64;
-                let mut next = Instant::now()
-                    + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / 32.0));
-                let mut i = c;
-                while Instant::now() < deadline {
-                    if let Some(iv) = interval {
-                        tokio::time::sleep_until(next.into()).await;
-                        next += iv;
-                    }
-                    let t = Instant::now();
-                    let ok = match client
-                        .post(&url)
-                        .header("content-type", "application/timestamp-query")
-                        .body(bodies[i % bodies.len()].clone())
-                        .send()
-                        .await
-                    {
-                        Ok(r) if r.status().is_success() => match r.bytes().await {
-                            Ok(b) => {
-                                crate::tsp::decode_response_status(&b).is_ok_and(|s| s.status == 0)
-                            }
-                            Err(_) => false,
-                        },
-                        _ => false,
-                    };
-                    if ok {
-                        lat.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
-                    } else {
-                        errors += 1;
-                    }
-                    i += connections;
-                }
-                (lat, errors)
-            }));
+        for c in 0..connections {
+            let schedule =
+                interval.map(|iv| (start + iv.mul_f64(c as f64 / connections as f64), iv));
+            tasks.push(tokio::spawn(load_connection(
+                target.clone(),
+                bodies.clone(),
+                deadline,
+                schedule,
+                c,
+                connections,
+            )));
         }
         let mut all = Vec::new();
         let mut errors = 0;
         for t in tasks {
-            if let Ok((l, e)) = t.await {
-                all.extend(l);
-                errors += e;
+            match t.await {
+                Ok((l, e)) => {
+                    all.extend(l);
+                    errors += e;
+                }
+                Err(_) => errors += 1,
             }
         }
         (all, errors)
@@ -285,6 +395,7 @@ pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
     let tokens = latencies.len() as u64;
     let rate = tokens as f64 / secs;
     let (p50, p99) = percentiles(latencies);
+    let client_us = own_cpu().saturating_sub(own0).as_secs_f64() * 1e6 / tokens.max(1) as f64;
     let cpu_us = match (a.server_pid, cpu0) {
         (Some(pid), Some(c0)) => {
             Some(process_cpu(pid)?.saturating_sub(c0).as_secs_f64() * 1e6 / tokens.max(1) as f64)
@@ -292,13 +403,12 @@ pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
         _ => None,
     };
     println!(
-        "tokens, {} connections{}   {rate:>8.0} tokens/s   p50 {p50:.2} ms   p99 {p99:.2} ms   {}({tokens} tokens, {errors} errors)",
-        a.connections,
+        "tokens, {connections} connections{}   {rate:>8.0} tokens/s   p50 {p50:.2} ms   p99 {p99:.2} ms   {}client CPU {client_us:.1} µs/token   ({tokens} tokens, {errors} errors)",
         if a.rate > 0 { format!(" at {} req/s", a.rate) } else { String::new() },
         cpu_us.map_or(String::new(), |c| format!("server CPU {c:.1} µs/token   ")),
     );
     println!(
-        "result rate={rate:.0} p50_ms={p50:.3} p99_ms={p99:.3} errors={errors}{}",
+        "result rate={rate:.0} p50_ms={p50:.3} p99_ms={p99:.3} errors={errors} client_cpu_us={client_us:.1}{}",
         cpu_us.map_or(String::new(), |c| format!(" server_cpu_us={c:.1}"))
     );
     Ok(())

@@ -103,6 +103,8 @@ pub struct Gauges {
     pub chain_signer: SignerCounts,
     /// Events committed.
     pub chain_events: u64,
+    /// Group commits of the event log since start (one flush each).
+    pub chain_commits: u64,
     /// Events sealed by the last block.
     pub chain_sealed: u64,
     /// Seconds since the last block was sealed, if one was.
@@ -254,6 +256,13 @@ impl Metrics {
         let _ = writeln!(out, "auditstamp_chain_events {}", g.chain_events);
         family(
             &mut out,
+            "auditstamp_chain_commits_total",
+            "counter",
+            "Group commits of the event log since start, one flush each.",
+        );
+        let _ = writeln!(out, "auditstamp_chain_commits_total {}", g.chain_commits);
+        family(
+            &mut out,
             "auditstamp_chain_sealed_events",
             "gauge",
             "Events sealed by the last block.",
@@ -356,6 +365,7 @@ mod tests {
                 reconnects: 2,
             },
             chain_events: 12,
+            chain_commits: 3,
             last_seal_age_seconds: Some(0.5),
             ..Gauges::default()
         });
@@ -370,6 +380,7 @@ mod tests {
         assert!(text.contains("auditstamp_hsm_signatures_total{key=\"tsa\"} 7\n"));
         assert!(text.contains("auditstamp_hsm_reconnects_total{key=\"tsa\"} 2\n"));
         assert!(text.contains("auditstamp_chain_events 12\n"));
+        assert!(text.contains("auditstamp_chain_commits_total 3\n"));
         assert!(text.contains("auditstamp_chain_last_seal_age_seconds 0.500\n"));
         // Buckets are cumulative; +Inf holds everything.
         assert!(text.contains(

@@ -345,6 +345,7 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
         tsa_signer: identity.signer_counts(),
         chain_signer: state.chain.signer_counts(),
         chain_events: state.chain.log().size(),
+        chain_commits: state.chain.log().commits(),
         chain_sealed: state.chain.sealed_size(),
         last_seal_age_seconds: published
             .map(|p| now.saturating_sub(p.block.header.sealed_at_ms) as f64 / 1000.0),

@@ -799,12 +799,14 @@ mod tests {
                 assert!(t > 1_700_000_000);
                 old = a.size;
             }
-            // Twenty requests checked against the same state: one wins.
+            // Twenty requests for the same checkpoint checked against the same state: one
+            // wins, the others get the new size in a 409. (All the same size: a loser
+            // smaller than the winner would be a signed rollback, and alert.)
             a.grow(20);
             let tasks: Vec<_> = (1..=20)
-                .map(|k| {
-                    let (service, body) = (Arc::clone(&service), a.body(old, old + k));
-                    tokio::spawn(async move { (k, service.add_checkpoint(body.as_bytes()).await) })
+                .map(|_| {
+                    let (service, body) = (Arc::clone(&service), a.body(old, old + 20));
+                    tokio::spawn(async move { (20, service.add_checkpoint(body.as_bytes()).await) })
                 })
                 .collect();
             let mut winners = Vec::new();

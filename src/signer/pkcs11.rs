@@ -1154,6 +1154,49 @@ impl Hsm {
         })
     }
 
+    /// The token's own signing limit: `sessions` threads, each on a session of its own,
+    /// sign `message` with `key` in a loop for `duration`, with nothing in between (no
+    /// queue, no software verification). Returns the signatures made. This is what
+    /// `bench hsm` compares the service against; the service signs through a
+    /// [`SigningPool`](super::SigningPool) instead.
+    pub fn sign_flat_out(
+        &self,
+        key: &KeyInfo,
+        sessions: usize,
+        message: &[u8],
+        duration: Duration,
+    ) -> Result<u64, SignerError> {
+        let deadline = Instant::now() + duration;
+        let inner = &*self.inner;
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..sessions.max(1))
+                .map(|_| {
+                    scope.spawn(|| -> Result<u64, SignerError> {
+                        let live = inner.module.read();
+                        let session =
+                            open_session(&live, &inner.selector, &inner.credentials, false)?;
+                        let private = find_private_key(&session, &key.label, Some(&key.id))?;
+                        let mut count = 0u64;
+                        while Instant::now() < deadline {
+                            sign_message(&session, private, key.algorithm, None, message)?;
+                            count += 1;
+                        }
+                        drop(session);
+                        drop(live);
+                        Ok(count)
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for t in threads {
+                total += t
+                    .join()
+                    .map_err(|_| SignerError::InvalidArgument("a signing thread panicked"))??;
+            }
+            Ok(total)
+        })
+    }
+
     /// `len` random bytes from the token's random number generator.
     pub fn generate_random(&self, len: usize) -> Result<Vec<u8>, SignerError> {
         let len = u32::try_from(len)
