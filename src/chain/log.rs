@@ -616,7 +616,10 @@ impl Committer {
         getrandom::getrandom(&mut salts).map_err(|e| LogError::Random(e.to_string()))?;
         let mem_start = self.tail_value * HASHES_PER_VALUE;
         let mut mem: Vec<Hash> = self.tail.clone();
-        let mut bundle: Vec<Vec<u8>> = self.tail_leaves.clone();
+        // This commit's leaves. The incomplete bundle's earlier leaves stay in
+        // `self.tail_leaves`, untouched until the flush succeeds: cloning them (up to 255
+        // allocations) on every commit cost more than the rest of the commit's bookkeeping.
+        let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(total);
         let mut batch = sled::Batch::default();
         let mut appended = Vec::with_capacity(total);
         let received_at_ms = now_ms();
@@ -641,7 +644,7 @@ impl Committer {
             };
             let new_hashes = tlog::stored_hashes_for_record(n, leaf_hash, &reader)?;
             mem.extend(new_hashes);
-            bundle.push(leaf);
+            leaves.push(leaf);
             appended.push(Appended {
                 index: n,
                 leaf_hash,
@@ -650,23 +653,30 @@ impl Committer {
             if n % BUNDLE == 0 {
                 // The bundle is complete: one value; the events of it that earlier commits
                 // wrote one by one go.
-                let refs: Vec<&[u8]> = bundle.iter().map(Vec::as_slice).collect();
-                batch.insert(
-                    &key(b'E', n / BUNDLE - 1),
-                    tlog::encode_entry_bundle(&refs)?,
-                );
-                for i in (n - BUNDLE)..start.max(n - BUNDLE) {
+                let first = n - BUNDLE;
+                let earlier: &[Vec<u8>] = if first < start {
+                    &self.tail_leaves
+                } else {
+                    &[]
+                };
+                let mine = &leaves[usize::try_from(first.max(start) - start).unwrap_or(0)..];
+                let refs: Vec<&[u8]> = earlier
+                    .iter()
+                    .chain(mine)
+                    .map(Vec::as_slice)
+                    .collect();
+                batch.insert(&key(b'E', n / BUNDLE - 1), tlog::encode_entry_bundle(&refs)?);
+                for i in first..start.max(first) {
                     batch.remove(&key(b'e', i));
                 }
-                bundle.clear();
             }
         }
         // The incomplete bundle's new events, one by one.
         let bundle_start = n / BUNDLE * BUNDLE;
-        for (i, leaf) in (bundle_start..n).zip(&bundle) {
-            if i >= start {
-                batch.insert(&key(b'e', i), leaf.as_slice());
-            }
+        let new_in_bundle = bundle_start.max(start);
+        let skip = usize::try_from(new_in_bundle - start).unwrap_or(0);
+        for (i, leaf) in (new_in_bundle..n).zip(&leaves[skip..]) {
+            batch.insert(&key(b'e', i), leaf.as_slice());
         }
         // Write whole values from the tail's value on; the last may be partial.
         let mut value = self.tail_value;
@@ -685,7 +695,11 @@ impl Committer {
         shared.db.flush()?;
         self.tail = new_tail;
         self.tail_value = value;
-        self.tail_leaves = bundle;
+        if bundle_start > start {
+            // A bundle was completed: the incomplete one holds only this commit's leaves.
+            self.tail_leaves.clear();
+        }
+        self.tail_leaves.extend(leaves.drain(skip..));
         shared.size.store(n, Ordering::Release);
         shared.commits.fetch_add(1, Ordering::Relaxed);
         Ok(appended)
