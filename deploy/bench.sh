@@ -6,12 +6,14 @@
 #       RSA-2048, with the CPU each costs, and the software verification verify-after-sign adds;
 #   (b) RFC 3161 tokens/s through HTTP (keep-alive, many connections) with p50/p99, the
 #       server's CPU per token and peak RSS, with verify-after-sign off and on, and p99 at
-#       half the maximum rate;
+#       half the maximum rate; beside it the HTTP floor (GET /healthz on the same server and
+#       client: what an exchange that does no work costs);
 #   (c) durable events/s (batches and 64 single clients), and in-process: append rate,
 #       proof time at 1M events and bytes per event;
 #   (d) tokens verified/s on one thread beside `openssl speed ecdsap256` (bench verify).
-# and prints (b)/(a) and the server's CPU per token over (raw CPU per signature + one
-# software verification).
+# and prints (b)/(a), the server's CPU per token over (raw CPU per signature + one
+# software verification), and the most tokens/s this machine could give if a token cost
+# only one raw signature plus the HTTP floor.
 #
 #   AUDITSTAMP_BENCH_LISTEN   address for the server (default 127.0.0.1:8319)
 #   AUDITSTAMP_BENCH_SECONDS  seconds per phase (default 10)
@@ -80,6 +82,10 @@ for mode in off on; do
     "$bin" bench tokens --url "http://$listen" --connections "$conns" --seconds "$seconds" \
         --server-pid "$server" | tee "$work/tok-$mode"
     max=$(field "$work/tok-$mode" rate)
+    if [ "$mode" = off ]; then
+        "$bin" bench tokens --floor --url "http://$listen" --connections "$conns" --seconds "$seconds" \
+            --server-pid "$server" | tee "$work/floor"
+    fi
     "$bin" bench tokens --url "http://$listen" --connections 32 --seconds "$seconds" \
         --rate $((${max%.*} / 2)) --server-pid "$server" | tee "$work/half-$mode"
     if [ "$mode" = on ]; then
@@ -92,7 +98,9 @@ done
 awk -v raw="$raw" -v rawcpu="$raw_cpu" -v ver="$verify_us" -v pool="$pool" \
     -v off="$(field "$work/tok-off" rate)" -v on="$(field "$work/tok-on" rate)" \
     -v cpuoff="$(field "$work/tok-off" server_cpu_us)" -v cpuon="$(field "$work/tok-on" server_cpu_us)" \
-    -v p99off="$(field "$work/half-off" p99_ms)" -v p99on="$(field "$work/half-on" p99_ms)" 'BEGIN {
+    -v p99off="$(field "$work/half-off" p99_ms)" -v p99on="$(field "$work/half-on" p99_ms)" \
+    -v fsrv="$(field "$work/floor" server_cpu_us)" -v fcli="$(field "$work/floor" client_cpu_us)" \
+    -v frate="$(field "$work/floor" rate)" -v cores="$(nproc)" 'BEGIN {
     printf "== summary (ECDSA P-256, 2 HSM sessions)\n"
     printf "raw HSM: %d signatures/s, %.1f us CPU each; software verify %.1f us\n", raw, rawcpu, ver
     printf "through the signing pool (async callers): %d signatures/s = %.0f%% of raw\n", pool, 100*pool/raw
@@ -101,6 +109,9 @@ awk -v raw="$raw" -v rawcpu="$raw_cpu" -v ver="$verify_us" -v pool="$pool" \
     printf "server CPU per token, on: %.1f us = %.2fx (raw CPU per signature + one verify; target 1.25x)\n", cpuon, cpuon/(rawcpu+ver)
     printf "server CPU per token, off: %.1f us = %.2fx raw CPU per signature\n", cpuoff, cpuoff/rawcpu
     printf "p99 at half the maximum rate: %.2f ms (off), %.2f ms (on) (target < 10 ms)\n", p99off, p99on
+    bound = cores * 1e6 / (rawcpu + fsrv + fcli)
+    printf "HTTP floor (GET /healthz): %d requests/s, server %.1f us + client %.1f us CPU each\n", frate, fsrv, fcli
+    printf "ceiling on %d cores, a token costing one raw signature + the HTTP floor: %d tokens/s = %.0f%% of raw\n", cores, bound, 100*bound/raw
 }'
 echo "== in-process chain"
 "$bin" bench chain --events "$events" --dir "$work"

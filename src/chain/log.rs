@@ -660,12 +660,11 @@ impl Committer {
                     &[]
                 };
                 let mine = &leaves[usize::try_from(first.max(start) - start).unwrap_or(0)..];
-                let refs: Vec<&[u8]> = earlier
-                    .iter()
-                    .chain(mine)
-                    .map(Vec::as_slice)
-                    .collect();
-                batch.insert(&key(b'E', n / BUNDLE - 1), tlog::encode_entry_bundle(&refs)?);
+                let refs: Vec<&[u8]> = earlier.iter().chain(mine).map(Vec::as_slice).collect();
+                batch.insert(
+                    &key(b'E', n / BUNDLE - 1),
+                    tlog::encode_entry_bundle(&refs)?,
+                );
                 for i in first..start.max(first) {
                     batch.remove(&key(b'e', i));
                 }

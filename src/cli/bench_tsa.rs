@@ -49,6 +49,10 @@ pub struct TokensArgs {
     /// The server's process id, to read its CPU time per token from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Send `GET /healthz` instead of time-stamp requests: what the same server and client
+    /// spend on an HTTP exchange that does no work (the floor under every token's cost).
+    #[arg(long)]
+    pub floor: bool,
 }
 
 /// CPU time (user + system) of this process.
@@ -228,14 +232,16 @@ fn request(n: u64) -> Result<Vec<u8>, CliError> {
     .map_err(|e| CliError::Other(e.to_string()))
 }
 
-/// Where `bench tokens` sends its requests: a plain-HTTP `host:port` and the `/tsa` path.
+/// Where `bench tokens` sends its requests: a plain-HTTP `host:port` and the path (`/tsa`,
+/// or `/healthz` for the floor).
 struct Target {
     addr: String,
     host: String,
     path: String,
+    floor: bool,
 }
 
-fn target(url: &str) -> Result<Target, CliError> {
+fn target(url: &str, floor: bool) -> Result<Target, CliError> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
         CliError::Other(format!(
             "bench tokens: {url}: give an http:// URL (the load generator speaks plain HTTP/1.1; \
@@ -252,20 +258,23 @@ fn target(url: &str) -> Result<Target, CliError> {
         format!("{host}:80")
     };
     let base = base.trim_end_matches('/');
+    let leaf = if floor { "healthz" } else { "tsa" };
     let path = if base.is_empty() {
-        "/tsa".to_owned()
+        format!("/{leaf}")
     } else {
-        format!("/{base}/tsa")
+        format!("/{base}/{leaf}")
     };
     Ok(Target {
         addr,
         host: host.to_owned(),
         path,
+        floor,
     })
 }
 
 /// One keep-alive connection's requests until `deadline`: the latencies (µs) of granted
-/// tokens and the number of failures. A broken connection is opened again.
+/// tokens (or, for the floor, of 2xx answers) and the number of failures. A broken
+/// connection is opened again.
 async fn load_connection(
     target: Arc<Target>,
     bodies: Arc<Vec<bytes::Bytes>>,
@@ -294,10 +303,16 @@ async fn load_connection(
             }
         }
         let Some(s) = sender.as_mut() else { continue };
-        let request = hyper::Request::post(target.path.as_str())
-            .header(hyper::header::HOST, target.host.as_str())
-            .header(hyper::header::CONTENT_TYPE, "application/timestamp-query")
-            .body(http_body_util::Full::new(bodies[i % bodies.len()].clone()));
+        let request = if target.floor {
+            hyper::Request::get(target.path.as_str())
+                .header(hyper::header::HOST, target.host.as_str())
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+        } else {
+            hyper::Request::post(target.path.as_str())
+                .header(hyper::header::HOST, target.host.as_str())
+                .header(hyper::header::CONTENT_TYPE, "application/timestamp-query")
+                .body(http_body_util::Full::new(bodies[i % bodies.len()].clone()))
+        };
         i += step;
         let Ok(request) = request else {
             errors += 1;
@@ -307,6 +322,7 @@ async fn load_connection(
         let granted = match s.send_request(request).await {
             Ok(response) if response.status().is_success() => {
                 match response.into_body().collect().await {
+                    Ok(_) if target.floor => true,
                     Ok(body) => crate::tsp::decode_response_status(&body.to_bytes())
                         .is_ok_and(|st| st.status == 0),
                     Err(_) => false,
@@ -345,7 +361,7 @@ async fn open(
 /// client, so that the machine's cores go to the server), each sending its next request
 /// when the last is answered, or on its own schedule with `--rate`.
 pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
-    let target = Arc::new(target(&a.url)?);
+    let target = Arc::new(target(&a.url, a.floor)?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -402,14 +418,44 @@ pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
         }
         _ => None,
     };
+    let what = if a.floor { "GET /healthz" } else { "tokens" };
+    let unit = if a.floor { "request" } else { "token" };
     println!(
-        "tokens, {connections} connections{}   {rate:>8.0} tokens/s   p50 {p50:.2} ms   p99 {p99:.2} ms   {}client CPU {client_us:.1} µs/token   ({tokens} tokens, {errors} errors)",
+        "{what}, {connections} connections{}   {rate:>8.0} {unit}s/s   p50 {p50:.2} ms   p99 {p99:.2} ms   {}client CPU {client_us:.1} µs/{unit}   ({tokens} {unit}s, {errors} errors)",
         if a.rate > 0 { format!(" at {} req/s", a.rate) } else { String::new() },
-        cpu_us.map_or(String::new(), |c| format!("server CPU {c:.1} µs/token   ")),
+        cpu_us.map_or(String::new(), |c| format!("server CPU {c:.1} µs/{unit}   ")),
     );
     println!(
         "result rate={rate:.0} p50_ms={p50:.3} p99_ms={p99:.3} errors={errors} client_cpu_us={client_us:.1}{}",
         cpu_us.map_or(String::new(), |c| format!(" server_cpu_us={c:.1}"))
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::target;
+
+    #[test]
+    fn targets_name_the_tsa_or_the_health_path_under_the_base() {
+        let t = target("http://127.0.0.1:8318", false).unwrap();
+        assert_eq!(
+            (t.addr.as_str(), t.path.as_str()),
+            ("127.0.0.1:8318", "/tsa")
+        );
+        let t = target("http://localhost/appliance/", true).unwrap();
+        assert_eq!(
+            (t.addr.as_str(), t.path.as_str(), t.floor),
+            ("localhost:80", "/appliance/healthz", true)
+        );
+    }
+
+    #[test]
+    fn targets_refuse_what_the_client_cannot_speak() {
+        let e = target("https://127.0.0.1:8318", false).err().unwrap();
+        assert!(e.to_string().contains("give an http:// URL"), "{e}");
+        assert!(target("http:///tsa", true).is_err());
+    }
 }
