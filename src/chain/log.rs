@@ -659,7 +659,9 @@ impl Committer {
                 } else {
                     &[]
                 };
-                let mine = &leaves[usize::try_from(first.max(start) - start).unwrap_or(0)..];
+                // This commit's part of the bundle: its last 256 leaves, or all of them when
+                // the bundle began in an earlier commit.
+                let mine = &leaves[leaves.len().saturating_sub(BUNDLE as usize)..];
                 let refs: Vec<&[u8]> = earlier.iter().chain(mine).map(Vec::as_slice).collect();
                 batch.insert(
                     &key(b'E', n / BUNDLE - 1),
@@ -671,10 +673,10 @@ impl Committer {
             }
         }
         // The incomplete bundle's new events, one by one.
-        let bundle_start = n / BUNDLE * BUNDLE;
-        let new_in_bundle = bundle_start.max(start);
-        let skip = usize::try_from(new_in_bundle - start).unwrap_or(0);
-        for (i, leaf) in (new_in_bundle..n).zip(&leaves[skip..]) {
+        let new_in_tail = ((n % BUNDLE) as usize).min(leaves.len());
+        // This commit's leaves before `skip` went into completed bundles.
+        let skip = leaves.len() - new_in_tail;
+        for (i, leaf) in (n - new_in_tail as u64..n).zip(&leaves[skip..]) {
             batch.insert(&key(b'e', i), leaf.as_slice());
         }
         // Write whole values from the tail's value on; the last may be partial.
@@ -694,7 +696,7 @@ impl Committer {
         shared.db.flush()?;
         self.tail = new_tail;
         self.tail_value = value;
-        if bundle_start > start {
+        if skip > 0 {
             // A bundle was completed: the incomplete one holds only this commit's leaves.
             self.tail_leaves.clear();
         }
