@@ -1,12 +1,15 @@
 //! The event log in sled: events, the Merkle tree's stored hashes, sealed blocks and the
 //! latest checkpoint, written with group commit.
 //!
-//! Layout (one sled tree, `log`, so that one batch writes everything atomically):
-//! - `E` + n (u64 BE) → events `256·n .. 256·n+255`: their leaf bytes
-//!   ([`StoredEvent::leaf_bytes`]) as one C2SP entry bundle (each a u16-BE length and the
-//!   bytes), which is also exactly what `GET /tile/entries/<n>` serves.
+//! Layout: complete entry bundles in the store's [`ENTRY_FILE`] ([`EntryFile`]); the rest
+//! in one sled tree, `log`, so that one batch writes it atomically:
+//! - `F` + n (u64 BE) → where entry bundle n ends in the entry file (u64 BE). Bundle n holds
+//!   events `256·n .. 256·n+255`: their leaf bytes ([`StoredEvent::leaf_bytes`]) as one
+//!   C2SP entry bundle (each a u16-BE length and the bytes), exactly what
+//!   `GET /tile/entries/<n>` serves. Stores written before the entry file kept each bundle
+//!   in sled under `E` + n; opening such a store moves them to the file.
 //! - `e` + index (u64 BE) → the leaf bytes of an event of the last, incomplete bundle; the
-//!   commit that completes the bundle writes it and removes these.
+//!   commit that completes the bundle writes it to the entry file and removes these.
 //! - `h` + n (u64 BE) → stored hashes `256·n .. 256·n+255` ([`tlog::stored_hash_index`]
 //!   order), 32 bytes each; only the last, partial value is ever rewritten.
 //! - `b` + height (u64 BE) → a sealed block ([`SealedBlock::encode`](super::block::SealedBlock::encode)).
@@ -18,7 +21,8 @@
 //! Appends go to one committer thread. It takes every request waiting, gives the events
 //! their indexes, salts and time of receipt, writes events, hashes and the new size in one
 //! batch, and flushes once: concurrent requests share one fsync, and each reply comes only
-//! after the flush. A crash before the flush loses the batch whole and acknowledges none
+//! after the flush. A commit that completes bundles first appends and syncs them to the
+//! entry file, so the ends sled records always point at durable bytes. A crash before the flush loses the batch whole and acknowledges none
 //! of it. The committer keeps the last, partial hash value and the incomplete bundle's
 //! leaves in memory, so a failed flush never leaves it reading data of events it did not
 //! acknowledge. Grouping 256 events per value keeps sled's per-key cost off the hot path.
@@ -33,11 +37,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
+use super::entries::{EntryFile, EntryFileError};
 use super::event::{encode_leaf, Event};
 use super::store::{Store, StoreError};
 use super::tlog::{self, Hash, HashReader, TlogError};
 
 const TREE: &str = "log";
+/// The entry file's name in the store's directory.
+pub const ENTRY_FILE: &str = "entry-bundles";
 const META_SIZE: &[u8] = b"m:size";
 const META_CHECKPOINT: &[u8] = b"m:checkpoint";
 /// Stored hashes per sled value.
@@ -60,6 +67,9 @@ pub enum LogError {
     /// Stored data does not have its expected form: the store is damaged.
     #[error("event log damaged: {0}")]
     Corrupt(String),
+    /// The entry file failed (a disk error, the disk is full, or it is damaged).
+    #[error(transparent)]
+    Entries(#[from] EntryFileError),
     /// The Merkle tree computation failed.
     #[error("merkle tree: {0}")]
     Tree(#[from] TlogError),
@@ -83,6 +93,7 @@ impl LogError {
     pub fn is_storage_full(&self) -> bool {
         match self {
             LogError::StorageFull(_) => true,
+            LogError::Entries(e) => e.is_storage_full(),
             LogError::Storage(sled::Error::Io(e)) => {
                 matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EFBIG))
                     || matches!(
@@ -112,6 +123,7 @@ struct Job {
 struct Shared {
     db: sled::Db,
     tree: sled::Tree,
+    entries: EntryFile,
     /// Committed (durable) events.
     size: AtomicU64,
     /// Group commits made (one flush each) since the log was opened.
@@ -259,6 +271,101 @@ fn bundle_entry(bundle: &[u8], i: u64) -> Option<&[u8]> {
     None
 }
 
+/// Opens the entry file with the ends of the complete bundles of `size` events, as sled
+/// records them; first moves into it the bundles a store written before the file kept in
+/// sled.
+fn open_entries(store: &Store, tree: &sled::Tree, size: u64) -> Result<EntryFile, LogError> {
+    let path = store.dir().join(ENTRY_FILE);
+    if tree.scan_prefix([b'E']).next().is_some() {
+        move_bundles_out_of_sled(store, tree, &path)?;
+    }
+    let full = size / BUNDLE;
+    let mut ends = Vec::new();
+    for kv in tree.range(key(b'F', 0)..key(b'F', full)) {
+        let (n, v) = numbered(kv)?;
+        let missing = ends.len() as u64;
+        if n != missing {
+            return Err(LogError::Corrupt(format!(
+                "the log says {size} events, but where bundle {missing} (events {}..{}) ends is not recorded",
+                missing * BUNDLE,
+                (missing + 1) * BUNDLE
+            )));
+        }
+        let end: [u8; 8] = v.as_slice().try_into().map_err(|_| {
+            LogError::Corrupt(format!("the end of bundle {n} is {} bytes, not 8", v.len()))
+        })?;
+        ends.push(u64::from_be_bytes(end));
+    }
+    let missing = ends.len() as u64;
+    if missing != full {
+        return Err(LogError::Corrupt(format!(
+            "the log says {size} events, but bundle {missing} (events {}..{}) is not recorded",
+            missing * BUNDLE,
+            (missing + 1) * BUNDLE
+        )));
+    }
+    Ok(EntryFile::open(&path, ends)?)
+}
+
+/// Bundles written to the entry file per sync while moving them out of sled.
+const MOVE_CHUNK: usize = 64;
+
+/// Moves the bundles a store written before the entry file kept in sled (`E` + n) into the
+/// file, then records their ends and removes them in one sled batch. Interrupted, it
+/// leaves sled as it was, and the next open starts over.
+fn move_bundles_out_of_sled(
+    store: &Store,
+    tree: &sled::Tree,
+    path: &std::path::Path,
+) -> Result<(), LogError> {
+    if tree.scan_prefix([b'F']).next().is_some() {
+        return Err(LogError::Corrupt(
+            "the log holds entry bundles both in sled and in the entry file".into(),
+        ));
+    }
+    // No end is recorded: whatever an interrupted earlier move wrote is cut off.
+    let file = EntryFile::open(path, Vec::new())?;
+    let mut batch = sled::Batch::default();
+    let mut chunk = Vec::with_capacity(MOVE_CHUNK);
+    let flush_chunk = |chunk: &mut Vec<Vec<u8>>, batch: &mut sled::Batch| {
+        let first = file.count();
+        let ends = file.append(chunk)?;
+        for (n, end) in (first..).zip(&ends) {
+            batch.insert(&key(b'F', n), &end.to_be_bytes());
+            batch.remove(&key(b'E', n));
+        }
+        file.publish(&ends);
+        chunk.clear();
+        Ok::<_, LogError>(())
+    };
+    for kv in tree.range(key(b'E', 0)..=key(b'E', u64::MAX)) {
+        let (n, bundle) = numbered(kv)?;
+        let expected = file.count() + chunk.len() as u64;
+        if n != expected {
+            return Err(LogError::Corrupt(format!(
+                "bundle {expected} (events {}..{}) is missing",
+                expected * BUNDLE,
+                (expected + 1) * BUNDLE
+            )));
+        }
+        chunk.push(bundle);
+        if chunk.len() == MOVE_CHUNK {
+            flush_chunk(&mut chunk, &mut batch)?;
+        }
+    }
+    if !chunk.is_empty() {
+        flush_chunk(&mut chunk, &mut batch)?;
+    }
+    tree.apply_batch(batch)?;
+    store.db().flush()?;
+    tracing::info!(
+        bundles = file.count(),
+        file = %path.display(),
+        "moved the event log's entry bundles out of sled into the entry file"
+    );
+    Ok(())
+}
+
 impl EventLog {
     /// Opens the log in `store`, checks that its hashes match its size, and starts the
     /// committer thread.
@@ -296,14 +403,7 @@ impl EventLog {
             }
         }
         let full = size / BUNDLE;
-        if full > 0 && tree.get(key(b'E', full - 1))?.is_none() {
-            return Err(LogError::Corrupt(format!(
-                "the log says {size} events, but bundle {} (events {}..{}) is missing",
-                full - 1,
-                (full - 1) * BUNDLE,
-                full * BUNDLE
-            )));
-        }
+        let entries = open_entries(store, &tree, size)?;
         let mut tail_leaves = Vec::new();
         for i in full * BUNDLE..size {
             let leaf = tree.get(key(b'e', i))?.ok_or_else(|| {
@@ -316,6 +416,7 @@ impl EventLog {
         let shared = Arc::new(Shared {
             db: store.db().clone(),
             tree,
+            entries,
             size: AtomicU64::new(size),
             commits: AtomicU64::new(0),
         });
@@ -364,11 +465,7 @@ impl EventLog {
         }
         if index < size / BUNDLE * BUNDLE {
             let n = index / BUNDLE;
-            let bundle = self
-                .shared
-                .tree
-                .get(key(b'E', n))?
-                .ok_or_else(|| LogError::Corrupt(format!("bundle {n} is missing")))?;
+            let bundle = self.stored_bundle(n)?;
             return bundle_entry(&bundle, index % BUNDLE)
                 .map(|e| Some(e.to_vec()))
                 .ok_or_else(|| LogError::Corrupt(format!("bundle {n} is damaged")));
@@ -382,7 +479,18 @@ impl EventLog {
         if n >= self.size() / BUNDLE {
             return Ok(None);
         }
-        Ok(self.shared.tree.get(key(b'E', n))?.map(|v| v.to_vec()))
+        self.stored_bundle(n).map(Some)
+    }
+
+    /// Complete bundle `n`, which the committed size says is there.
+    fn stored_bundle(&self, n: u64) -> Result<Vec<u8>, LogError> {
+        self.shared.entries.read(n)?.ok_or_else(|| {
+            LogError::Corrupt(format!(
+                "bundle {n} (events {}..{}) is missing from the entry file",
+                n * BUNDLE,
+                (n + 1) * BUNDLE
+            ))
+        })
     }
 
     /// The leaf bytes of committed events `range`, in order.
@@ -414,10 +522,9 @@ impl EventLog {
         let size = self.size();
         let full = size / BUNDLE;
         let tree = &self.shared.tree;
-        let bundles = tree
-            .range(key(b'E', start / BUNDLE)..key(b'E', full))
-            .flat_map(move |kv| {
-                let decoded = numbered(kv).and_then(|(n, v)| {
+        let bundles = (start / BUNDLE..full)
+            .flat_map(move |n| {
+                let decoded = self.stored_bundle(n).and_then(|v| {
                     let entries = tlog::decode_entry_bundle(&v).map_err(|e| {
                         LogError::Corrupt(format!(
                             "bundle {n} (events {}..{}) is damaged: {e}",
@@ -560,7 +667,7 @@ impl EventLog {
 
     /// Bytes the database occupies on disk.
     pub fn disk_bytes(&self) -> Result<u64, LogError> {
-        Ok(self.shared.db.size_on_disk()?)
+        Ok(self.shared.db.size_on_disk()? + self.shared.entries.disk_bytes()?)
     }
 }
 
@@ -620,6 +727,9 @@ impl Committer {
         // `self.tail_leaves`, untouched until the flush succeeds: cloning them (up to 255
         // allocations) on every commit cost more than the rest of the commit's bookkeeping.
         let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(total);
+        // Bundles this commit completes, numbered from `first_completed`.
+        let mut completed: Vec<Vec<u8>> = Vec::new();
+        let first_completed = start / BUNDLE;
         let mut batch = sled::Batch::default();
         let mut appended = Vec::with_capacity(total);
         let received_at_ms = now_ms();
@@ -663,10 +773,7 @@ impl Committer {
                 // the bundle began in an earlier commit.
                 let mine = &leaves[leaves.len().saturating_sub(BUNDLE as usize)..];
                 let refs: Vec<&[u8]> = earlier.iter().chain(mine).map(Vec::as_slice).collect();
-                batch.insert(
-                    &key(b'E', n / BUNDLE - 1),
-                    tlog::encode_entry_bundle(&refs)?,
-                );
+                completed.push(tlog::encode_entry_bundle(&refs)?);
                 for i in first..start.max(first) {
                     batch.remove(&key(b'e', i));
                 }
@@ -691,9 +798,19 @@ impl Committer {
                 new_tail = chunk.to_vec();
             }
         }
+        // The completed bundles are durable in the entry file before sled records them.
+        let ends = if completed.is_empty() {
+            Vec::new()
+        } else {
+            shared.entries.append(&completed)?
+        };
+        for (b, end) in (first_completed..).zip(&ends) {
+            batch.insert(&key(b'F', b), &end.to_be_bytes());
+        }
         batch.insert(META_SIZE, &n.to_be_bytes());
         shared.tree.apply_batch(batch)?;
         shared.db.flush()?;
+        shared.entries.publish(&ends);
         self.tail = new_tail;
         self.tail_value = value;
         if skip > 0 {
@@ -793,6 +910,64 @@ mod tests {
             drop(log);
         }
         assert_eq!(next, 2 * batches.iter().sum::<u64>());
+    }
+
+    /// A store written before the entry file kept complete bundles in sled (`E` + n):
+    /// opening it moves them to the file, and every event, hash and later append is as
+    /// before.
+    #[test]
+    fn bundles_kept_in_sled_by_an_older_store_move_to_the_entry_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let events = 2 * BUNDLE + 40;
+        let (root, leaves) = {
+            let store = crate::chain::store::reopen_in_process(dir.path());
+            let log = EventLog::open(&store).unwrap();
+            rt.block_on(log.append((0..events).map(event).collect()))
+                .unwrap();
+            let leaves: Vec<Vec<u8>> = log.leaves(0..events).unwrap();
+            let root = tlog::tree_hash(events, &log.hashes_at(events)).unwrap();
+            // Rewrite it the old way: bundles in sled, no ends, no file.
+            for n in 0..2 {
+                let bundle = log.full_bundle(n).unwrap().unwrap();
+                log.shared.tree.insert(key(b'E', n), bundle).unwrap();
+                log.shared.tree.remove(key(b'F', n)).unwrap();
+            }
+            store.db().flush().unwrap();
+            (root, leaves)
+        };
+        std::fs::remove_file(dir.path().join(ENTRY_FILE)).unwrap();
+
+        let store = crate::chain::store::reopen_in_process(dir.path());
+        let log = EventLog::open(&store).unwrap();
+        assert_eq!(log.shared.tree.scan_prefix(b"E").count(), 0);
+        assert_eq!(log.shared.tree.scan_prefix(b"F").count(), 2);
+        assert_eq!(log.size(), events);
+        assert_eq!(log.leaves(0..events).unwrap(), leaves);
+        assert_eq!(
+            tlog::tree_hash(events, &log.hashes_at(events)).unwrap(),
+            root
+        );
+        // Appends go on from there, completing the third bundle in the file.
+        rt.block_on(log.append((events..3 * BUNDLE).map(event).collect()))
+            .unwrap();
+        assert_eq!(
+            log.full_bundle(2).unwrap().map(|b| b.is_empty()),
+            Some(false)
+        );
+        assert_eq!(log.events().count() as u64, 3 * BUNDLE);
+
+        // Both layouts at once is damage, not something to guess about.
+        log.shared.tree.insert(key(b'E', 0), &b"x"[..]).unwrap();
+        store.db().flush().unwrap();
+        drop((log, store));
+        let store = crate::chain::store::reopen_in_process(dir.path());
+        let err = EventLog::open(&store).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("both in sled and in the entry file"),
+            "{err}"
+        );
     }
 
     #[test]

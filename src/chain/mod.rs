@@ -9,6 +9,7 @@
 
 pub mod block;
 pub mod cosignature;
+pub mod entries;
 pub mod event;
 pub mod log;
 pub mod note;

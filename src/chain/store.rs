@@ -51,6 +51,7 @@ pub enum StoreError {
 pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
+    dir: PathBuf,
 }
 
 impl std::fmt::Debug for Store {
@@ -77,7 +78,11 @@ impl Store {
             .open()
             .map_err(open_err)?;
         let meta = db.open_tree(META_TREE).map_err(open_err)?;
-        Ok(Store { db, meta })
+        Ok(Store {
+            db,
+            meta,
+            dir: dir.to_owned(),
+        })
     }
 
     fn read_u64(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
@@ -148,6 +153,12 @@ impl Store {
     /// The underlying database (for modules that keep trees of their own in it).
     pub fn db(&self) -> &sled::Db {
         &self.db
+    }
+
+    /// The store's directory: sled's files, and files kept beside them (the event log's
+    /// entry bundles).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Opens (or creates) the named tree in the same database.
