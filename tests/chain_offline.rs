@@ -264,39 +264,25 @@ fn chain_verify_names_what_was_changed_in_the_store_and_in_an_export() {
     assert!(text.contains("event 17"), "{text}");
 
     // One changed event in the store is named: event 123 is in the first complete bundle
-    // of 256, in the entry file beside sled; event 290 is stored on its own in sled (key
-    // e + 290).
-    let entry_file = app.path().join("store").join("entry-bundles");
-    let original = std::fs::read(&entry_file).unwrap();
-    let mut changed = original.clone();
-    let pos = changed
-        .windows(11)
-        .position(|w| w == b"dataset/123")
-        .unwrap();
-    changed[pos + 8] = b'9';
-    std::fs::write(&entry_file, &changed).unwrap();
-    let (ok, text) = chain_verify(&app, &["--state", &st], &key);
-    assert!(!ok);
-    assert!(text.contains("event 123"), "{text}");
-    std::fs::write(&entry_file, &original).unwrap();
-    let (ok, text) = chain_verify(&app, &["--state", &st], &key);
-    assert!(ok, "restored: {text}");
-
-    let k = key9(b'e', 290);
-    let original = with_sled(&app, |t| t.get(&k).unwrap().unwrap().to_vec());
-    let mut changed = original.clone();
-    let pos = changed
-        .windows(11)
-        .position(|w| w == b"dataset/290")
-        .unwrap();
-    changed[pos + 8] = b'9';
-    with_sled(&app, |t| t.insert(&k, changed).unwrap());
-    let (ok, text) = chain_verify(&app, &["--state", &st], &key);
-    assert!(!ok);
-    assert!(text.contains("event 290"), "{text}");
-    with_sled(&app, |t| t.insert(&k, original).unwrap());
-    let (ok, text) = chain_verify(&app, &["--state", &st], &key);
-    assert!(ok, "restored: {text}");
+    // of 256, event 290 in the incomplete one; both in the log's entries file.
+    let entries = app.path().join("store").join("log").join("entries");
+    for needle in [&b"dataset/123"[..], &b"dataset/290"[..]] {
+        let original = std::fs::read(&entries).unwrap();
+        let mut changed = original.clone();
+        let pos = changed
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap();
+        changed[pos + 8] = b'9';
+        std::fs::write(&entries, &changed).unwrap();
+        let (ok, text) = chain_verify(&app, &["--state", &st], &key);
+        assert!(!ok);
+        let index = std::str::from_utf8(&needle[8..]).unwrap();
+        assert!(text.contains(&format!("event {index}")), "{text}");
+        std::fs::write(&entries, &original).unwrap();
+        let (ok, text) = chain_verify(&app, &["--state", &st], &key);
+        assert!(ok, "restored: {text}");
+    }
 
     // A changed header field, and a changed signature, are named by block height.
     let block1 = with_sled(&app, |t| t.get(key9(b'b', 1)).unwrap().unwrap().to_vec());

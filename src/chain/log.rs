@@ -1,31 +1,28 @@
-//! The event log in sled: events, the Merkle tree's stored hashes, sealed blocks and the
-//! latest checkpoint, written with group commit.
+//! The event log: events and the Merkle tree's stored hashes in append-only files
+//! ([`LogFiles`]), sealed blocks and the latest checkpoint in sled, written with group
+//! commit.
 //!
-//! Layout: complete entry bundles in the store's [`ENTRY_FILE`] ([`EntryFile`]); the rest
-//! in one sled tree, `log`, so that one batch writes it atomically:
-//! - `F` + n (u64 BE) → where entry bundle n ends in the entry file (u64 BE). Bundle n holds
-//!   events `256·n .. 256·n+255`: their leaf bytes ([`StoredEvent::leaf_bytes`]) as one
-//!   C2SP entry bundle (each a u16-BE length and the bytes), exactly what
-//!   `GET /tile/entries/<n>` serves. Stores written before the entry file kept each bundle
-//!   in sled under `E` + n; opening such a store moves them to the file.
-//! - `e` + index (u64 BE) → the leaf bytes of an event of the last, incomplete bundle; the
-//!   commit that completes the bundle writes it to the entry file and removes these.
-//! - `h` + n (u64 BE) → stored hashes `256·n .. 256·n+255` ([`tlog::stored_hash_index`]
-//!   order), 32 bytes each; only the last, partial value is ever rewritten.
+//! Layout: `<store>/log/` holds the events (each a u16-BE length and its leaf bytes
+//! ([`StoredEvent::leaf_bytes`](super::event::StoredEvent::leaf_bytes)) back to back, so
+//! complete bundle n is exactly what `GET /tile/entries/<n>` serves), the stored hashes,
+//! where each bundle ends, and the head naming the last commit ([`super::logfiles`]). In
+//! sled, tree `log`:
 //! - `b` + height (u64 BE) → a sealed block ([`SealedBlock::encode`](super::block::SealedBlock::encode)).
-//! - `m:size` → the number of committed events (u64 BE); `m:checkpoint` → the latest
-//!   signed checkpoint note.
+//! - `m:checkpoint` → the latest signed checkpoint note.
 //! - `k` + key id (SHA-256 of the DER SubjectPublicKeyInfo) → the DER SubjectPublicKeyInfo
 //!   of every chain key that has signed blocks here, so an offline audit can name them.
 //!
+//! Stores written before the files kept events and hashes in sled too (`E` + n: complete
+//! bundles; `e` + index: events of the incomplete one; `h` + n: 256 stored hashes;
+//! `m:size`). Opening such a store moves them into the files, and only then removes them
+//! from sled; an interrupted move starts over at the next open.
+//!
 //! Appends go to one committer thread. It takes every request waiting, gives the events
-//! their indexes, salts and time of receipt, writes events, hashes and the new size in one
-//! batch, and flushes once: concurrent requests share one fsync, and each reply comes only
-//! after the flush. A commit that completes bundles first appends and syncs them to the
-//! entry file, so the ends sled records always point at durable bytes. A crash before the flush loses the batch whole and acknowledges none
-//! of it. The committer keeps the last, partial hash value and the incomplete bundle's
-//! leaves in memory, so a failed flush never leaves it reading data of events it did not
-//! acknowledge. Grouping 256 events per value keeps sled's per-key cost off the hot path.
+//! their indexes, salts and time of receipt, computes their stored hashes, and commits
+//! them all at once: one write and one sync per file, so concurrent requests share the
+//! syncs, and each reply comes only after the commit is durable. A crash before the head
+//! is written loses the batch whole and acknowledges none of it; a failed commit
+//! publishes nothing, and the next one writes over its bytes.
 //!
 //! Its one error type is [`LogError`].
 
@@ -37,18 +34,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
-use super::entries::{EntryFile, EntryFileError};
-use super::event::{encode_leaf, Event};
+use super::event::{encode_leaf, Event, StoredEvent};
+use super::logfiles::{Batch, LogFiles, LogFilesError};
 use super::store::{Store, StoreError};
 use super::tlog::{self, Hash, HashReader, TlogError};
 
 const TREE: &str = "log";
-/// The entry file's name in the store's directory.
-pub const ENTRY_FILE: &str = "entry-bundles";
-const META_SIZE: &[u8] = b"m:size";
+/// The directory of the log's files, in the store's directory.
+pub const LOG_DIR: &str = "log";
 const META_CHECKPOINT: &[u8] = b"m:checkpoint";
-/// Stored hashes per sled value.
-const HASHES_PER_VALUE: u64 = 256;
+/// Where stores written before the log's files kept its size.
+const OLD_META_SIZE: &[u8] = b"m:size";
 /// Events per bundle (the C2SP entry-bundle width).
 const BUNDLE: u64 = 256;
 /// Most events one commit takes (more wait for the next one).
@@ -67,9 +63,9 @@ pub enum LogError {
     /// Stored data does not have its expected form: the store is damaged.
     #[error("event log damaged: {0}")]
     Corrupt(String),
-    /// The entry file failed (a disk error, the disk is full, or it is damaged).
+    /// The log's files failed (a disk error, the disk is full, or they are damaged).
     #[error(transparent)]
-    Entries(#[from] EntryFileError),
+    Files(#[from] LogFilesError),
     /// The Merkle tree computation failed.
     #[error("merkle tree: {0}")]
     Tree(#[from] TlogError),
@@ -80,7 +76,7 @@ pub enum LogError {
     #[error("events not stored: {0}")]
     CommitFailed(String),
     /// The disk is full (or the file-size limit reached): nothing of the commit was
-    /// acknowledged; appends fail until space is freed and the server restarted.
+    /// acknowledged; appends fail until space is freed.
     #[error("events not stored, the storage is full: {0}")]
     StorageFull(String),
     /// No randomness for the event salts.
@@ -93,7 +89,7 @@ impl LogError {
     pub fn is_storage_full(&self) -> bool {
         match self {
             LogError::StorageFull(_) => true,
-            LogError::Entries(e) => e.is_storage_full(),
+            LogError::Files(e) => e.is_storage_full(),
             LogError::Storage(sled::Error::Io(e)) => {
                 matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EFBIG))
                     || matches!(
@@ -123,10 +119,8 @@ struct Job {
 struct Shared {
     db: sled::Db,
     tree: sled::Tree,
-    entries: EntryFile,
-    /// Committed (durable) events.
-    size: AtomicU64,
-    /// Group commits made (one flush each) since the log was opened.
+    files: LogFiles,
+    /// Group commits made (one sync of each file) since the log was opened.
     commits: AtomicU64,
 }
 
@@ -166,32 +160,10 @@ fn numbered(kv: Result<(sled::IVec, sled::IVec), sled::Error>) -> Result<(u64, V
     Ok((u64::from_be_bytes(n), v.to_vec()))
 }
 
-fn read_u64(tree: &sled::Tree, k: &[u8]) -> Result<Option<u64>, LogError> {
-    match tree.get(k)? {
-        None => Ok(None),
-        Some(v) => <[u8; 8]>::try_from(v.as_ref())
-            .map(|b| Some(u64::from_be_bytes(b)))
-            .map_err(|_| {
-                LogError::Corrupt(format!(
-                    "{} holds {} bytes, not 8",
-                    String::from_utf8_lossy(k),
-                    v.len()
-                ))
-            }),
-    }
-}
-
-fn hashes_of(bytes: &[u8]) -> Vec<Hash> {
-    bytes
-        .chunks_exact(32)
-        .filter_map(|c| c.try_into().ok())
-        .collect()
-}
-
-/// Reads stored hashes: those below `mem_start` from sled, those from `mem_start` on from
-/// memory (the committer's tail and the batch it is building).
+/// Reads stored hashes: those below `mem_start` from the files, those from `mem_start`
+/// on from memory (the batch the committer is building).
 struct Reader<'a> {
-    tree: &'a sled::Tree,
+    files: &'a LogFiles,
     /// Stored hashes that exist (reads at or beyond fail).
     count: u64,
     mem_start: u64,
@@ -200,40 +172,20 @@ struct Reader<'a> {
 
 impl HashReader for Reader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
-        let mut out = Vec::with_capacity(indexes.len());
-        let mut cached: Option<(u64, sled::IVec)> = None;
-        for &i in indexes {
-            if i >= self.count {
-                return Err(TlogError::HashNotStored(i));
-            }
-            if i >= self.mem_start {
-                let at =
-                    usize::try_from(i - self.mem_start).map_err(|_| TlogError::HashNotStored(i))?;
-                out.push(*self.mem.get(at).ok_or(TlogError::HashNotStored(i))?);
-                continue;
-            }
-            let value = i / HASHES_PER_VALUE;
-            let bytes = match &cached {
-                Some((v, bytes)) if *v == value => bytes.clone(),
-                _ => {
-                    let bytes = self
-                        .tree
-                        .get(key(b'h', value))
-                        .map_err(|e| TlogError::Read(Box::new(e)))?
-                        .ok_or(TlogError::HashNotStored(i))?;
-                    cached = Some((value, bytes.clone()));
-                    bytes
+        indexes
+            .iter()
+            .map(|&i| {
+                if i >= self.count {
+                    return Err(TlogError::HashNotStored(i));
                 }
-            };
-            let at = usize::try_from((i % HASHES_PER_VALUE) * 32)
-                .map_err(|_| TlogError::HashNotStored(i))?;
-            let h: Hash = bytes
-                .get(at..at + 32)
-                .and_then(|s| s.try_into().ok())
-                .ok_or(TlogError::HashNotStored(i))?;
-            out.push(h);
-        }
-        Ok(out)
+                if i >= self.mem_start {
+                    let at = usize::try_from(i - self.mem_start)
+                        .map_err(|_| TlogError::HashNotStored(i))?;
+                    return self.mem.get(at).copied().ok_or(TlogError::HashNotStored(i));
+                }
+                self.files.hash(i).map_err(|e| TlogError::Read(Box::new(e)))
+            })
+            .collect()
     }
 }
 
@@ -243,189 +195,236 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// What only the committer thread touches.
-struct Committer {
-    shared: Arc<Shared>,
-    /// The stored hashes of the last, partial sled value (index `tail_value`).
-    tail: Vec<Hash>,
-    tail_value: u64,
-    /// The leaves of the incomplete bundle (events `256·(size/256) .. size`).
-    tail_leaves: Vec<Vec<u8>>,
-}
-
-/// Reads entry `i` of an entry bundle.
-fn bundle_entry(bundle: &[u8], i: u64) -> Option<&[u8]> {
-    let mut rest = bundle;
-    for k in 0..=i {
-        let (len, tail) = rest.split_first_chunk::<2>()?;
+/// Decodes `bytes` (records of `count` events from `first` on) into their leaves.
+fn decode_records(bytes: &[u8], first: u64, count: u64) -> Result<Vec<Vec<u8>>, LogError> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<2>().ok_or_else(|| {
+            LogError::Corrupt(format!("event {} is cut off", first + out.len() as u64))
+        })?;
         let len = usize::from(u16::from_be_bytes(*len));
         if tail.len() < len {
-            return None;
+            return Err(LogError::Corrupt(format!(
+                "event {} is cut off",
+                first + out.len() as u64
+            )));
         }
-        let (entry, tail) = tail.split_at(len);
-        if k == i {
-            return Some(entry);
-        }
+        let (leaf, tail) = tail.split_at(len);
+        out.push(leaf.to_vec());
         rest = tail;
     }
-    None
-}
-
-/// Opens the entry file with the ends of the complete bundles of `size` events, as sled
-/// records them; first moves into it the bundles a store written before the file kept in
-/// sled.
-fn open_entries(store: &Store, tree: &sled::Tree, size: u64) -> Result<EntryFile, LogError> {
-    let path = store.dir().join(ENTRY_FILE);
-    if tree.scan_prefix([b'E']).next().is_some() {
-        move_bundles_out_of_sled(store, tree, &path)?;
-    }
-    let full = size / BUNDLE;
-    let mut ends = Vec::new();
-    for kv in tree.range(key(b'F', 0)..key(b'F', full)) {
-        let (n, v) = numbered(kv)?;
-        let missing = ends.len() as u64;
-        if n != missing {
-            return Err(LogError::Corrupt(format!(
-                "the log says {size} events, but where bundle {missing} (events {}..{}) ends is not recorded",
-                missing * BUNDLE,
-                (missing + 1) * BUNDLE
-            )));
-        }
-        let end: [u8; 8] = v.as_slice().try_into().map_err(|_| {
-            LogError::Corrupt(format!("the end of bundle {n} is {} bytes, not 8", v.len()))
-        })?;
-        ends.push(u64::from_be_bytes(end));
-    }
-    let missing = ends.len() as u64;
-    if missing != full {
+    if out.len() as u64 != count {
         return Err(LogError::Corrupt(format!(
-            "the log says {size} events, but bundle {missing} (events {}..{}) is not recorded",
-            missing * BUNDLE,
-            (missing + 1) * BUNDLE
+            "events {first}..{} are stored as {} records",
+            first + count,
+            out.len()
         )));
     }
-    Ok(EntryFile::open(&path, ends)?)
+    Ok(out)
 }
 
-/// Bundles written to the entry file per sync while moving them out of sled.
-const MOVE_CHUNK: usize = 64;
-
-/// Moves the bundles a store written before the entry file kept in sled (`E` + n) into the
-/// file, then records their ends and removes them in one sled batch. Interrupted, it
-/// leaves sled as it was, and the next open starts over.
-fn move_bundles_out_of_sled(
-    store: &Store,
-    tree: &sled::Tree,
-    path: &std::path::Path,
-) -> Result<(), LogError> {
-    if tree.scan_prefix([b'F']).next().is_some() {
-        return Err(LogError::Corrupt(
-            "the log holds entry bundles both in sled and in the entry file".into(),
-        ));
-    }
-    // No end is recorded: whatever an interrupted earlier move wrote is cut off.
-    let file = EntryFile::open(path, Vec::new())?;
-    let mut batch = sled::Batch::default();
-    let mut chunk = Vec::with_capacity(MOVE_CHUNK);
-    let flush_chunk = |chunk: &mut Vec<Vec<u8>>, batch: &mut sled::Batch| {
-        let first = file.count();
-        let ends = file.append(chunk)?;
-        for (n, end) in (first..).zip(&ends) {
-            batch.insert(&key(b'F', n), &end.to_be_bytes());
-            batch.remove(&key(b'E', n));
-        }
-        file.publish(&ends);
-        chunk.clear();
-        Ok::<_, LogError>(())
-    };
-    for kv in tree.range(key(b'E', 0)..=key(b'E', u64::MAX)) {
-        let (n, bundle) = numbered(kv)?;
-        let expected = file.count() + chunk.len() as u64;
-        if n != expected {
-            return Err(LogError::Corrupt(format!(
-                "bundle {expected} (events {}..{}) is missing",
-                expected * BUNDLE,
-                (expected + 1) * BUNDLE
-            )));
-        }
-        chunk.push(bundle);
-        if chunk.len() == MOVE_CHUNK {
-            flush_chunk(&mut chunk, &mut batch)?;
-        }
-    }
-    if !chunk.is_empty() {
-        flush_chunk(&mut chunk, &mut batch)?;
-    }
-    tree.apply_batch(batch)?;
-    store.db().flush()?;
-    tracing::info!(
-        bundles = file.count(),
-        file = %path.display(),
-        "moved the event log's entry bundles out of sled into the entry file"
-    );
+/// Appends `leaf` to `records` as a u16-BE length and the bytes.
+fn push_record(records: &mut Vec<u8>, leaf: &[u8]) -> Result<(), LogError> {
+    let len = u16::try_from(leaf.len()).map_err(|_| TlogError::EntryTooLarge(leaf.len()))?;
+    records.extend_from_slice(&len.to_be_bytes());
+    records.extend_from_slice(leaf);
     Ok(())
 }
 
-impl EventLog {
-    /// Opens the log in `store`, checks that its hashes match its size, and starts the
-    /// committer thread.
-    pub fn open(store: &Store) -> Result<EventLog, LogError> {
-        let tree = store.tree(TREE)?;
-        let size = read_u64(&tree, META_SIZE)?.unwrap_or(0);
-        let count = tlog::stored_hash_count(size);
-        let tail_value = count / HASHES_PER_VALUE;
-        let in_tail = count % HASHES_PER_VALUE;
-        let tail = if in_tail == 0 {
-            Vec::new()
-        } else {
-            let bytes = tree
-                .get(key(b'h', tail_value))?
-                .ok_or_else(|| LogError::Corrupt(format!("hash value {tail_value} is missing")))?;
-            // A failed flush may have left hashes of unacknowledged events after the tail.
-            let need = usize::try_from(in_tail * 32).unwrap_or(usize::MAX);
-            let kept = bytes.get(..need).ok_or_else(|| {
-                LogError::Corrupt(format!(
-                    "{size} events need {count} stored hashes; value {tail_value} holds {} bytes",
-                    bytes.len()
-                ))
-            })?;
-            hashes_of(kept)
-        };
-        if count > 0 && tail_value > 0 && in_tail == 0 {
-            let last = tree
-                .get(key(b'h', tail_value - 1))?
-                .map_or(0, |v| v.len() / 32);
-            if last as u64 != HASHES_PER_VALUE {
-                return Err(LogError::Corrupt(format!(
-                    "{size} events need {count} stored hashes; value {} holds {last}",
-                    tail_value - 1
-                )));
+/// Whether sled still holds events of a store written before the log's files.
+fn has_old_layout(tree: &sled::Tree) -> Result<bool, LogError> {
+    for prefix in [&b"m:size"[..], b"E", b"e", b"h", b"F"] {
+        if tree.scan_prefix(prefix).next().is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Removes what a store written before the log's files kept in sled, in one batch.
+fn remove_old_layout(store: &Store, tree: &sled::Tree) -> Result<(), LogError> {
+    let mut batch = sled::Batch::default();
+    for prefix in [&b"E"[..], b"e", b"h", b"F"] {
+        for kv in tree.scan_prefix(prefix) {
+            let (k, _) = kv?;
+            if k.len() == 9 {
+                batch.remove(k);
             }
         }
-        let full = size / BUNDLE;
-        let entries = open_entries(store, &tree, size)?;
-        let mut tail_leaves = Vec::new();
-        for i in full * BUNDLE..size {
-            let leaf = tree.get(key(b'e', i))?.ok_or_else(|| {
+    }
+    batch.remove(OLD_META_SIZE);
+    tree.apply_batch(batch)?;
+    store.db().flush()?;
+    // The entry file of a short-lived intermediate layout, if any.
+    let stale = store.dir().join("entry-bundles");
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(|e| {
+            LogError::CommitFailed(format!("cannot remove {}: {e}", stale.display()))
+        })?;
+    }
+    Ok(())
+}
+
+/// Bundles moved per commit when moving an older store's events into the files.
+const MOVE_BUNDLES: u64 = 64;
+
+/// Moves the events and hashes a store written before the log's files kept in sled
+/// into new files in `dir` (built beside it and put in place when complete).
+fn move_out_of_sled(tree: &sled::Tree, dir: &std::path::Path) -> Result<LogFiles, LogError> {
+    if tree.scan_prefix(b"F").next().is_some() {
+        return Err(LogError::Corrupt(
+            "the store has an unsupported layout (entry-bundle ends in sled, key F); \
+             restore it from a backup taken before this version"
+                .into(),
+        ));
+    }
+    let size = match tree.get(OLD_META_SIZE)? {
+        None => 0,
+        Some(v) => u64::from_be_bytes(
+            <[u8; 8]>::try_from(v.as_ref())
+                .map_err(|_| LogError::Corrupt(format!("m:size holds {} bytes, not 8", v.len())))?,
+        ),
+    };
+    let files = LogFiles::create_staged(dir)?;
+    let count = tlog::stored_hash_count(size);
+    let mut hashes = tree.range(key(b'h', 0)..=key(b'h', u64::MAX)).map(numbered);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut pending_base = 0u64;
+    // The next `n` stored hashes, from the old 256-hash values in order.
+    let mut take_hashes = |n: u64| -> Result<Vec<u8>, LogError> {
+        let need =
+            usize::try_from(n * 32).map_err(|_| LogError::Corrupt("too many hashes".into()))?;
+        while pending.len() < need {
+            let (v, bytes) = hashes.next().transpose()?.ok_or_else(|| {
                 LogError::Corrupt(format!(
-                    "the log says {size} events, but event {i} is missing"
+                    "{size} events need {count} stored hashes; fewer are stored"
                 ))
             })?;
-            tail_leaves.push(leaf.to_vec());
+            if v * 256 != pending_base + (pending.len() / 32) as u64 {
+                return Err(LogError::Corrupt(format!(
+                    "stored hash value {v} is out of place"
+                )));
+            }
+            pending.extend_from_slice(&bytes);
         }
+        let rest = pending.split_off(need);
+        pending_base += n;
+        Ok(std::mem::replace(&mut pending, rest))
+    };
+    let full = size / BUNDLE;
+    let mut n = 0;
+    while n < full {
+        let upto = (n + MOVE_BUNDLES).min(full);
+        let mut records = Vec::new();
+        let mut ends = Vec::new();
+        let mut end = files.entries_end();
+        for b in n..upto {
+            let bundle = tree.get(key(b'E', b))?.ok_or_else(|| {
+                LogError::Corrupt(format!(
+                    "the log says {size} events, but bundle {b} (events {}..{}) is missing",
+                    b * BUNDLE,
+                    (b + 1) * BUNDLE
+                ))
+            })?;
+            decode_records(&bundle, b * BUNDLE, BUNDLE)?;
+            end += bundle.len() as u64;
+            ends.push(end);
+            records.extend_from_slice(&bundle);
+        }
+        let new = tlog::stored_hash_count(upto * BUNDLE) - tlog::stored_hash_count(n * BUNDLE);
+        files.commit(&Batch {
+            size: upto * BUNDLE,
+            records: &records,
+            hashes: &take_hashes(new)?,
+            bundle_ends: &ends,
+        })?;
+        n = upto;
+    }
+    let mut records = Vec::new();
+    for i in full * BUNDLE..size {
+        let leaf = tree.get(key(b'e', i))?.ok_or_else(|| {
+            LogError::Corrupt(format!(
+                "the log says {size} events, but event {i} is missing"
+            ))
+        })?;
+        push_record(&mut records, &leaf)?;
+    }
+    let new = count - tlog::stored_hash_count(full * BUNDLE);
+    files.commit(&Batch {
+        size,
+        records: &records,
+        hashes: &take_hashes(new)?,
+        bundle_ends: &[],
+    })?;
+    let files = files.install()?;
+    tracing::info!(
+        events = size,
+        dir = %files.dir().display(),
+        "moved the event log's events and hashes out of sled into its files"
+    );
+    Ok(files)
+}
+
+/// Checks the last committed event against the stored hashes: its index is its place,
+/// and its leaf hash is the one stored for it. Cheap, and catches files that were
+/// swapped, cut or overwritten near the end (`chain verify` checks everything).
+fn check_last(files: &LogFiles) -> Result<(), LogError> {
+    let size = files.size();
+    let Some(last) = size.checked_sub(1) else {
+        return Ok(());
+    };
+    let (_, tail) = files.tail()?;
+    let leaf = if size % BUNDLE == 0 {
+        let bundle = files.bundle(last / BUNDLE)?.unwrap_or_default();
+        decode_records(&bundle, last / BUNDLE * BUNDLE, BUNDLE)?.pop()
+    } else {
+        decode_records(&tail, size / BUNDLE * BUNDLE, size % BUNDLE)?.pop()
+    }
+    .unwrap_or_default();
+    let stored = files.hash(tlog::stored_hash_index(0, last))?;
+    let index = StoredEvent::from_leaf_bytes(&leaf).map(|e| e.index).ok();
+    if index != Some(last) || tlog::leaf_hash(&leaf) != stored {
+        return Err(LogError::Corrupt(format!(
+            "the last event ({last}) does not match its stored hash"
+        )));
+    }
+    Ok(())
+}
+
+/// What only the committer thread touches.
+struct Committer {
+    shared: Arc<Shared>,
+}
+
+impl EventLog {
+    /// Opens the log in `store` (moving an older store's events out of sled first),
+    /// checks its last event against its hashes, and starts the committer thread.
+    pub fn open(store: &Store) -> Result<EventLog, LogError> {
+        let tree = store.tree(TREE)?;
+        let dir = store.dir().join(LOG_DIR);
+        let old = has_old_layout(&tree)?;
+        let files = if dir.exists() {
+            LogFiles::open(&dir)?
+        } else if old {
+            move_out_of_sled(&tree, &dir)?
+        } else {
+            LogFiles::open_or_create(&dir)?
+        };
+        if old {
+            // In the files now (this time or before an interruption): gone from sled.
+            remove_old_layout(store, &tree)?;
+        }
+        check_last(&files)?;
         let shared = Arc::new(Shared {
             db: store.db().clone(),
             tree,
-            entries,
-            size: AtomicU64::new(size),
+            files,
             commits: AtomicU64::new(0),
         });
         let (jobs, rx) = crossbeam_channel::unbounded();
         let mut committer = Committer {
             shared: Arc::clone(&shared),
-            tail,
-            tail_value,
-            tail_leaves,
         };
         std::thread::Builder::new()
             .name("event-commit".into())
@@ -446,51 +445,38 @@ impl EventLog {
         answer.await.map_err(|_| LogError::Stopped)?
     }
 
-    /// Group commits made since the log was opened (each is one flush; events per commit
-    /// is the group size).
+    /// Group commits made since the log was opened (events per commit is the group
+    /// size).
     pub fn commits(&self) -> u64 {
         self.shared.commits.load(Ordering::Relaxed)
     }
 
     /// The number of committed (durable) events.
     pub fn size(&self) -> u64 {
-        self.shared.size.load(Ordering::Acquire)
+        self.shared.files.size()
     }
 
     /// The leaf bytes of committed event `index`.
     pub fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, LogError> {
-        let size = self.size();
-        if index >= size {
+        if index >= self.size() {
             return Ok(None);
         }
-        if index < size / BUNDLE * BUNDLE {
-            let n = index / BUNDLE;
-            let bundle = self.stored_bundle(n)?;
-            return bundle_entry(&bundle, index % BUNDLE)
-                .map(|e| Some(e.to_vec()))
-                .ok_or_else(|| LogError::Corrupt(format!("bundle {n} is damaged")));
-        }
-        Ok(self.shared.tree.get(key(b'e', index))?.map(|v| v.to_vec()))
+        let n = index / BUNDLE;
+        let at = usize::try_from(index % BUNDLE).unwrap_or(usize::MAX);
+        let leaves = match self.shared.files.bundle(n)? {
+            Some(bundle) => decode_records(&bundle, n * BUNDLE, BUNDLE)?,
+            None => {
+                let (size, tail) = self.shared.files.tail()?;
+                decode_records(&tail, size / BUNDLE * BUNDLE, size % BUNDLE)?
+            }
+        };
+        Ok(leaves.into_iter().nth(at))
     }
 
     /// The stored entry bundle `n` (events `256·n ..`), when it is complete: the bytes
     /// `GET /tile/entries/<n>` serves.
     pub fn full_bundle(&self, n: u64) -> Result<Option<Vec<u8>>, LogError> {
-        if n >= self.size() / BUNDLE {
-            return Ok(None);
-        }
-        self.stored_bundle(n).map(Some)
-    }
-
-    /// Complete bundle `n`, which the committed size says is there.
-    fn stored_bundle(&self, n: u64) -> Result<Vec<u8>, LogError> {
-        self.shared.entries.read(n)?.ok_or_else(|| {
-            LogError::Corrupt(format!(
-                "bundle {n} (events {}..{}) is missing from the entry file",
-                n * BUNDLE,
-                (n + 1) * BUNDLE
-            ))
-        })
+        Ok(self.shared.files.bundle(n)?)
     }
 
     /// The leaf bytes of committed events `range`, in order.
@@ -521,48 +507,45 @@ impl EventLog {
     ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
         let size = self.size();
         let full = size / BUNDLE;
-        let tree = &self.shared.tree;
-        let bundles = (start / BUNDLE..full)
-            .flat_map(move |n| {
-                let decoded = self.stored_bundle(n).and_then(|v| {
-                    let entries = tlog::decode_entry_bundle(&v).map_err(|e| {
-                        LogError::Corrupt(format!(
-                            "bundle {n} (events {}..{}) is damaged: {e}",
-                            n * BUNDLE,
-                            (n + 1) * BUNDLE
-                        ))
-                    })?;
-                    if entries.len() as u64 != BUNDLE {
-                        return Err(LogError::Corrupt(format!(
-                            "bundle {n} (events {}..{}) holds {} events",
-                            n * BUNDLE,
-                            (n + 1) * BUNDLE,
-                            entries.len()
-                        )));
-                    }
-                    Ok(entries
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, e)| (n * BUNDLE + i as u64, e.to_vec()))
-                        .collect::<Vec<_>>())
-                });
-                match decoded {
-                    Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
-                    Err(e) => vec![Err(e)],
-                }
-            })
-            .filter(move |r| r.as_ref().map_or(true, |(i, _)| *i >= start));
-        let singles = tree
-            .range(key(b'e', (full * BUNDLE).max(start))..key(b'e', size))
-            .map(numbered);
-        bundles.chain(singles)
+        let files = &self.shared.files;
+        let bundles = (start / BUNDLE..=full).flat_map(move |n| {
+            let decoded = if n < full {
+                files
+                    .bundle(n)
+                    .map_err(LogError::from)
+                    .and_then(|b| {
+                        b.ok_or_else(|| LogError::Corrupt(format!("bundle {n} is missing")))
+                    })
+                    .and_then(|b| decode_records(&b, n * BUNDLE, BUNDLE))
+            } else {
+                // The incomplete bundle, as of the size this iteration started at (later
+                // commits only add to it).
+                files
+                    .tail()
+                    .map_err(LogError::from)
+                    .and_then(|(now, tail)| {
+                        let mut leaves = decode_records(&tail, n * BUNDLE, now - n * BUNDLE)?;
+                        leaves.truncate(usize::try_from(size - n * BUNDLE).unwrap_or(0));
+                        Ok(leaves)
+                    })
+            };
+            match decoded {
+                Ok(v) => v
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, leaf)| Ok((n * BUNDLE + i as u64, leaf)))
+                    .collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            }
+        });
+        bundles.filter(move |r| r.as_ref().map_or(true, |(i, _)| *i >= start))
     }
 
     /// A reader of the stored hashes of the first `size` events (at most the committed
     /// size).
     pub fn hashes_at(&self, size: u64) -> impl HashReader + '_ {
         Reader {
-            tree: &self.shared.tree,
+            files: &self.shared.files,
             count: tlog::stored_hash_count(size.min(self.size())),
             mem_start: u64::MAX,
             mem: &[],
@@ -654,20 +637,21 @@ impl EventLog {
         Ok(out)
     }
 
-    /// The stored hashes in stored-hash order, as sled holds them (for offline audit):
-    /// (value number, bytes: up to 256 hashes).
+    /// The stored hashes in stored-hash order, as stored (for offline audit), 256 at a
+    /// time: (n, the bytes of hashes `256·n ..`, the last run possibly shorter).
     pub fn stored_hash_values(
         &self,
     ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {
-        self.shared
-            .tree
-            .range(key(b'h', 0)..=key(b'h', u64::MAX))
-            .map(numbered)
+        let count = tlog::stored_hash_count(self.size());
+        (0..count.div_ceil(256)).map(move |n| {
+            let len = (count - n * 256).min(256);
+            Ok((n, self.shared.files.hash_bytes(n * 256, len)?))
+        })
     }
 
-    /// Bytes the database occupies on disk.
+    /// Bytes the database and the log's files occupy on disk.
     pub fn disk_bytes(&self) -> Result<u64, LogError> {
-        Ok(self.shared.db.size_on_disk()? + self.shared.entries.disk_bytes()?)
+        Ok(self.shared.db.size_on_disk()? + self.shared.files.disk_bytes()?)
     }
 }
 
@@ -713,24 +697,19 @@ impl Committer {
         }
     }
 
-    /// Writes the jobs' events, their stored hashes and the new size in one batch,
-    /// flushes, and only then publishes the new size and keeps the new tail.
+    /// Gives the jobs' events their indexes, encodes them, computes their stored hashes,
+    /// and commits them all at once.
     fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Appended>, LogError> {
-        let shared = &self.shared;
-        let start = shared.size.load(Ordering::Acquire);
+        let files = &self.shared.files;
+        let start = files.size();
         let total: usize = jobs.iter().map(|j| j.events.len()).sum();
         let mut salts = vec![0u8; total * 16];
         getrandom::getrandom(&mut salts).map_err(|e| LogError::Random(e.to_string()))?;
-        let mem_start = self.tail_value * HASHES_PER_VALUE;
-        let mut mem: Vec<Hash> = self.tail.clone();
-        // This commit's leaves. The incomplete bundle's earlier leaves stay in
-        // `self.tail_leaves`, untouched until the flush succeeds: cloning them (up to 255
-        // allocations) on every commit cost more than the rest of the commit's bookkeeping.
-        let mut leaves: Vec<Vec<u8>> = Vec::with_capacity(total);
-        // Bundles this commit completes, numbered from `first_completed`.
-        let mut completed: Vec<Vec<u8>> = Vec::new();
-        let first_completed = start / BUNDLE;
-        let mut batch = sled::Batch::default();
+        let mem_start = tlog::stored_hash_count(start);
+        let mut mem: Vec<Hash> = Vec::with_capacity(total * 2);
+        let mut records = Vec::with_capacity(total * 320);
+        let mut bundle_ends = Vec::new();
+        let entries_end = files.entries_end();
         let mut appended = Vec::with_capacity(total);
         let received_at_ms = now_ms();
         let mut n = start;
@@ -745,81 +724,33 @@ impl Committer {
                 salt.try_into().unwrap_or(&[0; 16]),
                 event,
             );
+            push_record(&mut records, &leaf)?;
             let leaf_hash = tlog::leaf_hash(&leaf);
             let reader = Reader {
-                tree: &shared.tree,
+                files,
                 count: mem_start + mem.len() as u64,
                 mem_start,
                 mem: &mem,
             };
             let new_hashes = tlog::stored_hashes_for_record(n, leaf_hash, &reader)?;
             mem.extend(new_hashes);
-            leaves.push(leaf);
             appended.push(Appended {
                 index: n,
                 leaf_hash,
             });
             n += 1;
             if n % BUNDLE == 0 {
-                // The bundle is complete: one value; the events of it that earlier commits
-                // wrote one by one go.
-                let first = n - BUNDLE;
-                let earlier: &[Vec<u8>] = if first < start {
-                    &self.tail_leaves
-                } else {
-                    &[]
-                };
-                // This commit's part of the bundle: its last 256 leaves, or all of them when
-                // the bundle began in an earlier commit.
-                let mine = &leaves[leaves.len().saturating_sub(BUNDLE as usize)..];
-                let refs: Vec<&[u8]> = earlier.iter().chain(mine).map(Vec::as_slice).collect();
-                completed.push(tlog::encode_entry_bundle(&refs)?);
-                for i in first..start.max(first) {
-                    batch.remove(&key(b'e', i));
-                }
+                bundle_ends.push(entries_end + records.len() as u64);
             }
         }
-        // The incomplete bundle's new events, one by one.
-        let new_in_tail = ((n % BUNDLE) as usize).min(leaves.len());
-        // This commit's leaves before `skip` went into completed bundles.
-        let skip = leaves.len() - new_in_tail;
-        for (i, leaf) in (n - new_in_tail as u64..n).zip(&leaves[skip..]) {
-            batch.insert(&key(b'e', i), leaf.as_slice());
-        }
-        // Write whole values from the tail's value on; the last may be partial.
-        let mut value = self.tail_value;
-        let mut new_tail = Vec::new();
-        for chunk in mem.chunks(HASHES_PER_VALUE as usize) {
-            let bytes: Vec<u8> = chunk.iter().flatten().copied().collect();
-            batch.insert(&key(b'h', value), bytes);
-            if chunk.len() as u64 == HASHES_PER_VALUE {
-                value += 1;
-            } else {
-                new_tail = chunk.to_vec();
-            }
-        }
-        // The completed bundles are durable in the entry file before sled records them.
-        let ends = if completed.is_empty() {
-            Vec::new()
-        } else {
-            shared.entries.append(&completed)?
-        };
-        for (b, end) in (first_completed..).zip(&ends) {
-            batch.insert(&key(b'F', b), &end.to_be_bytes());
-        }
-        batch.insert(META_SIZE, &n.to_be_bytes());
-        shared.tree.apply_batch(batch)?;
-        shared.db.flush()?;
-        shared.entries.publish(&ends);
-        self.tail = new_tail;
-        self.tail_value = value;
-        if skip > 0 {
-            // A bundle was completed: the incomplete one holds only this commit's leaves.
-            self.tail_leaves.clear();
-        }
-        self.tail_leaves.extend(leaves.drain(skip..));
-        shared.size.store(n, Ordering::Release);
-        shared.commits.fetch_add(1, Ordering::Relaxed);
+        let hashes: Vec<u8> = mem.iter().flatten().copied().collect();
+        files.commit(&Batch {
+            size: n,
+            records: &records,
+            hashes: &hashes,
+            bundle_ends: &bundle_ends,
+        })?;
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
         Ok(appended)
     }
 }
@@ -905,18 +836,26 @@ mod tests {
                 assert_eq!(tlog::leaf_hash(leaf), leaves[i]);
             }
             assert_eq!(log.leaves(250..600).unwrap().len(), 350);
-            let singles = log.shared.tree.scan_prefix(b"e").count() as u64;
-            assert_eq!(singles, next % BUNDLE);
+            // Events live in the files only.
+            assert!(!has_old_layout(&log.shared.tree).unwrap());
+            let (size, tail) = log.shared.files.tail().unwrap();
+            assert_eq!(size, next);
+            assert_eq!(
+                decode_records(&tail, next / BUNDLE * BUNDLE, next % BUNDLE)
+                    .unwrap()
+                    .len() as u64,
+                next % BUNDLE
+            );
             drop(log);
         }
         assert_eq!(next, 2 * batches.iter().sum::<u64>());
     }
 
-    /// A store written before the entry file kept complete bundles in sled (`E` + n):
-    /// opening it moves them to the file, and every event, hash and later append is as
-    /// before.
+    /// A store written before the log's files kept events and hashes in sled (`E` + n,
+    /// `e` + index, `h` + n, `m:size`): opening it moves them to the files, removes them
+    /// from sled, and every event, hash and later append is as before.
     #[test]
-    fn bundles_kept_in_sled_by_an_older_store_move_to_the_entry_file() {
+    fn events_kept_in_sled_by_an_older_store_move_to_the_files() {
         let dir = tempfile::tempdir().unwrap();
         let rt = rt();
         let events = 2 * BUNDLE + 40;
@@ -927,47 +866,90 @@ mod tests {
                 .unwrap();
             let leaves: Vec<Vec<u8>> = log.leaves(0..events).unwrap();
             let root = tlog::tree_hash(events, &log.hashes_at(events)).unwrap();
-            // Rewrite it the old way: bundles in sled, no ends, no file.
+            // Write it the old way into sled.
+            let tree = &log.shared.tree;
             for n in 0..2 {
-                let bundle = log.full_bundle(n).unwrap().unwrap();
-                log.shared.tree.insert(key(b'E', n), bundle).unwrap();
-                log.shared.tree.remove(key(b'F', n)).unwrap();
+                tree.insert(key(b'E', n), log.full_bundle(n).unwrap().unwrap())
+                    .unwrap();
             }
+            for i in 2 * BUNDLE..events {
+                tree.insert(key(b'e', i), leaves[i as usize].clone())
+                    .unwrap();
+            }
+            for kv in log.stored_hash_values() {
+                let (n, bytes) = kv.unwrap();
+                tree.insert(key(b'h', n), bytes).unwrap();
+            }
+            tree.insert(OLD_META_SIZE, &events.to_be_bytes()).unwrap();
             store.db().flush().unwrap();
+            drop(log);
             (root, leaves)
         };
-        std::fs::remove_file(dir.path().join(ENTRY_FILE)).unwrap();
+        std::fs::remove_dir_all(dir.path().join(LOG_DIR)).unwrap();
 
         let store = crate::chain::store::reopen_in_process(dir.path());
         let log = EventLog::open(&store).unwrap();
-        assert_eq!(log.shared.tree.scan_prefix(b"E").count(), 0);
-        assert_eq!(log.shared.tree.scan_prefix(b"F").count(), 2);
+        assert!(!has_old_layout(&log.shared.tree).unwrap());
         assert_eq!(log.size(), events);
         assert_eq!(log.leaves(0..events).unwrap(), leaves);
         assert_eq!(
             tlog::tree_hash(events, &log.hashes_at(events)).unwrap(),
             root
         );
-        // Appends go on from there, completing the third bundle in the file.
+        // Appends go on from there, completing the third bundle.
         rt.block_on(log.append((events..3 * BUNDLE).map(event).collect()))
             .unwrap();
-        assert_eq!(
-            log.full_bundle(2).unwrap().map(|b| b.is_empty()),
-            Some(false)
-        );
+        assert!(log.full_bundle(2).unwrap().is_some());
         assert_eq!(log.events().count() as u64, 3 * BUNDLE);
-
-        // Both layouts at once is damage, not something to guess about.
-        log.shared.tree.insert(key(b'E', 0), &b"x"[..]).unwrap();
-        store.db().flush().unwrap();
         drop((log, store));
+
+        // A move interrupted after the files were put in place (sled not yet cleaned):
+        // the files win, and sled is cleaned.
         let store = crate::chain::store::reopen_in_process(dir.path());
+        store
+            .tree(TREE)
+            .unwrap()
+            .insert(key(b'E', 0), &b"stale"[..])
+            .unwrap();
+        let log = EventLog::open(&store).unwrap();
+        assert!(!has_old_layout(&log.shared.tree).unwrap());
+        assert_eq!(log.size(), 3 * BUNDLE);
+        drop((log, store));
+
+        // A store whose sled says more events than it holds is refused, naming what is
+        // missing.
+        let other = tempfile::tempdir().unwrap();
+        let store = crate::chain::store::reopen_in_process(other.path());
+        let tree = store.tree(TREE).unwrap();
+        tree.insert(OLD_META_SIZE, &300u64.to_be_bytes()).unwrap();
         let err = EventLog::open(&store).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("both in sled and in the entry file"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("bundle 0"), "{err}");
+        assert!(!other.path().join(LOG_DIR).exists());
+    }
+
+    /// The files are checked at open: a last event that does not match its stored hash
+    /// (here: the hashes file swapped for another log's) is refused.
+    #[test]
+    fn a_last_event_that_does_not_match_its_hash_is_refused() {
+        let rt = rt();
+        let make = |dir: &std::path::Path, salt: u64| {
+            let store = crate::chain::store::reopen_in_process(dir);
+            let log = EventLog::open(&store).unwrap();
+            rt.block_on(log.append((salt..salt + 10).map(event).collect()))
+                .unwrap();
+        };
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        make(a.path(), 0);
+        make(b.path(), 100);
+        std::fs::copy(
+            b.path().join(LOG_DIR).join("hashes"),
+            a.path().join(LOG_DIR).join("hashes"),
+        )
+        .unwrap();
+        let store = crate::chain::store::reopen_in_process(a.path());
+        let err = EventLog::open(&store).unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
     }
 
     #[test]

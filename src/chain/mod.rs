@@ -3,15 +3,16 @@
 //! Pure parts, without I/O: the event model and its leaf bytes ([`event`]), the RFC 6962
 //! Merkle tree and C2SP tiles ([`tlog`]), block headers ([`block`]), C2SP signed notes and
 //! checkpoints ([`note`]), witness cosignatures ([`cosignature`]), the witness protocol's
-//! bodies ([`witness_protocol`]) and tlog-proofs ([`proof`]). Storage in sled: the TSA's
-//! state ([`store`]), the event log with group commit ([`log`]) and the witness's state
-//! per log ([`witness_store`]).
+//! bodies ([`witness_protocol`]) and tlog-proofs ([`proof`]). Storage: the TSA's state in
+//! sled ([`store`]), the event log with group commit ([`log`]: events and hashes in
+//! append-only files ([`logfiles`]), blocks and checkpoints in sled) and the witness's
+//! state per log in sled ([`witness_store`]).
 
 pub mod block;
 pub mod cosignature;
-pub mod entries;
 pub mod event;
 pub mod log;
+pub mod logfiles;
 pub mod note;
 pub mod proof;
 pub mod store;
