@@ -14,7 +14,7 @@ use x509_cert::Certificate;
 
 use super::serial::SerialAllocator;
 use super::ServiceError;
-use crate::chain::event::{canonical_details, Action, Event};
+use crate::chain::event::{Action, Event};
 use crate::chain::log::EventLog;
 use crate::chain::store::Store;
 use crate::clock::ClockGuard;
@@ -187,6 +187,20 @@ impl Readiness {
     }
 }
 
+/// The `details` of a `tsa.issued` event. Fields in key order and compact, so serde_json
+/// writes exactly what [`canonical_details`](crate::chain::event::canonical_details) writes
+/// for the same keys and values.
+#[derive(serde::Serialize)]
+struct IssuedDetails<'a> {
+    digest: String,
+    gen_time: String,
+    hash_algorithm: &'a str,
+    policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requester: Option<&'a str>,
+    serial: String,
+}
+
 /// The time-stamp authority.
 pub struct TsaService {
     settings: TsaSettings,
@@ -283,12 +297,8 @@ impl TsaService {
                 cert_req: req.cert_req,
             })
             .await?;
-        let token = crate::tsp::decode_response_status(&issued.response)?
-            .token
-            .ok_or(ServiceError::Encoding(crate::tsp::TspError::Malformed(
-                "a granted response without a token",
-            )))?;
-        let event = self.issued_event(&issued, &req, &token, requester)?;
+        let token = crate::tsp::granted_token(&issued.response)?;
+        let event = self.issued_event(&issued, &req, token, requester)?;
         self.log.append(vec![event]).await?;
         Ok(issued.response)
     }
@@ -307,11 +317,7 @@ impl TsaService {
                 cert_req: true,
             })
             .await?;
-        crate::tsp::decode_response_status(&issued.response)?
-            .token
-            .ok_or(ServiceError::Encoding(crate::tsp::TspError::Malformed(
-                "a granted response without a token",
-            )))
+        Ok(crate::tsp::granted_token(&issued.response)?.to_vec())
     }
 
     async fn sign(&self, req: &TokenRequest<'_>) -> Result<Issued, ServiceError> {
@@ -365,20 +371,18 @@ impl TsaService {
             .ok()
             .and_then(|ms| ms.checked_mul(1_000_000))
             .unwrap_or(i64::MAX);
-        let mut details = serde_json::Map::new();
-        details.insert("serial".into(), format!("{:x}", issued.serial).into());
-        details.insert(
-            "gen_time".into(),
-            crate::chain::event::format_time_ns(occurred_at_ns).into(),
-        );
-        details.insert("policy".into(), req.policy.to_string().into());
-        details.insert("hash_algorithm".into(), req.hash.name().into());
-        details.insert("digest".into(), hex::encode(&req.digest).into());
-        if let Some(r) = requester {
-            details.insert("requester".into(), r.into());
-        }
-        let details = canonical_details(&details)
-            .map_err(|e| ServiceError::Chain(format!("tsa.issued event: {e}")))?;
+        let details = IssuedDetails {
+            digest: hex::encode(&req.digest),
+            gen_time: crate::chain::event::format_time_ns(occurred_at_ns),
+            hash_algorithm: req.hash.name(),
+            policy: req.policy.to_string(),
+            requester,
+            serial: format!("{:x}", issued.serial),
+        };
+        let details = serde_json::to_string(&details)
+            .ok()
+            .filter(|d| d.len() <= crate::chain::event::MAX_DETAILS_BYTES)
+            .ok_or_else(|| ServiceError::Chain("tsa.issued event: details too large".into()))?;
         Ok(Event {
             agency: self.settings.appliance_name.clone(),
             auditor: "tsa".into(),
@@ -428,5 +432,42 @@ impl TsaService {
     pub fn persist_clock(&self) -> Result<(), ServiceError> {
         self.store.record_gen_time(self.clock.last_issued())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::IssuedDetails;
+    use crate::chain::event::canonical_details;
+
+    /// The typed details are byte for byte what the generic canonical form gives for the
+    /// same keys and values, with and without a requester, whatever it holds.
+    #[test]
+    fn issued_details_are_the_canonical_json() {
+        for requester in [None, Some("agency-7"), Some("Ag\u{e9}ncy \"q\" \\ \u{1}\n")] {
+            let d = IssuedDetails {
+                digest: "ab".repeat(32),
+                gen_time: "2026-12-04T13:25:29.123Z".into(),
+                hash_algorithm: "sha256",
+                policy: "1.3.6.1.5.5.7.13.1".into(),
+                requester,
+                serial: "1000000000000002a".into(),
+            };
+            let mut map = serde_json::Map::new();
+            map.insert("serial".into(), d.serial.clone().into());
+            map.insert("gen_time".into(), d.gen_time.clone().into());
+            map.insert("policy".into(), d.policy.clone().into());
+            map.insert("hash_algorithm".into(), d.hash_algorithm.into());
+            map.insert("digest".into(), d.digest.clone().into());
+            if let Some(r) = requester {
+                map.insert("requester".into(), r.into());
+            }
+            assert_eq!(
+                serde_json::to_string(&d).unwrap(),
+                canonical_details(&map).unwrap()
+            );
+        }
     }
 }

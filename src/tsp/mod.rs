@@ -34,7 +34,8 @@ mod openssl_tests;
 pub use hash::HashAlgorithm;
 pub use request::{encode_request, parse_request, RequestParams, RequestRules, ValidRequest};
 pub use status::{
-    decode_response_status, rejection_response, FailureInfo, Rejection, ResponseStatus,
+    decode_response_status, granted_token, rejection_response, FailureInfo, Rejection,
+    ResponseStatus,
 };
 pub use time::{Accuracy, GenTime};
 pub use token::TokenTemplate;

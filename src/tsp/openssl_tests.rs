@@ -492,6 +492,14 @@ fn token_structure_follows_the_profile() {
 
     // The reply is strict DER all through: the cms crate re-encodes it to the same bytes.
     let token = decode_response_status(&reply).unwrap().token.unwrap();
+    // The issuer's shortcut to the token finds the same bytes, and only in a grant.
+    assert_eq!(crate::tsp::granted_token(&reply).unwrap(), token.as_slice());
+    let refused = crate::tsp::rejection_response(&crate::tsp::Rejection {
+        fail: crate::tsp::FailureInfo::BadAlg,
+        text: "no".into(),
+    });
+    assert!(crate::tsp::granted_token(&refused).is_err());
+    assert!(crate::tsp::granted_token(&[reply.as_slice(), &[0]].concat()).is_err());
     let ci = cms::content_info::ContentInfo::from_der(&token).unwrap();
     assert_eq!(ci.to_der().unwrap(), token);
     let cms_sd: cms::signed_data::SignedData = ci.content.decode_as().unwrap();

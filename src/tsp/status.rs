@@ -201,6 +201,23 @@ pub fn decode_response_status(der: &[u8]) -> Result<ResponseStatus, TspError> {
     })
 }
 
+/// The timeStampToken of a granted TimeStampResp, borrowed from `der`: for the issuer,
+/// which records the token it just encoded without decoding all of it again. Refuses
+/// anything but one TimeStampResp whose status is granted, with a token.
+pub fn granted_token(der: &[u8]) -> Result<&[u8], TspError> {
+    use der::Reader;
+    let mut reader = der::SliceReader::new(der)?;
+    let token = reader.sequence(|body| {
+        let status = PkiStatusInfo::decode(body)?;
+        if status.status != STATUS_GRANTED {
+            return Ok(None);
+        }
+        body.tlv_bytes().map(Some)
+    })?;
+    let token = reader.finish(token)?;
+    token.ok_or(TspError::Malformed("the response does not grant a token"))
+}
+
 /// The bit numbers set in a named-bit BIT STRING; refuses non-zero unused bits and
 /// trailing zero bits (X.690 §11.2).
 fn named_bits(bits: &BitStringRef<'_>) -> Result<Vec<u32>, TspError> {
