@@ -5,6 +5,10 @@
 //! waits for a permit, then its job is sure to fit). Each worker owns one cryptoki
 //! [`Session`] (sessions are `Send` but not `Sync`) and the key's handle in it.
 //!
+//! A worker only signs: software verification of the signature (verify-after-sign) runs
+//! on the caller's thread once the worker has answered, so the session is free for the
+//! next signature meanwhile. A signature that fails it is made once more.
+//!
 //! When a worker sees a device or session error it answers
 //! [`SignerError::HsmUnavailable`], drops its session and reopens one (logging in again
 //! if the token lost its login, looking the key up again) with a backoff from 100 ms
@@ -31,10 +35,11 @@ use cryptoki::session::{Session, SessionState};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::pkcs11::{find_private_key, open_session, Credentials, Live, Module, TokenSession};
-use super::signing::sign_message;
+use super::signing::{passes, sign_input, signing_input};
 use super::soft_verify::SoftVerifier;
 use super::{
-    Hsm, KeyInfo, Pkcs11Failure, SignFuture, SignatureAlgorithm, Signer, SignerError, TokenSelector,
+    Hsm, KeyAlgorithm, KeyInfo, Pkcs11Failure, SignFuture, SignatureAlgorithm, Signer, SignerError,
+    TokenSelector,
 };
 
 /// Queue places per session.
@@ -52,9 +57,11 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 type Reply<T> = oneshot::Sender<Result<T, SignerError>>;
 
 enum Job {
+    /// One signature of a signing input (what `signing_input` made of the message);
+    /// answered with the encoded signature, or `None` for a malformed one.
     Sign {
-        message: Vec<u8>,
-        reply: Reply<Vec<u8>>,
+        input: Arc<Vec<u8>>,
+        reply: Reply<Option<Vec<u8>>>,
         _permit: OwnedSemaphorePermit,
     },
     Health {
@@ -85,6 +92,8 @@ pub struct SigningPool {
     key: Arc<KeyInfo>,
     counters: Arc<Counters>,
     algorithm: SignatureAlgorithm,
+    /// Checks every signature on the caller's thread, once the session is free again.
+    verifier: Option<Arc<SoftVerifier>>,
     jobs: Sender<Job>,
     permits: Arc<Semaphore>,
     /// Dropped to tell the workers to stop.
@@ -152,7 +161,6 @@ impl SigningPool {
                 selector: hsm.selector().clone(),
                 credentials: Arc::clone(hsm.credentials()),
                 key: Arc::clone(&key),
-                verifier: verify_after_sign.then(|| Arc::clone(&verifier)),
                 conn: Some(conn),
                 backoff: BACKOFF_MIN,
                 retry_at: Instant::now(),
@@ -178,6 +186,7 @@ impl SigningPool {
         );
         Ok(SigningPool {
             algorithm: SignatureAlgorithm::for_key(key.algorithm),
+            verifier: verify_after_sign.then_some(verifier),
             key,
             counters,
             jobs: jobs_tx,
@@ -236,6 +245,38 @@ async fn acquire(permits: Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Signer
         .map_err(|_| SignerError::PoolStopped)
 }
 
+/// Signs `message` through the workers: a signature that fails software verification
+/// (checked here, on the caller's thread, so that it never holds an HSM session) is made
+/// once more; a second failure is [`SignerError::SignatureVerification`].
+async fn sign_verified(
+    algorithm: KeyAlgorithm,
+    message: &[u8],
+    verifier: Option<&SoftVerifier>,
+    permits: &Arc<Semaphore>,
+    jobs: &Sender<Job>,
+) -> Result<Vec<u8>, SignerError> {
+    let input = Arc::new(signing_input(algorithm, message)?);
+    for _attempt in 1..=2 {
+        let permit = acquire(Arc::clone(permits)).await?;
+        let (reply, answer) = oneshot::channel();
+        submit(
+            jobs.clone(),
+            Job::Sign {
+                input: Arc::clone(&input),
+                reply,
+                _permit: permit,
+            },
+        )?;
+        let signature = answer.await.map_err(|_| SignerError::PoolStopped)??;
+        if let Some(signature) = signature {
+            if passes(verifier, algorithm, message, &signature) {
+                return Ok(signature);
+            }
+        }
+    }
+    Err(SignerError::SignatureVerification)
+}
+
 /// Queues `job`; consumes the sender so that a queued job never keeps the queue alive.
 fn submit(jobs: Sender<Job>, job: Job) -> Result<(), SignerError> {
     match jobs.try_send(job) {
@@ -270,18 +311,17 @@ impl Signer for SigningPool {
 
     fn sign_async(&self, message: Vec<u8>) -> SignFuture {
         let (permits, jobs) = (Arc::clone(&self.permits), self.jobs.clone());
+        let (verifier, counters) = (self.verifier.clone(), Arc::clone(&self.counters));
+        let algorithm = self.key.algorithm;
         Box::pin(async move {
-            let permit = acquire(permits).await?;
-            let (reply, answer) = oneshot::channel();
-            submit(
-                jobs,
-                Job::Sign {
-                    message,
-                    reply,
-                    _permit: permit,
-                },
-            )?;
-            answer.await.map_err(|_| SignerError::PoolStopped)?
+            let result =
+                sign_verified(algorithm, &message, verifier.as_deref(), &permits, &jobs).await;
+            Counters::bump(if result.is_ok() {
+                &counters.signatures
+            } else {
+                &counters.errors
+            });
+            result
         })
     }
 
@@ -374,7 +414,6 @@ struct Worker {
     selector: TokenSelector,
     credentials: Arc<Credentials>,
     key: Arc<KeyInfo>,
-    verifier: Option<Arc<SoftVerifier>>,
     conn: Option<Connection>,
     backoff: Duration,
     retry_at: Instant,
@@ -554,19 +593,13 @@ impl Worker {
     fn handle(&mut self, job: Job) {
         match job {
             Job::Sign {
-                message,
+                input,
                 reply,
                 _permit,
             } => {
-                let result = self.run_op(|worker, session, key| {
-                    let verifier = worker.verifier.as_deref();
-                    sign_message(session, key, worker.key.algorithm, verifier, &message)
-                });
-                Counters::bump(if result.is_ok() {
-                    &self.counters.signatures
-                } else {
-                    &self.counters.errors
-                });
+                let algorithm = self.key.algorithm;
+                let result =
+                    self.run_op(|_, session, key| sign_input(session, key, algorithm, &input));
                 let _ = reply.send(result);
             }
             Job::Health { reply, _permit } => {

@@ -28,7 +28,10 @@ struct DigestInfo {
 
 /// What the HSM is asked to sign for `message`: the SHA-256/SHA-384 digest (ECDSA),
 /// the DER DigestInfo of the SHA-256 digest (RSA PKCS#1 v1.5), or the message (Ed25519).
-fn signing_input(algorithm: KeyAlgorithm, message: &[u8]) -> Result<Vec<u8>, SignerError> {
+pub(crate) fn signing_input(
+    algorithm: KeyAlgorithm,
+    message: &[u8],
+) -> Result<Vec<u8>, SignerError> {
     Ok(match algorithm {
         KeyAlgorithm::EcdsaP256 => DigestAlgorithm::Sha256.digest(message),
         KeyAlgorithm::EcdsaP384 => DigestAlgorithm::Sha384.digest(message),
@@ -68,6 +71,41 @@ fn encode(algorithm: KeyAlgorithm, raw: Vec<u8>) -> Option<Vec<u8>> {
     }
 }
 
+/// One signature of `input` (what [`signing_input`] made of the message) by the private
+/// key `key` on `session`, in the encoding X.509/CMS carry. `Ok(None)`: the HSM answered
+/// a malformed ECDSA value (treated like a bad signature).
+pub(crate) fn sign_input(
+    session: &Session,
+    key: ObjectHandle,
+    algorithm: KeyAlgorithm,
+    input: &[u8],
+) -> Result<Option<Vec<u8>>, SignerError> {
+    let raw = session.sign(&mechanism(algorithm), key, input)?;
+    let signature = encode(algorithm, raw);
+    if signature.is_none() {
+        tracing::warn!(%algorithm, "the HSM returned a malformed ECDSA signature");
+    }
+    Ok(signature)
+}
+
+/// Whether `signature` (from [`sign_input`]) may be handed out: with a `verifier`, it must
+/// verify over `message` in software.
+pub(crate) fn passes(
+    verifier: Option<&SoftVerifier>,
+    algorithm: KeyAlgorithm,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    match verifier {
+        None => true,
+        Some(v) if v.verify(message, signature).is_ok() => true,
+        Some(_) => {
+            tracing::warn!(%algorithm, "the HSM's signature failed software verification");
+            false
+        }
+    }
+}
+
 /// Signs `message` with the private key `key` on `session`.
 ///
 /// With a `verifier`, the signature is checked in software; a signature that fails is
@@ -80,22 +118,10 @@ pub(crate) fn sign_message(
     message: &[u8],
 ) -> Result<Vec<u8>, SignerError> {
     let input = signing_input(algorithm, message)?;
-    let mechanism = mechanism(algorithm);
-    for attempt in 1..=2 {
-        let raw = session.sign(&mechanism, key, &input)?;
-        let Some(signature) = encode(algorithm, raw) else {
-            tracing::warn!(attempt, %algorithm, "the HSM returned a malformed ECDSA signature");
-            continue;
-        };
-        match verifier {
-            None => return Ok(signature),
-            Some(v) if v.verify(message, &signature).is_ok() => return Ok(signature),
-            Some(_) => {
-                tracing::warn!(
-                    attempt,
-                    %algorithm,
-                    "the HSM's signature failed software verification"
-                );
+    for _attempt in 1..=2 {
+        if let Some(signature) = sign_input(session, key, algorithm, &input)? {
+            if passes(verifier, algorithm, message, &signature) {
+                return Ok(signature);
             }
         }
     }
