@@ -1,21 +1,26 @@
-//! The event log's files: every event's leaf bytes, the Merkle tree's stored hashes, where
-//! each entry bundle ends, and the head that says how much of them is committed.
+//! The event log's files: every event's leaf bytes with the head that says how many are
+//! committed, and, derived from them, the Merkle tree's stored hashes and where each
+//! entry bundle ends.
 //!
-//! A directory holds four append-only files:
-//! - `entries`: each event as a u16-BE length and its leaf bytes, back to back in index
-//!   order. That is the C2SP entry-bundle encoding, so complete bundle n (events
-//!   `256·n .. 256·n+255`) is one byte range, exactly what `GET /tile/entries/<n>` serves.
+//! A directory holds three files:
+//! - `events`: two head slots (at bytes 0 and 4096), then from byte 8192 each event as a
+//!   u16-BE length and its leaf bytes, back to back in index order. That is the C2SP
+//!   entry-bundle encoding, so complete bundle n (events `256·n .. 256·n+255`) is one byte
+//!   range, exactly what `GET /tile/entries/<n>` serves. The file is grown ahead in steps
+//!   of 1 MiB, so that a commit's sync writes data, not file metadata.
 //! - `hashes`: the stored hashes ([`tlog::stored_hash_index`] order), 32 bytes each.
-//! - `bundles`: where each complete bundle ends in `entries` (u64 BE each).
-//! - `head`: two slots, 4 KiB apart, each naming a commit: its sequence number, the
-//!   number of events and the end of `entries`, with a checksum.
+//! - `bundles`: where each complete bundle ends in `events` (u64 BE each).
 //!
-//! A commit writes its bytes after the committed ends of the three data files, syncs
-//! them, and only then writes the head slot of its sequence number (alternating) and
-//! syncs it: so the newest valid slot never names bytes that are not durable, and a torn
-//! head write leaves the other slot, the commit before. Opening takes the newest valid
-//! slot and cuts off what a crashed commit wrote after it. Nothing committed is ever
-//! rewritten. A failed commit publishes nothing; the next one writes over its bytes.
+//! A commit writes its records after the committed end, its hashes and bundle ends, and
+//! the head slot of its sequence number (the two alternate); then one sync of `events`
+//! makes it durable. A head slot carries a checksum of itself and of the records its
+//! commit wrote, so a crash during the sync (which may have written the head but not all
+//! the records, or half a slot) leaves a slot that does not check out: opening takes the
+//! newest slot that does, and the commit before is intact because commits only append.
+//! The hashes and bundle ends follow from the records; they are synced every
+//! [`DERIVED_SYNC_EVENTS`] events, and the head records up to where. Opening recomputes
+//! them from the records beyond that point. Nothing committed is ever rewritten; a failed
+//! commit publishes nothing, and the next one writes over its bytes.
 //!
 //! Complete bundles never change: keeping them in plain files (read through the page
 //! cache, not the process's heap) is what keeps the server's memory flat as the log grows.
@@ -26,24 +31,28 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
-use sha2::Digest;
+use super::tlog::{self, Hash, HashReader, TlogError};
 
-use super::tlog::{self, Hash};
-
-const ENTRIES: &str = "entries";
+const EVENTS: &str = "events";
 const HASHES: &str = "hashes";
 const BUNDLES: &str = "bundles";
-const HEAD: &str = "head";
 /// Events per entry bundle (the C2SP width).
 const BUNDLE: u64 = 256;
 /// What a head slot starts with.
-const MAGIC: &[u8; 8] = b"AUDLOG01";
-/// Bytes of a head slot: magic, sequence, size, entries end, checksum.
-const SLOT_LEN: usize = 40;
+const MAGIC: &[u8; 8] = b"AUDLOG02";
+/// Bytes of a head slot.
+const SLOT_LEN: usize = 72;
 /// Where the second head slot begins (its own 4 KiB page).
 const SLOT_STRIDE: u64 = 4096;
+/// Where the records begin in the events file.
+pub const RECORDS_AT: u64 = 8192;
+/// How far ahead of the records the events file is grown (zeros, written once).
+const GROW: u64 = 1 << 20;
+/// Events between syncs of the derived files (hashes, bundle ends): at most this many
+/// are recomputed when the log is opened after a crash.
+pub const DERIVED_SYNC_EVENTS: u64 = 1 << 16;
 
 /// What can go wrong with the log's files.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +105,7 @@ pub struct Batch<'a> {
     pub records: &'a [u8],
     /// The stored hashes the new events add, 32 bytes each, in stored-hash order.
     pub hashes: &'a [u8],
-    /// Where each bundle the new events complete ends in the entries file.
+    /// Where each bundle the new events complete ends in the events file.
     pub bundle_ends: &'a [u64],
 }
 
@@ -104,62 +113,98 @@ pub struct Batch<'a> {
 #[derive(Debug, Clone, Default)]
 struct Committed {
     size: u64,
-    entries_end: u64,
-    /// `bundle_ends[n]`: where complete bundle n ends (it starts where n - 1 ends, or at 0).
+    /// Where the committed records end in the events file.
+    end: u64,
+    /// `bundle_ends[n]`: where complete bundle n ends (it starts where n - 1 ends, or at
+    /// [`RECORDS_AT`]).
     bundle_ends: Vec<u64>,
 }
 
-/// One valid head slot.
+/// One head slot: a commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Head {
     seq: u64,
     size: u64,
-    entries_end: u64,
+    /// Where the records end.
+    end: u64,
+    /// Where this commit's records begin.
+    commit_start: u64,
+    /// CRC-32 (IEEE) of this commit's records.
+    records_crc: u32,
+    /// Events whose hashes and bundle ends are durable in the derived files.
+    derived_size: u64,
+    /// Where the records of those events end.
+    derived_end: u64,
 }
 
 impl Head {
     fn encode(&self) -> [u8; SLOT_LEN] {
         let mut out = [0u8; SLOT_LEN];
         out[..8].copy_from_slice(MAGIC);
-        out[8..16].copy_from_slice(&self.seq.to_be_bytes());
-        out[16..24].copy_from_slice(&self.size.to_be_bytes());
-        out[24..32].copy_from_slice(&self.entries_end.to_be_bytes());
-        let sum = sha2::Sha256::digest(&out[..32]);
-        out[32..].copy_from_slice(&sum[..8]);
+        for (i, v) in [
+            self.seq,
+            self.size,
+            self.end,
+            self.commit_start,
+            self.derived_size,
+            self.derived_end,
+        ]
+        .iter()
+        .enumerate()
+        {
+            out[8 + 8 * i..16 + 8 * i].copy_from_slice(&v.to_be_bytes());
+        }
+        out[56..60].copy_from_slice(&self.records_crc.to_be_bytes());
+        let sum = crc32fast::hash(&out[..60]);
+        out[60..64].copy_from_slice(&sum.to_be_bytes());
         out
     }
 
     /// The slot's commit, if it is one (right magic and checksum).
     fn decode(slot: &[u8]) -> Option<Head> {
-        let slot: &[u8; SLOT_LEN] = slot.get(..SLOT_LEN)?.try_into().ok()?;
-        if &slot[..8] != MAGIC || sha2::Sha256::digest(&slot[..32])[..8] != slot[32..] {
+        let slot = slot.get(..SLOT_LEN)?;
+        let word = |at: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(slot.get(at..at + 8)?.try_into().ok()?))
+        };
+        let half = |at: usize| -> Option<u32> {
+            Some(u32::from_be_bytes(slot.get(at..at + 4)?.try_into().ok()?))
+        };
+        if slot.get(..8)? != MAGIC || crc32fast::hash(slot.get(..60)?) != half(60)? {
             return None;
         }
-        let word = |at: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&slot[at..at + 8]);
-            u64::from_be_bytes(b)
-        };
         Some(Head {
-            seq: word(8),
-            size: word(16),
-            entries_end: word(24),
+            seq: word(8)?,
+            size: word(16)?,
+            end: word(24)?,
+            commit_start: word(32)?,
+            derived_size: word(40)?,
+            derived_end: word(48)?,
+            records_crc: half(56)?,
         })
     }
+}
+
+/// What only a commit (one at a time) changes.
+#[derive(Debug)]
+struct Writer {
+    /// The head of the last commit.
+    last: Head,
+    /// The events file's length (the records area is grown ahead in [`GROW`] steps).
+    allocated: u64,
+    derived_size: u64,
+    derived_end: u64,
 }
 
 /// The open files of one event log directory.
 pub struct LogFiles {
     dir: PathBuf,
-    entries: File,
+    events: File,
     hashes: File,
     bundles: File,
-    head: File,
     committed: RwLock<Committed>,
     /// `committed.size`, for readers that need nothing else.
     size: AtomicU64,
-    /// The sequence number of the last commit (only the committer advances it).
-    seq: AtomicU64,
+    writer: Mutex<Writer>,
 }
 
 impl std::fmt::Debug for LogFiles {
@@ -204,6 +249,46 @@ fn staging(dir: &Path) -> PathBuf {
     dir.with_file_name(name)
 }
 
+/// Splits records (u16-BE length and bytes, each) into their leaves; `None` when they
+/// are cut off.
+pub fn split_records(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        if rest.len() < len {
+            return None;
+        }
+        let (leaf, rest) = rest.split_at(len);
+        out.push(leaf);
+        bytes = rest;
+    }
+    Some(out)
+}
+
+/// Reads stored hashes below `mem_start` from a file, the rest from memory.
+struct Hashes<'a> {
+    files: &'a LogFiles,
+    mem_start: u64,
+    mem: &'a [Hash],
+}
+
+impl HashReader for Hashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
+        indexes
+            .iter()
+            .map(|&i| {
+                if i >= self.mem_start {
+                    let at = usize::try_from(i - self.mem_start)
+                        .map_err(|_| TlogError::HashNotStored(i))?;
+                    return self.mem.get(at).copied().ok_or(TlogError::HashNotStored(i));
+                }
+                self.files.hash(i).map_err(|e| TlogError::Read(Box::new(e)))
+            })
+            .collect()
+    }
+}
+
 impl LogFiles {
     /// Opens the log in `dir`, creating an empty one if there is none.
     pub fn open_or_create(dir: &Path) -> Result<LogFiles, LogFilesError> {
@@ -222,21 +307,27 @@ impl LogFiles {
             std::fs::remove_dir_all(&stage).map_err(io_err(&stage, "remove"))?;
         }
         std::fs::create_dir_all(&stage).map_err(io_err(&stage, "create"))?;
-        for name in [ENTRIES, HASHES, BUNDLES] {
+        for name in [HASHES, BUNDLES] {
             open_file(&stage, name, true)?
                 .sync_all()
                 .map_err(io_err(&stage.join(name), "sync"))?;
         }
-        let head = open_file(&stage, HEAD, true)?;
+        let events = open_file(&stage, EVENTS, true)?;
         let empty = Head {
             seq: 0,
             size: 0,
-            entries_end: 0,
+            end: RECORDS_AT,
+            commit_start: RECORDS_AT,
+            records_crc: crc32fast::hash(&[]),
+            derived_size: 0,
+            derived_end: RECORDS_AT,
         };
-        head.write_all_at(&empty.encode(), 0)
-            .and_then(|()| head.sync_all())
-            .map_err(io_err(&stage.join(HEAD), "write"))?;
-        drop(head);
+        events
+            .set_len(RECORDS_AT)
+            .and_then(|()| events.write_all_at(&empty.encode(), 0))
+            .and_then(|()| events.sync_all())
+            .map_err(io_err(&stage.join(EVENTS), "write"))?;
+        drop(events);
         sync_dir(&stage)?;
         Self::open(&stage)
     }
@@ -244,13 +335,14 @@ impl LogFiles {
     /// Moves a log made with [`Self::create_staged`] to its place (a rename, made durable).
     pub fn install(mut self) -> Result<LogFiles, LogFilesError> {
         let stage = self.dir.clone();
-        let Some(name) = stage.file_name().and_then(|n| n.to_str()) else {
+        let Some(dir) = stage
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".new"))
+            .map(|n| stage.with_file_name(n))
+        else {
             return Err(self.corrupt("not a staging directory".into()));
         };
-        let Some(final_name) = name.strip_suffix(".new") else {
-            return Err(self.corrupt("not a staging directory".into()));
-        };
-        let dir = stage.with_file_name(final_name);
         std::fs::rename(&stage, &dir).map_err(io_err(&dir, "rename into place"))?;
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
@@ -259,65 +351,97 @@ impl LogFiles {
         Ok(self)
     }
 
-    /// Opens the log in `dir`: the newest valid head slot says what is committed; bytes a
-    /// crashed commit wrote after it are cut off. Files shorter than the head says mean
-    /// lost data, and are refused.
+    /// Opens the log in `dir`: the newest head slot whose commit checks out says what is
+    /// committed; the hashes and bundle ends of events after the last sync of the derived
+    /// files are recomputed. A log without such a slot, or whose derived files are shorter
+    /// than their last sync, is refused.
     pub fn open(dir: &Path) -> Result<LogFiles, LogFilesError> {
-        let entries = open_file(dir, ENTRIES, false)?;
+        let events = open_file(dir, EVENTS, false)?;
         let hashes = open_file(dir, HASHES, false)?;
         let bundles = open_file(dir, BUNDLES, false)?;
-        let head_file = open_file(dir, HEAD, false)?;
         let corrupt = |detail: String| LogFilesError::Corrupt {
             dir: dir.to_owned(),
             detail,
         };
-        let mut slots = vec![0u8; SLOT_STRIDE as usize + SLOT_LEN];
-        let head_len = head_file
+        let events_path = dir.join(EVENTS);
+        let allocated = events
             .metadata()
-            .map_err(io_err(&dir.join(HEAD), "stat"))?
+            .map_err(io_err(&events_path, "stat"))?
             .len();
-        let readable = usize::try_from(head_len)
-            .unwrap_or(usize::MAX)
-            .min(slots.len());
-        head_file
-            .read_exact_at(&mut slots[..readable], 0)
-            .map_err(io_err(&dir.join(HEAD), "read"))?;
-        let head = [0, SLOT_STRIDE as usize]
+        if allocated < RECORDS_AT {
+            return Err(corrupt(format!(
+                "events holds {allocated} bytes, less than its head"
+            )));
+        }
+        let mut slots = vec![0u8; SLOT_STRIDE as usize + SLOT_LEN];
+        events
+            .read_exact_at(&mut slots, 0)
+            .map_err(io_err(&events_path, "read"))?;
+        let mut heads: Vec<Head> = [0, SLOT_STRIDE as usize]
             .iter()
             .filter_map(|&at| Head::decode(&slots[at..]))
-            .max_by_key(|h| h.seq)
-            .ok_or_else(|| corrupt("the head file holds no valid commit".into()))?;
+            .collect();
+        heads.sort_by_key(|h| std::cmp::Reverse(h.seq));
+        let newest = heads.first().copied();
+        let mut chosen = None;
+        for head in heads {
+            let sane = head.commit_start >= RECORDS_AT
+                && head.commit_start <= head.end
+                && head.end <= allocated
+                && head.derived_end <= head.end
+                && head.derived_size <= head.size;
+            let crc = if sane {
+                let mut buf = vec![0u8; usize::try_from(head.end - head.commit_start).unwrap_or(0)];
+                events
+                    .read_exact_at(&mut buf, head.commit_start)
+                    .map_err(io_err(&events_path, "read"))?;
+                Some(crc32fast::hash(&buf))
+            } else {
+                None
+            };
+            if crc == Some(head.records_crc) {
+                chosen = Some(head);
+                break;
+            }
+            tracing::warn!(
+                dir = %dir.display(),
+                seq = head.seq,
+                events = head.size,
+                "a commit whose events do not check out was interrupted; taking the one before"
+            );
+        }
+        let head = chosen.ok_or_else(|| {
+            corrupt(match newest {
+                Some(h) => format!(
+                    "no commit in the head checks out: the records of the last commit (to \
+                     {} events) do not match their checksum",
+                    h.size
+                ),
+                None => "the head holds no commit".into(),
+            })
+        })?;
 
-        let hash_bytes = tlog::stored_hash_count(head.size) * 32;
-        let full = head.size / BUNDLE;
-        let bundle_bytes = full * 8;
+        // The derived files: durable up to `derived_size`, recomputed beyond.
+        let derived_hashes = tlog::stored_hash_count(head.derived_size) * 32;
+        let derived_bundles = head.derived_size / BUNDLE;
         for (file, name, need) in [
-            (&entries, ENTRIES, head.entries_end),
-            (&hashes, HASHES, hash_bytes),
-            (&bundles, BUNDLES, bundle_bytes),
+            (&hashes, HASHES, derived_hashes),
+            (&bundles, BUNDLES, derived_bundles * 8),
         ] {
-            let path = dir.join(name);
-            let len = file.metadata().map_err(io_err(&path, "stat"))?.len();
+            let len = file
+                .metadata()
+                .map_err(io_err(&dir.join(name), "stat"))?
+                .len();
             if len < need {
                 return Err(corrupt(format!(
-                    "{name} holds {len} bytes, but the last commit ({} events) needs {need}",
-                    head.size
+                    "{name} holds {len} bytes, but its last sync ({} events) wrote {need}",
+                    head.derived_size
                 )));
-            }
-            if len > need {
-                tracing::warn!(
-                    file = %path.display(),
-                    bytes = len - need,
-                    "cutting off what an interrupted commit wrote"
-                );
-                file.set_len(need)
-                    .and_then(|()| file.sync_all())
-                    .map_err(io_err(&path, "truncate"))?;
             }
         }
         let mut raw = vec![
             0u8;
-            usize::try_from(bundle_bytes)
+            usize::try_from(derived_bundles * 8)
                 .map_err(|_| corrupt("too many bundles".into()))?
         ];
         bundles
@@ -325,36 +449,166 @@ impl LogFiles {
             .map_err(io_err(&dir.join(BUNDLES), "read"))?;
         let bundle_ends: Vec<u64> = raw
             .chunks_exact(8)
-            .map(|c| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(c);
-                u64::from_be_bytes(b)
-            })
+            .filter_map(|c| c.try_into().ok().map(u64::from_be_bytes))
             .collect();
-        let mut last = 0;
+        let mut last = RECORDS_AT;
         for (n, &end) in bundle_ends.iter().enumerate() {
-            if end <= last || end > head.entries_end {
+            if end <= last || end > head.derived_end {
                 return Err(corrupt(format!(
-                    "bundle {n} ends at byte {end}, after {last} and within {} expected",
-                    head.entries_end
+                    "bundle {n} ends at byte {end}, not after {last} and within {}",
+                    head.derived_end
                 )));
             }
             last = end;
         }
-        Ok(LogFiles {
+        let files = LogFiles {
             dir: dir.to_owned(),
-            entries,
+            events,
             hashes,
             bundles,
-            head: head_file,
             committed: RwLock::new(Committed {
-                size: head.size,
-                entries_end: head.entries_end,
+                size: head.derived_size,
+                end: head.derived_end,
                 bundle_ends,
             }),
-            size: AtomicU64::new(head.size),
-            seq: AtomicU64::new(head.seq),
-        })
+            size: AtomicU64::new(head.derived_size),
+            writer: Mutex::new(Writer {
+                last: head,
+                allocated,
+                derived_size: head.derived_size,
+                derived_end: head.derived_end,
+            }),
+        };
+        files.rebuild_derived(&head)?;
+        Ok(files)
+    }
+
+    /// Recomputes the hashes and bundle ends of the events after the derived files' last
+    /// sync (from the records) and syncs them.
+    fn rebuild_derived(&self, head: &Head) -> Result<(), LogFilesError> {
+        let from = head.derived_size;
+        let records = self.read_at(&self.events, EVENTS, head.derived_end, head.end)?;
+        let leaves = split_records(&records)
+            .filter(|l| l.len() as u64 == head.size - from)
+            .ok_or_else(|| {
+                self.corrupt(format!(
+                    "events {from}..{} are not {} whole records",
+                    head.size,
+                    head.size - from
+                ))
+            })?;
+        let mem_start = tlog::stored_hash_count(from);
+        let mut mem: Vec<Hash> = Vec::new();
+        let mut ends = Vec::new();
+        let mut at = head.derived_end;
+        for (n, leaf) in (from..).zip(&leaves) {
+            let reader = Hashes {
+                files: self,
+                mem_start,
+                mem: &mem,
+            };
+            let new = tlog::stored_hashes_for_record(n, tlog::leaf_hash(leaf), &reader)
+                .map_err(|e| self.corrupt(format!("rebuilding the hashes of event {n}: {e}")))?;
+            mem.extend(new);
+            at += 2 + leaf.len() as u64;
+            if (n + 1) % BUNDLE == 0 {
+                ends.push(at);
+            }
+        }
+        if !leaves.is_empty() {
+            tracing::info!(
+                dir = %self.dir.display(),
+                events = leaves.len(),
+                "recomputed the hashes of events committed after the last sync of the derived files"
+            );
+        }
+        let hashes: Vec<u8> = mem.iter().flatten().copied().collect();
+        let bundles = from / BUNDLE;
+        let mut end_bytes = Vec::with_capacity(ends.len() * 8);
+        for e in &ends {
+            end_bytes.extend_from_slice(&e.to_be_bytes());
+        }
+        for (file, name, bytes, at) in [
+            (&self.hashes, HASHES, &hashes, mem_start * 32),
+            (&self.bundles, BUNDLES, &end_bytes, bundles * 8),
+        ] {
+            let path = self.dir.join(name);
+            file.write_all_at(bytes, at)
+                .and_then(|()| file.set_len(at + bytes.len() as u64))
+                .and_then(|()| file.sync_all())
+                .map_err(io_err(&path, "rewrite"))?;
+        }
+        // Durable now; the next commit's head says so (the two slots stay the last two
+        // commits, so an interrupted one still has the one before to fall back on).
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        w.derived_size = head.size;
+        w.derived_end = head.end;
+        drop(w);
+        let mut c = self
+            .committed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        c.size = head.size;
+        c.end = head.end;
+        c.bundle_ends.extend_from_slice(&ends);
+        drop(c);
+        self.size.store(head.size, Ordering::Release);
+        Ok(())
+    }
+
+    /// Writes the next head slot and syncs the events file: what commits.
+    fn write_head(
+        &self,
+        w: &mut Writer,
+        size: u64,
+        commit_start: u64,
+        end: u64,
+        records_crc: u32,
+    ) -> Result<(), LogFilesError> {
+        let head = Head {
+            seq: w.last.seq + 1,
+            size,
+            end,
+            commit_start,
+            records_crc,
+            derived_size: w.derived_size,
+            derived_end: w.derived_end,
+        };
+        self.events
+            .write_all_at(&head.encode(), (head.seq % 2) * SLOT_STRIDE)
+            .and_then(|()| self.events.sync_data())
+            .map_err(io_err(&self.dir.join(EVENTS), "commit"))?;
+        w.last = head;
+        Ok(())
+    }
+
+    /// Syncs the hashes and bundle ends of every committed event and writes a head that
+    /// says so, so that the next open recomputes nothing (and finds each stored hash as
+    /// the commit wrote it, to check the events against). For a clean stop; also done
+    /// when the files are dropped.
+    pub fn sync_derived(&self) -> Result<(), LogFilesError> {
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = w.last;
+        if w.derived_size == last.size {
+            return Ok(());
+        }
+        for (file, name) in [(&self.hashes, HASHES), (&self.bundles, BUNDLES)] {
+            file.sync_data()
+                .map_err(io_err(&self.dir.join(name), "sync"))?;
+        }
+        let before = (w.derived_size, w.derived_end);
+        (w.derived_size, w.derived_end) = (last.size, last.end);
+        let written = self.write_head(
+            &mut w,
+            last.size,
+            last.commit_start,
+            last.end,
+            last.records_crc,
+        );
+        if written.is_err() {
+            (w.derived_size, w.derived_end) = before;
+        }
+        written
     }
 
     fn corrupt(&self, detail: String) -> LogFilesError {
@@ -382,18 +636,22 @@ impl LogFiles {
         self.size.load(Ordering::Acquire)
     }
 
-    /// Where the committed events end in the entries file.
-    pub fn entries_end(&self) -> u64 {
-        self.committed().entries_end
+    /// Where the committed records end in the events file.
+    pub fn end(&self) -> u64 {
+        self.committed().end
     }
 
-    /// Writes `batch` after what is committed, makes it durable, then commits it (the
-    /// head) and shows it to readers. On an error nothing is committed.
+    /// Writes `batch` after what is committed and commits it with one sync; then shows it
+    /// to readers. On an error nothing is committed.
     pub fn commit(&self, batch: &Batch<'_>) -> Result<(), LogFilesError> {
-        let (size, entries_end, bundles) = {
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let (size, end, bundles) = {
             let c = self.committed();
-            (c.size, c.entries_end, c.bundle_ends.len() as u64)
+            (c.size, c.end, c.bundle_ends.len() as u64)
         };
+        if batch.size == size && batch.records.is_empty() {
+            return Ok(());
+        }
         let new_hashes = tlog::stored_hash_count(batch.size)
             .checked_sub(tlog::stored_hash_count(size))
             .ok_or_else(|| {
@@ -410,12 +668,14 @@ impl LogFiles {
                 batch.bundle_ends.len()
             )));
         }
+        let new_end = end + batch.records.len() as u64;
+        self.grow(&mut w, new_end)?;
         let mut ends = Vec::with_capacity(batch.bundle_ends.len() * 8);
         for e in batch.bundle_ends {
             ends.extend_from_slice(&e.to_be_bytes());
         }
         for (file, name, bytes, at) in [
-            (&self.entries, ENTRIES, batch.records, entries_end),
+            (&self.events, EVENTS, batch.records, end),
             (
                 &self.hashes,
                 HASHES,
@@ -429,38 +689,52 @@ impl LogFiles {
                     .map_err(io_err(&self.dir.join(name), "write"))?;
             }
         }
-        for (file, name, bytes) in [
-            (&self.entries, ENTRIES, batch.records),
-            (&self.hashes, HASHES, batch.hashes),
-            (&self.bundles, BUNDLES, ends.as_slice()),
-        ] {
-            if !bytes.is_empty() {
+        let derived_before = (w.derived_size, w.derived_end);
+        if batch.size - w.derived_size >= DERIVED_SYNC_EVENTS {
+            // The derived files are durable up to here before a head says so.
+            for (file, name) in [(&self.hashes, HASHES), (&self.bundles, BUNDLES)] {
                 file.sync_data()
                     .map_err(io_err(&self.dir.join(name), "sync"))?;
             }
+            w.derived_size = batch.size;
+            w.derived_end = new_end;
         }
-        let entries_end = entries_end + batch.records.len() as u64;
-        let seq = self.seq.load(Ordering::Relaxed) + 1;
-        let head = Head {
-            seq,
-            size: batch.size,
-            entries_end,
-        };
-        self.head
-            .write_all_at(&head.encode(), (seq % 2) * SLOT_STRIDE)
-            .and_then(|()| self.head.sync_data())
-            .map_err(io_err(&self.dir.join(HEAD), "write"))?;
-        self.seq.store(seq, Ordering::Relaxed);
+        let crc = crc32fast::hash(batch.records);
+        if let Err(e) = self.write_head(&mut w, batch.size, end, new_end, crc) {
+            // The derived files' sync point is the committed head's.
+            (w.derived_size, w.derived_end) = derived_before;
+            return Err(e);
+        }
+        drop(w);
         {
             let mut c = self
                 .committed
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             c.size = batch.size;
-            c.entries_end = entries_end;
+            c.end = new_end;
             c.bundle_ends.extend_from_slice(batch.bundle_ends);
         }
         self.size.store(batch.size, Ordering::Release);
+        Ok(())
+    }
+
+    /// Grows the events file with zeros so that it holds `end` bytes, in [`GROW`] steps.
+    fn grow(&self, w: &mut Writer, end: u64) -> Result<(), LogFilesError> {
+        if end <= w.allocated {
+            return Ok(());
+        }
+        let target = end.div_ceil(GROW) * GROW;
+        let zeros = vec![0u8; usize::try_from(GROW).unwrap_or(1 << 20)];
+        let mut at = w.allocated;
+        while at < target {
+            let n = (target - at).min(GROW);
+            self.events
+                .write_all_at(&zeros[..usize::try_from(n).unwrap_or(0)], at)
+                .map_err(io_err(&self.dir.join(EVENTS), "grow"))?;
+            at += n;
+        }
+        w.allocated = target;
         Ok(())
     }
 
@@ -501,10 +775,14 @@ impl LogFiles {
             let Some(i) = usize::try_from(n).ok().filter(|&i| i < c.bundle_ends.len()) else {
                 return Ok(None);
             };
-            let start = if i == 0 { 0 } else { c.bundle_ends[i - 1] };
+            let start = if i == 0 {
+                RECORDS_AT
+            } else {
+                c.bundle_ends[i - 1]
+            };
             (start, c.bundle_ends[i])
         };
-        self.read_at(&self.entries, ENTRIES, start, end).map(Some)
+        self.read_at(&self.events, EVENTS, start, end).map(Some)
     }
 
     /// The incomplete bundle's records (the events from `256·(size/256)` to `size`), with
@@ -514,21 +792,20 @@ impl LogFiles {
             let c = self.committed();
             (
                 c.size,
-                c.bundle_ends.last().copied().unwrap_or(0),
-                c.entries_end,
+                c.bundle_ends.last().copied().unwrap_or(RECORDS_AT),
+                c.end,
             )
         };
-        Ok((size, self.read_at(&self.entries, ENTRIES, start, end)?))
+        Ok((size, self.read_at(&self.events, EVENTS, start, end)?))
     }
 
-    /// Bytes the files occupy.
+    /// Bytes the files occupy (the events file with what it was grown ahead).
     pub fn disk_bytes(&self) -> Result<u64, LogFilesError> {
         let mut total = 0;
         for (file, name) in [
-            (&self.entries, ENTRIES),
+            (&self.events, EVENTS),
             (&self.hashes, HASHES),
             (&self.bundles, BUNDLES),
-            (&self.head, HEAD),
         ] {
             total += file
                 .metadata()
@@ -539,49 +816,75 @@ impl LogFiles {
     }
 }
 
+impl Drop for LogFiles {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync_derived() {
+            tracing::warn!(error = %e, "could not sync the event log's hashes on close; they are recomputed at the next start");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
 
-    /// Records of `leaves` (u16-BE length and bytes each).
-    fn records(leaves: &[&[u8]]) -> Vec<u8> {
-        tlog::encode_entry_bundle(leaves).unwrap()
+    fn leaf(i: u64) -> Vec<u8> {
+        format!("event {i}").into_bytes()
     }
 
-    /// A commit of events `from..to` with made-up hashes: enough to test the files.
-    fn batch_bytes(from: u64, to: u64) -> (Vec<u8>, Vec<u8>) {
-        let leaves: Vec<Vec<u8>> = (from..to)
-            .map(|i| format!("event {i}").into_bytes())
-            .collect();
-        let refs: Vec<&[u8]> = leaves.iter().map(Vec::as_slice).collect();
-        let hashes = (tlog::stored_hash_count(from)..tlog::stored_hash_count(to))
-            .flat_map(|h| [h as u8; 32])
-            .collect();
-        (records(&refs), hashes)
-    }
-
+    /// Commits events `size..to` with their real stored hashes.
     fn commit(files: &LogFiles, to: u64) {
         let from = files.size();
-        let (recs, hashes) = batch_bytes(from, to);
-        // Bundle ends: the end of each record whose index + 1 is a multiple of 256.
+        let mut records = Vec::new();
+        let mut mem = Vec::new();
         let mut ends = Vec::new();
-        let mut at = files.entries_end();
+        let mut at = files.end();
         for i in from..to {
-            at += 2 + format!("event {i}").len() as u64;
+            let l = leaf(i);
+            records.extend_from_slice(&(l.len() as u16).to_be_bytes());
+            records.extend_from_slice(&l);
+            at += 2 + l.len() as u64;
+            let reader = Hashes {
+                files,
+                mem_start: tlog::stored_hash_count(from),
+                mem: &mem,
+            };
+            let new = tlog::stored_hashes_for_record(i, tlog::leaf_hash(&l), &reader).unwrap();
+            mem.extend(new);
             if (i + 1) % BUNDLE == 0 {
                 ends.push(at);
             }
         }
+        let hashes: Vec<u8> = mem.iter().flatten().copied().collect();
         files
             .commit(&Batch {
                 size: to,
-                records: &recs,
+                records: &records,
                 hashes: &hashes,
                 bundle_ends: &ends,
             })
             .unwrap();
+    }
+
+    /// The tree hash of the first `size` events, from the files and from scratch.
+    fn roots(files: &LogFiles, size: u64) -> (Hash, Hash) {
+        let reader = Hashes {
+            files,
+            mem_start: u64::MAX,
+            mem: &[],
+        };
+        let mut stored: Vec<Hash> = Vec::new();
+        for i in 0..size {
+            let add =
+                tlog::stored_hashes_for_record(i, tlog::leaf_hash(&leaf(i)), &stored).unwrap();
+            stored.extend(add);
+        }
+        (
+            tlog::tree_hash(size, &reader).unwrap(),
+            tlog::tree_hash(size, &stored).unwrap(),
+        )
     }
 
     #[test]
@@ -601,87 +904,138 @@ mod tests {
         assert!(files.bundle(2).unwrap().is_none());
         let (size, tail) = files.tail().unwrap();
         assert_eq!(size, 513);
-        assert_eq!(
-            tlog::decode_entry_bundle(&tail).unwrap(),
-            vec![b"event 512"]
-        );
-        assert_eq!(files.hash(3).unwrap(), [3u8; 32]);
+        assert_eq!(split_records(&tail).unwrap(), vec![b"event 512"]);
+        let (got, want) = roots(&files, 513);
+        assert_eq!(got, want);
         drop(files);
 
         let files = LogFiles::open_or_create(&path).unwrap();
         assert_eq!(files.size(), 513);
         assert_eq!(files.bundle(1).unwrap().unwrap(), b1);
-        assert_eq!(
-            files
-                .hash_bytes(0, tlog::stored_hash_count(513))
-                .unwrap()
-                .len() as u64,
-            tlog::stored_hash_count(513) * 32
-        );
+        let (got, want) = roots(&files, 513);
+        assert_eq!(got, want);
         commit(&files, 600);
         assert_eq!(files.size(), 600);
     }
 
     #[test]
-    fn what_a_crashed_commit_wrote_is_cut_off_and_a_torn_head_falls_back() {
+    fn an_interrupted_commit_falls_back_to_the_one_before() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let files = LogFiles::open_or_create(&path).unwrap();
         commit(&files, 10);
-        let end = files.entries_end();
-        // A commit that wrote its data but crashed before its head.
-        files.entries.write_all_at(b"\x00\x05junk!", end).unwrap();
-        files
-            .hashes
-            .write_all_at(&[9u8; 64], tlog::stored_hash_count(10) * 32)
-            .unwrap();
-        // ... and a torn write of the next head slot.
-        files.head.write_all_at(b"AUDLOG01garbage", 0).unwrap();
-        drop(files);
-
+        let end = files.end();
+        commit(&files, 20);
+        // The last commit's head reached the disk, but not all of its records; then the
+        // process died (no clean close).
+        files.events.write_all_at(b"\x00\x05junk!", end).unwrap();
+        std::mem::forget(files);
         let files = LogFiles::open(&path).unwrap();
         assert_eq!(files.size(), 10);
-        assert_eq!(files.entries_end(), end);
-        assert_eq!(files.disk_bytes().unwrap(), {
-            end + tlog::stored_hash_count(10) * 32
-                + std::fs::metadata(path.join(HEAD)).unwrap().len()
-        });
-        commit(&files, 20);
-        drop(files);
-        assert_eq!(LogFiles::open(&path).unwrap().size(), 20);
+        assert_eq!(files.end(), end);
+        commit(&files, 25);
+        std::mem::forget(files);
+        let files = LogFiles::open(&path).unwrap();
+        assert_eq!(files.size(), 25);
+        assert_eq!(roots(&files, 25).0, roots(&files, 25).1);
+
+        // A torn head slot: the other one, the commit before, holds.
+        commit(&files, 30);
+        let seq = files.writer.lock().unwrap().last.seq;
+        files
+            .events
+            .write_all_at(b"AUDLOG02garbage", (seq % 2) * SLOT_STRIDE)
+            .unwrap();
+        std::mem::forget(files);
+        let files = LogFiles::open(&path).unwrap();
+        assert_eq!(files.size(), 25);
+        assert_eq!(roots(&files, 25).0, roots(&files, 25).1);
     }
 
     #[test]
-    fn lost_bytes_and_a_missing_head_are_refused() {
+    fn derived_files_lost_in_a_crash_are_recomputed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let files = LogFiles::open_or_create(&path).unwrap();
         commit(&files, 300);
+        commit(&files, 700);
+        // A crash: the hashes and bundle ends were never synced (fewer events than a sync
+        // takes, and no clean close), and the crash lost them all.
+        std::mem::forget(files);
+        for name in [HASHES, BUNDLES] {
+            OpenOptions::new()
+                .write(true)
+                .open(path.join(name))
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+        let files = LogFiles::open(&path).unwrap();
+        assert_eq!(files.size(), 700);
+        let (got, want) = roots(&files, 700);
+        assert_eq!(got, want);
+        assert_eq!(
+            tlog::decode_entry_bundle(&files.bundle(1).unwrap().unwrap()).unwrap()[0],
+            b"event 256"
+        );
+        commit(&files, 701);
+        assert_eq!(roots(&files, 701).0, roots(&files, 701).1);
+    }
+
+    /// A clean close syncs the derived files and says so in the head: the next open
+    /// recomputes nothing, so a stored hash changed meanwhile stays changed (for the audit
+    /// to find), instead of being recomputed from the events.
+    #[test]
+    fn a_clean_close_leaves_nothing_to_recompute() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let files = LogFiles::open_or_create(&path).unwrap();
+        commit(&files, 40);
         drop(files);
-        let len = std::fs::metadata(path.join(ENTRIES)).unwrap().len();
+        let hashes = OpenOptions::new()
+            .write(true)
+            .open(path.join(HASHES))
+            .unwrap();
+        hashes.write_all_at(&[9u8; 32], 0).unwrap();
+        let files = LogFiles::open(&path).unwrap();
+        assert_eq!(files.hash(0).unwrap(), [9u8; 32]);
+        assert_eq!(files.writer.lock().unwrap().derived_size, 40);
+    }
+
+    #[test]
+    fn derived_files_shorter_than_their_sync_and_no_valid_head_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let files = LogFiles::open_or_create(&path).unwrap();
+        commit(&files, DERIVED_SYNC_EVENTS + 5);
+        std::mem::forget(files);
         OpenOptions::new()
             .write(true)
-            .open(path.join(ENTRIES))
+            .open(path.join(HASHES))
             .unwrap()
-            .set_len(len - 1)
+            .set_len(32)
             .unwrap();
         let err = LogFiles::open(&path).unwrap_err();
-        assert!(err.to_string().contains("entries holds"), "{err}");
+        assert!(err.to_string().contains("hashes holds 32 bytes"), "{err}");
 
-        std::fs::write(path.join(HEAD), b"nothing").unwrap();
+        let events = OpenOptions::new()
+            .write(true)
+            .open(path.join(EVENTS))
+            .unwrap();
+        events.write_all_at(&[0u8; SLOT_LEN], 0).unwrap();
+        events.write_all_at(&[0u8; SLOT_LEN], SLOT_STRIDE).unwrap();
         let err = LogFiles::open(&path).unwrap_err();
-        assert!(err.to_string().contains("no valid commit"), "{err}");
+        assert!(err.to_string().contains("holds no commit"), "{err}");
     }
 
     #[test]
     fn a_commit_that_does_not_add_up_is_refused_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let files = LogFiles::open_or_create(&dir.path().join("log")).unwrap();
-        let (recs, _) = batch_bytes(0, 3);
         let err = files
             .commit(&Batch {
                 size: 3,
-                records: &recs,
+                records: b"\x00\x01a\x00\x01b\x00\x01c",
                 hashes: &[],
                 bundle_ends: &[],
             })

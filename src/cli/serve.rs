@@ -25,7 +25,11 @@ use crate::tsp::{Accuracy, HashAlgorithm, RequestRules};
 pub fn run(config_path: &Path) -> Result<(), CliError> {
     let cfg = config::load(config_path)?;
     super::init_logging(&cfg.raw.log.level, &cfg.raw.log.format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if cfg.raw.http.worker_threads > 0 {
+        builder.worker_threads(cfg.raw.http.worker_threads);
+    }
+    let runtime = builder
         .enable_all()
         .thread_name("auditstamp")
         .build()
@@ -414,6 +418,9 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     let _ = stop_sealer.send(());
     if let Err(e) = sealer.await {
         tracing::error!(error = %e, "the sealer stopped abnormally");
+    }
+    if let Err(e) = chain.log().sync_derived() {
+        tracing::warn!(error = %e, "cannot sync the event log's hashes; they are recomputed at the next start");
     }
     served.map_err(|e| CliError::Other(format!("server failed: {e}")))?;
     persister.abort();

@@ -300,6 +300,9 @@ pub struct HttpConfig {
     /// Per-client rate limit (by client certificate identity, else by address).
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
+    /// Threads serving requests; 0 (the default): one per CPU.
+    #[serde(default)]
+    pub worker_threads: usize,
 }
 
 /// `[http.tls]`: the listener's certificate, and agencies' client certificates.
@@ -632,6 +635,12 @@ fn validate_tls(http: &HttpConfig, state_dir: &Path) -> Result<Option<TlsConfig>
             "must be between 1 and 1000000",
         ));
     }
+    if http.worker_threads > 1024 {
+        return Err(invalid(
+            "http.worker_threads",
+            "must be between 0 (one per CPU) and 1024",
+        ));
+    }
     if http.rate_limit.per_second > 0 && http.rate_limit.burst == 0 {
         return Err(invalid(
             "http.rate_limit.burst",
@@ -959,6 +968,13 @@ key_label = "chain"
                 "tsa.accuracy.millis",
             ),
             (GOOD.replace("127.0.0.1:8318", "localhost"), "http.listen"),
+            (
+                GOOD.replace(
+                    "listen = \"127.0.0.1:8318\"",
+                    "listen = \"127.0.0.1:8318\"\nworker_threads = 5000",
+                ),
+                "http.worker_threads",
+            ),
             (
                 GOOD.replace("pin_env = \"PIN\"", "pin = \"1234\""),
                 "hsm.pin",
