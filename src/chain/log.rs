@@ -21,7 +21,7 @@
 //! their indexes, salts and time of receipt, computes their stored hashes, and commits
 //! them all at once with one sync ([`LogFiles::commit`]): concurrent requests share it,
 //! and each reply comes only after the commit is durable. Under load it starts a commit
-//! at most every [`COMMIT_GAP`], so groups stay large. A crash before the commit is
+//! at most every 2 ms (`COMMIT_GAP`), so groups stay large. A crash before the commit is
 //! durable loses the batch whole and acknowledges none of it; a failed commit publishes
 //! nothing, and the next one writes over its bytes.
 //!
