@@ -412,5 +412,28 @@ fn slow_and_excess_clients_cannot_hold_the_server() {
         .status()
         .as_u16();
     assert_eq!(s, 200);
+
+    // Every answer was counted by its class: the 503 and the 408 among them.
+    let metrics = rt
+        .block_on(async {
+            client
+                .get(server.url("/metrics"))
+                .send()
+                .await?
+                .text()
+                .await
+        })
+        .unwrap();
+    let count = |class: &str| -> u64 {
+        let line = format!("auditstamp_http_responses_total{{class=\"{class}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {class} count in {metrics}"))
+    };
+    assert!(count("2xx") >= 2, "{metrics}");
+    assert!(count("4xx") >= 1, "{metrics}");
+    assert!(count("5xx") >= 1, "{metrics}");
     server.stop();
 }

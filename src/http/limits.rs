@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -92,26 +92,60 @@ impl RateLimiter {
     }
 }
 
-/// Middleware: refuses a client over its rate with 429 and Retry-After.
-pub async fn rate_limit(
-    State(limiter): State<Arc<RateLimiter>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let key = req
-        .extensions()
-        .get::<ClientInfo>()
-        .map_or_else(|| "unknown".to_owned(), ClientInfo::limit_key);
-    match limiter.check(&key) {
-        Ok(()) => next.run(req).await,
-        Err(wait) => {
+/// What every request passes through first ([`gate`]).
+#[derive(Debug)]
+pub struct Gate {
+    /// At most this many requests in hand at once, across every route.
+    pub slots: tokio::sync::Semaphore,
+    /// The per-client rate limit, if on.
+    pub rate_limit: Option<Arc<RateLimiter>>,
+    /// Longest time a request may take (then 408).
+    pub timeout: Duration,
+    /// Where answers are counted and timed.
+    pub metrics: Arc<super::metrics::Metrics>,
+}
+
+/// Middleware, one layer for every route: refuses a request at once with 503 and
+/// Retry-After when the server has as many in hand as it takes, and a client over its
+/// rate with 429 and Retry-After; answers 408 when a request takes longer than the
+/// timeout; counts every answer by status class, and times the timed routes.
+pub async fn gate(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = super::metrics::Timed::for_path(req.uri().path());
+    let resp = admit(&gate, req, next).await;
+    gate.metrics.answered(route, resp.status(), start.elapsed());
+    resp
+}
+
+async fn admit(gate: &Gate, req: Request, next: Next) -> Response {
+    let Ok(_permit) = gate.slots.try_acquire() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at capacity; retry shortly".into(),
+            Some(1),
+        );
+    };
+    if let Some(limiter) = &gate.rate_limit {
+        let key = req
+            .extensions()
+            .get::<ClientInfo>()
+            .map_or_else(|| "unknown".to_owned(), ClientInfo::limit_key);
+        if let Err(wait) = limiter.check(&key) {
             drain(req).await;
-            refuse(
+            return refuse(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too many requests from this client; slow down".into(),
                 Some(wait.as_secs().max(1)),
-            )
+            );
         }
+    }
+    match tokio::time::timeout(gate.timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the request took too long; it was abandoned\n",
+        )
+            .into_response(),
     }
 }
 
@@ -131,23 +165,6 @@ pub async fn require_client_cert(req: Request, next: Next) -> Response {
             None,
         )
     }
-}
-
-/// Middleware: at most as many requests in hand as `slots` has permits, across every
-/// route (the semaphore is shared); the next ones are refused at once with 503.
-pub async fn concurrency(
-    State(slots): State<Arc<tokio::sync::Semaphore>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Ok(_permit) = slots.try_acquire() else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is at capacity; retry shortly".into(),
-            Some(1),
-        );
-    };
-    next.run(req).await
 }
 
 #[cfg(test)]

@@ -6,12 +6,9 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::StatusCode;
 
 use crate::signer::SignerCounts;
 use crate::tsp::FailureInfo;
@@ -72,6 +69,16 @@ pub enum Timed {
 impl Timed {
     const ALL: [Timed; 3] = [Timed::Tsa, Timed::Event, Timed::Batch];
 
+    /// The timed route a request path names, if any.
+    pub fn for_path(path: &str) -> Option<Timed> {
+        match path {
+            "/tsa" => Some(Timed::Tsa),
+            "/v1/events" => Some(Timed::Event),
+            "/v1/events/batch" => Some(Timed::Batch),
+            _ => None,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Timed::Tsa => "tsa",
@@ -113,28 +120,15 @@ pub struct Gauges {
     pub witnesses: Vec<crate::service::cosign::LinkCounts>,
 }
 
-/// Middleware: records the latency of a route in its histogram, and the answer's status.
-pub async fn timed(
-    State((metrics, route)): State<(Arc<Metrics>, Timed)>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    metrics.latency[route as usize].observe(start.elapsed());
-    resp
-}
-
-/// Middleware: counts every answer by status class.
-pub async fn count_status(
-    State(metrics): State<Arc<Metrics>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let resp = next.run(req).await;
-    let class = usize::from(resp.status().as_u16() / 100).clamp(1, 5) - 1;
-    metrics.statuses[class].fetch_add(1, Ordering::Relaxed);
-    resp
+impl Metrics {
+    /// Records one answer: its status class, and for a timed route how long it took.
+    pub fn answered(&self, route: Option<Timed>, status: StatusCode, took: Duration) {
+        if let Some(r) = route {
+            self.latency[r as usize].observe(took);
+        }
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.statuses[class].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -86,6 +86,8 @@ pub struct AppState {
     pub chain: Arc<ChainService>,
     /// Counters for `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// Largest time-stamp request body (set by [`router`] from its settings).
+    pub tsa_max_body: usize,
 }
 
 impl AppState {
@@ -95,6 +97,7 @@ impl AppState {
             tsa,
             chain,
             metrics: Arc::default(),
+            tsa_max_body: 16 * 1024,
         }
     }
 }
@@ -119,7 +122,7 @@ pub struct HttpSettings {
 }
 
 /// Every route of the appliance.
-pub fn router(state: AppState, settings: HttpSettings) -> Router {
+pub fn router(mut state: AppState, settings: HttpSettings) -> Router {
     // Each body-taking route has its own cap: the limit layer refuses an over-long
     // Content-Length before reading any of the body, and cuts off a chunked body as soon
     // as it passes the cap. The rest of such a body is never read, so the connection
@@ -158,41 +161,22 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
             router
         }
     };
-    let timed = |router: Router<AppState>, route: metrics::Timed| {
-        router.route_layer(axum::middleware::from_fn_with_state(
-            (state.metrics.clone(), route),
-            metrics::timed,
-        ))
-    };
-    let tsa = group(
-        "tsa",
-        timed(
-            capped(
-                Router::new().route("/tsa", post(post_tsa)),
-                settings.max_body_bytes,
-                false,
-            ),
-            metrics::Timed::Tsa,
-        ),
-    );
+    // `POST /tsa` reads its body itself, within `max_body_bytes` (see `post_tsa`).
+    let tsa = group("tsa", Router::new().route("/tsa", post(post_tsa)));
     let events = group(
         "events",
-        timed(
-            capped(
-                Router::new().route("/v1/events", post(chain::post_event)),
-                settings.max_event_bytes,
-                true,
-            ),
-            metrics::Timed::Event,
+        capped(
+            Router::new().route("/v1/events", post(chain::post_event)),
+            settings.max_event_bytes,
+            true,
         )
-        .merge(timed(
-            capped(
-                Router::new().route("/v1/events/batch", post(chain::post_batch)),
-                settings.max_batch_bytes,
-                true,
-            ),
-            metrics::Timed::Batch,
-        )),
+        .merge(capped(
+            Router::new().route("/v1/events/batch", post(chain::post_batch)),
+            settings.max_batch_bytes,
+            true,
+        ))
+        // The caps above are these routes' limits, not axum's default one.
+        .layer(DefaultBodyLimit::disable()),
     );
     let read = group(
         "read",
@@ -211,33 +195,24 @@ pub fn router(state: AppState, settings: HttpSettings) -> Router {
             .route("/readyz", get(readyz))
             .route("/metrics", get(get_metrics)),
     );
-    let mut app = Router::new()
+    // One layer in front of every route: the global concurrency limit (a shared
+    // semaphore: Router::layer wraps each route), the per-client rate limit, the request
+    // timeout, and the answer counters.
+    let gate = Arc::new(limits::Gate {
+        slots: tokio::sync::Semaphore::new(settings.max_concurrent_requests),
+        rate_limit: settings.rate_limit.clone(),
+        timeout: settings.request_timeout,
+        metrics: state.metrics.clone(),
+    });
+    state.tsa_max_body = settings.max_body_bytes;
+    Router::new()
         .merge(tsa)
         .merge(events)
         .merge(read)
         .merge(ops)
         .route("/healthz", get(healthz))
-        .layer(DefaultBodyLimit::disable())
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            settings.request_timeout,
-        ));
-    if let Some(limiter) = settings.rate_limit.clone() {
-        app = app.layer(axum::middleware::from_fn_with_state(
-            limiter,
-            limits::rate_limit,
-        ));
-    }
-    // At most max_concurrent_requests in hand; the next ones are refused at once (503).
-    // (Router::layer wraps each route: the shared semaphore makes the limit global.)
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        settings.max_concurrent_requests,
-    ));
-    app.layer(axum::middleware::from_fn_with_state(
-        slots,
-        limits::concurrency,
-    ))
-    .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(gate, limits::gate))
+        .with_state(state)
 }
 
 /// True when `headers` carry `Content-Type: expected` (parameters allowed, case ignored).
@@ -279,19 +254,55 @@ fn reply(body: Vec<u8>) -> Response {
         .into_response()
 }
 
-async fn post_tsa(
-    State(state): State<AppState>,
-    client: Option<axum::Extension<limits::ClientInfo>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let requester = client.as_ref().and_then(|c| c.identity.as_deref());
-    if !has_media_type(&headers, TIMESTAMP_QUERY) {
+/// 413 for a time-stamp request over `max` bytes. The rest of its body is not read, so
+/// the connection cannot carry another request: `Connection: close` says so.
+fn tsa_too_large(max: usize) -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONNECTION, HeaderValue::from_static("close"))],
+        format!("a time-stamp request takes at most {max} bytes\n"),
+    )
+        .into_response()
+}
+
+/// Reads a time-stamp request's body: refused from its Content-Length when that is over
+/// the cap, else as soon as what arrives passes it, without reading the rest.
+async fn tsa_body(req: Request, max: usize) -> Result<Bytes, Response> {
+    use http_body_util::BodyExt;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(tsa_too_large(max));
+    }
+    match http_body_util::Limited::new(req.into_body(), max)
+        .collect()
+        .await
+    {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(tsa_too_large(max)),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read a time-stamp request body");
+            Err((StatusCode::BAD_REQUEST, "cannot read the request body\n").into_response())
+        }
+    }
+}
+
+async fn post_tsa(State(state): State<AppState>, req: Request) -> Response {
+    if !has_media_type(req.headers(), TIMESTAMP_QUERY) {
         return HttpError::UnsupportedMediaType {
             expected: TIMESTAMP_QUERY,
         }
         .into_response();
     }
+    let client = req.extensions().get::<limits::ClientInfo>().cloned();
+    let requester = client.as_ref().and_then(|c| c.identity.as_deref());
+    let body = match tsa_body(req, state.tsa_max_body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     match state.tsa.issue(&body, requester).await {
         Ok(resp) => {
             state.metrics.token_issued();
