@@ -733,6 +733,6 @@ fn bench_verify_prints_both_figures() {
     assert_valid(&out);
     let t = text(&out);
     assert!(t.contains("openssl speed ecdsap256 verify"), "{t}");
-    assert!(t.contains("tokens, TokenVerifier (ring"), "{t}");
+    assert!(t.contains("tokens, TokenVerifier (aws-lc-rs"), "{t}");
     assert!(t.contains("ratio: "), "{t}");
 }

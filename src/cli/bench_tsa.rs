@@ -177,7 +177,7 @@ pub fn hsm(a: &HsmArgs) -> Result<(), CliError> {
                 verifier.verify(&message, &sig)?;
             }
             let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-            println!("verify {algorithm:?} in software (ring, as verify-after-sign does)   {us:>7.1} µs each");
+            println!("verify {algorithm:?} in software (aws-lc-rs, as verify-after-sign does)   {us:>7.1} µs each");
             results.push((0, 0.0, us));
             // The candidate it was chosen over, side by side.
             if algorithm == crate::signer::SignatureAlgorithm::EcdsaSha256 {

@@ -255,7 +255,7 @@ fn witnesses(cfg: &Validated) -> Result<crate::service::cosign::Witnesses, CliEr
             cosigner,
         });
     }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| CliError::Other(format!("witness TLS: {e}")))?

@@ -1,4 +1,4 @@
-//! TLS for the listeners (rustls, ring provider), and agency identity from client
+//! TLS for the listeners (rustls, aws-lc-rs provider), and agency identity from client
 //! certificates (mutual TLS).
 //!
 //! The server certificate chain and its key come from PEM files (the TLS key is not a
@@ -65,7 +65,7 @@ pub struct TlsFiles<'a> {
 /// The rustls server configuration for `files`: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by
 /// ALPN, client certificates verified against the client CA when one is given.
 pub fn server_config(files: &TlsFiles<'_>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = certificates(files.cert)?;
     let key = PrivateKeyDer::from_pem_file(files.key).map_err(|e| file_err(files.key, e))?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())

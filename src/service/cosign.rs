@@ -15,7 +15,7 @@ use crate::chain::note::{NoteSignature, SignedNote};
 use crate::chain::tlog::Hash;
 use crate::chain::witness_protocol::{add_checkpoint_body, parse_cosignatures, parse_size_body};
 
-/// The HTTP(S) client to witnesses: hyper with rustls (ring), trusting the configured CAs,
+/// The HTTP(S) client to witnesses: hyper with rustls (aws-lc-rs), trusting the configured CAs,
 /// every request bounded by a timeout.
 #[derive(Clone)]
 pub struct WitnessClient {

@@ -39,7 +39,7 @@
 //! The free functions do no I/O and hold no state. [`TokenVerifier`] runs the same
 //! checklist with a cache of verified certification paths, which never changes an answer
 //! (its module documentation says why); that is what a data center checking many tokens
-//! uses. It uses `tsp` for the RFC 3161 DER types and decoders, and `ring` and RustCrypto
+//! uses. It uses `tsp` for the RFC 3161 DER types and decoders, and `aws-lc-rs` and RustCrypto
 //! for the signature math ([`Backend`]).
 //!
 //! Errors: every failure is a [`TokenError`], whose [`TokenError::rule`] says which rule

@@ -7,11 +7,11 @@
 //! refused. `signer::soft_verify` is not used: it knows only the one scheme the HSM signs
 //! with, and this module must take the hash from the algorithm identifier.
 //!
-//! Two implementations do the arithmetic ([`Backend`]): `ring` (BoringSSL's assembly, the
+//! Two implementations do the arithmetic ([`Backend`]): AWS-LC through `aws-lc-rs` (the
 //! fastest measured here, `auditstamp bench verify`) for ECDSA P-256/P-384 with SHA-256/384
 //! and RSA PKCS#1 v1.5 and PSS (salt = hash length), and RustCrypto for everything else
 //! and for the RustCrypto backend. Which schemes, keys and sizes are allowed is decided here,
-//! before either runs, so both accept the same signatures; when `ring` refuses one, the
+//! before either runs, so both accept the same signatures; when AWS-LC refuses one, the
 //! RustCrypto check runs too, so the error says exactly why (and if it were to disagree,
 //! the signature is refused all the same).
 
@@ -35,11 +35,11 @@ const MAX_RSA_BITS: usize = 4096;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Backend {
-    /// `ring` for ECDSA P-256/P-384 with SHA-256/384 and RSA with SHA-256/384/512 (PSS
-    /// only with a salt as long as the hash); RustCrypto for the rest (Ed25519, ECDSA with
-    /// SHA-512, other PSS salts, compressed EC points).
+    /// AWS-LC (`aws-lc-rs`) for ECDSA P-256/P-384 with SHA-256/384 and RSA with
+    /// SHA-256/384/512 (PSS only with a salt as long as the hash); RustCrypto for the rest
+    /// (Ed25519, ECDSA with SHA-512, other PSS salts, compressed EC points).
     #[default]
-    Ring,
+    AwsLc,
     /// RustCrypto (`p256`, `p384`, `rsa`, `ed25519-dalek`) for everything: pure Rust,
     /// slower; kept for comparison (`auditstamp bench verify`).
     RustCrypto,
@@ -80,34 +80,34 @@ pub(super) fn verify(
     sig: &[u8],
 ) -> Result<(), SignatureProblem> {
     let scheme = scheme(alg, cms_digest)?;
-    if backend == Backend::Ring && ring_verify(scheme, spki, message, sig) == Some(true) {
+    if backend == Backend::AwsLc && fast_verify(scheme, spki, message, sig) == Some(true) {
         return Ok(());
     }
     let verdict = rust_crypto_verify(scheme, spki, message, sig);
-    if backend == Backend::Ring && verdict.is_ok() && ring_handles(scheme, spki) {
-        // ring refused what RustCrypto accepts: refuse (never seen; both are checked
+    if backend == Backend::AwsLc && verdict.is_ok() && fast_handles(scheme, spki) {
+        // AWS-LC refused what RustCrypto accepts: refuse (never seen; both are checked
         // against the same vectors).
         return Err(SignatureProblem::Invalid);
     }
     verdict
 }
 
-/// A `ring` algorithm and the key bytes it takes.
+/// A AWS-LC algorithm and the key bytes it takes.
 type RingCheck<'a> = (
-    &'static dyn ring::signature::VerificationAlgorithm,
+    &'static dyn aws_lc_rs::signature::VerificationAlgorithm,
     &'a [u8],
 );
 
-/// The `ring` algorithm for `scheme` with the key `spki`, and the key bytes it takes;
-/// `None` when `ring` does not do this scheme or key (RustCrypto does it then).
-fn ring_algorithm(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> Option<RingCheck<'_>> {
-    use ring::signature as rs;
+/// The AWS-LC algorithm for `scheme` with the key `spki`, and the key bytes it takes;
+/// `None` when AWS-LC does not do this scheme or key (RustCrypto does it then).
+fn fast_algorithm(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> Option<RingCheck<'_>> {
+    use aws_lc_rs::signature as rs;
     let bits = spki.subject_public_key.as_bytes()?;
     let oid = spki.algorithm.oid;
     match scheme {
         Scheme::Ecdsa(hash) if oid == rfc5912::ID_EC_PUBLIC_KEY => {
             let curve = spki.algorithm.owned_to_ref().parameters_oid().ok()?;
-            // Uncompressed points only (ring's form); compressed ones go to RustCrypto.
+            // Uncompressed points only (AWS-LC's form); compressed ones go to RustCrypto.
             let alg: &'static rs::EcdsaVerificationAlgorithm = match (curve, hash) {
                 (c, HashAlgorithm::Sha256) if c == rfc5912::SECP_256_R_1 => {
                     &rs::ECDSA_P256_SHA256_ASN1
@@ -131,7 +131,7 @@ fn ring_algorithm(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> Option<Ri
             (bits.len() == len && bits[0] == 0x04).then_some((alg, bits))
         }
         Scheme::RsaPkcs1(hash) if oid == rfc5912::RSA_ENCRYPTION => {
-            rsa_key_for_ring(spki, bits)?;
+            rsa_key_for_fast(spki, bits)?;
             let alg: &'static rs::RsaParameters = match hash {
                 HashAlgorithm::Sha256 => &rs::RSA_PKCS1_2048_8192_SHA256,
                 HashAlgorithm::Sha384 => &rs::RSA_PKCS1_2048_8192_SHA384,
@@ -142,7 +142,7 @@ fn ring_algorithm(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> Option<Ri
         Scheme::RsaPss { hash, salt_len }
             if oid == rfc5912::RSA_ENCRYPTION && salt_len == hash.output_len() =>
         {
-            rsa_key_for_ring(spki, bits)?;
+            rsa_key_for_fast(spki, bits)?;
             let alg: &'static rs::RsaParameters = match hash {
                 HashAlgorithm::Sha256 => &rs::RSA_PSS_2048_8192_SHA256,
                 HashAlgorithm::Sha384 => &rs::RSA_PSS_2048_8192_SHA384,
@@ -163,12 +163,12 @@ fn rsa_bits(der: &[u8]) -> Option<usize> {
     Some((n.len() - 1) * 8 + (32 - top.leading_zeros()) as usize)
 }
 
-/// `Some(())` when the RSA key `spki` (whose RSAPublicKey is `der`) is one `ring` may
+/// `Some(())` when the RSA key `spki` (whose RSAPublicKey is `der`) is one AWS-LC may
 /// check for this module: NULL or absent parameters and a modulus of 2048 to 4096 bits (the
-/// sizes allowed here; ring would take up to 8192). ring's own key checks (odd exponent of
-/// 3 to 2^33-1) are stricter than the `rsa` crate's, so it never accepts a key RustCrypto
-/// refuses.
-fn rsa_key_for_ring(spki: &SubjectPublicKeyInfoOwned, der: &[u8]) -> Option<()> {
+/// sizes allowed here; AWS-LC would take up to 8192). AWS-LC's own key checks (odd modulus,
+/// odd exponent of 3 to 2^33-1) are stricter than the `rsa` crate's, so it never accepts a
+/// key RustCrypto refuses.
+fn rsa_key_for_fast(spki: &SubjectPublicKeyInfoOwned, der: &[u8]) -> Option<()> {
     let params_ok = spki
         .algorithm
         .parameters
@@ -217,21 +217,21 @@ pub(super) fn describe(
     }
 }
 
-/// Whether `ring` does `scheme` with `spki`.
-fn ring_handles(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> bool {
-    ring_algorithm(scheme, spki).is_some()
+/// Whether AWS-LC does `scheme` with `spki`.
+fn fast_handles(scheme: Scheme, spki: &SubjectPublicKeyInfoOwned) -> bool {
+    fast_algorithm(scheme, spki).is_some()
 }
 
-/// `ring`'s verdict, or `None` when it does not do this scheme or key.
-fn ring_verify(
+/// AWS-LC's verdict, or `None` when it does not do this scheme or key.
+fn fast_verify(
     scheme: Scheme,
     spki: &SubjectPublicKeyInfoOwned,
     message: &[u8],
     sig: &[u8],
 ) -> Option<bool> {
-    let (alg, key) = ring_algorithm(scheme, spki)?;
+    let (alg, key) = fast_algorithm(scheme, spki)?;
     Some(
-        ring::signature::UnparsedPublicKey::new(alg, key)
+        aws_lc_rs::signature::UnparsedPublicKey::new(alg, key)
             .verify(message, sig)
             .is_ok(),
     )

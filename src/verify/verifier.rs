@@ -111,7 +111,7 @@ impl PathCache {
         let mut h = Sha256::new();
         h.update(b"auditstamp verified path v1\0");
         h.update([match backend {
-            Backend::Ring => 1u8,
+            Backend::AwsLc => 1u8,
             Backend::RustCrypto => 2u8,
         }]);
         h.update(self.roots_digest(inputs.roots)?);
@@ -502,7 +502,7 @@ mod tests {
             cert(vector!("tsa-rsa.pem")),
         ];
         let times = [1_500_000_000, MID_2021, Y2030, Y2100];
-        for backend in [Backend::Ring, Backend::RustCrypto] {
+        for backend in [Backend::AwsLc, Backend::RustCrypto] {
             let v = TokenVerifier::with_backend(vec![root()], backend).unwrap();
             let mut compared = 0;
             for _pass in 0..2 {
@@ -603,7 +603,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_starts_again() {
-        let v = TokenVerifier::with_capacity(vec![root()], Backend::Ring, 1).unwrap();
+        let v = TokenVerifier::with_capacity(vec![root()], Backend::AwsLc, 1).unwrap();
         let opts = TokenOptions {
             now: at(Y2030),
             ..v.options()
