@@ -382,3 +382,44 @@ fn clock_behind_last_gen_time_refuses_until_it_passes() {
     assert_eq!(ask(&rt, &client, &server, good()), (0, None));
     server.stop();
 }
+
+/// `bench tokens` (the load generator, with its own small HTTP/1.1 client) against a
+/// running server: every request gets a granted token, counted; the floor too.
+#[test]
+fn bench_tokens_counts_the_tokens_a_server_grants() {
+    let app = Appliance::new("ecdsa-p256");
+    let server = app.start();
+    let url = server.url("");
+    let pid = server.child.id().to_string();
+    for floor in [false, true] {
+        let mut args = vec![
+            "bench",
+            "tokens",
+            "--url",
+            url.as_str(),
+            "--connections",
+            "4",
+            "--seconds",
+            "1",
+            "--server-pid",
+            pid.as_str(),
+        ];
+        if floor {
+            args.push("--floor");
+        }
+        let out = app.cli_ok(&args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let result = text.lines().find(|l| l.starts_with("result ")).unwrap();
+        let field = |k: &str| -> f64 {
+            result
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {k} in {result}"))
+        };
+        assert!(field("rate") > 0.0, "{text}");
+        assert_eq!(field("errors"), 0.0, "{text}");
+        assert!(field("server_cpu_us") > 0.0, "{text}");
+    }
+    server.stop();
+}

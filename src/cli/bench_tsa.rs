@@ -232,6 +232,28 @@ fn request(n: u64) -> Result<Vec<u8>, CliError> {
     .map_err(|e| CliError::Other(e.to_string()))
 }
 
+/// The whole HTTP/1.1 request `bench tokens` sends: `GET /healthz` for the floor, else a
+/// time-stamp request for a digest made from `n`.
+fn http_request(target: &Target, n: u64) -> Result<Vec<u8>, CliError> {
+    if target.floor {
+        return Ok(format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            target.path, target.host
+        )
+        .into_bytes());
+    }
+    let body = request(n)?;
+    let mut out = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\n\r\n",
+        target.path,
+        target.host,
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
 /// Where `bench tokens` sends its requests: a plain-HTTP `host:port` and the path (`/tsa`,
 /// or `/healthz` for the floor).
 struct Target {
@@ -277,16 +299,15 @@ fn target(url: &str, floor: bool) -> Result<Target, CliError> {
 /// connection is opened again.
 async fn load_connection(
     target: Arc<Target>,
-    bodies: Arc<Vec<bytes::Bytes>>,
+    requests: Arc<Vec<Vec<u8>>>,
     deadline: Instant,
     schedule: Option<(Instant, Duration)>,
     first: usize,
     step: usize,
 ) -> (Vec<u64>, u64) {
-    use http_body_util::BodyExt;
     let mut latencies = Vec::new();
     let mut errors = 0u64;
-    let mut sender = None;
+    let mut conn: Option<Connection> = None;
     let mut next = schedule.map(|(start, _)| start);
     let mut i = first;
     while Instant::now() < deadline {
@@ -294,44 +315,25 @@ async fn load_connection(
             tokio::time::sleep_until((*at).into()).await;
             *at += interval;
         }
-        if sender.is_none() {
-            sender = open(&target.addr).await;
-            if sender.is_none() {
+        if conn.is_none() {
+            conn = Connection::open(&target.addr).await;
+            if conn.is_none() {
                 errors += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         }
-        let Some(s) = sender.as_mut() else { continue };
-        let request = if target.floor {
-            hyper::Request::get(target.path.as_str())
-                .header(hyper::header::HOST, target.host.as_str())
-                .body(http_body_util::Full::new(bytes::Bytes::new()))
-        } else {
-            hyper::Request::post(target.path.as_str())
-                .header(hyper::header::HOST, target.host.as_str())
-                .header(hyper::header::CONTENT_TYPE, "application/timestamp-query")
-                .body(http_body_util::Full::new(bodies[i % bodies.len()].clone()))
-        };
+        let Some(c) = conn.as_mut() else { continue };
+        let request = &requests[i % requests.len()];
         i += step;
-        let Ok(request) = request else {
-            errors += 1;
-            continue;
-        };
         let t = Instant::now();
-        let granted = match s.send_request(request).await {
-            Ok(response) if response.status().is_success() => {
-                match response.into_body().collect().await {
-                    Ok(_) if target.floor => true,
-                    // Granted, with a token: a borrowed look, so the load generator
-                    // spends little of the machine's CPU (the server's tests check tokens).
-                    Ok(body) => crate::tsp::granted_token(&body.to_bytes()).is_ok(),
-                    Err(_) => false,
-                }
+        let granted = match c.exchange(request).await {
+            Ok((status, body)) if (200..300).contains(&status) => {
+                target.floor || crate::tsp::granted_token(body).is_ok()
             }
             Ok(_) => false,
             Err(_) => {
-                sender = None;
+                conn = None;
                 false
             }
         };
@@ -344,18 +346,68 @@ async fn load_connection(
     (latencies, errors)
 }
 
-/// Opens one HTTP/1.1 connection, its driver running on the current runtime.
-async fn open(
-    addr: &str,
-) -> Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>> {
-    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream.set_nodelay(true).ok()?;
-    let (sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .ok()?;
-    tokio::spawn(connection);
-    Some(sender)
+/// A keep-alive HTTP/1.1 connection of the load generator: it writes whole requests made
+/// beforehand and reads answers framed by Content-Length, nothing more (so that the
+/// machine's CPU goes to the server, as with `wrk`).
+struct Connection {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+/// Where an answer's head ends, its status and its Content-Length.
+fn parse_head(buf: &[u8]) -> Option<Result<(usize, u16, usize), ()>> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&buf[..end]).ok();
+    let parsed = head.and_then(|head| {
+        let mut lines = head.split("\r\n");
+        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let length = lines.find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })?;
+        Some((end, status, length))
+    });
+    Some(parsed.ok_or(()))
+}
+
+impl Connection {
+    async fn open(addr: &str) -> Option<Connection> {
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.set_nodelay(true).ok()?;
+        Some(Connection {
+            stream,
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    /// Sends `request` and reads the answer: its status and body.
+    async fn exchange(&mut self, request: &[u8]) -> std::io::Result<(u16, &[u8])> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        let mut chunk = [0u8; 8192];
+        let (head, status, length) = loop {
+            if let Some(parsed) = parse_head(&self.buf) {
+                break parsed.map_err(|()| bad("an answer without status or Content-Length"))?;
+            }
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(bad("the server closed the connection"));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        };
+        while self.buf.len() < head + length {
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(bad("the server closed the connection"));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok((status, &self.buf[head..head + length]))
+    }
 }
 
 /// Runs `bench tokens`: `connections` keep-alive HTTP/1.1 connections on one thread (a lean
@@ -367,9 +419,9 @@ pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::Other(e.to_string()))?;
-    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
+    let requests: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..1024)
-            .map(|n| request(n).map(bytes::Bytes::from))
+            .map(|n| http_request(&target, n))
             .collect::<Result<_, _>>()?,
     );
     let connections = a.connections.max(1);
@@ -388,7 +440,7 @@ pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
                 interval.map(|iv| (start + iv.mul_f64(c as f64 / connections as f64), iv));
             tasks.push(tokio::spawn(load_connection(
                 target.clone(),
-                bodies.clone(),
+                requests.clone(),
                 deadline,
                 schedule,
                 c,
@@ -451,6 +503,37 @@ mod tests {
             (t.addr.as_str(), t.path.as_str(), t.floor),
             ("localhost:80", "/appliance/healthz", true)
         );
+    }
+
+    #[test]
+    fn answers_are_framed_by_their_content_length() {
+        use super::parse_head;
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: x\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(parse_head(answer), Some(Ok((answer.len() - 3, 200, 3))));
+        // Not all of the head yet.
+        assert_eq!(parse_head(&answer[..20]), None);
+        // A head without a length, or without a status, cannot be read.
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n"), Some(Err(())));
+        assert_eq!(
+            parse_head(b"garbage\r\ncontent-length: 1\r\n\r\n"),
+            Some(Err(()))
+        );
+    }
+
+    #[test]
+    fn requests_are_whole_http_messages() {
+        let t = target("http://127.0.0.1:8318", false).unwrap();
+        let r = super::http_request(&t, 7).unwrap();
+        let text = String::from_utf8_lossy(&r);
+        assert!(
+            text.starts_with("POST /tsa HTTP/1.1\r\nHost: 127.0.0.1:8318\r\n"),
+            "{text}"
+        );
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", r.len() - head.len() - 4)));
+        assert!(!body.is_empty());
+        let floor = super::http_request(&target("http://h:1", true).unwrap(), 0).unwrap();
+        assert_eq!(floor, b"GET /healthz HTTP/1.1\r\nHost: h:1\r\n\r\n");
     }
 
     #[test]
