@@ -5,7 +5,7 @@
 //!   percentiles, against a running server.
 //! - `bench chain --events N`: in-process, on a fresh store in a temporary directory:
 //!   the event log's own append rate, inclusion-proof generation time at N events (median
-//!   and p99 over random indexes), and storage bytes per event.
+//!   and p99 over random indexes), storage bytes per event, and the process's peak RSS.
 //! - `bench witness --url URL --logs N --seed S`: cosigned checkpoints per second, latency
 //!   and store bytes per appliance of a running witness, playing N simulated appliances
 //!   (registered with `bench witness-config --logs N --seed S`); see [`super::bench_witness`].
@@ -388,6 +388,16 @@ async fn chain_in(a: &ChainArgs, dir: &std::path::Path) -> Result<(), CliError> 
         on_disk as f64 / size as f64,
         on_disk
     );
+    // The store must not hold the log in memory: this stays flat as the log grows.
+    if let Some(peak) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned()))
+        })
+    {
+        println!("memory                        peak RSS {peak} (this process, {size} events)");
+    }
     Ok(())
 }
 
