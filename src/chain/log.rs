@@ -36,7 +36,7 @@ use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
 use super::event::{encode_leaf, Event, StoredEvent};
-use super::logfiles::{Batch, LogFiles, LogFilesError};
+use super::logfiles::{split_records, Batch, Hashes, LogFiles, LogFilesError};
 use super::store::{Store, StoreError};
 use super::tlog::{self, Hash, HashReader, TlogError};
 
@@ -166,35 +166,6 @@ fn numbered(kv: Result<(sled::IVec, sled::IVec), sled::Error>) -> Result<(u64, V
     Ok((u64::from_be_bytes(n), v.to_vec()))
 }
 
-/// Reads stored hashes: those below `mem_start` from the files, those from `mem_start`
-/// on from memory (the batch the committer is building).
-struct Reader<'a> {
-    files: &'a LogFiles,
-    /// Stored hashes that exist (reads at or beyond fail).
-    count: u64,
-    mem_start: u64,
-    mem: &'a [Hash],
-}
-
-impl HashReader for Reader<'_> {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TlogError> {
-        indexes
-            .iter()
-            .map(|&i| {
-                if i >= self.count {
-                    return Err(TlogError::HashNotStored(i));
-                }
-                if i >= self.mem_start {
-                    let at = usize::try_from(i - self.mem_start)
-                        .map_err(|_| TlogError::HashNotStored(i))?;
-                    return self.mem.get(at).copied().ok_or(TlogError::HashNotStored(i));
-                }
-                self.files.hash(i).map_err(|e| TlogError::Read(Box::new(e)))
-            })
-            .collect()
-    }
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -203,31 +174,17 @@ fn now_ms() -> u64 {
 
 /// Decodes `bytes` (records of `count` events from `first` on) into their leaves.
 fn decode_records(bytes: &[u8], first: u64, count: u64) -> Result<Vec<Vec<u8>>, LogError> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_first_chunk::<2>().ok_or_else(|| {
-            LogError::Corrupt(format!("event {} is cut off", first + out.len() as u64))
-        })?;
-        let len = usize::from(u16::from_be_bytes(*len));
-        if tail.len() < len {
-            return Err(LogError::Corrupt(format!(
-                "event {} is cut off",
-                first + out.len() as u64
-            )));
-        }
-        let (leaf, tail) = tail.split_at(len);
-        out.push(leaf.to_vec());
-        rest = tail;
-    }
-    if out.len() as u64 != count {
+    let leaves = split_records(bytes).ok_or_else(|| {
+        LogError::Corrupt(format!("events {first}..{} end cut off", first + count))
+    })?;
+    if leaves.len() as u64 != count {
         return Err(LogError::Corrupt(format!(
             "events {first}..{} are stored as {} records",
             first + count,
-            out.len()
+            leaves.len()
         )));
     }
-    Ok(out)
+    Ok(leaves.into_iter().map(<[u8]>::to_vec).collect())
 }
 
 /// Appends `leaf` to `records` as a u16-BE length and the bytes.
@@ -577,7 +534,7 @@ impl EventLog {
     /// A reader of the stored hashes of the first `size` events (at most the committed
     /// size).
     pub fn hashes_at(&self, size: u64) -> impl HashReader + '_ {
-        Reader {
+        Hashes {
             files: &self.shared.files,
             count: tlog::stored_hash_count(size.min(self.size())),
             mem_start: u64::MAX,
@@ -773,7 +730,7 @@ impl Committer {
             );
             push_record(&mut records, &leaf)?;
             let leaf_hash = tlog::leaf_hash(&leaf);
-            let reader = Reader {
+            let reader = Hashes {
                 files,
                 count: mem_start + mem.len() as u64,
                 mem_start,

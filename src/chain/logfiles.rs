@@ -266,11 +266,17 @@ pub fn split_records(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
-/// Reads stored hashes below `mem_start` from a file, the rest from memory.
-struct Hashes<'a> {
-    files: &'a LogFiles,
-    mem_start: u64,
-    mem: &'a [Hash],
+/// Reads stored hashes: those below `mem_start` from the files, those from `mem_start` on
+/// from `mem` (a batch being built); none at or beyond `count`.
+pub struct Hashes<'a> {
+    /// The log's files.
+    pub files: &'a LogFiles,
+    /// Stored hashes that exist (reads at or beyond fail).
+    pub count: u64,
+    /// The first stored hash held in `mem`.
+    pub mem_start: u64,
+    /// Stored hashes `mem_start ..` not in the files yet.
+    pub mem: &'a [Hash],
 }
 
 impl HashReader for Hashes<'_> {
@@ -278,6 +284,9 @@ impl HashReader for Hashes<'_> {
         indexes
             .iter()
             .map(|&i| {
+                if i >= self.count {
+                    return Err(TlogError::HashNotStored(i));
+                }
                 if i >= self.mem_start {
                     let at = usize::try_from(i - self.mem_start)
                         .map_err(|_| TlogError::HashNotStored(i))?;
@@ -504,6 +513,7 @@ impl LogFiles {
         for (n, leaf) in (from..).zip(&leaves) {
             let reader = Hashes {
                 files: self,
+                count: mem_start + mem.len() as u64,
                 mem_start,
                 mem: &mem,
             };
@@ -848,6 +858,7 @@ mod tests {
             at += 2 + l.len() as u64;
             let reader = Hashes {
                 files,
+                count: tlog::stored_hash_count(from) + mem.len() as u64,
                 mem_start: tlog::stored_hash_count(from),
                 mem: &mem,
             };
@@ -872,6 +883,7 @@ mod tests {
     fn roots(files: &LogFiles, size: u64) -> (Hash, Hash) {
         let reader = Hashes {
             files,
+            count: tlog::stored_hash_count(size),
             mem_start: u64::MAX,
             mem: &[],
         };
