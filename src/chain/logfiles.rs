@@ -599,9 +599,12 @@ impl LogFiles {
     pub fn sync_derived(&self) -> Result<(), LogFilesError> {
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let last = w.last;
-        if w.derived_size == last.size {
+        if last.derived_size == last.size {
+            // The head on disk says so already.
             return Ok(());
         }
+        // (After an open that recomputed them, they are durable already, but the head
+        // does not say so yet.)
         for (file, name) in [(&self.hashes, HASHES), (&self.bundles, BUNDLES)] {
             file.sync_data()
                 .map_err(io_err(&self.dir.join(name), "sync"))?;
@@ -996,13 +999,17 @@ mod tests {
 
     /// A clean close syncs the derived files and says so in the head: the next open
     /// recomputes nothing, so a stored hash changed meanwhile stays changed (for the audit
-    /// to find), instead of being recomputed from the events.
+    /// to find), instead of being recomputed from the events. Also after an open that
+    /// recomputed them and no commit since.
     #[test]
     fn a_clean_close_leaves_nothing_to_recompute() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
         let files = LogFiles::open_or_create(&path).unwrap();
         commit(&files, 40);
+        std::mem::forget(files);
+        let files = LogFiles::open(&path).unwrap();
+        assert_eq!(files.writer.lock().unwrap().last.derived_size, 0);
         drop(files);
         let hashes = OpenOptions::new()
             .write(true)
@@ -1011,7 +1018,7 @@ mod tests {
         hashes.write_all_at(&[9u8; 32], 0).unwrap();
         let files = LogFiles::open(&path).unwrap();
         assert_eq!(files.hash(0).unwrap(), [9u8; 32]);
-        assert_eq!(files.writer.lock().unwrap().derived_size, 40);
+        assert_eq!(files.writer.lock().unwrap().last.derived_size, 40);
     }
 
     #[test]
