@@ -196,6 +196,14 @@ impl SigningPool {
         })
     }
 
+    /// Checks signatures against `verifier` instead of the key's own: a test of what a
+    /// signature that fails verify-after-sign does.
+    #[cfg(test)]
+    fn checking_with(mut self, verifier: SoftVerifier) -> Self {
+        self.verifier = Some(Arc::new(verifier));
+        self
+    }
+
     /// The key this pool signs with.
     pub fn key_info(&self) -> &KeyInfo {
         &self.key
@@ -709,6 +717,27 @@ mod tests {
             .unwrap()
             .verify(b"tst-info", &sig)
             .unwrap();
+    }
+
+    /// A signature that fails verify-after-sign is made once more, and when that fails
+    /// too, no signature is handed out: the caller gets SignatureVerification, counted as
+    /// an error. (Checked against another key's verifier, as a broken HSM would look.)
+    #[test]
+    fn a_signature_that_fails_verification_is_never_handed_out() {
+        let token = testsupport::new_token();
+        let hsm = token.open();
+        hsm.generate_key("bad-sig", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        let other = hsm
+            .generate_key("other-key", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        let pool = SigningPool::start(&hsm, "bad-sig", 1, true)
+            .unwrap()
+            .checking_with(SoftVerifier::from_spki_der(&other.public_key_der).unwrap());
+        let err = pool.sign(b"tst-info").unwrap_err();
+        assert!(matches!(err, SignerError::SignatureVerification), "{err}");
+        let counts = Signer::counts(&pool);
+        assert_eq!((counts.signatures, counts.errors), (0, 1));
     }
 
     #[test]

@@ -18,11 +18,11 @@ use super::{oids, SignatureAlgorithm, SignerError};
 pub struct SoftVerifier {
     key: VerifyingKey,
     /// The key as AWS-LC takes it (SEC1 point, or PKCS#1 RSAPublicKey), for ECDSA and RSA.
-    ring_key: Vec<u8>,
+    raw_key: Vec<u8>,
 }
 
 /// The kind of key (checked with RustCrypto when parsed); ECDSA and RSA keys are used
-/// through `ring_key`.
+/// through `raw_key`.
 #[derive(Clone, Debug)]
 enum VerifyingKey {
     P256,
@@ -76,7 +76,7 @@ impl SoftVerifier {
         };
         Ok(SoftVerifier {
             key,
-            ring_key: bits.to_vec(),
+            raw_key: bits.to_vec(),
         })
     }
 
@@ -95,15 +95,15 @@ impl SoftVerifier {
     /// (Ed25519). Returns [`SignerError::SignatureVerification`] on any mismatch.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), SignerError> {
         use aws_lc_rs::signature as rs;
-        let with_ring = |alg: &'static dyn rs::VerificationAlgorithm| {
-            rs::UnparsedPublicKey::new(alg, &self.ring_key)
+        let with_aws_lc = |alg: &'static dyn rs::VerificationAlgorithm| {
+            rs::UnparsedPublicKey::new(alg, &self.raw_key)
                 .verify(message, signature)
                 .is_ok()
         };
         let ok = match &self.key {
-            VerifyingKey::P256 => with_ring(&rs::ECDSA_P256_SHA256_ASN1),
-            VerifyingKey::P384 => with_ring(&rs::ECDSA_P384_SHA384_ASN1),
-            VerifyingKey::Rsa => with_ring(&rs::RSA_PKCS1_2048_8192_SHA256),
+            VerifyingKey::P256 => with_aws_lc(&rs::ECDSA_P256_SHA256_ASN1),
+            VerifyingKey::P384 => with_aws_lc(&rs::ECDSA_P384_SHA384_ASN1),
+            VerifyingKey::Rsa => with_aws_lc(&rs::RSA_PKCS1_2048_8192_SHA256),
             VerifyingKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(signature)
                 .is_ok_and(|sig| k.verify_strict(message, &sig).is_ok()),
         };
