@@ -64,7 +64,11 @@ echo "machine: $(nproc) cores, $(uname -r); $seconds s per phase; server: $sessi
 echo "== (a) the HSM's own limit"
 "$bin" bench hsm --config "$config" --label tsa-dev --seconds "$seconds" | tee "$work/hsm-ec"
 "$bin" bench hsm --config "$config" --label bench-rsa --seconds "$seconds" | tee "$work/hsm-rsa"
-raw=$(field "$work/hsm-ec" rate_2)
+# The HSM's limit is the better of 1 and 2 sessions (SoftHSM's second session adds little,
+# and some runs nothing).
+raw1=$(field "$work/hsm-ec" rate_1)
+raw2=$(field "$work/hsm-ec" rate_2)
+raw=$(( ${raw1%.*} > ${raw2%.*} ? ${raw1%.*} : ${raw2%.*} ))
 raw_cpu=$(field "$work/hsm-ec" cpu_us_2)
 raw_cpu1=$(field "$work/hsm-ec" cpu_us_1)
 pool=$(field "$work/hsm-ec" pool_rate_2)
@@ -110,8 +114,8 @@ awk -v raw="$raw" -v rawcpu="$raw_cpu" -v rawcpu1="$raw_cpu1" -v ver="$verify_us
     -v p99off="$(field "$work/half-off" p99_ms)" -v p99on="$(field "$work/half-on" p99_ms)" \
     -v fsrv="$(field "$work/floor" server_cpu_us)" -v fcli="$(field "$work/floor" client_cpu_us)" \
     -v frate="$(field "$work/floor" rate)" -v cores="$(nproc)" 'BEGIN {
-    printf "== summary (ECDSA P-256, 2 HSM sessions)\n"
-    printf "raw HSM: %d signatures/s, %.1f us CPU each; software verify %.1f us\n", raw, rawcpu, ver
+    printf "== summary (ECDSA P-256)\n"
+    printf "raw HSM: %d signatures/s (the better of 1 and 2 sessions); %.1f us CPU each with both CPUs signing, %.1f us with one; software verify %.1f us\n", raw, rawcpu, rawcpu1, ver
     printf "through the signing pool (async callers): %d signatures/s = %.0f%% of raw\n", pool, 100*pool/raw
     printf "tokens/s, verify-after-sign off: %d = %.0f%% of raw (target 75%%)\n", off, 100*off/raw
     printf "tokens/s, verify-after-sign on:  %d = %.0f%% of raw (target 55%%)\n", on, 100*on/raw
