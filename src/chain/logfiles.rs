@@ -50,6 +50,8 @@ const SLOT_STRIDE: u64 = 4096;
 pub const RECORDS_AT: u64 = 8192;
 /// How far ahead of the records the events file is grown (zeros, written once).
 const GROW: u64 = 1 << 20;
+/// Bytes of records read at a time when the derived files are rebuilt.
+const REBUILD_WINDOW: u64 = 4 << 20;
 /// Events between syncs of the derived files (hashes, bundle ends): at most this many
 /// are recomputed when the log is opened after a crash.
 pub const DERIVED_SYNC_EVENTS: u64 = 1 << 16;
@@ -400,11 +402,19 @@ impl LogFiles {
                 && head.derived_end <= head.end
                 && head.derived_size <= head.size;
             let crc = if sane {
-                let mut buf = vec![0u8; usize::try_from(head.end - head.commit_start).unwrap_or(0)];
-                events
-                    .read_exact_at(&mut buf, head.commit_start)
-                    .map_err(io_err(&events_path, "read"))?;
-                Some(crc32fast::hash(&buf))
+                // In pieces: a commit can be large (moving an older store's events).
+                let mut hasher = crc32fast::Hasher::new();
+                let mut buf = vec![0u8; 1 << 20];
+                let mut at = head.commit_start;
+                while at < head.end {
+                    let n = usize::try_from((head.end - at).min(1 << 20)).unwrap_or(1 << 20);
+                    events
+                        .read_exact_at(&mut buf[..n], at)
+                        .map_err(io_err(&events_path, "read"))?;
+                    hasher.update(&buf[..n]);
+                    at += n as u64;
+                }
+                Some(hasher.finalize())
             } else {
                 None
             };
@@ -495,40 +505,73 @@ impl LogFiles {
     /// Recomputes the hashes and bundle ends of the events after the derived files' last
     /// sync (from the records) and syncs them.
     fn rebuild_derived(&self, head: &Head) -> Result<(), LogFilesError> {
+        self.rebuild_derived_by(head, REBUILD_WINDOW)
+    }
+
+    /// [`Self::rebuild_derived`], reading the records `window` bytes at a time.
+    fn rebuild_derived_by(&self, head: &Head, window: u64) -> Result<(), LogFilesError> {
         let from = head.derived_size;
-        let records = self.read_at(&self.events, EVENTS, head.derived_end, head.end)?;
-        let leaves = split_records(&records)
-            .filter(|l| l.len() as u64 == head.size - from)
-            .ok_or_else(|| {
-                self.corrupt(format!(
-                    "events {from}..{} are not {} whole records",
-                    head.size,
-                    head.size - from
-                ))
-            })?;
+        let cut = || {
+            self.corrupt(format!(
+                "events {from}..{} are not {} whole records",
+                head.size,
+                head.size - from
+            ))
+        };
         let mem_start = tlog::stored_hash_count(from);
         let mut mem: Vec<Hash> = Vec::new();
         let mut ends = Vec::new();
+        let mut n = from;
         let mut at = head.derived_end;
-        for (n, leaf) in (from..).zip(&leaves) {
-            let reader = Hashes {
-                files: self,
-                count: mem_start + mem.len() as u64,
-                mem_start,
-                mem: &mem,
-            };
-            let new = tlog::stored_hashes_for_record(n, tlog::leaf_hash(leaf), &reader)
-                .map_err(|e| self.corrupt(format!("rebuilding the hashes of event {n}: {e}")))?;
-            mem.extend(new);
-            at += 2 + leaf.len() as u64;
-            if (n + 1) % BUNDLE == 0 {
-                ends.push(at);
+        // The records are read a window at a time: there may be many.
+        let mut pending: Vec<u8> = Vec::new();
+        let mut read_to = head.derived_end;
+        while read_to < head.end || !pending.is_empty() {
+            if read_to < head.end {
+                let take = (head.end - read_to).min(window);
+                pending.extend_from_slice(&self.read_at(
+                    &self.events,
+                    EVENTS,
+                    read_to,
+                    read_to + take,
+                )?);
+                read_to += take;
             }
+            let mut used = 0;
+            while let Some((len, rest)) = pending[used..].split_first_chunk::<2>() {
+                let len = usize::from(u16::from_be_bytes(*len));
+                let Some(leaf) = rest.get(..len) else { break };
+                let reader = Hashes {
+                    files: self,
+                    count: mem_start + mem.len() as u64,
+                    mem_start,
+                    mem: &mem,
+                };
+                let new = tlog::stored_hashes_for_record(n, tlog::leaf_hash(leaf), &reader)
+                    .map_err(|e| {
+                        self.corrupt(format!("rebuilding the hashes of event {n}: {e}"))
+                    })?;
+                mem.extend(new);
+                n += 1;
+                used += 2 + len;
+                at += 2 + len as u64;
+                if n % BUNDLE == 0 {
+                    ends.push(at);
+                }
+            }
+            if used == 0 && read_to >= head.end {
+                // A record cut off at the end.
+                return Err(cut());
+            }
+            pending.drain(..used);
         }
-        if !leaves.is_empty() {
+        if n != head.size {
+            return Err(cut());
+        }
+        if n > from {
             tracing::info!(
                 dir = %self.dir.display(),
-                events = leaves.len(),
+                events = n - from,
                 "recomputed the hashes of events committed after the last sync of the derived files"
             );
         }
@@ -1019,6 +1062,61 @@ mod tests {
         let files = LogFiles::open(&path).unwrap();
         assert_eq!(files.hash(0).unwrap(), [9u8; 32]);
         assert_eq!(files.writer.lock().unwrap().last.derived_size, 40);
+    }
+
+    /// The rebuild reads the records a window at a time; records split across windows
+    /// (here windows of 7 bytes) give the same hashes, and a record cut off at the end is
+    /// refused.
+    #[test]
+    fn the_rebuild_reads_records_across_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let files = LogFiles::open_or_create(&path).unwrap();
+        commit(&files, 300);
+        std::mem::forget(files);
+        for name in [HASHES, BUNDLES] {
+            OpenOptions::new()
+                .write(true)
+                .open(path.join(name))
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+        // Open with the normal window (rebuilding), then rebuild again by 7 bytes.
+        let files = LogFiles::open(&path).unwrap();
+        let head = files.writer.lock().unwrap().last;
+        let bundle = files.bundle(0).unwrap().unwrap();
+        let rebuilt = LogFiles {
+            committed: RwLock::new(Committed {
+                size: 0,
+                end: RECORDS_AT,
+                bundle_ends: Vec::new(),
+            }),
+            size: AtomicU64::new(0),
+            writer: Mutex::new(Writer {
+                last: head,
+                allocated: files.writer.lock().unwrap().allocated,
+                derived_size: 0,
+                derived_end: RECORDS_AT,
+            }),
+            dir: path.clone(),
+            events: files.events.try_clone().unwrap(),
+            hashes: files.hashes.try_clone().unwrap(),
+            bundles: files.bundles.try_clone().unwrap(),
+        };
+        let mut from_scratch = head;
+        from_scratch.derived_size = 0;
+        from_scratch.derived_end = RECORDS_AT;
+        rebuilt.rebuild_derived_by(&from_scratch, 7).unwrap();
+        assert_eq!(rebuilt.size(), 300);
+        assert_eq!(rebuilt.bundle(0).unwrap().unwrap(), bundle);
+        assert_eq!(roots(&rebuilt, 300).0, roots(&rebuilt, 300).1);
+        // One byte short of the last record: cut off.
+        let mut short = from_scratch;
+        short.end -= 1;
+        let err = rebuilt.rebuild_derived_by(&short, 7).unwrap_err();
+        assert!(err.to_string().contains("whole records"), "{err}");
+        std::mem::forget(rebuilt);
     }
 
     #[test]
