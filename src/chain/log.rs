@@ -230,7 +230,7 @@ fn remove_old_layout(store: &Store, tree: &sled::Tree) -> Result<(), LogError> {
 }
 
 /// Bundles moved per commit when moving an older store's events into the files.
-const MOVE_BUNDLES: u64 = 64;
+const MOVE_BUNDLES: u64 = 16;
 
 /// Moves the events and hashes a store written before the log's files kept in sled
 /// into new files in `dir` (built beside it and put in place when complete).
