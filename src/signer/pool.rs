@@ -5,9 +5,13 @@
 //! waits for a permit, then its job is sure to fit). Each worker owns one cryptoki
 //! [`Session`] (sessions are `Send` but not `Sync`) and the key's handle in it.
 //!
-//! A worker only signs: software verification of the signature (verify-after-sign) runs
-//! on the caller's thread once the worker has answered, so the session is free for the
-//! next signature meanwhile. A signature that fails it is made once more.
+//! A worker answers a signature as soon as the HSM returns it; its software verification
+//! (verify-after-sign) is made once, by whichever side claims it first: the caller, once
+//! it has the answer, or a worker with no job waiting (it takes the newest signatures it
+//! made, which their callers will reach last). The session is never held for a
+//! verification while a job waits, and an idle signing thread's CPU takes work off the
+//! callers' threads. A signature that fails verification is made once more, and none is
+//! handed out before it passed.
 //!
 //! When a worker sees a device or session error it answers
 //! [`SignerError::HsmUnavailable`], drops its session and reopens one (logging in again
@@ -23,7 +27,9 @@
 //! runs under a signature in flight; a session from before it is forgotten, never
 //! closed (its handle number may belong to a new session), and reopened.
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
@@ -53,6 +59,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const EPOCH_POLL: Duration = Duration::from_millis(250);
 /// How long an idle worker waits before looking at its state again.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// Signatures a worker keeps for verifying when idle; older ones are left to their callers.
+const PENDING_PER_WORKER: usize = 32;
 
 type Reply<T> = oneshot::Sender<Result<T, SignerError>>;
 
@@ -61,13 +69,80 @@ enum Job {
     /// answered with the encoded signature, or `None` for a malformed one.
     Sign {
         input: Arc<Vec<u8>>,
-        reply: Reply<Option<Vec<u8>>>,
+        /// What the signature must verify against, when verify-after-sign is on.
+        check: Option<CheckRequest>,
+        reply: Reply<Option<Signed>>,
         _permit: OwnedSemaphorePermit,
     },
     Health {
         reply: Reply<()>,
         _permit: OwnedSemaphorePermit,
     },
+}
+
+/// The message of a signature and the verifier it must pass.
+struct CheckRequest {
+    message: Arc<Vec<u8>>,
+    verifier: Arc<SoftVerifier>,
+}
+
+/// A worker's answer: the encoded signature, and when verify-after-sign is on, the
+/// verification, which the caller makes unless a worker has claimed it.
+struct Signed {
+    signature: Vec<u8>,
+    check: Option<SharedCheck>,
+}
+
+/// The caller's side of a verification that either it or a worker makes.
+struct SharedCheck {
+    /// Set by whichever side makes the verification.
+    claimed: Arc<AtomicBool>,
+    /// The verdict, when a worker made it.
+    verdict: oneshot::Receiver<bool>,
+}
+
+/// The worker's side: a signature it may verify when it has no job.
+struct Pending {
+    claimed: Arc<AtomicBool>,
+    request: CheckRequest,
+    signature: Vec<u8>,
+    verdict: oneshot::Sender<bool>,
+}
+
+impl Pending {
+    /// The two sides of the verification of `signature`, not claimed yet.
+    fn new(request: CheckRequest, signature: Vec<u8>) -> (Pending, SharedCheck) {
+        let claimed = Arc::new(AtomicBool::new(false));
+        let (verdict, verdict_rx) = oneshot::channel();
+        let pending = Pending {
+            claimed: Arc::clone(&claimed),
+            request,
+            signature,
+            verdict,
+        };
+        let check = SharedCheck {
+            claimed,
+            verdict: verdict_rx,
+        };
+        (pending, check)
+    }
+
+    /// Verifies the signature unless its caller claimed it first, and sends the verdict.
+    /// Whether it made the verification.
+    fn verify(self, algorithm: KeyAlgorithm) -> bool {
+        if self.claimed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let verdict = passes(
+            Some(&self.request.verifier),
+            algorithm,
+            &self.request.message,
+            &self.signature,
+        );
+        // A caller that went away does not need the verdict.
+        let _ = self.verdict.send(verdict);
+        true
+    }
 }
 
 impl Job {
@@ -170,6 +245,7 @@ impl SigningPool {
                 jobs: jobs_rx.clone(),
                 stop: stop_rx.clone(),
                 counters: Arc::clone(&counters),
+                pending: VecDeque::new(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("hsm-signer-{index}"))
@@ -254,16 +330,17 @@ async fn acquire(permits: Arc<Semaphore>) -> Result<OwnedSemaphorePermit, Signer
 }
 
 /// Signs `message` through the workers: a signature that fails software verification
-/// (checked here, on the caller's thread, so that it never holds an HSM session) is made
-/// once more; a second failure is [`SignerError::SignatureVerification`].
+/// (made by the caller here, or by an idle worker, never while a job waits for the
+/// session) is made once more; a second failure is [`SignerError::SignatureVerification`].
 async fn sign_verified(
     algorithm: KeyAlgorithm,
-    message: &[u8],
-    verifier: Option<&SoftVerifier>,
+    message: Vec<u8>,
+    verifier: Option<Arc<SoftVerifier>>,
     permits: &Arc<Semaphore>,
     jobs: &Sender<Job>,
 ) -> Result<Vec<u8>, SignerError> {
-    let input = Arc::new(signing_input(algorithm, message)?);
+    let input = Arc::new(signing_input(algorithm, &message)?);
+    let message = Arc::new(message);
     for _attempt in 1..=2 {
         let permit = acquire(Arc::clone(permits)).await?;
         let (reply, answer) = oneshot::channel();
@@ -271,18 +348,41 @@ async fn sign_verified(
             jobs.clone(),
             Job::Sign {
                 input: Arc::clone(&input),
+                check: verifier.as_ref().map(|verifier| CheckRequest {
+                    message: Arc::clone(&message),
+                    verifier: Arc::clone(verifier),
+                }),
                 reply,
                 _permit: permit,
             },
         )?;
-        let signature = answer.await.map_err(|_| SignerError::PoolStopped)??;
-        if let Some(signature) = signature {
-            if passes(verifier, algorithm, message, &signature) {
+        let signed = answer.await.map_err(|_| SignerError::PoolStopped)??;
+        if let Some(Signed { signature, check }) = signed {
+            if verified(check, algorithm, &message, &signature, verifier.as_deref()).await {
                 return Ok(signature);
             }
         }
     }
     Err(SignerError::SignatureVerification)
+}
+
+/// Whether a worker's signature passed verify-after-sign: verified here unless a worker
+/// claimed it first, in which case its verdict is awaited.
+async fn verified(
+    check: Option<SharedCheck>,
+    algorithm: KeyAlgorithm,
+    message: &[u8],
+    signature: &[u8],
+    verifier: Option<&SoftVerifier>,
+) -> bool {
+    match (check, verifier) {
+        (_, None) => true,
+        (Some(check), Some(_)) if check.claimed.swap(true, Ordering::AcqRel) => {
+            // A worker is verifying it; a worker that stopped meanwhile gave no verdict.
+            check.verdict.await.unwrap_or(false)
+        }
+        (_, Some(verifier)) => passes(Some(verifier), algorithm, message, signature),
+    }
 }
 
 /// Queues `job`; consumes the sender so that a queued job never keeps the queue alive.
@@ -322,8 +422,7 @@ impl Signer for SigningPool {
         let (verifier, counters) = (self.verifier.clone(), Arc::clone(&self.counters));
         let algorithm = self.key.algorithm;
         Box::pin(async move {
-            let result =
-                sign_verified(algorithm, &message, verifier.as_deref(), &permits, &jobs).await;
+            let result = sign_verified(algorithm, message, verifier, &permits, &jobs).await;
             Counters::bump(if result.is_ok() {
                 &counters.signatures
             } else {
@@ -433,6 +532,8 @@ struct Worker {
     jobs: Receiver<Job>,
     stop: Receiver<()>,
     counters: Arc<Counters>,
+    /// Signatures this worker made whose verification nobody has claimed yet, newest last.
+    pending: VecDeque<Pending>,
 }
 
 impl Worker {
@@ -446,6 +547,15 @@ impl Worker {
         loop {
             if self.wants_session() && (Instant::now() >= self.retry_at || self.epoch_moved()) {
                 self.reconnect();
+            }
+            // With no job waiting, verify the newest signature whose caller has not got
+            // to it yet (one at a time: a job that arrives meanwhile waits for one
+            // verification at most).
+            if self.jobs.is_empty() {
+                if let Some(pending) = self.pending.pop_back() {
+                    pending.verify(self.key.algorithm);
+                    continue;
+                }
             }
             let wait = if self.wants_session() {
                 self.retry_at
@@ -602,13 +712,33 @@ impl Worker {
         match job {
             Job::Sign {
                 input,
+                check,
                 reply,
                 _permit,
             } => {
                 let algorithm = self.key.algorithm;
                 let result =
                     self.run_op(|_, session, key| sign_input(session, key, algorithm, &input));
-                let _ = reply.send(result);
+                let answer = match (result, check) {
+                    (Ok(Some(signature)), Some(request)) => {
+                        let (pending, check) = Pending::new(request, signature.clone());
+                        if self.pending.len() == PENDING_PER_WORKER {
+                            self.pending.pop_front();
+                        }
+                        self.pending.push_back(pending);
+                        Ok(Some(Signed {
+                            signature,
+                            check: Some(check),
+                        }))
+                    }
+                    (result, _) => result.map(|signature| {
+                        signature.map(|signature| Signed {
+                            signature,
+                            check: None,
+                        })
+                    }),
+                };
+                let _ = reply.send(answer);
             }
             Job::Health { reply, _permit } => {
                 // A readiness probe does not wait for the backoff to pass: it may itself
@@ -738,6 +868,56 @@ mod tests {
         assert!(matches!(err, SignerError::SignatureVerification), "{err}");
         let counts = Signer::counts(&pool);
         assert_eq!((counts.signatures, counts.errors), (0, 1));
+    }
+
+    /// Verify-after-sign is made once, by whichever side claims it first: an idle worker's
+    /// verdict is what the caller goes by (here a worker checking against another key
+    /// refuses a signature the caller's own check would pass), a caller that claimed first
+    /// checks for itself and the worker skips it, and a claim that never gives a verdict
+    /// (a worker that stopped) hands nothing out.
+    #[test]
+    fn a_verification_is_made_once_by_whichever_side_claims_it() {
+        let token = testsupport::new_token();
+        let hsm = token.open();
+        let key = hsm
+            .generate_key("claims", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        let other = hsm
+            .generate_key("claims-other", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        let right = Arc::new(SoftVerifier::from_spki_der(&key.public_key_der).unwrap());
+        let wrong = Arc::new(SoftVerifier::from_spki_der(&other.public_key_der).unwrap());
+        let message = b"signed attributes".to_vec();
+        let signature = hsm.sign(&key, &message).unwrap();
+        let alg = KeyAlgorithm::EcdsaP256;
+        let request = |verifier: &Arc<SoftVerifier>| CheckRequest {
+            message: Arc::new(message.clone()),
+            verifier: Arc::clone(verifier),
+        };
+        let check =
+            |c, v: &SoftVerifier| block_on(verified(Some(c), alg, &message, &signature, Some(v)));
+
+        // The worker claims first: its verdict counts, both ways.
+        let (pending, shared) = Pending::new(request(&wrong), signature.clone());
+        assert!(pending.verify(alg));
+        assert!(!check(shared, &right));
+        let (pending, shared) = Pending::new(request(&right), signature.clone());
+        assert!(pending.verify(alg));
+        assert!(check(shared, &wrong));
+
+        // The caller claims first: it checks with its own verifier; the worker skips.
+        let (pending, shared) = Pending::new(request(&right), signature.clone());
+        assert!(!check(shared, &wrong));
+        assert!(!pending.verify(alg));
+        let (pending, shared) = Pending::new(request(&wrong), signature.clone());
+        assert!(check(shared, &right));
+        assert!(!pending.verify(alg));
+
+        // Claimed by a worker that stopped before its verdict: refused.
+        let (pending, shared) = Pending::new(request(&right), signature.clone());
+        pending.claimed.store(true, Ordering::Release);
+        drop(pending);
+        assert!(!check(shared, &right));
     }
 
     #[test]
