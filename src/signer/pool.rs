@@ -375,14 +375,16 @@ async fn verified(
     signature: &[u8],
     verifier: Option<&SoftVerifier>,
 ) -> bool {
-    match (check, verifier) {
-        (_, None) => true,
-        (Some(check), Some(_)) if check.claimed.swap(true, Ordering::AcqRel) => {
+    let Some(verifier) = verifier else {
+        return true;
+    };
+    if let Some(check) = check {
+        if check.claimed.swap(true, Ordering::AcqRel) {
             // A worker is verifying it; a worker that stopped meanwhile gave no verdict.
-            check.verdict.await.unwrap_or(false)
+            return check.verdict.await.unwrap_or(false);
         }
-        (_, Some(verifier)) => passes(Some(verifier), algorithm, message, signature),
     }
+    passes(Some(verifier), algorithm, message, signature)
 }
 
 /// Queues `job`; consumes the sender so that a queued job never keeps the queue alive.
