@@ -245,6 +245,11 @@ fn open_file(dir: &Path, name: &str, create: bool) -> Result<File, LogFilesError
 }
 
 /// The staging directory a new log is built in before it is put in place.
+/// Bundle ends as the bundles file stores them: 8 bytes each, big-endian.
+fn ends_bytes(ends: &[u64]) -> Vec<u8> {
+    ends.iter().flat_map(|e| e.to_be_bytes()).collect()
+}
+
 fn staging(dir: &Path) -> PathBuf {
     let mut name = dir.file_name().unwrap_or_default().to_owned();
     name.push(".new");
@@ -577,10 +582,7 @@ impl LogFiles {
         }
         let hashes: Vec<u8> = mem.iter().flatten().copied().collect();
         let bundles = from / BUNDLE;
-        let mut end_bytes = Vec::with_capacity(ends.len() * 8);
-        for e in &ends {
-            end_bytes.extend_from_slice(&e.to_be_bytes());
-        }
+        let end_bytes = ends_bytes(&ends);
         for (file, name, bytes, at) in [
             (&self.hashes, HASHES, &hashes, mem_start * 32),
             (&self.bundles, BUNDLES, &end_bytes, bundles * 8),
@@ -648,10 +650,7 @@ impl LogFiles {
         }
         // (After an open that recomputed them, they are durable already, but the head
         // does not say so yet.)
-        for (file, name) in [(&self.hashes, HASHES), (&self.bundles, BUNDLES)] {
-            file.sync_data()
-                .map_err(io_err(&self.dir.join(name), "sync"))?;
-        }
+        self.sync_derived_files()?;
         let before = (w.derived_size, w.derived_end);
         (w.derived_size, w.derived_end) = (last.size, last.end);
         let written = self.write_head(
@@ -665,6 +664,15 @@ impl LogFiles {
             (w.derived_size, w.derived_end) = before;
         }
         written
+    }
+
+    /// Syncs the hashes and bundle ends files (not the head).
+    fn sync_derived_files(&self) -> Result<(), LogFilesError> {
+        for (file, name) in [(&self.hashes, HASHES), (&self.bundles, BUNDLES)] {
+            file.sync_data()
+                .map_err(io_err(&self.dir.join(name), "sync"))?;
+        }
+        Ok(())
     }
 
     fn corrupt(&self, detail: String) -> LogFilesError {
@@ -726,10 +734,7 @@ impl LogFiles {
         }
         let new_end = end + batch.records.len() as u64;
         self.grow(&mut w, new_end)?;
-        let mut ends = Vec::with_capacity(batch.bundle_ends.len() * 8);
-        for e in batch.bundle_ends {
-            ends.extend_from_slice(&e.to_be_bytes());
-        }
+        let ends = ends_bytes(batch.bundle_ends);
         for (file, name, bytes, at) in [
             (&self.events, EVENTS, batch.records, end),
             (
@@ -748,10 +753,7 @@ impl LogFiles {
         let derived_before = (w.derived_size, w.derived_end);
         if batch.size - w.derived_size >= DERIVED_SYNC_EVENTS {
             // The derived files are durable up to here before a head says so.
-            for (file, name) in [(&self.hashes, HASHES), (&self.bundles, BUNDLES)] {
-                file.sync_data()
-                    .map_err(io_err(&self.dir.join(name), "sync"))?;
-            }
+            self.sync_derived_files()?;
             w.derived_size = batch.size;
             w.derived_end = new_end;
         }
@@ -926,6 +928,18 @@ mod tests {
     }
 
     /// The tree hash of the first `size` events, from the files and from scratch.
+    /// What a crash before their sync can leave of the hashes and bundle ends: nothing.
+    fn lose_derived_files(path: &Path) {
+        for name in [HASHES, BUNDLES] {
+            OpenOptions::new()
+                .write(true)
+                .open(path.join(name))
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+    }
+
     fn roots(files: &LogFiles, size: u64) -> (Hash, Hash) {
         let reader = Hashes {
             files,
@@ -1020,14 +1034,7 @@ mod tests {
         // A crash: the hashes and bundle ends were never synced (fewer events than a sync
         // takes, and no clean close), and the crash lost them all.
         std::mem::forget(files);
-        for name in [HASHES, BUNDLES] {
-            OpenOptions::new()
-                .write(true)
-                .open(path.join(name))
-                .unwrap()
-                .set_len(0)
-                .unwrap();
-        }
+        lose_derived_files(&path);
         let files = LogFiles::open(&path).unwrap();
         assert_eq!(files.size(), 700);
         let (got, want) = roots(&files, 700);
@@ -1074,14 +1081,7 @@ mod tests {
         let files = LogFiles::open_or_create(&path).unwrap();
         commit(&files, 300);
         std::mem::forget(files);
-        for name in [HASHES, BUNDLES] {
-            OpenOptions::new()
-                .write(true)
-                .open(path.join(name))
-                .unwrap()
-                .set_len(0)
-                .unwrap();
-        }
+        lose_derived_files(&path);
         // Open with the normal window (rebuilding), then rebuild again by 7 bytes.
         let files = LogFiles::open(&path).unwrap();
         let head = files.writer.lock().unwrap().last;
