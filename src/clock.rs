@@ -123,9 +123,10 @@ impl std::fmt::Debug for ClockGuard {
 }
 
 impl ClockGuard {
-    /// A guard over `clock`. `last_issued_ms` is the last genTime issued before this start
-    /// (from the store; 0 if none); `require_sync` also refuses while the kernel reports
-    /// the clock unsynchronised or its maximum error above `accuracy`.
+    /// A guard over `clock`. `last_issued_ms` is the floor: no genTime issued before this
+    /// start is later (0 if none; see `service::gen_time`); `require_sync` also refuses
+    /// while the kernel reports the clock unsynchronised or its maximum error above
+    /// `accuracy`.
     pub fn new(
         clock: Arc<dyn Clock>,
         require_sync: bool,

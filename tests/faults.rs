@@ -288,3 +288,160 @@ fn kill_9_under_tokens_and_events_reuses_no_serial_and_loses_no_event() {
     server.stop();
     verify_chain(&app, &key);
 }
+
+/// The clock a test sets by hand (synchronised), for the appliance's clock guard.
+struct ManualClock(std::sync::atomic::AtomicU64);
+
+impl auditstamp::clock::Clock for ManualClock {
+    fn now(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH
+            + Duration::from_millis(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+    fn sync_status(&self) -> auditstamp::clock::SyncStatus {
+        auditstamp::clock::SyncStatus::Synchronised { max_error_us: 10 }
+    }
+}
+
+/// The value of `field=` in the last log line holding `message` (colours stripped).
+fn log_field(log: &str, message: &str, field: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.contains(message))?;
+    let mut plain = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{field}=")))
+        .and_then(|v| v.parse().ok())
+}
+
+/// genTime never goes back across kill -9: tokens are issued from several clients (and
+/// blocks sealed, each with its own token) until the server is killed mid-load, twice.
+/// The floor the appliance computes from its store afterwards is at least every genTime
+/// it answered, although the stored genTime mark is written only once a second: a clock
+/// guard over that store, with a clock set back, refuses until the clock passes the
+/// floor. The restarted server starts from the same floor.
+#[test]
+fn gen_time_never_goes_back_across_kill_9() {
+    let app = Appliance::new("ecdsa-p256");
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let data = app.path().join("doc.txt");
+    std::fs::write(&data, "genTime\n").unwrap();
+    let tsq = std::fs::read(ts_query(app.path(), &data, "-sha256", false, false, "q")).unwrap();
+    let gen_times: Arc<Mutex<Vec<u64>>> = Arc::default();
+    for _run in 0..2 {
+        let server = app.start();
+        let url = server.url("/tsa");
+        let before = gen_times.lock().unwrap().len();
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..4)
+                .map(|_| {
+                    let (client, url, tsq) = (client.clone(), url.clone(), tsq.clone());
+                    let gen_times = gen_times.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            let Ok(r) = client
+                                .post(&url)
+                                .header("Content-Type", "application/timestamp-query")
+                                .body(tsq.clone())
+                                .send()
+                                .await
+                            else {
+                                break;
+                            };
+                            let Ok(reply) = r.bytes().await else { break };
+                            let st = auditstamp::tsp::decode_response_status(&reply).unwrap();
+                            let token = st.token.expect("a token");
+                            let info = auditstamp::tsp::decode_tst_info_from_token(&token).unwrap();
+                            gen_times.lock().unwrap().push(info.gen_time.unix_millis());
+                        }
+                    })
+                })
+                .collect();
+            // Load for a while (past a few one-second marks and 200 ms seals), then the
+            // crash, with requests in flight.
+            let start = Instant::now();
+            let deadline = start + Duration::from_secs(60);
+            while gen_times.lock().unwrap().len() < before + 200
+                || start.elapsed() < Duration::from_millis(2_500)
+            {
+                assert!(Instant::now() < deadline, "tokens are not being issued");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut server = server;
+            server.child.kill().unwrap();
+            server.child.wait().unwrap();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+    }
+    let answered = *gen_times.lock().unwrap().iter().max().unwrap();
+
+    // The floor the server starts from, computed over the store the killed server left.
+    let floor = app.with_store(|store| {
+        let log = auditstamp::chain::log::EventLog::open(store).unwrap();
+        auditstamp::service::gen_time::gen_time_floor(store, &log).unwrap()
+    });
+    assert!(
+        floor.ms >= answered,
+        "genTime floor {} ms is before the answered genTime {answered} ms: {floor:?}",
+        floor.ms
+    );
+    assert!(
+        floor.events_ms.is_some() && floor.block_ms.is_some(),
+        "{floor:?}"
+    );
+    // With the clock set back below the floor, nothing is issued until it passes it.
+    let clock = Arc::new(ManualClock(answered.saturating_sub(1_000).into()));
+    let guard =
+        auditstamp::clock::ClockGuard::new(clock.clone(), true, Duration::from_secs(1), floor.ms);
+    for behind in [answered.saturating_sub(1_000), answered - 1, floor.ms - 1] {
+        clock.0.store(behind, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            matches!(
+                guard.gen_time(),
+                Err(auditstamp::clock::ClockError::SteppedBack { .. })
+            ),
+            "a genTime at {behind} ms, before the floor {} ms",
+            floor.ms
+        );
+        assert!(guard.check().is_err());
+    }
+    clock.0.store(floor.ms, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(guard.gen_time().unwrap(), floor.ms);
+
+    // The restarted server logs the same floor, and issues later genTimes.
+    let server = app.start();
+    assert!(server.wait_for_log("genTime floor"), "{}", server.log());
+    assert_eq!(
+        log_field(&server.log(), "genTime floor", "floor_ms"),
+        Some(floor.ms),
+        "{}",
+        server.log()
+    );
+    let (status, _, reply) = rt.block_on(post(
+        &client,
+        &server.url("/tsa"),
+        "application/timestamp-query",
+        tsq,
+    ));
+    assert_eq!(status, 200);
+    let token = auditstamp::tsp::decode_response_status(&reply)
+        .unwrap()
+        .token
+        .unwrap();
+    let info = auditstamp::tsp::decode_tst_info_from_token(&token).unwrap();
+    assert!(info.gen_time.unix_millis() >= floor.ms);
+    server.stop();
+}

@@ -356,10 +356,7 @@ fn clock_behind_last_gen_time_refuses_until_it_passes() {
         .unwrap()
         .as_millis() as u64
         + 3_000;
-    {
-        let store = auditstamp::chain::store::Store::open(&app.path().join("store")).unwrap();
-        store.record_gen_time(ahead).unwrap();
-    }
+    app.with_store(|store| store.record_gen_time(ahead, 0).unwrap());
     let server = app.start();
     let rt = rt();
     let client = reqwest::Client::new();

@@ -235,3 +235,44 @@ fn expired_certificate_stops_startup() {
     let err = app.start_fails();
     assert!(err.contains("expired"), "{err}");
 }
+
+/// A serial counter in the store that is not one stops startup with a message naming the
+/// key and the problem (today's code restarted the counter at 1: serial numbers repeated).
+#[test]
+fn damaged_serial_counter_stops_startup() {
+    let app = Appliance::new("ecdsa-p256");
+    // One token, so that a counter is stored.
+    let server = app.start();
+    let data = app.path().join("doc.txt");
+    std::fs::write(&data, "serial\n").unwrap();
+    let tsq = std::fs::read(ts_query(app.path(), &data, "-sha256", true, false, "q")).unwrap();
+    let (status, _, reply) = rt().block_on(post(
+        &reqwest::Client::new(),
+        &server.url("/tsa"),
+        "application/timestamp-query",
+        tsq,
+    ));
+    assert_eq!(status, 200);
+    assert!(auditstamp::tsp::decode_response_status(&reply)
+        .unwrap()
+        .token
+        .is_some());
+    server.stop();
+
+    app.with_store(|store| {
+        let meta = store.tree("meta").unwrap();
+        assert_eq!(meta.get("tsa.serial.next").unwrap().unwrap().len(), 8);
+        meta.insert("tsa.serial.next", &b"\x01\x02\x03"[..])
+            .unwrap();
+        store.flush().unwrap();
+    });
+    let err = app.start_fails();
+    assert!(
+        err.contains("tsa.serial.next") && err.contains("3 bytes where 8"),
+        "{err}"
+    );
+    assert!(
+        err.contains(app.store_dir().to_str().unwrap()),
+        "the store is named: {err}"
+    );
+}

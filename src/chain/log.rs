@@ -491,7 +491,7 @@ impl EventLog {
 
     /// Committed events from `start` on, in index order, with the index each is stored
     /// under: complete bundles first, then the incomplete one's events.
-    fn events_from(
+    pub fn events_from(
         &self,
         start: u64,
     ) -> impl Iterator<Item = Result<(u64, Vec<u8>), LogError>> + '_ {

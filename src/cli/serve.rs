@@ -284,17 +284,37 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     let hsm = open_hsm_with(&cfg)?;
     let identity = signing_identity(&cfg, &hsm)?;
     let chain_signer = chain_signer(&cfg, &hsm)?;
-    let store = Store::open(&cfg.state_dir().join("store"))?;
+    let store_dir = cfg.state_dir().join("store");
+    let store = Store::open(&store_dir)?;
+    store.check_tsa_state().map_err(|e| {
+        CliError::Other(format!(
+            "the store at {}: {e}. The server does not start on a damaged serial counter or \
+             genTime record (serial numbers must never repeat, genTime never go back): \
+             restore the store directory from a backup",
+            store_dir.display()
+        ))
+    })?;
     let log = EventLog::open(&store)
         .map_err(|e| CliError::Other(format!("cannot open the event log: {e}")))?;
+    let floor = crate::service::gen_time::gen_time_floor(&store, &log)
+        .map_err(|e| CliError::Other(format!("cannot find the last genTime issued: {e}")))?;
+    tracing::info!(
+        floor_ms = floor.ms,
+        mark_ms = floor.mark.map(|m| m.gen_time_ms),
+        block_ms = floor.block_ms,
+        events_ms = floor.events_ms,
+        scanned_from = floor.scanned_from,
+        scanned = floor.scanned,
+        "genTime floor: no token gets an earlier genTime"
+    );
     let clock = ClockGuard::new(
         Arc::new(SystemClock),
         cfg.raw.clock.require_sync,
         cfg.raw.tsa.accuracy.as_duration(),
-        store.last_gen_time()?,
+        floor.ms,
     );
     if let Err(e) = clock.check() {
-        tracing::warn!(error = %e, "the clock is not trustworthy now; tokens are refused until it is");
+        tracing::warn!(error = %e, "the clock is not trustworthy now; tokens are refused (timeNotAvailable, /readyz 503) until it is");
     }
     let tsa = Arc::new(TsaService::new(
         settings,

@@ -8,6 +8,7 @@
 
 pub mod chain;
 pub mod cosign;
+pub mod gen_time;
 pub mod serial;
 pub mod tsa;
 pub mod witness;

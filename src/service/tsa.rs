@@ -4,7 +4,8 @@
 //! serial number, encode the TSTInfo and the signed attributes, have the HSM sign them
 //! (verified in software by the signer before it answers), assemble the reply, and record
 //! the issuance as a durable `tsa.issued` event in the chain before answering: a token
-//! the appliance cannot record is not handed out (systemFailure).
+//! the appliance cannot record is not handed out (systemFailure). That event is what
+//! makes every answered genTime durable ([`gen_time`](super::gen_time)).
 
 use std::sync::{Arc, RwLock};
 
@@ -428,9 +429,16 @@ impl TsaService {
         }
     }
 
-    /// Makes the last genTime issued durable, so a clock step back is caught after a restart.
+    /// Makes the genTime mark durable: the last genTime issued, with the event log's size
+    /// read before it (see [`GenTimeMark`](crate::chain::store::GenTimeMark)), so the
+    /// floor at the next start needs to look only at the events committed since. Called
+    /// every second and at a clean stop; never per token.
     pub fn persist_clock(&self) -> Result<(), ServiceError> {
-        self.store.record_gen_time(self.clock.last_issued())?;
+        // In this order: a genTime later than the one read was handed out after the size
+        // was read, and its event is committed after that.
+        let log_size = self.log.size();
+        let gen_time = self.clock.last_issued();
+        self.store.record_gen_time(gen_time, log_size)?;
         Ok(())
     }
 }

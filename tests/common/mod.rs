@@ -842,3 +842,43 @@ impl Pki {
         ]);
     }
 }
+
+impl Appliance {
+    /// The appliance's store directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.path().join("store")
+    }
+
+    /// Opens the appliance's store in this process (no server may be running), runs `f`
+    /// on it, closes it, and waits (10 s at most) until sled's file lock is released, so
+    /// that a server started next can open it.
+    pub fn with_store<T>(&self, f: impl FnOnce(&auditstamp::chain::store::Store) -> T) -> T {
+        let out = {
+            let store = auditstamp::chain::store::Store::open(&self.store_dir()).unwrap();
+            f(&store)
+        };
+        // sled releases its lock (a flock on `db`) from a background thread after the
+        // last handle drops; util-linux's flock(1) tells when it is free.
+        let db = self.store_dir().join("db");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let free = Command::new("flock")
+                .args(["--nonblock", "--conflict-exit-code", "75"])
+                .arg(&db)
+                .arg("true")
+                .status()
+                .unwrap();
+            match free.code() {
+                Some(0) => return out,
+                Some(75) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the store's lock was not released"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => panic!("flock {}: {free}", db.display()),
+            }
+        }
+    }
+}
