@@ -176,7 +176,14 @@ impl ClockGuard {
         Ok(())
     }
 
-    /// The last genTime issued (Unix milliseconds).
+    /// What the clock reads now (Unix milliseconds), whether or not it can be trusted:
+    /// for checks that compare with the time tokens would carry (a certificate's validity).
+    pub fn now_ms(&self) -> Result<u64, ClockError> {
+        unix_millis(self.clock.now())
+    }
+
+    /// The last genTime issued (Unix milliseconds); before the first one, the floor the
+    /// guard was started with.
     pub fn last_issued(&self) -> u64 {
         *self
             .last_issued_ms

@@ -236,6 +236,43 @@ fn expired_certificate_stops_startup() {
     assert!(err.contains("expired"), "{err}");
 }
 
+/// A certificate whose validity starts tomorrow (its CA in the chain file, so that this is
+/// the only thing wrong with it) stops startup: the server never runs with a certificate
+/// that is not valid now (and while running refuses to sign outside its validity).
+#[test]
+fn certificate_not_valid_yet_stops_startup() {
+    let app = Appliance::new("ecdsa-p256");
+    let ca = OpensslCa::new(&app.path().join("office-ca"));
+    let csr = app.path().join("future.csr");
+    let pem = app.path().join("future.pem");
+    app.cli_ok(&[
+        "keys",
+        "csr",
+        "--label",
+        "tsa",
+        "--subject",
+        "CN=future TSA,O=auditstamp tests,C=EE",
+        "--out",
+        csr.to_str().unwrap(),
+    ]);
+    let format = time::macros::format_description!("[year][month][day][hour][minute][second]Z");
+    let now = time::OffsetDateTime::now_utc();
+    let start = (now + time::Duration::days(1)).format(&format).unwrap();
+    let end = (now + time::Duration::days(60)).format(&format).unwrap();
+    ca.sign(&csr, &pem, "good", Some((&start, &end)));
+    let cert = x509_cert::Certificate::from_pem(std::fs::read(&pem).unwrap()).unwrap();
+    replace_certificate(&app, "tsa", &cert.to_der().unwrap());
+    let mut chain = std::fs::read(app.ca_pem()).unwrap();
+    chain.extend(std::fs::read(ca.cert()).unwrap());
+    std::fs::write(app.ca_pem(), chain).unwrap();
+
+    let err = app.start_fails();
+    assert!(
+        err.contains("the certificate of key \"tsa\"") && err.contains("not valid yet"),
+        "{err}"
+    );
+}
+
 /// A serial counter in the store that is not one stops startup with a message naming the
 /// key and the problem (today's code restarted the counter at 1: serial numbers repeated).
 #[test]

@@ -129,7 +129,8 @@ pub(crate) fn signing_identity(cfg: &Validated, hsm: &Hsm) -> Result<SigningIden
             "the certificate stored for key {label:?} is for another key: its public key is not the HSM key's"
         )));
     }
-    provision::check_tsa_certificate(&cert, SystemTime::now())?;
+    provision::check_tsa_certificate(&cert, SystemTime::now())
+        .map_err(|e| CliError::Other(format!("the certificate of key {label:?}: {e}")))?;
     let mut pool = load_chain(cfg)?;
     for (i, der) in hsm.authority_certificates()?.iter().enumerate() {
         pool.push(strict_certificate(

@@ -236,6 +236,10 @@ fn rejection_for(err: &ServiceError) -> Rejection {
             fail: FailureInfo::SystemFailure,
             text: "the TSA certificate has expired; the operator must activate a new key".into(),
         },
+        ServiceError::CertificateNotYetValid { not_before } => Rejection {
+            fail: FailureInfo::SystemFailure,
+            text: format!("the TSA certificate is not valid before {not_before}; try again later"),
+        },
         _ => Rejection {
             fail: FailureInfo::SystemFailure,
             text: "the time-stamp authority cannot sign now; try again later".into(),
@@ -400,6 +404,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A certificate outside its validity is the operator's problem, not the client's:
+    /// systemFailure, with the reason.
+    #[test]
+    fn certificate_outside_its_validity_is_a_system_failure() {
+        let not_yet = rejection_for(&ServiceError::CertificateNotYetValid {
+            not_before: "2031-01-01 00:00:00 UTC".into(),
+        });
+        assert_eq!(not_yet.fail, FailureInfo::SystemFailure);
+        assert!(
+            not_yet.text.contains("not valid before 2031"),
+            "{}",
+            not_yet.text
+        );
+        let expired = rejection_for(&ServiceError::CertificateExpired);
+        assert_eq!(expired.fail, FailureInfo::SystemFailure);
+    }
 
     #[test]
     fn media_type_matching() {

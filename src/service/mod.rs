@@ -49,6 +49,13 @@ pub enum ServiceError {
     /// The signer certificate has expired: no token is issued with it.
     #[error("the TSA certificate has expired")]
     CertificateExpired,
+    /// The signer certificate is not valid yet (the clock reads before its notBefore): no
+    /// token is issued with it.
+    #[error("the TSA certificate is not valid yet (notBefore {not_before})")]
+    CertificateNotYetValid {
+        /// The certificate's notBefore.
+        not_before: String,
+    },
     /// The certificate, chain and key do not fit together (found at startup or reload).
     #[error("signing identity: {0}")]
     Identity(String),

@@ -1,11 +1,13 @@
 //! Issuing RFC 3161 time-stamp tokens.
 //!
-//! One request: validate it (`tsp`), take a genTime the clock guard vouches for, take a
-//! serial number, encode the TSTInfo and the signed attributes, have the HSM sign them
-//! (verified in software by the signer before it answers), assemble the reply, and record
-//! the issuance as a durable `tsa.issued` event in the chain before answering: a token
-//! the appliance cannot record is not handed out (systemFailure). That event is what
-//! makes every answered genTime durable ([`gen_time`](super::gen_time)).
+//! One request: validate it (`tsp`), take a genTime the clock guard vouches for, check
+//! that the signer certificate is valid at that genTime (notBefore to notAfter, else
+//! systemFailure), take a serial number, encode the TSTInfo and the signed attributes,
+//! have the HSM sign them (verified in software by the signer before it answers),
+//! assemble the reply, and record the issuance as a durable `tsa.issued` event in the
+//! chain before answering: a token the appliance cannot record is not handed out
+//! (systemFailure). That event is what makes every answered genTime durable
+//! ([`gen_time`](super::gen_time)).
 
 use std::sync::{Arc, RwLock};
 
@@ -48,6 +50,7 @@ pub struct SigningIdentity {
     signer: Arc<dyn Signer>,
     template: TokenTemplate,
     certificates: Vec<Certificate>,
+    not_before_ms: u64,
     not_after_ms: u64,
 }
 
@@ -119,13 +122,12 @@ impl SigningIdentity {
         let (signature_algorithm, digest) = scheme(signer.algorithm());
         let token_chain: &[Certificate] = if include_chain { &chain } else { &[] };
         let template = TokenTemplate::new(&certificate, token_chain, digest, signature_algorithm)?;
-        let not_after_ms = certificate
-            .tbs_certificate
-            .validity
-            .not_after
-            .to_unix_duration()
-            .as_millis();
-        let not_after_ms = u64::try_from(not_after_ms).unwrap_or(u64::MAX);
+        let validity = &certificate.tbs_certificate.validity;
+        let millis = |t: &x509_cert::time::Time| {
+            u64::try_from(t.to_unix_duration().as_millis()).unwrap_or(u64::MAX)
+        };
+        let not_before_ms = millis(&validity.not_before);
+        let not_after_ms = millis(&validity.not_after);
         let mut certificates = vec![certificate];
         for c in chain.into_iter().chain(previous) {
             if !certificates.contains(&c) {
@@ -136,8 +138,33 @@ impl SigningIdentity {
             signer,
             template,
             certificates,
+            not_before_ms,
             not_after_ms,
         })
+    }
+
+    /// Whether a token with genTime `ms` may be signed with this certificate (RFC 5280
+    /// validity: notBefore and notAfter inclusive).
+    fn check_valid_at(&self, ms: u64) -> Result<(), ServiceError> {
+        if ms < self.not_before_ms {
+            return Err(ServiceError::CertificateNotYetValid {
+                not_before: self
+                    .certificate()
+                    .tbs_certificate
+                    .validity
+                    .not_before
+                    .to_string(),
+            });
+        }
+        if ms > self.not_after_ms {
+            return Err(ServiceError::CertificateExpired);
+        }
+        Ok(())
+    }
+
+    /// When the signer certificate's validity begins (Unix milliseconds).
+    pub fn not_before_ms(&self) -> u64 {
+        self.not_before_ms
     }
 
     /// When the signer certificate expires (Unix milliseconds).
@@ -177,7 +204,7 @@ pub struct Readiness {
     pub clock: Result<(), String>,
     /// The store answers.
     pub store: Result<(), String>,
-    /// The signer certificate is valid; the days it has left.
+    /// The signer certificate is valid now (by the TSA's clock); the days it has left.
     pub certificate: Result<i64, String>,
 }
 
@@ -324,9 +351,7 @@ impl TsaService {
     async fn sign(&self, req: &TokenRequest<'_>) -> Result<Issued, ServiceError> {
         let identity = self.identity();
         let gen_time = self.clock.gen_time()?;
-        if gen_time > identity.not_after_ms {
-            return Err(ServiceError::CertificateExpired);
-        }
+        identity.check_valid_at(gen_time)?;
         let serial = self.serials.next()?;
         let tsa_name = self
             .settings
@@ -414,12 +439,20 @@ impl TsaService {
             .await
             .map_err(|e| format!("health check did not finish: {e}"))
             .and_then(|r| r.map_err(|e| e.to_string()));
-        let now = crate::clock::unix_millis(std::time::SystemTime::now()).unwrap_or(0);
         let identity = self.identity();
-        let certificate = if now > identity.not_after_ms {
-            Err("the TSA certificate has expired; activate a key with a valid certificate".into())
-        } else {
-            Ok(identity.days_remaining(now))
+        // The time the clock would give a token now (the clock's own health is `clock`).
+        let certificate = match self.clock.now_ms() {
+            Err(e) => Err(format!("cannot read the clock: {e}")),
+            Ok(now) => match identity.check_valid_at(now) {
+                Ok(()) => Ok(identity.days_remaining(now)),
+                Err(ServiceError::CertificateNotYetValid { not_before }) => Err(format!(
+                    "the TSA certificate is not valid before {not_before}; tokens are refused until then"
+                )),
+                Err(_) => Err(
+                    "the TSA certificate has expired; activate a key with a valid certificate"
+                        .into(),
+                ),
+            },
         };
         Readiness {
             hsm,
@@ -445,10 +478,120 @@ impl TsaService {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use super::IssuedDetails;
+    use super::*;
     use crate::chain::event::canonical_details;
+    use crate::clock::{Clock, SyncStatus};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// The clock a test sets by hand (synchronised).
+    struct ManualClock(AtomicU64);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> SystemTime {
+            UNIX_EPOCH + Duration::from_millis(self.0.load(Ordering::SeqCst))
+        }
+        fn sync_status(&self) -> SyncStatus {
+            SyncStatus::Synchronised { max_error_us: 10 }
+        }
+    }
+
+    /// A TSA over a real SoftHSM key (certificate valid for an hour from its notBefore),
+    /// a real store and event log, and `clock`; with the certificate's (notBefore,
+    /// notAfter) in Unix milliseconds.
+    fn tsa_with_clock(clock: Arc<ManualClock>) -> (TsaService, (u64, u64), tempfile::TempDir) {
+        use crate::signer::{testsupport, KeyAlgorithm, KeyPurpose, SigningPool};
+        let token = testsupport::new_token();
+        let hsm = token.open();
+        let key = hsm
+            .generate_key("tsa", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        let cert =
+            Certificate::from_der(&testsupport::self_signed_certificate(&hsm, &key, 7)).unwrap();
+        let pool = SigningPool::start(&hsm, "tsa", 1, true).unwrap();
+        let identity =
+            SigningIdentity::new(Arc::new(pool), cert, Vec::new(), false, Vec::new()).unwrap();
+        let validity = (identity.not_before_ms(), identity.not_after_ms());
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = EventLog::open(&store).unwrap();
+        let policy: ObjectIdentifier = "1.3.6.1.5.5.7.13.1".parse().unwrap();
+        let settings = TsaSettings {
+            node_id: 1,
+            rules: RequestRules {
+                accepted_hashes: vec![HashAlgorithm::Sha256],
+                accepted_policies: vec![policy],
+                default_policy: policy,
+            },
+            accuracy: Accuracy::new(1, 0, 0).unwrap(),
+            include_chain: false,
+            include_tsa_name: false,
+            appliance_name: "test-appliance".into(),
+        };
+        let guard = ClockGuard::new(clock, false, Duration::from_secs(1), 0);
+        (
+            TsaService::new(settings, identity, guard, store, log),
+            validity,
+            dir,
+        )
+    }
+
+    fn request() -> Vec<u8> {
+        crate::tsp::encode_request(&crate::tsp::RequestParams {
+            hash: HashAlgorithm::Sha256,
+            digest: &[7u8; 32],
+            policy: None,
+            nonce: None,
+            cert_req: true,
+        })
+        .unwrap()
+    }
+
+    /// Before the certificate's notBefore (by the TSA's clock) nothing is signed: requests
+    /// and block tokens are refused as not-yet-valid, and readiness says why; from
+    /// notBefore on, tokens are issued; after notAfter, refused as expired.
+    #[test]
+    fn no_token_outside_the_certificate_validity() {
+        let clock = Arc::new(ManualClock(AtomicU64::new(0)));
+        let (tsa, (not_before_ms, not_after_ms), _dir) = tsa_with_clock(clock.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            clock.0.store(not_before_ms - 1_000, Ordering::SeqCst);
+            let err = tsa.issue(&request(), None).await.unwrap_err();
+            assert!(
+                matches!(err, ServiceError::CertificateNotYetValid { .. }),
+                "{err}"
+            );
+            assert!(matches!(
+                tsa.token_for_digest(&[1; 32]).await,
+                Err(ServiceError::CertificateNotYetValid { .. })
+            ));
+            let ready = tsa.readiness().await;
+            assert!(!ready.ready());
+            let why = ready.certificate.unwrap_err();
+            assert!(why.contains("not valid before"), "{why}");
+            assert_eq!(tsa.log.size(), 0, "a refused token was recorded");
+
+            clock.0.store(not_before_ms, Ordering::SeqCst);
+            let reply = tsa.issue(&request(), None).await.unwrap();
+            let token = crate::tsp::granted_token(&reply).unwrap();
+            let info = crate::tsp::decode_tst_info_from_token(token).unwrap();
+            assert_eq!(info.gen_time.unix_millis(), not_before_ms);
+            assert!(tsa.readiness().await.certificate.is_ok());
+
+            clock.0.store(not_after_ms + 1, Ordering::SeqCst);
+            assert!(matches!(
+                tsa.issue(&request(), None).await,
+                Err(ServiceError::CertificateExpired)
+            ));
+            let why = tsa.readiness().await.certificate.unwrap_err();
+            assert!(why.contains("expired"), "{why}");
+        });
+    }
 
     /// The typed details are byte for byte what the generic canonical form gives for the
     /// same keys and values, with and without a requester, whatever it holds.
