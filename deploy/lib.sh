@@ -27,10 +27,56 @@ ensure_debian_packages() {
     fi
 }
 
+# rust_minimum [MANIFEST] : the rust-version that MANIFEST (default: this checkout's
+# Cargo.toml) states.
+rust_minimum() {
+    local manifest=${1:-$(dirname "${BASH_SOURCE[0]}")/../Cargo.toml}
+    sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$manifest" | head -n 1
+}
+
+# version_at_least HAVE NEED : true when dotted version HAVE >= NEED (missing parts are 0).
+version_at_least() {
+    local -a have need
+    IFS=. read -r -a have <<<"$1"
+    IFS=. read -r -a need <<<"$2"
+    local i
+    for i in 0 1 2; do
+        local h=${have[i]:-0} n=${need[i]:-0}
+        [ "$((10#$h))" -gt "$((10#$n))" ] && return 0
+        [ "$((10#$h))" -lt "$((10#$n))" ] && return 1
+    done
+    return 0
+}
+
+# ensure_rust [MANIFEST] : cargo and a rustc at least as new as MANIFEST's rust-version
+# (default: this checkout's Cargo.toml); otherwise prints the exact fix and fails.
 ensure_rust() {
-    if ! command -v cargo >/dev/null 2>&1; then
-        echo "error: cargo (Rust 1.85 or later) is not installed." >&2
+    local need
+    need=$(rust_minimum "${1:-}")
+    if [ -z "$need" ]; then
+        echo "error: cannot read rust-version from ${1:-Cargo.toml}" >&2
+        return 1
+    fi
+    if ! command -v cargo >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1; then
+        echo "error: cargo (Rust $need or later) is not installed." >&2
         echo "install it with:  curl --proto '=https' -sSf https://sh.rustup.rs | sh" >&2
+        return 1
+    fi
+    local have
+    have=$(rustc --version | awk '{print $2}')
+    have=${have%%-*}
+    if ! [[ $have =~ ^[0-9]+(\.[0-9]+)*$ ]]; then
+        echo "error: cannot read the version of rustc from: $(rustc --version)" >&2
+        return 1
+    fi
+    if ! version_at_least "$have" "$need"; then
+        echo "error: rustc $have is older than Rust $need, which auditstamp's locked dependencies need." >&2
+        if command -v rustup >/dev/null 2>&1; then
+            echo "update it with:  rustup update stable && rustup default stable" >&2
+        else
+            echo "this rustc is not managed by rustup (a distribution package?); install rustup with:" >&2
+            echo "  curl --proto '=https' -sSf https://sh.rustup.rs | sh" >&2
+        fi
         return 1
     fi
 }

@@ -338,7 +338,7 @@ fn check_last(files: &LogFiles) -> Result<(), LogError> {
         return Ok(());
     };
     let (_, tail) = files.tail()?;
-    let leaf = if size % BUNDLE == 0 {
+    let leaf = if size.is_multiple_of(BUNDLE) {
         let bundle = files.bundle(last / BUNDLE)?.unwrap_or_default();
         decode_records(&bundle, last / BUNDLE * BUNDLE, BUNDLE)?.pop()
     } else {
@@ -743,7 +743,7 @@ impl Committer {
                 leaf_hash,
             });
             n += 1;
-            if n % BUNDLE == 0 {
+            if n.is_multiple_of(BUNDLE) {
                 bundle_ends.push(records_end + records.len() as u64);
             }
         }

@@ -560,7 +560,7 @@ impl LogFiles {
                 n += 1;
                 used += 2 + len;
                 at += 2 + len as u64;
-                if n % BUNDLE == 0 {
+                if n.is_multiple_of(BUNDLE) {
                     ends.push(at);
                 }
             }

@@ -669,9 +669,9 @@ mod tests {
             at: n,
             old_size: n,
             size: n + 1,
-            recorded_size: (n % 2 == 0).then_some(n),
+            recorded_size: n.is_multiple_of(2).then_some(n),
             submitted: format!("submitted {n:08}"),
-            recorded: (n % 3 == 0).then(|| format!("recorded {n:08}")),
+            recorded: n.is_multiple_of(3).then(|| format!("recorded {n:08}")),
         }
     }
 

@@ -288,7 +288,7 @@ async fn connection(run: Arc<Run>, mut logs: Vec<SimLog>) -> Vec<u32> {
                 latencies.push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
                 counters.cosigned.fetch_add(1, Ordering::Relaxed);
                 if let Some(c) = &run.cosigner {
-                    if log.done == 0 || log.done % 32 == 0 {
+                    if log.done == 0 || log.done.is_multiple_of(32) {
                         let ok = parse_cosignatures(&text, &lines)
                             .ok()
                             .is_some_and(|n| c.verify(&n).is_ok());
