@@ -52,6 +52,7 @@ fn shell_scripts_parse() {
         "deploy/lib.sh",
         "deploy/bench.sh",
         "deploy/container-entrypoint.sh",
+        "deploy/healthcheck.sh",
         "deploy/demo-witness.sh",
         "deploy/bench-witness.sh",
         "hsm-sim/create-token.sh",

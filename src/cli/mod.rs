@@ -3,7 +3,8 @@
 //!
 //! Subcommands: `serve`, `keys ...` (provisioning), `chain verify|export` (the event chain,
 //! offline), `verify token|proof|chain` (the data center's checks), `bench ...` (figures),
-//! `hsm init-token` (the simulator), `witness serve` (the data center's witness).
+//! `hsm init-token` (the simulator), `witness serve` (the data center's witness), `listener`
+//! (where the configured listener answers, for health checks).
 //! Its one error type is [`CliError`]; `main` prints it and exits with
 //! [`CliError::exit_code`]: 1 when what was verified is invalid, 2 for any other error.
 
@@ -13,6 +14,7 @@ mod bench_tsa;
 mod bench_witness;
 mod chain;
 mod keys;
+mod listener;
 mod serve;
 mod signals;
 mod verify;
@@ -108,6 +110,9 @@ pub enum Command {
     /// tlog-witness).
     #[command(subcommand)]
     Witness(witness::WitnessCommand),
+    /// Print where the configuration's listener answers on this host (scheme, address,
+    /// TLS certificate file) as key=value lines, for health checks.
+    Listener(ConfigArg),
 }
 
 /// The configuration file option every HSM-using command takes.
@@ -143,6 +148,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             keys::run_hsm(cmd)
         }
         Command::Witness(cmd) => witness::run(cmd),
+        Command::Listener(args) => listener::run(&args.config),
     }
 }
 
