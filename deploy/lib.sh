@@ -1,8 +1,8 @@
 # Shared by deploy/quickstart.sh and deploy/test.sh: install what is missing.
 # Sourced, not run.
 
-# ensure_debian_packages [COMMAND:PACKAGE...] : installs the Debian packages whose probe
-# (a file or command) is missing.
+# ensure_debian_packages [PROBE:PACKAGE...] : installs the Debian packages whose probe
+# (a command, or an absolute path) is missing.
 # As root it runs apt-get; otherwise it prints the exact command and fails.
 ensure_debian_packages() {
     local missing=()
@@ -10,10 +10,16 @@ ensure_debian_packages() {
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
-    # Extra needs as COMMAND:PACKAGE arguments (the test suite checks the systemd unit).
-    local need
+    # Extra needs as PROBE:PACKAGE arguments, the probe a command or an absolute path (the
+    # test suite checks the systemd unit and parses /metrics with Prometheus's Python client).
+    local need probe
     for need in "$@"; do
-        command -v "${need%%:*}" >/dev/null 2>&1 || missing+=("${need#*:}")
+        probe=${need%%:*}
+        if [[ $probe == /* ]]; then
+            [ -e "$probe" ] || missing+=("${need#*:}")
+        else
+            command -v "$probe" >/dev/null 2>&1 || missing+=("${need#*:}")
+        fi
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

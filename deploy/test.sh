@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
 
-ensure_debian_packages systemd-analyze:systemd
+ensure_debian_packages systemd-analyze:systemd \
+    /usr/lib/python3/dist-packages/prometheus_client:python3-prometheus-client
 ensure_rust
 
 cargo build --locked --all-targets

@@ -9,7 +9,7 @@
 //! - `GET /tsa/certs` — the TSA certificate chain, PEM.
 //! - `GET /healthz` — the process is up.
 //! - `GET /readyz` — the HSM, clock and store are usable (JSON; 503 when not).
-//! - `GET /metrics` — Prometheus counters and gauges ([`metrics`]).
+//! - `GET /metrics` — Prometheus counters, gauges and process metrics ([`metrics`]).
 //! - The event chain ([`chain`]): `POST /v1/events`, `POST /v1/events/batch`,
 //!   `GET /v1/events/{index}`, `GET /v1/blocks/latest`, `GET /v1/blocks/{height}`,
 //!   `GET /v1/proofs/consistency`, and the C2SP tlog-tiles read API `GET /checkpoint`,
@@ -366,14 +366,7 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
             .map(|p| now.saturating_sub(p.block.header.sealed_at_ms) as f64 / 1000.0),
         witnesses: state.chain.witness_counts(),
     };
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(metrics::CONTENT_TYPE),
-        )],
-        state.metrics.render(&gauges),
-    )
-        .into_response()
+    metrics::response(state.metrics.render(&gauges))
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

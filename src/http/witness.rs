@@ -8,12 +8,10 @@
 //! - `GET /status` — JSON: the witness (name, verifier key) and, per appliance, origin,
 //!   last size, root, cosigned time, age, staleness, alert counts and recent alerts.
 //! - `GET /status/{origin}` — one appliance (the origin may contain `/`); 404 if unknown.
-//! - `GET /metrics` — Prometheus text: cosigned checkpoints, refusals by reason,
-//!   appliances registered and stale, alerts by kind, store bytes.
+//! - `GET /metrics` — Prometheus text (0.0.4): cosigned checkpoints, refusals by reason,
+//!   appliances registered and stale, alerts by kind, store bytes, process metrics.
 //! - `GET /healthz` (the process is up), `GET /readyz` (HSM and store; 503 when not).
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,32 +31,60 @@ use crate::chain::witness_protocol::{
 use crate::chain::witness_store::AlertKind;
 use crate::service::witness::{LogStatus, Refusal, WitnessError, WitnessService};
 
-use super::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+use super::metrics::{self, Counter, Registry};
 
-/// The witness's counters (since start; alert counts come from the store).
-#[derive(Debug, Default)]
+/// The witness's counters (since start; alert counts come from the store), and the
+/// registry they are exposed from.
+#[derive(Debug)]
 pub struct WitnessMetrics {
-    cosigned: AtomicU64,
-    refused: [AtomicU64; Refusal::REASONS.len()],
-    failed: AtomicU64,
+    registry: Registry,
+    cosigned: Counter,
+    refused: [Counter; Refusal::REASONS.len()],
+    failed: Counter,
+}
+
+impl Default for WitnessMetrics {
+    fn default() -> Self {
+        let mut r = Registry::default();
+        WitnessMetrics {
+            cosigned: metrics::counter(
+                &mut r,
+                "auditstamp_witness_cosigned_total",
+                "Checkpoints cosigned (since start).",
+            ),
+            refused: metrics::counters_by(
+                &mut r,
+                "auditstamp_witness_refused_total",
+                "Submissions refused, by reason (since start).",
+                "reason",
+                Refusal::REASONS,
+            ),
+            failed: metrics::counter(
+                &mut r,
+                "auditstamp_witness_failed_total",
+                "Submissions not handled: HSM or store failure (since start).",
+            ),
+            registry: r,
+        }
+    }
 }
 
 impl WitnessMetrics {
     /// Counts one cosigned checkpoint.
     pub fn cosigned(&self) {
-        self.cosigned.fetch_add(1, Ordering::Relaxed);
+        self.cosigned.inc();
     }
 
     /// Counts one refusal by its reason.
     pub fn refused(&self, reason: &str) {
         if let Some(i) = Refusal::REASONS.iter().position(|r| *r == reason) {
-            self.refused[i].fetch_add(1, Ordering::Relaxed);
+            self.refused[i].inc();
         }
     }
 
     /// Counts one request the witness could not handle (HSM or store failure).
     pub fn failed(&self) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.failed.inc();
     }
 }
 
@@ -230,75 +256,51 @@ async fn get_status_of(State(state): State<WitnessState>, Path(origin): Path<Str
     }
 }
 
-/// The exposition text for `metrics` and the service's figures.
+/// The exposition text: the counters, the service's figures and the process metrics.
 fn render_metrics(
     state: &WitnessState,
     disk_bytes: Option<u64>,
     record_bytes: Option<u64>,
-) -> String {
-    let m = &state.metrics;
+) -> Result<String, metrics::MetricsError> {
     let summary = state.service.summary();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP auditstamp_witness_cosigned_total Checkpoints cosigned (since start).\n\
-         # TYPE auditstamp_witness_cosigned_total counter\n\
-         auditstamp_witness_cosigned_total {}",
-        m.cosigned.load(Ordering::Relaxed)
+    let mut r = Registry::default();
+    metrics::gauge_value(
+        &mut r,
+        "auditstamp_witness_appliances",
+        "Appliances registered.",
+        metrics::int(summary.registered),
     );
-    let _ = writeln!(
-        out,
-        "# HELP auditstamp_witness_refused_total Submissions refused, by reason (since start).\n\
-         # TYPE auditstamp_witness_refused_total counter"
+    metrics::gauge_value(
+        &mut r,
+        "auditstamp_witness_appliances_stale",
+        "Appliances without a cosignature within witness.stale_after_seconds.",
+        metrics::int(summary.stale),
     );
-    for (reason, n) in Refusal::REASONS.iter().zip(&m.refused) {
-        let _ = writeln!(
-            out,
-            "auditstamp_witness_refused_total{{reason=\"{reason}\"}} {}",
-            n.load(Ordering::Relaxed)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP auditstamp_witness_failed_total Submissions not handled: HSM or store failure (since start).\n\
-         # TYPE auditstamp_witness_failed_total counter\n\
-         auditstamp_witness_failed_total {}\n\
-         # HELP auditstamp_witness_appliances Appliances registered.\n\
-         # TYPE auditstamp_witness_appliances gauge\n\
-         auditstamp_witness_appliances {}\n\
-         # HELP auditstamp_witness_appliances_stale Appliances without a cosignature within witness.stale_after_seconds.\n\
-         # TYPE auditstamp_witness_appliances_stale gauge\n\
-         auditstamp_witness_appliances_stale {}\n\
-         # HELP auditstamp_witness_alerts_total Alerts recorded, by kind (kept in the store).\n\
-         # TYPE auditstamp_witness_alerts_total counter",
-        m.failed.load(Ordering::Relaxed),
-        summary.registered,
-        summary.stale,
+    metrics::counter_values(
+        &mut r,
+        "auditstamp_witness_alerts_total",
+        "Alerts recorded, by kind (kept in the store).",
+        "kind",
+        AlertKind::ALL.iter().map(|k| k.name()).zip(summary.alerts),
     );
-    for (kind, n) in AlertKind::ALL.iter().zip(summary.alerts) {
-        let _ = writeln!(
-            out,
-            "auditstamp_witness_alerts_total{{kind=\"{}\"}} {n}",
-            kind.name()
-        );
-    }
     if let Some(b) = disk_bytes {
-        let _ = writeln!(
-            out,
-            "# HELP auditstamp_witness_store_disk_bytes Bytes the witness store occupies on disk.\n\
-             # TYPE auditstamp_witness_store_disk_bytes gauge\n\
-             auditstamp_witness_store_disk_bytes {b}"
+        metrics::gauge_value(
+            &mut r,
+            "auditstamp_witness_store_disk_bytes",
+            "Bytes the witness store occupies on disk.",
+            metrics::int(b),
         );
     }
     if let Some(b) = record_bytes {
-        let _ = writeln!(
-            out,
-            "# HELP auditstamp_witness_store_record_bytes Bytes of the witness's stored keys and values.\n\
-             # TYPE auditstamp_witness_store_record_bytes gauge\n\
-             auditstamp_witness_store_record_bytes {b}"
+        metrics::gauge_value(
+            &mut r,
+            "auditstamp_witness_store_record_bytes",
+            "Bytes of the witness's stored keys and values.",
+            metrics::int(b),
         );
     }
-    out
+    metrics::process_metrics(&mut r);
+    metrics::encode(&[&state.metrics.registry, &r])
 }
 
 async fn get_metrics(State(state): State<WitnessState>) -> Response {
@@ -309,11 +311,7 @@ async fn get_metrics(State(state): State<WitnessState>) -> Response {
     })
     .await
     .unwrap_or((None, None));
-    text(
-        StatusCode::OK,
-        METRICS_CONTENT_TYPE,
-        render_metrics(&state, bytes.0, bytes.1),
-    )
+    metrics::response(render_metrics(&state, bytes.0, bytes.1))
 }
 
 async fn healthz() -> &'static str {
