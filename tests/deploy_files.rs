@@ -154,7 +154,7 @@ fn stated_rust_version_covers_the_locked_dependencies() {
     assert!(
         newer.is_empty(),
         "Cargo.toml says rust-version = {stated:?}, but the locked dependencies need more; \
-         raise it (and README.md, deploy/lib.sh) to the highest of:\n{}",
+         raise it (and README.md) to the highest of:\n{}",
         newer.join("\n")
     );
 }
