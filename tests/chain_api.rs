@@ -9,6 +9,9 @@
 //! - Bad input: each refusal is a 4xx with a JSON `{"error": ...}` naming the problem, and
 //!   nothing of it is stored (the next good event's index is one past the last good one);
 //!   bodies over the byte caps (with a Content-Length and chunked) likewise.
+//! - Details exactly as sent: numbers keep their text in the leaf and when shown back;
+//!   repeated keys (top level, in details, nested) are refused naming the key, in a batch
+//!   naming the event too.
 //! - Blocks: header bytes, header hash, Ed25519 signature by the chain key, the hash chain
 //!   (across a restart), events tiled without gaps and at most `max_block_events` a block,
 //!   the RFC 3161 token over the header hash.
@@ -950,8 +953,8 @@ fn bad_input_is_refused_with_a_json_error_and_nothing_is_stored() {
                 "/v1/events",
                 JSON,
                 deep.into_bytes(),
-                400,
-                "recursion",
+                422,
+                "details.deep[0][0]",
             ),
             (
                 "oversized details",
@@ -967,7 +970,7 @@ fn bad_input_is_refused_with_a_json_error_and_nothing_is_stored() {
                 JSON,
                 with("details", json!([1])).into_bytes(),
                 422,
-                "expected a map",
+                "details: must be a JSON object",
             ),
             (
                 "unknown action",
@@ -1264,6 +1267,170 @@ fn bad_input_is_refused_with_a_json_error_and_nothing_is_stored() {
         api.get("/tile/entries/000.p/1").await.error(404);
         let r = api.get("/v1/proofs/consistency?from=0&to=1").await;
         assert!(r.error(400).contains("sealed"));
+    });
+}
+
+/// `event(n)` with the details value written as `details` (raw JSON text).
+fn event_with_details(n: usize, details: &str) -> String {
+    let mut e = event(n);
+    e.as_object_mut().unwrap().remove("details");
+    let text = e.to_string();
+    format!("{},\"details\":{details}}}", &text[..text.len() - 1])
+}
+
+/// The details of a `GET /v1/events/{i}` answer as the body's text, not re-read as numbers.
+fn shown_details(r: &Reply) -> String {
+    #[derive(serde::Deserialize)]
+    struct Bundle<'a> {
+        #[serde(borrow)]
+        event: Shown<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Shown<'a> {
+        #[serde(borrow)]
+        details: &'a serde_json::value::RawValue,
+    }
+    assert_eq!(r.status, 200, "{}", r.text());
+    let b: Bundle<'_> = serde_json::from_slice(&r.body).unwrap();
+    b.event.details.get().to_owned()
+}
+
+#[test]
+fn details_are_stored_exactly_as_sent_or_refused() {
+    let app = Appliance::new("ecdsa-p256");
+    let api = Api::start(&app);
+    rt().block_on(async {
+        // (as sent, as stored): whitespace and member order aside, the same text; numbers
+        // that a reader of 64-bit numbers would change (to 1.2345678901234568e+23, 100.0,
+        // 0.1, -0.0, -9.223372036854776e+18, ...) keep their text.
+        let cases = [
+            (
+                r#"{ "acct" : 123456789012345678901234 }"#,
+                r#"{"acct":123456789012345678901234}"#,
+            ),
+            (
+                r#"{"f": 0.1000000000000000055511151231257827, "e": 1e2, "one": 1.0, "z": -0}"#,
+                r#"{"e":1e2,"f":0.1000000000000000055511151231257827,"one":1.0,"z":-0}"#,
+            ),
+            (
+                r#"{"n": {"b": [1E+300, 0.013000000000000001, 2.50], "a": "x"},
+                    "neg": -9223372036854775809, "max": 18446744073709551615}"#,
+                r#"{"max":18446744073709551615,"n":{"a":"x","b":[1E+300,0.013000000000000001,2.50]},"neg":-9223372036854775809}"#,
+            ),
+        ];
+        let mut expected = Vec::new();
+        // Each one alone, then all as a JSON array batch, then as NDJSON.
+        for (i, (sent, stored)) in cases.iter().enumerate() {
+            let r = api
+                .post("/v1/events", JSON, event_with_details(i, sent))
+                .await;
+            assert_eq!(r.ok_json()["index"], expected.len(), "{sent}");
+            expected.push(*stored);
+        }
+        let events: Vec<String> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (sent, _))| event_with_details(10 + i, sent))
+            .collect();
+        let (first, _) = api
+            .post_batch_body(JSON, format!("[{}]", events.join(",")), cases.len())
+            .await;
+        assert_eq!(first, expected.len() as u64);
+        expected.extend(cases.iter().map(|(_, stored)| *stored));
+        // NDJSON: one event a line.
+        let lines: Vec<String> = events.iter().map(|e| e.replace('\n', " ")).collect();
+        let (first, _) = api
+            .post_batch_body(NDJSON, lines.join("\n"), cases.len())
+            .await;
+        assert_eq!(first, expected.len() as u64);
+        expected.extend(cases.iter().map(|(_, stored)| *stored));
+
+        // Refused, naming the key or the number (and, in a batch, the event); nothing of it
+        // is stored.
+        let good = event_with_details(50, r#"{"a":1}"#);
+        let twice_action = good.replacen('{', r#"{"action":"access","#, 1);
+        let bad: Vec<(&str, &str, &str, String, &str)> = vec![
+            (
+                "a repeated top-level field",
+                "/v1/events",
+                JSON,
+                twice_action.clone(),
+                "duplicate field `action`",
+            ),
+            (
+                "a repeated key in details",
+                "/v1/events",
+                JSON,
+                event_with_details(51, r#"{"a":1,"a":2}"#),
+                r#"details.a: the key "a" appears more than once"#,
+            ),
+            (
+                "a repeated nested key",
+                "/v1/events",
+                JSON,
+                event_with_details(52, r#"{"x":{"y":1,"z":[],"y":1}}"#),
+                r#"details.x.y: the key "y" appears more than once"#,
+            ),
+            (
+                "a repeated key in an array's object",
+                "/v1/events",
+                JSON,
+                event_with_details(53, r#"{"l":[{"k":1},{"k":2,"k":3}]}"#),
+                "details.l[1].k: the key",
+            ),
+            (
+                "a number no float can hold",
+                "/v1/events",
+                JSON,
+                event_with_details(54, r#"{"huge":1e400}"#),
+                "details.huge: the number 1e400 is beyond the range of a 64-bit float",
+            ),
+            (
+                "batch: a repeated key in event 2's details",
+                "/v1/events/batch",
+                JSON,
+                format!(
+                    "[{good},{good},{}]",
+                    event_with_details(55, r#"{"m":{"a":1,"a":2}}"#)
+                ),
+                "events[2]: details.m.a: the key",
+            ),
+            (
+                "batch: a repeated top-level field in event 1",
+                "/v1/events/batch",
+                JSON,
+                format!("[{good},{twice_action}]"),
+                "events[1]: duplicate field `action`",
+            ),
+            (
+                "batch: NDJSON line 3 repeats a nested key",
+                "/v1/events/batch",
+                NDJSON,
+                format!(
+                    "{good}\n{good}\n{}\n",
+                    event_with_details(56, r#"{"x":{"y":1,"y":2}}"#)
+                ),
+                "line 3: details.x.y: the key",
+            ),
+        ];
+        for (what, path, ct, body, names) in bad {
+            let message = api.post(path, ct, body).await.error(422);
+            assert!(
+                message.contains(names),
+                "{what}: the message {message:?} should name {names:?}"
+            );
+        }
+        let (index, _) = api.post_event(&event(60)).await;
+        assert_eq!(index, expected.len() as u64, "something refused was stored");
+
+        // Stored (the leaf that is hashed), and shown back, byte for byte.
+        api.wait_sealed(index + 1).await;
+        for (i, stored) in expected.iter().enumerate() {
+            let r = api.get(&format!("/v1/events/{i}")).await;
+            let leaf = decode_leaf(&b64(&r.json()["leaf"]));
+            assert_eq!(leaf.details, *stored, "the leaf of event {i}");
+            assert_eq!(shown_details(&r), *stored, "event {i} as shown");
+        }
     });
 }
 

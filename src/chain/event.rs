@@ -21,10 +21,24 @@
 //!
 //! Nothing may follow. The leaf hash is `SHA-256(0x00 || leaf bytes)` (RFC 9162 §2.1.1).
 //! This module is pure (no I/O); its one error type is [`EventError`].
+//!
+//! # Details are kept exactly as sent, or refused
+//!
+//! An audit record must be what the agency sent. `details` is read with
+//! [`exact_json`](super::exact_json): a key repeated in any object (at any depth) is refused,
+//! naming its path (`details.x.y`), and every number is stored with the text it was sent
+//! with (`123456789012345678901234`, `1e2` and `0.1000000000000000055511151231257827` stay
+//! as they are, where a JSON reader with 64-bit numbers would have stored
+//! `1.2345678901234568e+23`, `100.0` and `0.1`). Only whitespace and the order of object
+//! members change (the canonical form: compact, keys sorted). Numbers beyond the range of a
+//! 64-bit float (`1e400`) and nesting deeper than [`MAX_DETAILS_DEPTH`] are refused. The top
+//! level of the event refuses a repeated field through serde (`duplicate field`).
+//! [`StoredEvent::view`] shows the stored details back byte for byte.
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -33,6 +47,8 @@ use time::OffsetDateTime;
 pub const LEAF_VERSION: u8 = 1;
 /// Largest `details` object, in bytes of its compact JSON.
 pub const MAX_DETAILS_BYTES: usize = 8 * 1024;
+/// Deepest nesting of objects and arrays in `details` (the details object is level 1).
+pub const MAX_DETAILS_DEPTH: usize = 64;
 /// Longest `agency` or `auditor`, bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 /// Longest `subject`, bytes.
@@ -52,6 +68,10 @@ pub enum EventError {
         /// What is wrong with it.
         problem: String,
     },
+    /// `details` cannot be kept exactly (a repeated key, a number out of range, too deep,
+    /// not an object); the error names the value's path.
+    #[error(transparent)]
+    Details(#[from] super::exact_json::ExactJsonError),
     /// Stored leaf bytes are not a version-1 event.
     #[error("malformed leaf: {0}")]
     MalformedLeaf(&'static str),
@@ -142,7 +162,7 @@ impl fmt::Display for Action {
     }
 }
 
-/// An event as an agency posts it (JSON). Unknown fields are refused.
+/// An event as an agency posts it (JSON). Unknown and repeated fields are refused.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventInput {
@@ -158,9 +178,10 @@ pub struct EventInput {
     pub data_sha256: String,
     /// When it happened, RFC 3339.
     pub occurred_at: String,
-    /// Anything else, a JSON object of at most 8 KiB.
+    /// Anything else, a JSON object of at most 8 KiB, as sent: [`EventInput::validate`]
+    /// reads it exactly (see the module documentation). `null` or absent is `{}`.
     #[serde(default)]
-    pub details: Option<Map<String, Value>>,
+    pub details: Option<Box<RawValue>>,
 }
 
 /// A checked event, ready to be stored.
@@ -178,7 +199,7 @@ pub struct Event {
     pub data_sha256: [u8; 32],
     /// When it happened, Unix nanoseconds.
     pub occurred_at_ns: i64,
-    /// Compact, key-sorted JSON of the details object.
+    /// The details object in canonical form: compact, keys sorted, numbers as sent.
     pub details: String,
 }
 
@@ -225,11 +246,24 @@ fn parse_sha256(field: &'static str, s: &str) -> Result<[u8; 32], EventError> {
     Ok(out)
 }
 
-/// Compact JSON of `details`, checked against the size limit.
+/// Compact JSON of a `details` map built in code, checked against the size limit. (Posted
+/// details are read with [`parse_details`], which keeps their numbers as sent.)
 pub fn canonical_details(details: &Map<String, Value>) -> Result<String, EventError> {
     // serde_json's Map is ordered by key (no `preserve_order`), and `to_string` is compact.
     let text = serde_json::to_string(details)
         .map_err(|e| invalid("details", format!("cannot encode: {e}")))?;
+    check_details_size(text)
+}
+
+/// The canonical form of posted `details` JSON (see the module documentation): each key once
+/// in its object, numbers as sent, at most [`MAX_DETAILS_DEPTH`] deep and
+/// [`MAX_DETAILS_BYTES`] long; errors name the value's path (`details.x.y`).
+pub fn parse_details(json: &str) -> Result<String, EventError> {
+    let text = super::exact_json::canonical_object(json, "details", MAX_DETAILS_DEPTH)?;
+    check_details_size(text)
+}
+
+fn check_details_size(text: String) -> Result<String, EventError> {
     if text.len() > MAX_DETAILS_BYTES {
         return Err(invalid(
             "details",
@@ -258,7 +292,10 @@ impl EventInput {
         check_text("subject", &self.subject, MAX_SUBJECT_BYTES)?;
         let data_sha256 = parse_sha256("data_sha256", &self.data_sha256)?;
         let occurred_at_ns = parse_time("occurred_at", &self.occurred_at)?;
-        let details = canonical_details(&self.details.unwrap_or_default())?;
+        let details = match &self.details {
+            None => "{}".to_owned(),
+            Some(raw) => parse_details(raw.get())?,
+        };
         Ok(Event {
             agency: self.agency,
             auditor: self.auditor,
@@ -382,27 +419,61 @@ impl StoredEvent {
         })
     }
 
-    /// The event as JSON, with what the appliance added.
-    pub fn to_json(&self) -> Value {
+    /// The event as it is shown, with what the appliance added. Serialized with
+    /// serde_json, `details` is written byte for byte as stored (numbers as sent).
+    pub fn view(&self) -> EventView<'_> {
         let e = &self.event;
-        let details: Value = serde_json::from_str(&e.details).unwrap_or(Value::Null);
         let received_ns = i64::try_from(self.received_at_ms)
             .ok()
             .and_then(|ms| ms.checked_mul(1_000_000))
             .unwrap_or(i64::MAX);
-        serde_json::json!({
-            "index": self.index,
-            "received_at": format_time_ns(received_ns),
-            "salt": hex::encode(self.salt),
-            "agency": e.agency,
-            "auditor": e.auditor,
-            "action": e.action.name(),
-            "subject": e.subject,
-            "data_sha256": hex::encode(e.data_sha256),
-            "occurred_at": format_time_ns(e.occurred_at_ns),
-            "details": details,
-        })
+        EventView {
+            action: e.action.name(),
+            agency: &e.agency,
+            auditor: &e.auditor,
+            data_sha256: hex::encode(e.data_sha256),
+            // Stored details are JSON; a damaged leaf's are shown as null.
+            details: serde_json::from_str(&e.details).unwrap_or(RawValue::NULL),
+            index: self.index,
+            occurred_at: format_time_ns(e.occurred_at_ns),
+            received_at: format_time_ns(received_ns),
+            salt: hex::encode(self.salt),
+            subject: &e.subject,
+        }
     }
+
+    /// [`StoredEvent::view`] as a `serde_json::Value`. A `Value` holds numbers as 64-bit
+    /// integers or floats: a number of `details` that does not fit reads as the nearest float.
+    /// Use [`StoredEvent::view`] to show or compare the event exactly.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.view()).unwrap_or(Value::Null)
+    }
+}
+
+/// An event as `GET /v1/events/{index}` shows it: its fields in key order, as a serde_json
+/// `Map` would write them, and `details` exactly as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView<'a> {
+    /// The action's name.
+    pub action: std::borrow::Cow<'a, str>,
+    /// The agency.
+    pub agency: &'a str,
+    /// The auditor.
+    pub auditor: &'a str,
+    /// SHA-256 of the audited data, hex.
+    pub data_sha256: String,
+    /// The stored details JSON, verbatim.
+    pub details: &'a RawValue,
+    /// Position in the log.
+    pub index: u64,
+    /// When it happened, RFC 3339 UTC.
+    pub occurred_at: String,
+    /// When the appliance received it, RFC 3339 UTC.
+    pub received_at: String,
+    /// The salt, hex.
+    pub salt: String,
+    /// The subject.
+    pub subject: &'a str,
 }
 
 #[cfg(test)]
@@ -430,11 +501,25 @@ mod tests {
         })
     }
 
-    fn field_of(e: EventError) -> &'static str {
+    fn field_of(e: EventError) -> String {
         match e {
-            EventError::Invalid { field, .. } => field,
+            EventError::Invalid { field, .. } => field.to_owned(),
+            EventError::Details(e) => e.path().to_owned(),
             other => panic!("{other}"),
         }
+    }
+
+    /// An event posted as `details_json` (the text of the details value, as sent).
+    fn posted_with_details(details_json: &str) -> String {
+        let mut text = good().to_string();
+        let at = text.find("\"details\":").unwrap();
+        let end = text[at..].find('}').unwrap() + at + 1;
+        text.replace_range(at..end, &format!("\"details\": {details_json}"));
+        text
+    }
+
+    fn posted(text: &str) -> Result<Event, EventError> {
+        serde_json::from_str::<EventInput>(text).unwrap().validate()
     }
 
     #[test]
@@ -476,6 +561,8 @@ mod tests {
                 serde_json::json!({"blob": "x".repeat(MAX_DETAILS_BYTES)}),
                 "details",
             ),
+            ("details", Value::from("not an object"), "details"),
+            ("details", serde_json::json!([1]), "details"),
         ];
         for (key, value, field) in cases {
             let mut v = good();
@@ -484,14 +571,104 @@ mod tests {
         }
         // Wrong types and unknown or missing fields are refused by the JSON decoder.
         let mut v = good();
-        v["details"] = Value::from("not an object");
-        assert!(serde_json::from_value::<EventInput>(v).is_err());
-        let mut v = good();
         v["extra"] = Value::from(1);
         assert!(serde_json::from_value::<EventInput>(v).is_err());
         let mut v = good();
         v.as_object_mut().unwrap().remove("subject");
         assert!(serde_json::from_value::<EventInput>(v).is_err());
+    }
+
+    #[test]
+    fn details_are_stored_as_sent() {
+        let sent = r#"{ "acct": 123456789012345678901234, "e": 1e2, "f": 0.1000000000000000055511151231257827,
+            "z": -0, "one": 1.0, "neg": -9223372036854775809, "nested": {"b": [1E+300, 5e-324], "a": null} }"#;
+        let e = posted(&posted_with_details(sent)).unwrap();
+        assert_eq!(
+            e.details,
+            "{\"acct\":123456789012345678901234,\"e\":1e2,\"f\":0.1000000000000000055511151231257827,\
+             \"neg\":-9223372036854775809,\"nested\":{\"a\":null,\"b\":[1E+300,5e-324]},\
+             \"one\":1.0,\"z\":-0}"
+        );
+        // A number no 64-bit float can hold is refused, named.
+        let err = posted(&posted_with_details(r#"{"n":[1,{"x":1e400}]}"#)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "details.n[1].x: the number 1e400 is beyond the range of a 64-bit float; send it as a string"
+        );
+        // Absent or null details are an empty object.
+        assert_eq!(posted(&posted_with_details("null")).unwrap().details, "{}");
+        // Shown back as stored.
+        let stored = StoredEvent {
+            index: 3,
+            received_at_ms: 0,
+            salt: [1; 16],
+            event: e.clone(),
+        };
+        let shown = serde_json::to_string(&stored.view()).unwrap();
+        assert!(
+            shown.contains(&format!(",\"details\":{},", e.details)),
+            "{shown}"
+        );
+        assert_eq!(
+            super::super::exact_json::canonical(&shown, "event", 128).unwrap(),
+            shown,
+            "the view is itself canonical (fields in key order)"
+        );
+        assert_eq!(
+            stored.to_json(),
+            serde_json::from_str::<Value>(&shown).unwrap()
+        );
+    }
+
+    #[test]
+    fn repeated_keys_are_refused_at_every_level() {
+        for (details, path) in [
+            (r#"{"a":1,"a":2}"#, "details.a"),
+            (r#"{"x":{"y":1,"y":2}}"#, "details.x.y"),
+            (
+                r#"{"list":[{"k":true},{"k":1,"k":1}]}"#,
+                "details.list[1].k",
+            ),
+        ] {
+            let e = posted(&posted_with_details(details)).unwrap_err();
+            assert_eq!(field_of(e.clone()), path, "{details}");
+            assert!(
+                e.to_string().starts_with(&format!("{path}: the key ")),
+                "{e}"
+            );
+        }
+        // The event's own fields, details among them: serde refuses a repeated field.
+        let good = posted_with_details(r#"{"a":1}"#);
+        for (field, again) in [
+            ("action", r#""action":"access","#),
+            ("details", r#""details":{"a":2},"#),
+        ] {
+            let twice = good.replacen('{', &format!("{{{again}"), 1);
+            let e = serde_json::from_str::<EventInput>(&twice).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("duplicate field `{field}`")),
+                "{e}"
+            );
+            assert_eq!(e.classify(), serde_json::error::Category::Data);
+        }
+    }
+
+    #[test]
+    fn details_nesting_is_limited() {
+        let nested = |levels: usize| {
+            format!(
+                "{{\"d\":{}{}}}",
+                "[".repeat(levels - 1),
+                "]".repeat(levels - 1)
+            )
+        };
+        assert!(posted(&posted_with_details(&nested(MAX_DETAILS_DEPTH))).is_ok());
+        let e = posted(&posted_with_details(&nested(MAX_DETAILS_DEPTH + 1))).unwrap_err();
+        assert!(e.to_string().contains("nested deeper than 64"), "{e}");
+        // Far deeper than serde_json's own limit: the same clear refusal.
+        let e = posted(&posted_with_details(&nested(1000))).unwrap_err();
+        assert!(e.to_string().contains("nested deeper than 64"), "{e}");
     }
 
     #[test]
@@ -577,6 +754,32 @@ mod tests {
             };
             let leaf = stored.leaf_bytes();
             prop_assert_eq!(StoredEvent::from_leaf_bytes(&leaf).unwrap(), stored);
+        }
+
+        /// Any details object that is accepted is stored, hashed (in the leaf) and shown
+        /// exactly as sent: the canonical form of what was sent, every number's text kept.
+        #[test]
+        fn accepted_details_are_stored_and_shown_exactly(
+            details in crate::chain::exact_json::arbitrary::object(),
+            spaced in any::<bool>(),
+        ) {
+            use crate::chain::exact_json::arbitrary;
+            let text = posted_with_details(&arbitrary::render(&details, spaced));
+            let expected = arbitrary::canonical(&details);
+            let event = posted(&text).unwrap();
+            prop_assert_eq!(&event.details, &expected);
+            let stored = StoredEvent { index: 1, received_at_ms: 2, salt: [3; 16], event };
+            let leaf = stored.leaf_bytes();
+            let back = StoredEvent::from_leaf_bytes(&leaf).unwrap();
+            prop_assert_eq!(&back.event.details, &expected);
+            #[derive(serde::Deserialize)]
+            struct Shown<'a> {
+                #[serde(borrow)]
+                details: &'a RawValue,
+            }
+            let shown = serde_json::to_string(&back.view()).unwrap();
+            let shown: Shown<'_> = serde_json::from_str(&shown).unwrap();
+            prop_assert_eq!(shown.details.get(), expected);
         }
 
         #[test]

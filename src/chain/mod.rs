@@ -1,6 +1,7 @@
 //! The appliance's local store and its auditor event chain.
 //!
-//! Pure parts, without I/O: the event model and its leaf bytes ([`event`]), the RFC 6962
+//! Pure parts, without I/O: the event model and its leaf bytes ([`event`]), JSON read exactly
+//! and written canonically for event details ([`exact_json`]), the RFC 6962
 //! Merkle tree and C2SP tiles ([`tlog`]), block headers ([`block`]), C2SP signed notes and
 //! checkpoints ([`note`]), witness cosignatures ([`cosignature`]), the witness protocol's
 //! bodies ([`witness_protocol`]) and tlog-proofs ([`proof`]). Storage: the TSA's state in
@@ -11,6 +12,7 @@
 pub mod block;
 pub mod cosignature;
 pub mod event;
+pub mod exact_json;
 pub mod log;
 pub mod logfiles;
 pub mod note;

@@ -3,6 +3,11 @@
 //! Errors are JSON `{"error": "..."}` with a 4xx naming the problem (400 malformed JSON,
 //! 413 too large, 415 wrong media type, 422 a field breaks a rule, 404 not there (yet)),
 //! or 503 when the store cannot answer (the detail goes to the log).
+//!
+//! An event is stored as sent or refused: a repeated field, or a repeated key anywhere in
+//! `details`, is a 422 naming it (`details.x.y: the key "y" appears more than once ...`), and
+//! `details` keeps every number's text ([`crate::chain::event`] says why and how). The
+//! event is shown back with its details byte for byte as stored.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -16,7 +21,7 @@ use serde_json::{json, Value};
 use super::limits::ClientInfo;
 use super::{has_media_type, AppState};
 use crate::chain::block::SealedBlock;
-use crate::chain::event::{Event, EventInput};
+use crate::chain::event::{Event, EventInput, EventView};
 use crate::chain::tlog;
 use crate::service::ServiceError;
 
@@ -276,11 +281,28 @@ pub async fn get_block(
     Ok(Json(block_json(&block)))
 }
 
+/// The answer of `GET /v1/events/{index}`. A struct, not a `Value`, so that the event's
+/// details are written exactly as stored; the members are in key order, as a `Value` would
+/// write them.
+#[derive(serde::Serialize)]
+struct EventBundle<'a> {
+    block: Value,
+    chain_key: String,
+    checkpoint: &'a str,
+    event: EventView<'a>,
+    inclusion_proof: Vec<String>,
+    leaf: String,
+    leaf_hash: String,
+    tlog_proof: String,
+    tree_size: u64,
+    verifier_key: String,
+}
+
 /// `GET /v1/events/{index}`: the event with a proof bundle that verifies offline.
 pub async fn get_event(
     State(state): State<AppState>,
     Path(index): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let index = parse_u64("index", &index)?;
     let chain = state.chain.clone();
     let proof = tokio::task::spawn_blocking(move || chain.event_proof(index))
@@ -296,18 +318,19 @@ pub async fn get_event(
         }
         return Err(ApiError::not_found(format!("no event {index}")));
     };
-    Ok(Json(json!({
-        "event": p.event.to_json(),
-        "leaf": B64.encode(&p.leaf),
-        "leaf_hash": hex::encode(tlog::leaf_hash(&p.leaf)),
-        "tree_size": p.block.header.tree_size,
-        "inclusion_proof": p.proof.path.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
-        "checkpoint": p.proof.checkpoint,
-        "tlog_proof": p.proof.format(),
-        "verifier_key": state.chain.verifier_key(),
-        "chain_key": B64.encode(state.chain.public_key_der()),
-        "block": block_json(&p.block),
-    })))
+    Ok(Json(EventBundle {
+        block: block_json(&p.block),
+        chain_key: B64.encode(state.chain.public_key_der()),
+        checkpoint: &p.proof.checkpoint,
+        event: p.event.view(),
+        inclusion_proof: p.proof.path.iter().map(|h| B64.encode(h)).collect(),
+        leaf: B64.encode(&p.leaf),
+        leaf_hash: hex::encode(tlog::leaf_hash(&p.leaf)),
+        tlog_proof: p.proof.format(),
+        tree_size: p.block.header.tree_size,
+        verifier_key: state.chain.verifier_key(),
+    })
+    .into_response())
 }
 
 /// The query of `GET /v1/proofs/consistency`.
