@@ -583,6 +583,37 @@ fn proofs_and_chains_of_a_running_appliance() {
         let out = run(&["verify", "proof", "--in", &path, "--key", &key, "--ca", &ca]);
         assert_fails(&out, check);
     }
+    // The event shown must be the leaf's exactly: a repeated key, which a JSON reader
+    // that keeps the last value would not see, is named (in details and at the top).
+    let pretty = String::from_utf8(serde_json::to_vec_pretty(&bundle).unwrap()).unwrap();
+    assert_eq!(pretty.matches("\"n\": 17").count(), 1, "{pretty}");
+    assert_eq!(pretty.matches("\"agency\": ").count(), 1, "{pretty}");
+    for (i, shown) in [
+        pretty.replace("\"n\": 17", "\"n\": 16, \"n\": 17"),
+        pretty.replace("\"agency\": ", "\"agency\": \"agency-9\", \"agency\": "),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = d.join(format!("shown-twice-{i}.json"));
+        std::fs::write(&path, shown).unwrap();
+        let out = run(&[
+            "verify",
+            "proof",
+            "--in",
+            path.to_str().unwrap(),
+            "--key",
+            &key,
+            "--ca",
+            &ca,
+        ]);
+        assert_fails(&out, "leaf");
+        assert!(
+            text(&out).contains("appears more than once"),
+            "{}",
+            text(&out)
+        );
+    }
     // Another appliance's key, and the wrong CA.
     let other = "someone+00000000+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
     let out = run(&[

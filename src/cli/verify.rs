@@ -632,7 +632,6 @@ struct Bundle {
     index: Option<u64>,
     leaf: Result<Vec<u8>, String>,
     leaf_hash: Option<String>,
-    event: Option<Value>,
     tree_size: Option<u64>,
     path: Result<Vec<Hash>, String>,
     checkpoint: Option<String>,
@@ -672,7 +671,6 @@ fn parse_bundle(v: &Value) -> Bundle {
             .get("leaf_hash")
             .and_then(Value::as_str)
             .map(str::to_owned),
-        event: v.get("event").cloned(),
         tree_size: v.get("tree_size").and_then(Value::as_u64),
         path,
         checkpoint: v
@@ -698,8 +696,8 @@ struct ProofParts<'a> {
     leaf: Result<&'a [u8], String>,
     /// The leaf hash shown beside them (hex).
     claimed_leaf_hash: Option<&'a str>,
-    /// The event shown beside them (JSON).
-    claimed_event: Option<&'a Value>,
+    /// The event shown beside them: its JSON text as found, or why it could not be found.
+    claimed_event: Option<Result<&'a str, String>>,
     /// The tree size the proof is for.
     tree_size: Option<u64>,
     /// The inclusion proof.
@@ -746,7 +744,17 @@ fn proof_core(
             ));
         }
         if let Some(claimed) = claimed_event {
-            if *claimed != event.to_json() {
+            // Compared exactly, in canonical form: a repeated key or a number written
+            // otherwise than in the leaf is a difference, though a JSON `Value` would hide it.
+            let exact = |text: &str| crate::chain::exact_json::canonical(text, "event", 128);
+            let claimed = claimed
+                .and_then(|text| exact(text).map_err(|e| e.to_string()))
+                .map_err(|e| format!("the event shown cannot be read exactly: {e}"))?;
+            let stored = serde_json::to_string(&event.view())
+                .map_err(|e| e.to_string())
+                .and_then(|text| exact(&text).map_err(|e| e.to_string()))
+                .map_err(|e| format!("the leaf's event cannot be shown: {e}"))?;
+            if claimed != stored {
                 return Err("the event shown is not what the leaf bytes say".into());
             }
         }
@@ -886,6 +894,19 @@ fn proof(a: &ProofArgs) -> Result<(), CliError> {
     let roots = audit::read_roots(ca)?;
     extra.insert("form".into(), "bundle".into());
     let b = parse_bundle(&json);
+    /// The event of a bundle, as its text.
+    #[derive(serde::Deserialize)]
+    struct Shown<'a> {
+        #[serde(borrow)]
+        event: Option<&'a serde_json::value::RawValue>,
+    }
+    let shown = match serde_json::from_str::<Shown<'_>>(&text) {
+        // `Option` reads an `"event": null` as None: it is an event shown all the same.
+        Ok(Shown { event }) => event
+            .map(|e| Ok(e.get()))
+            .or_else(|| json.get("event").map(|_| Ok("null"))),
+        Err(e) => Some(Err(e.to_string())),
+    };
     let cp = proof_core(
         &mut checks,
         &key,
@@ -893,7 +914,7 @@ fn proof(a: &ProofArgs) -> Result<(), CliError> {
             index: b.index,
             leaf: b.leaf.as_deref().map_err(Clone::clone),
             claimed_leaf_hash: b.leaf_hash.as_deref(),
-            claimed_event: b.event.as_ref(),
+            claimed_event: shown,
             tree_size: b.tree_size,
             path: b.path.as_deref().map_err(Clone::clone),
             checkpoint: b.checkpoint.as_deref(),
