@@ -28,8 +28,8 @@
 //! [`exact_json`](super::exact_json): a key repeated in any object (at any depth) is refused,
 //! naming its path (`details.x.y`), and every number is stored with the text it was sent
 //! with (`123456789012345678901234`, `1e2` and `0.1000000000000000055511151231257827` stay
-//! as they are, where a JSON reader with 64-bit numbers would have stored
-//! `1.2345678901234568e+23`, `100.0` and `0.1`). Only whitespace and the order of object
+//! as they are, where reading them as 64-bit numbers stored a nearby float such as
+//! `1.2345678901234567e+23`, and `100.0` and `0.1`). Only whitespace and the order of object
 //! members change (the canonical form: compact, keys sorted). Numbers beyond the range of a
 //! 64-bit float (`1e400`) and nesting deeper than [`MAX_DETAILS_DEPTH`] are refused. The top
 //! level of the event refuses a repeated field through serde (`duplicate field`).

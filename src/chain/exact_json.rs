@@ -4,7 +4,7 @@
 //!
 //! serde_json's `Value` keeps the last of a repeated key and turns every number into a
 //! `u64`, `i64` or `f64`, so `{"a":1,"a":2}` would be recorded as `{"a":2}`,
-//! `123456789012345678901234` as `1.2345678901234568e+23` and `1e2` as `100.0`. An audit
+//! `123456789012345678901234` as a float near it and `1e2` as `100.0`. An audit
 //! record must be what was sent, or refused. serde_json's `arbitrary_precision` feature
 //! would keep number texts, but it is crate-wide: it changes numbers for every user of
 //! serde_json in the binary (axum, reqwest, serde's untagged and flattened types). So this
