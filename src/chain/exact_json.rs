@@ -9,8 +9,8 @@
 //! would keep number texts, but it is crate-wide: it changes numbers for every user of
 //! serde_json in the binary (axum, reqwest, serde's untagged and flattened types). So this
 //! module lets serde_json check the syntax, and takes each number's text from the input
-//! itself (the numbers arrive in document order; [`NumberTexts`] finds their texts in the
-//! same order).
+//! itself (serde_json hands the numbers over in document order, and a small scanner over
+//! the same text finds their texts in the same order).
 //!
 //! # Canonical form
 //! No whitespace; the members of every object sorted by key (by the bytes of its UTF-8, the
