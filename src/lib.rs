@@ -4,6 +4,8 @@
 //! Modules, in the direction of their imports (a module uses only those before it):
 //! - [`tsp`]: RFC 3161 types and rules, pure DER.
 //! - [`signer`]: the [`signer::Signer`] trait and the PKCS#11 backend.
+//! - [`client`]: the one HTTP(S) client of every outgoing call (rustls, AWS-LC) and the PEM
+//!   loading the listeners share; imports nothing of ours.
 //! - [`clock`]: time source and its health.
 //! - [`chain`]: the local store and the auditor event chain (pure parts and sled storage).
 //! - [`verify`]: software verification of time-stamp tokens (the data center's checklist)
@@ -16,6 +18,7 @@
 
 pub mod chain;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod http;

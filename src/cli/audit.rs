@@ -11,7 +11,6 @@
 //! index, block height, or the checkpoint.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -24,7 +23,7 @@ use crate::chain::block::{BlockHeader, SealedBlock};
 use crate::chain::note::{Checkpoint, SignedNote, VerifierKey};
 use crate::chain::tlog::{self, Hash};
 use crate::verify::chain::{
-    ed25519_key_id, ed25519_key_of, AuditError, AuditOptions, AuditSummary, ChainAudit, TokenCheck,
+    ed25519_key_of, AuditError, AuditOptions, AuditSummary, ChainAudit, ChainKeys, TokenCheck,
 };
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
@@ -42,24 +41,24 @@ pub(super) fn progress(len: u64, what: &'static str) -> indicatif::ProgressBar {
     bar
 }
 
-/// The keys an audit trusts, the origin they name (from `--key`), and whether they came
-/// from the command line.
+/// The keys an audit trusts, and whether they came from the command line.
 pub(super) struct Trusted {
-    /// Ed25519 chain keys by key id.
-    pub keys: HashMap<Hash, [u8; 32]>,
-    /// The origin the `--key` arguments name.
-    pub origin: Option<String>,
+    /// The chain keys: `--key`s each with its own name, or the chain's recorded ones.
+    pub keys: ChainKeys,
     /// Whether the keys are the caller's (`--key`), not the chain's own.
     pub from_args: bool,
 }
 
-/// The keys an audit trusts: `--key` arguments, else the ones recorded with the chain.
+/// The keys an audit of the log of `origin` (its checkpoint's first line, when there is
+/// one) trusts: the `--key` arguments, each keeping its own name, else the keys recorded
+/// with the chain. With `--key`s, one must be named `origin`.
 pub(super) fn trusted_keys(
     args: &[String],
     recorded: Vec<(Hash, Vec<u8>)>,
+    origin: Option<&str>,
 ) -> Result<Trusted, CliError> {
     if args.is_empty() {
-        let mut keys = HashMap::new();
+        let mut keys = Vec::new();
         for (id, spki) in recorded {
             let key = ed25519_key_of(&spki).ok_or_else(|| {
                 CliError::Other(format!(
@@ -67,24 +66,31 @@ pub(super) fn trusted_keys(
                     hex::encode(id)
                 ))
             })?;
-            keys.insert(ed25519_key_id(&key), key);
+            keys.push(key);
         }
         return Ok(Trusted {
-            keys,
-            origin: None,
+            keys: ChainKeys::Recorded(keys),
             from_args: false,
         });
     }
-    let mut keys = HashMap::new();
-    let mut origin = None;
+    let mut keys: Vec<VerifierKey> = Vec::new();
     for a in args {
         let vk = VerifierKey::parse(a).map_err(|e| CliError::Other(format!("--key {a:?}: {e}")))?;
-        keys.insert(ed25519_key_id(&vk.public_key), vk.public_key);
-        origin = Some(vk.name);
+        if !keys.contains(&vk) {
+            keys.push(vk);
+        }
+    }
+    if let Some(origin) = origin {
+        if !keys.iter().any(|k| k.name == origin) {
+            let names: Vec<String> = keys.iter().map(|k| format!("{:?}", k.name)).collect();
+            return Err(CliError::Invalid(format!(
+                "checkpoint: its origin is {origin:?}, but no --key has that name (they name {})",
+                names.join(", ")
+            )));
+        }
     }
     Ok(Trusted {
-        keys,
-        origin,
+        keys: ChainKeys::Named(keys),
         from_args: true,
     })
 }
@@ -262,18 +268,19 @@ pub(super) struct HttpSource {
 const MAX_RESPONSE_BYTES: usize = 32 << 20;
 
 impl HttpSource {
-    /// A reader of the appliance at `url` (`http://host:port`).
-    pub(super) fn new(url: &str) -> Result<Self, CliError> {
+    /// A reader of the appliance at `url` (`https://host:port`, or `http://` for
+    /// development), through a client with the TLS options `tls`.
+    pub(super) fn new(url: &str, tls: &super::TlsArgs) -> Result<Self, CliError> {
         let base = url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(CliError::Other(format!(
-                "--url {url:?}: give the appliance's base URL, e.g. http://127.0.0.1:8318"
+                "--url {url:?}: give the appliance's base URL, e.g. https://appliance.example:8318"
             )));
         }
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
+        let client = tls
+            .http_client(std::time::Duration::from_secs(60))?
             .build()
-            .map_err(|e| CliError::Other(format!("HTTP client: {e}")))?;
+            .map_err(|e| CliError::caused("cannot start the HTTP client", e))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -287,20 +294,35 @@ impl HttpSource {
 
     fn get(&mut self, path: &str) -> Result<Option<Vec<u8>>, CliError> {
         let url = format!("{}/{}", self.base, path.trim_start_matches('/'));
+        let what = format!("GET {}", crate::client::redact_userinfo(&url));
         let client = self.client.clone();
         self.runtime.block_on(async move {
-            let fail = |e: &dyn std::fmt::Display| CliError::Other(format!("GET {url}: {e}"));
-            let mut resp = client.get(&url).send().await.map_err(|e| fail(&e))?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            let failed = |e: reqwest::Error| CliError::caused(what.clone(), e.without_url());
+            let mut resp = client.get(&url).send().await.map_err(failed)?;
+            let status = resp.status();
+            if status == reqwest::StatusCode::NOT_FOUND {
                 return Ok(None);
             }
-            if !resp.status().is_success() {
-                return Err(fail(&format!("answered {}", resp.status())));
+            if !status.is_success() {
+                // The server's own words (e.g. that a client certificate is required).
+                let said = match resp.chunk().await {
+                    Ok(Some(c)) => String::from_utf8_lossy(&c[..c.len().min(300)])
+                        .trim()
+                        .to_owned(),
+                    _ => String::new(),
+                };
+                return Err(CliError::Other(if said.is_empty() {
+                    format!("{what}: answered {status}")
+                } else {
+                    format!("{what}: answered {status}: {said}")
+                }));
             }
             let mut body = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|e| fail(&e))? {
+            while let Some(chunk) = resp.chunk().await.map_err(failed)? {
                 if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(fail(&format!("more than {MAX_RESPONSE_BYTES} bytes")));
+                    return Err(CliError::Other(format!(
+                        "{what}: more than {MAX_RESPONSE_BYTES} bytes"
+                    )));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -312,9 +334,12 @@ impl HttpSource {
         let Some(body) = self.get(path)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|e| CliError::Invalid(format!("{}/{path}: not JSON: {e}", self.base)))
+        serde_json::from_slice(&body).map(Some).map_err(|e| {
+            CliError::Invalid(format!(
+                "{}/{path}: not JSON: {e}",
+                crate::client::redact_userinfo(&self.base)
+            ))
+        })
     }
 }
 
@@ -324,7 +349,10 @@ impl TileSource for HttpSource {
     }
 
     fn describe(&self) -> String {
-        format!("the appliance at {}", self.base)
+        format!(
+            "the appliance at {}",
+            crate::client::redact_userinfo(&self.base)
+        )
     }
 
     fn no_checkpoint(&self) -> CliError {
@@ -732,12 +760,11 @@ pub(super) fn audit_tiles(
     };
     let Trusted {
         keys,
-        origin,
         from_args: keys_trusted,
-    } = trusted_keys(keys, recorded)?;
+    } = trusted_keys(keys, recorded, Some(&cp.origin))?;
     let mut audit = ChainAudit::new(AuditOptions {
         keys,
-        origin,
+        origin: Some(cp.origin.clone()),
         token_check: checker,
     });
     let size = cp.size;

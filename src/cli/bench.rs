@@ -56,9 +56,12 @@ pub struct VerifyBenchArgs {
 /// `bench events`
 #[derive(Debug, Args)]
 pub struct EventsArgs {
-    /// The server's base URL, e.g. http://127.0.0.1:8318
+    /// The server's base URL, e.g. https://appliance.example:8318
     #[arg(long)]
     pub url: String,
+    /// TLS to the server (for an https:// URL).
+    #[command(flatten)]
+    pub tls: super::TlsArgs,
     /// Seconds each phase runs.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
@@ -215,15 +218,17 @@ fn report(name: &str, p: Phase) {
 
 async fn events(a: EventsArgs) -> Result<(), CliError> {
     let base = a.url.trim_end_matches('/').to_owned();
-    let client = reqwest::Client::builder()
+    let client = a
+        .tls
+        .http_client(Duration::from_secs(60))?
         .pool_max_idle_per_host(a.clients.max(a.batch_clients))
         .build()
-        .map_err(|e| CliError::Other(format!("HTTP client: {e}")))?;
+        .map_err(|e| CliError::caused("cannot start the HTTP client", e))?;
     let probe = client
         .get(format!("{base}/healthz"))
         .send()
         .await
-        .map_err(|e| CliError::Other(format!("{base}: {e}")))?;
+        .map_err(|e| CliError::caused(format!("GET {base}/healthz"), e.without_url()))?;
     if !probe.status().is_success() {
         return Err(CliError::Other(format!(
             "{base}/healthz answered {}",

@@ -34,9 +34,12 @@ pub struct HsmArgs {
 /// `bench tokens`
 #[derive(Debug, Args)]
 pub struct TokensArgs {
-    /// The server's base URL.
+    /// The server's base URL (`https://host:port`, or `http://` for a plain listener).
     #[arg(long)]
     pub url: String,
+    /// TLS to the server (for an https:// URL).
+    #[command(flatten)]
+    pub tls: super::TlsArgs,
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
@@ -254,30 +257,61 @@ fn http_request(target: &Target, n: u64) -> Result<Vec<u8>, CliError> {
     Ok(out)
 }
 
-/// Where `bench tokens` sends its requests: a plain-HTTP `host:port` and the path (`/tsa`,
-/// or `/healthz` for the floor).
+/// Where `bench tokens` sends its requests: `host:port`, the path (`/tsa`, or `/healthz`
+/// for the floor), and for `https://` the TLS connector and the server's name.
 struct Target {
     addr: String,
     host: String,
     path: String,
     floor: bool,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
-fn target(url: &str, floor: bool) -> Result<Target, CliError> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        CliError::Other(format!(
-            "bench tokens: {url}: give an http:// URL (the load generator speaks plain HTTP/1.1; \
-             run it against a listener with http.plain_http)"
-        ))
-    })?;
+/// The target of `url`; `tls` (the rustls client configuration) is used for `https://`.
+fn target(
+    url: &str,
+    floor: bool,
+    tls: impl FnOnce() -> Result<rustls::ClientConfig, CliError>,
+) -> Result<Target, CliError> {
+    let (rest, https) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (None, Some(rest)) => (rest, true),
+        (None, None) => {
+            return Err(CliError::Other(format!(
+                "bench tokens: {}: give an https:// (or http://) URL",
+                crate::client::redact_userinfo(url)
+            )))
+        }
+    };
     let (host, base) = rest.split_once('/').unwrap_or((rest, ""));
-    if host.is_empty() {
-        return Err(CliError::Other(format!("bench tokens: {url}: no host")));
+    if host.is_empty() || host.contains('@') {
+        return Err(CliError::Other(format!(
+            "bench tokens: {}: give host[:port], without user information",
+            crate::client::redact_userinfo(url)
+        )));
     }
-    let addr = if host.contains(':') {
+    // The host name without its port (an IPv6 literal without its brackets).
+    let (name, has_port) = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, port)) => (ip, port.starts_with(':')),
+            None => {
+                return Err(CliError::Other(format!(
+                    "bench tokens: {url}: unclosed [ in the host"
+                )))
+            }
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, _)) => (name, true),
+            None => (host, false),
+        },
+    };
+    let addr = if has_port {
         host.to_owned()
     } else {
-        format!("{host}:80")
+        format!("{host}:{}", if https { 443 } else { 80 })
     };
     let base = base.trim_end_matches('/');
     let leaf = if floor { "healthz" } else { "tsa" };
@@ -286,11 +320,25 @@ fn target(url: &str, floor: bool) -> Result<Target, CliError> {
     } else {
         format!("/{base}/{leaf}")
     };
+    let tls = if https {
+        let server = rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|e| {
+            CliError::Other(format!(
+                "bench tokens: {url}: {name:?} is not a server name: {e}"
+            ))
+        })?;
+        let mut config = tls()?;
+        // The load generator speaks HTTP/1.1 only.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some((tokio_rustls::TlsConnector::from(Arc::new(config)), server))
+    } else {
+        None
+    };
     Ok(Target {
         addr,
         host: host.to_owned(),
         path,
         floor,
+        tls,
     })
 }
 
@@ -316,7 +364,7 @@ async fn load_connection(
             *at += interval;
         }
         if conn.is_none() {
-            conn = Connection::open(&target.addr).await;
+            conn = Connection::open(&target).await.ok();
             if conn.is_none() {
                 errors += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -350,8 +398,36 @@ async fn load_connection(
 /// beforehand and reads answers framed by Content-Length, nothing more (so that the
 /// machine's CPU goes to the server, as with `wrk`).
 struct Connection {
-    stream: tokio::net::TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
+}
+
+/// A connection's stream: plain TCP, or TLS over it.
+enum Stream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl Stream {
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self {
+            Stream::Plain(s) => s.write_all(bytes).await,
+            Stream::Tls(s) => {
+                s.write_all(bytes).await?;
+                // rustls may hold the last record until flushed.
+                s.flush().await
+            }
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+        }
+    }
 }
 
 /// Where an answer's head ends, its status and its Content-Length.
@@ -372,10 +448,16 @@ fn parse_head(buf: &[u8]) -> Option<Result<(usize, u16, usize), ()>> {
 }
 
 impl Connection {
-    async fn open(addr: &str) -> Option<Connection> {
-        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        stream.set_nodelay(true).ok()?;
-        Some(Connection {
+    async fn open(target: &Target) -> std::io::Result<Connection> {
+        let tcp = tokio::net::TcpStream::connect(&target.addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = match &target.tls {
+            None => Stream::Plain(tcp),
+            Some((connector, name)) => {
+                Stream::Tls(Box::new(connector.connect(name.clone(), tcp).await?))
+            }
+        };
+        Ok(Connection {
             stream,
             buf: Vec::with_capacity(8192),
         })
@@ -383,10 +465,9 @@ impl Connection {
 
     /// Sends `request` and reads the answer: its status and body.
     async fn exchange(&mut self, request: &[u8]) -> std::io::Result<(u16, &[u8])> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let bad =
             |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
-        self.stream.write_all(request).await?;
+        self.stream.send(request).await?;
         self.buf.clear();
         let mut chunk = [0u8; 8192];
         let (head, status, length) = loop {
@@ -410,11 +491,37 @@ impl Connection {
     }
 }
 
+/// One exchange before the run, so that a server that cannot be reached (refused, a TLS
+/// handshake that fails, a client certificate it requires) is a clear error, not a count.
+async fn probe(target: &Target, request: &[u8], url: &str) -> Result<(), CliError> {
+    let url = crate::client::redact_userinfo(url);
+    let mut conn = Connection::open(target)
+        .await
+        .map_err(|e| CliError::caused(format!("bench tokens: cannot connect to {url}"), e))?;
+    let (status, body) = conn
+        .exchange(request)
+        .await
+        .map_err(|e| CliError::caused(format!("bench tokens: {url}"), e))?;
+    if !(200..300).contains(&status) {
+        let said = String::from_utf8_lossy(&body[..body.len().min(300)])
+            .trim()
+            .to_owned();
+        return Err(CliError::Other(format!(
+            "bench tokens: {url}{}: answered {status}: {said}",
+            target.path
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `bench tokens`: `connections` keep-alive HTTP/1.1 connections on one thread (a lean
 /// client, so that the machine's cores go to the server), each sending its next request
 /// when the last is answered, or on its own schedule with `--rate`.
 pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
-    let target = Arc::new(target(&a.url, a.floor)?);
+    let target = Arc::new(target(&a.url, a.floor, || {
+        crate::client::rustls_config(&a.tls.client_tls())
+            .map_err(|e| CliError::caused("cannot set up TLS", e))
+    })?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -424,6 +531,7 @@ pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
             .map(|n| http_request(&target, n))
             .collect::<Result<_, _>>()?,
     );
+    runtime.block_on(probe(&target, &requests[0], &a.url))?;
     let connections = a.connections.max(1);
     let cpu0 = a.server_pid.map(process_cpu).transpose()?;
     let own0 = own_cpu();
@@ -489,7 +597,16 @@ pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::target;
+    use super::CliError;
+
+    fn no_tls() -> Result<rustls::ClientConfig, CliError> {
+        crate::client::rustls_config(&crate::client::ClientTls::default())
+            .map_err(|e| CliError::Other(e.to_string()))
+    }
+
+    fn target(url: &str, floor: bool) -> Result<super::Target, CliError> {
+        super::target(url, floor, no_tls)
+    }
 
     #[test]
     fn targets_name_the_tsa_or_the_health_path_under_the_base() {
@@ -537,9 +654,25 @@ mod tests {
     }
 
     #[test]
+    fn https_targets_speak_tls_to_the_named_server() {
+        let t = target("https://localhost:8443/x", false).unwrap();
+        assert_eq!(
+            (t.addr.as_str(), t.path.as_str()),
+            ("localhost:8443", "/x/tsa")
+        );
+        assert_eq!(t.tls.as_ref().unwrap().1.to_str(), "localhost");
+        let t = target("https://[::1]/", true).unwrap();
+        assert_eq!(t.addr, "[::1]:443");
+        assert_eq!(t.tls.as_ref().unwrap().1.to_str(), "::1");
+        assert!(target("http://h:1", false).unwrap().tls.is_none());
+    }
+
+    #[test]
     fn targets_refuse_what_the_client_cannot_speak() {
-        let e = target("https://127.0.0.1:8318", false).err().unwrap();
-        assert!(e.to_string().contains("give an http:// URL"), "{e}");
+        let e = target("ftp://127.0.0.1:8318", false).err().unwrap();
+        assert!(e.to_string().contains("give an https://"), "{e}");
         assert!(target("http:///tsa", true).is_err());
+        let e = target("https://user:pw@h/", true).err().unwrap();
+        assert!(!e.to_string().contains("pw"), "{e}");
     }
 }

@@ -40,9 +40,12 @@ use crate::chain::witness_protocol::{
 /// `bench witness`
 #[derive(Debug, Args)]
 pub struct WitnessArgs {
-    /// The witness's base URL, e.g. http://127.0.0.1:8320
+    /// The witness's base URL, e.g. https://witness.example:8320
     #[arg(long)]
     pub url: String,
+    /// TLS to the witness (for an https:// URL).
+    #[command(flatten)]
+    pub tls: super::TlsArgs,
     /// Simulated appliances (registered with `bench witness-config` and the same seed).
     #[arg(long, default_value_t = 1000)]
     pub logs: u64,
@@ -327,7 +330,12 @@ async fn connection(run: Arc<Run>, mut logs: Vec<SimLog>) -> Vec<u32> {
                 failures[i] += 1;
             }
             Err(e) => {
-                counters.error(format!("{}: {e}", log.origin));
+                let e = e.without_url();
+                counters.error(format!(
+                    "{}: {}",
+                    log.origin,
+                    crate::client::error_chain(&e)
+                ));
                 failures[i] += 1;
             }
         }
@@ -366,19 +374,22 @@ fn metric(text: &str, name: &str) -> Option<u64> {
 pub async fn witness(a: WitnessArgs) -> Result<(), CliError> {
     let base = a.url.trim_end_matches('/').to_owned();
     let clients = a.clients.max(1);
-    let client = reqwest::Client::builder()
+    let client = a
+        .tls
+        .http_client(Duration::from_secs(60))?
         .pool_max_idle_per_host(clients)
         .tcp_nodelay(true)
         .build()
-        .map_err(|e| CliError::Other(format!("HTTP client: {e}")))?;
+        .map_err(|e| CliError::caused("cannot start the HTTP client", e))?;
+    let status_url = format!("{base}/status");
     let status: serde_json::Value = client
-        .get(format!("{base}/status"))
+        .get(&status_url)
         .send()
         .await
-        .map_err(|e| CliError::Other(format!("{base}/status: {e}")))?
+        .map_err(|e| CliError::caused(format!("GET {status_url}"), e.without_url()))?
         .json()
         .await
-        .map_err(|e| CliError::Other(format!("{base}/status: {e}")))?;
+        .map_err(|e| CliError::caused(format!("GET {status_url}"), e.without_url()))?;
     let cosigner = status["witness"]["verifier_key"]
         .as_str()
         .and_then(|k| Cosigner::parse(k).ok());

@@ -64,7 +64,8 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub source: Source,
     /// A trusted chain key, as a note verifier key (`name+id+key`, `GET /v1/events/{i}`
-    /// shows it). May be given more than once. Without it, the keys recorded beside the
+    /// shows it). May be given more than once: each keeps its own name, and only a key
+    /// named the chain's origin counts. Without it, the keys recorded beside the
     /// chain are used, which proves integrity but not who signed.
     #[arg(long = "key")]
     pub keys: Vec<String>,
@@ -168,27 +169,34 @@ fn verify(a: &VerifyArgs) -> Result<(), CliError> {
     let checker = audit::token_check(a.ca.as_deref())?;
     let outcome = if let Some(state) = &a.source.state {
         let log = open_log(state)?;
+        let err = |e: crate::chain::log::LogError| CliError::Other(e.to_string());
+        let checkpoint = log.checkpoint().map_err(err)?;
+        // The log's origin is its checkpoint's first line (a checkpoint that does not parse
+        // is reported by the audit).
+        let origin = checkpoint
+            .as_deref()
+            .and_then(|c| crate::chain::note::SignedNote::parse(c).ok())
+            .and_then(|n| crate::chain::note::Checkpoint::parse(&n.text).ok())
+            .map(|c| c.origin);
         let audit::Trusted {
             keys,
-            origin,
             from_args: keys_trusted,
         } = audit::trusted_keys(
             &a.keys,
             log.chain_keys()
                 .map_err(|e| CliError::Other(e.to_string()))?,
+            origin.as_deref(),
         )?;
         let mut audit = ChainAudit::new(AuditOptions {
             keys,
-            origin: origin.clone(),
+            origin,
             token_check: checker.as_ref(),
         });
-        let err = |e: crate::chain::log::LogError| CliError::Other(e.to_string());
         let mut stored = StoreHashes {
             values: log.stored_hash_values(),
             current: Vec::new(),
             base: 0,
         };
-        let checkpoint = log.checkpoint().map_err(err)?;
         let origin = audit::run_audit(
             &mut audit,
             log.events().map(|r| r.map_err(err)),
@@ -196,8 +204,7 @@ fn verify(a: &VerifyArgs) -> Result<(), CliError> {
             log.blocks().map(|r| r.map_err(err)),
             &mut stored,
             checkpoint.as_deref(),
-        )?
-        .or(origin);
+        )?;
         let summary = audit.summary();
         audit::Outcome {
             summary,

@@ -63,6 +63,72 @@ pub enum CliError {
     /// Anything else, with a message that names the problem.
     #[error("{0}")]
     Other(String),
+    /// A step that failed (e.g. a request to a server), with the error that made it fail:
+    /// [`report`] prints its whole chain of causes.
+    #[error("{what}")]
+    Caused {
+        /// What was being done, e.g. `GET https://host:8318/checkpoint`.
+        what: String,
+        /// Why it failed.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl CliError {
+    /// A [`CliError::Caused`]: `what` failed because of `source`.
+    pub(crate) fn caused(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> CliError {
+        CliError::Caused {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// The line `main` prints for a failed command (after `error: `): the error and its whole
+/// chain of causes (`...: caused by: ...`), URLs' user information redacted.
+pub fn report(e: &CliError) -> String {
+    crate::client::error_chain(e)
+}
+
+/// The TLS options of every command that talks to a server over `https://`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// The CA certificates (PEM) the server's certificate must chain to, instead of the
+    /// system's roots: pin the appliance's (or witness's) private CA.
+    #[arg(long, value_name = "CA.pem")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM, with its intermediates) for a server that requires
+    /// mutual TLS; with --tls-key.
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (a PEM file; never given on the command line).
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The client's TLS settings these options name.
+    pub fn client_tls(&self) -> crate::client::ClientTls {
+        crate::client::ClientTls {
+            trust: match &self.tls_ca {
+                Some(ca) => crate::client::Trust::Only(vec![ca.clone()]),
+                None => crate::client::Trust::System,
+            },
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+        }
+    }
+
+    /// A reqwest client builder with these options and `timeout` per request.
+    pub(crate) fn http_client(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::ClientBuilder, CliError> {
+        crate::client::builder(&self.client_tls(), timeout)
+            .map_err(|e| CliError::caused("cannot set up the HTTPS client", e))
+    }
 }
 
 impl CliError {

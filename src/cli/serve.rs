@@ -230,25 +230,17 @@ fn witnesses(cfg: &Validated) -> Result<crate::service::cosign::Witnesses, CliEr
     if c.witness.is_empty() {
         return Ok(Witnesses::default());
     }
-    let mut roots = rustls::RootCertStore::empty();
+    let mut ca_files = Vec::new();
     let mut targets = Vec::new();
     for (i, w) in c.witness.iter().enumerate() {
         let cosigner = crate::chain::cosignature::Cosigner::parse(&w.key)
             .map_err(|e| CliError::Other(format!("config key chain.witness[{i}].key: {e}")))?;
         if let Some(ca) = &w.ca_file {
-            let path = cfg.state_dir().join(ca);
-            for der in super::read_certificate_file(&path)? {
-                roots.add(der.into()).map_err(|e| {
-                    CliError::Other(format!(
-                        "chain.witness[{i}].ca_file {}: {e}",
-                        path.display()
-                    ))
-                })?;
-            }
+            ca_files.push(cfg.state_dir().join(ca));
         } else if w.url.starts_with("https://") {
             return Err(CliError::Other(format!(
                 "config key chain.witness[{i}].ca_file: needed for {} (the CA of the witness's TLS certificate)",
-                w.url
+                crate::client::redact_userinfo(&w.url)
             )));
         }
         targets.push(WitnessTarget {
@@ -256,16 +248,16 @@ fn witnesses(cfg: &Validated) -> Result<crate::service::cosign::Witnesses, CliEr
             cosigner,
         });
     }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CliError::Other(format!("witness TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    // Only the witnesses' own CAs are trusted (none: only plain-HTTP witnesses).
+    let tls = crate::client::ClientTls {
+        trust: crate::client::Trust::Only(ca_files),
+        identity: None,
+    };
     let client = crate::service::cosign::WitnessClient::new(
-        tls,
+        &tls,
         Duration::from_millis(c.witness_timeout_ms),
-    );
+    )
+    .map_err(|e| CliError::caused("chain.witness: the witnesses' HTTPS client", e))?;
     tracing::info!(witnesses = targets.len(), "checkpoints go to witnesses");
     Ok(Witnesses::new(client, targets))
 }

@@ -146,8 +146,8 @@ pub struct ProofArgs {
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct ChainSource {
-    /// A live appliance's base URL (`http://host:port`): read through `/checkpoint`,
-    /// `/tile/...` and `/v1/blocks/{h}`.
+    /// A live appliance's base URL (`https://host:port`; see --tls-ca, --tls-cert): read
+    /// through `/checkpoint`, `/tile/...` and `/v1/blocks/{h}`.
     #[arg(long)]
     pub url: Option<String>,
     /// A directory written by `auditstamp chain export`.
@@ -162,8 +162,9 @@ pub struct ChainArgs {
     #[command(flatten)]
     pub source: ChainSource,
     /// A trusted chain key, as a note verifier key (`name+id+key`); may be given more than
-    /// once. Without it, the key published beside the log is used, which proves
-    /// integrity but not who signed.
+    /// once (e.g. every appliance's): each keeps its own name, and only a key named the
+    /// log's origin counts. Without it, the key published beside the log is used, which
+    /// proves integrity but not who signed.
     #[arg(long = "key")]
     pub keys: Vec<String>,
     /// Root CA certificates (PEM) to check each block's time-stamp token against; without
@@ -173,6 +174,9 @@ pub struct ChainArgs {
     /// Print one JSON object instead of lines for people.
     #[arg(long)]
     pub json: bool,
+    /// TLS to the appliance (with --url).
+    #[command(flatten)]
+    pub tls: super::TlsArgs,
 }
 
 /// Runs a `verify` subcommand.
@@ -1062,7 +1066,7 @@ fn chain(a: &ChainArgs) -> Result<(), CliError> {
     let checker = audit::token_check(a.ca.as_deref())?;
     let result = match (&a.source.url, &a.source.dir) {
         (Some(url), _) => audit::audit_tiles(
-            &mut audit::HttpSource::new(url)?,
+            &mut audit::HttpSource::new(url, &a.tls)?,
             &a.keys,
             checker.as_ref(),
             a.ca.is_some(),

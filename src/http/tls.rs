@@ -12,8 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use der::{Decode, Tagged};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use x509_cert::Certificate;
 
 /// What can go wrong setting up TLS; every message names the file.
@@ -41,14 +40,16 @@ fn file_err(path: &Path, problem: impl std::fmt::Display) -> TlsError {
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err(path, e))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err(path, e))?;
-    if certs.is_empty() {
-        return Err(file_err(path, "no CERTIFICATE in it"));
+    crate::client::certificates(path).map_err(TlsError::from)
+}
+
+impl From<crate::client::ClientError> for TlsError {
+    fn from(e: crate::client::ClientError) -> Self {
+        match e {
+            crate::client::ClientError::File { path, problem } => TlsError::File { path, problem },
+            other => TlsError::Config(other.to_string()),
+        }
     }
-    Ok(certs)
 }
 
 /// The files of a TLS listener.
@@ -67,7 +68,7 @@ pub struct TlsFiles<'a> {
 pub fn server_config(files: &TlsFiles<'_>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = certificates(files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(files.key).map_err(|e| file_err(files.key, e))?;
+    let key = crate::client::private_key(files.key)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;

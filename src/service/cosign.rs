@@ -15,63 +15,60 @@ use crate::chain::note::{NoteSignature, SignedNote};
 use crate::chain::tlog::Hash;
 use crate::chain::witness_protocol::{add_checkpoint_body, parse_cosignatures, parse_size_body};
 
-/// The HTTP(S) client to witnesses: hyper with rustls (aws-lc-rs), trusting the configured CAs,
-/// every request bounded by a timeout.
-#[derive(Clone)]
+/// The HTTP(S) client to witnesses: the one client of [`crate::client`] (reqwest, rustls on
+/// AWS-LC) trusting the configured CAs, every request bounded by a timeout.
+#[derive(Debug, Clone)]
 pub struct WitnessClient {
-    client: hyper_util::client::legacy::Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        http_body_util::Full<bytes::Bytes>,
-    >,
+    client: reqwest::Client,
     timeout: std::time::Duration,
 }
 
-impl std::fmt::Debug for WitnessClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WitnessClient")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
+/// Most bytes read of a witness's answer.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 impl WitnessClient {
-    /// A client trusting `tls` (its root certificates), giving up after `timeout`.
-    pub fn new(tls: rustls::ClientConfig, timeout: std::time::Duration) -> Self {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(https);
-        WitnessClient { client, timeout }
+    /// A client with `tls` (the witnesses' CAs), giving up after `timeout`.
+    pub fn new(
+        tls: &crate::client::ClientTls,
+        timeout: std::time::Duration,
+    ) -> Result<Self, crate::client::ClientError> {
+        let client = crate::client::builder(tls, timeout)?
+            .build()
+            .map_err(crate::client::ClientError::Build)?;
+        Ok(WitnessClient { client, timeout })
     }
 
-    /// POSTs `body` to `url`; the status and the body of the answer (at most 64 KiB).
+    /// POSTs `body` to `url`; the status and the body of the answer (at most 64 KiB). An
+    /// error names the URL (user information redacted) and every cause.
     pub async fn post(&self, url: &str, body: String) -> Result<(u16, String), String> {
-        use http_body_util::BodyExt;
-        let req = axum::http::Request::post(url)
-            .header("content-type", "text/plain")
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .map_err(|e| format!("{url}: {e}"))?;
-        let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| format!("{url}: {e}"))?;
-            let status = resp.status().as_u16();
-            let body = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
-                .collect()
-                .await
-                .map_err(|e| format!("{url}: reading the answer: {e}"))?
-                .to_bytes();
-            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        let shown = crate::client::redact_userinfo(url);
+        let failed = |e: reqwest::Error| {
+            let e = e.without_url();
+            if e.is_timeout() {
+                format!("{shown}: no answer within {:?}", self.timeout)
+            } else {
+                format!("{shown}: {}", crate::client::error_chain(&e))
+            }
         };
-        tokio::time::timeout(self.timeout, exchange)
+        let mut resp = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .body(body)
+            .send()
             .await
-            .map_err(|_| format!("{url}: no answer within {:?}", self.timeout))?
+            .map_err(failed)?;
+        let status = resp.status().as_u16();
+        let mut answer = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+            if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(format!(
+                    "{shown}: reading the answer: more than {MAX_ANSWER_BYTES} bytes"
+                ));
+            }
+            answer.extend_from_slice(&chunk);
+        }
+        Ok((status, String::from_utf8_lossy(&answer).into_owned()))
     }
 }
 
@@ -196,6 +193,7 @@ impl WitnessLink {
 
     fn fail(&self, why: String) {
         self.failed.fetch_add(1, Ordering::Relaxed);
+        let why = crate::client::redact_userinfo(&why);
         tracing::warn!(witness = %self.name(), reason = %why, "witness did not cosign");
     }
 

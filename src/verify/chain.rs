@@ -80,11 +80,55 @@ fn block_err(height: u64, problem: impl Into<String>) -> AuditError {
 /// Checks one block's RFC 3161 token: `(token DER, header hash)`; the error says why not.
 pub type TokenCheck<'a> = dyn Fn(&[u8], &Hash) -> Result<(), String> + 'a;
 
+/// The chain keys an audit trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainKeys {
+    /// The caller's note verifier keys (`--key`), each with its own name: a block's or the
+    /// checkpoint's signature counts only from a key whose name is the log's origin and
+    /// whose key id matches, so that one appliance's key cannot sign for another's log.
+    Named(Vec<VerifierKey>),
+    /// The Ed25519 keys recorded beside the log itself (they carry no name: each counts
+    /// under the log's own origin). This proves integrity, not who signed.
+    Recorded(Vec<[u8; 32]>),
+}
+
+impl ChainKeys {
+    /// The keys that may sign for `origin` (all recorded keys; the named keys of that
+    /// name), by block key id.
+    fn for_origin(&self, origin: Option<&str>) -> HashMap<Hash, [u8; 32]> {
+        match self {
+            ChainKeys::Recorded(keys) => keys.iter().map(|k| (ed25519_key_id(k), *k)).collect(),
+            ChainKeys::Named(keys) => keys
+                .iter()
+                .filter(|k| origin.is_none_or(|o| k.name == o))
+                .map(|k| (ed25519_key_id(&k.public_key), k.public_key))
+                .collect(),
+        }
+    }
+
+    /// The note verifier keys that may sign a checkpoint of `origin`.
+    fn note_keys(&self, origin: &str) -> Vec<VerifierKey> {
+        match self {
+            ChainKeys::Recorded(keys) => keys
+                .iter()
+                .map(|k| VerifierKey {
+                    name: origin.to_owned(),
+                    id: crate::chain::note::key_id(origin, k),
+                    public_key: *k,
+                })
+                .collect(),
+            ChainKeys::Named(keys) => keys.iter().filter(|k| k.name == origin).cloned().collect(),
+        }
+    }
+}
+
 /// What an audit trusts.
 pub struct AuditOptions<'a> {
-    /// Ed25519 chain keys, by key id (SHA-256 of the DER SubjectPublicKeyInfo).
-    pub keys: HashMap<Hash, [u8; 32]>,
-    /// The checkpoint origin (and note key name), when known in advance.
+    /// The chain keys.
+    pub keys: ChainKeys,
+    /// The log's origin (the checkpoint's first line), when known in advance: the
+    /// checkpoint must state it, and blocks count only with keys of that name. When `None`,
+    /// the checkpoint's own origin is taken, and every block's key must be named so.
     pub origin: Option<String>,
     /// How to check each block's token.
     pub token_check: &'a TokenCheck<'a>,
@@ -93,7 +137,7 @@ pub struct AuditOptions<'a> {
 impl std::fmt::Debug for AuditOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditOptions")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys)
             .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
@@ -103,6 +147,10 @@ impl std::fmt::Debug for AuditOptions<'_> {
 #[derive(Debug)]
 pub struct ChainAudit<'a> {
     opts: AuditOptions<'a>,
+    /// The keys that may sign blocks, by key id (those named the origin, when it is known).
+    block_keys: HashMap<Hash, [u8; 32]>,
+    /// The key ids that signed the blocks checked so far.
+    signed_by: Vec<Hash>,
     /// Complete subtrees of the events so far, largest (leftmost) first: (level, hash).
     frontier: Vec<(u8, Hash)>,
     events: u64,
@@ -125,6 +173,8 @@ impl<'a> ChainAudit<'a> {
     /// A new audit.
     pub fn new(opts: AuditOptions<'a>) -> Self {
         ChainAudit {
+            block_keys: opts.keys.for_origin(opts.origin.as_deref()),
+            signed_by: Vec::new(),
             opts,
             frontier: Vec::new(),
             events: 0,
@@ -225,11 +275,17 @@ impl<'a> ChainAudit<'a> {
                 h.tree_size, h.first_index, h.tree_size
             )));
         }
-        let key = self.opts.keys.get(&h.key_id).ok_or_else(|| {
-            err(format!(
-                "signed by an unknown key (key id {})",
-                hex::encode(h.key_id)
-            ))
+        let key = self.block_keys.get(&h.key_id).ok_or_else(|| {
+            err(match &self.opts.origin {
+                Some(origin) => format!(
+                    "signed by an unknown key (key id {}): no chain key named {origin:?} has it",
+                    hex::encode(h.key_id)
+                ),
+                None => format!(
+                    "signed by an unknown key (key id {})",
+                    hex::encode(h.key_id)
+                ),
+            })
         })?;
         let vk = ed25519_dalek::VerifyingKey::from_bytes(key)
             .map_err(|_| err("the chain key is not a valid Ed25519 key".into()))?;
@@ -240,6 +296,9 @@ impl<'a> ChainAudit<'a> {
         let header_hash = h.hash();
         (self.opts.token_check)(&block.token, &header_hash)
             .map_err(|e| err(format!("its time-stamp token: {e}")))?;
+        if !self.signed_by.contains(&h.key_id) {
+            self.signed_by.push(h.key_id);
+        }
         self.last_block = Some((height, header_hash, h.tree_size, h.root));
         Ok(block)
     }
@@ -258,17 +317,23 @@ impl<'a> ChainAudit<'a> {
                 )));
             }
         }
-        let verified = self.opts.keys.values().any(|k| {
-            let vk = VerifierKey {
-                name: cp.origin.clone(),
-                id: crate::chain::note::key_id(&cp.origin, k),
-                public_key: *k,
-            };
-            signed.verify(&vk).is_ok()
-        });
-        if !verified {
+        let keys = self.opts.keys.note_keys(&cp.origin);
+        if !keys.iter().any(|k| signed.verify(k).is_ok()) {
             return Err(err(format!(
                 "no valid signature by a chain key named {:?}",
+                cp.origin
+            )));
+        }
+        // Blocks checked before the origin was known: each key must be the origin's too.
+        let of_origin = self.opts.keys.for_origin(Some(&cp.origin));
+        if let Some(id) = self
+            .signed_by
+            .iter()
+            .find(|id| !of_origin.contains_key(*id))
+        {
+            return Err(err(format!(
+                "blocks are signed by key id {}, which is not a chain key named {:?}",
+                hex::encode(id),
                 cp.origin
             )));
         }
@@ -399,12 +464,29 @@ mod tests {
         }
     }
 
-    /// Runs the audit over `f` as a reader would: events, a block once its events are in.
+    fn named(name: &str, key: &ed25519_dalek::SigningKey) -> VerifierKey {
+        let public_key = key.verifying_key().to_bytes();
+        VerifierKey {
+            name: name.into(),
+            id: crate::chain::note::key_id(name, &public_key),
+            public_key,
+        }
+    }
+
+    /// Runs the audit over `f` as a reader would, trusting f's key named "o".
     fn audit(f: &Fixture) -> Result<AuditSummary, AuditError> {
-        let pk = f.key.verifying_key().to_bytes();
+        audit_with(f, ChainKeys::Named(vec![named("o", &f.key)]), Some("o"))
+    }
+
+    /// Runs the audit over `f` as a reader would: events, a block once its events are in.
+    fn audit_with(
+        f: &Fixture,
+        keys: ChainKeys,
+        origin: Option<&str>,
+    ) -> Result<AuditSummary, AuditError> {
         let mut a = ChainAudit::new(AuditOptions {
-            keys: HashMap::from([(ed25519_key_id(&pk), pk)]),
-            origin: Some("o".into()),
+            keys,
+            origin: origin.map(str::to_owned),
             token_check: &token_is_header_hash,
         });
         let mut blocks = f.blocks.iter().enumerate().peekable();
@@ -510,6 +592,63 @@ mod tests {
         let mut f = fixture();
         f.blocks.remove(1);
         assert!(audit(&f).is_err());
+    }
+
+    /// `f`'s checkpoint body signed by `key` under the name `name` (and nothing else).
+    fn resigned(f: &Fixture, key: &ed25519_dalek::SigningKey, name: &str) -> String {
+        let text = SignedNote::parse(&f.checkpoint).unwrap().text;
+        SignedNote {
+            signatures: vec![NoteSignature {
+                name: name.into(),
+                id: crate::chain::note::key_id(name, &key.verifying_key().to_bytes()),
+                signature: key.sign(text.as_bytes()).to_bytes().to_vec(),
+            }],
+            text,
+        }
+        .format()
+    }
+
+    #[test]
+    fn a_key_counts_only_under_its_own_name() {
+        let f = fixture();
+        let other = ed25519_dalek::SigningKey::from_bytes(&[4; 32]);
+        // Two logs' keys given: log "o" verifies with its own, the origin known or not.
+        let both = ChainKeys::Named(vec![named("o", &f.key), named("p", &other)]);
+        assert!(audit_with(&f, both.clone(), Some("o")).is_ok());
+        assert!(audit_with(&f, both.clone(), None).is_ok());
+        let both_reversed = ChainKeys::Named(vec![named("p", &other), named("o", &f.key)]);
+        assert!(audit_with(&f, both_reversed, None).is_ok());
+
+        // A checkpoint of "o" signed by p's key, under o's name or under p's: refused.
+        for name in ["o", "p"] {
+            let mut forged = fixture();
+            forged.checkpoint = resigned(&f, &other, name);
+            let e = audit_with(&forged, both.clone(), None).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("no valid signature by a chain key named \"o\""),
+                "{name}: {e}"
+            );
+        }
+
+        // The log's own key, but under another name: its blocks are not o's.
+        let renamed = ChainKeys::Named(vec![named("p", &f.key)]);
+        let e = audit_with(&f, renamed.clone(), Some("o")).unwrap_err();
+        assert!(matches!(e, AuditError::Block { height: 0, .. }), "{e}");
+        // ... also when the origin is learnt from the checkpoint (signed under "o" by
+        // another key named "o").
+        let mut f2 = fixture();
+        f2.checkpoint = resigned(&f, &other, "o");
+        let keys = ChainKeys::Named(vec![named("p", &f.key), named("o", &other)]);
+        let e = audit_with(&f2, keys, None).unwrap_err();
+        assert!(
+            e.to_string().contains("which is not a chain key named"),
+            "{e}"
+        );
+
+        // Recorded keys (no names) count under the log's own origin.
+        let recorded = ChainKeys::Recorded(vec![f.key.verifying_key().to_bytes()]);
+        assert!(audit_with(&f, recorded, None).is_ok());
     }
 
     #[test]

@@ -27,6 +27,14 @@ fn module() -> String {
     m
 }
 
+/// Makes AWS-LC the test process's default rustls provider, as the binary does at start:
+/// the tests' own `reqwest::Client::new()` and `reqwest::get` ask rustls for it (reqwest is
+/// built without a provider of its own). Called by [`rt`], [`Appliance::bare`] and
+/// [`WitnessNode::new`]; harmless to call again.
+pub fn tls_provider() {
+    auditstamp::client::install_default_provider();
+}
+
 /// One appliance's directory: token, keys, config.
 pub struct Appliance {
     pub dir: tempfile::TempDir,
@@ -44,6 +52,7 @@ impl Appliance {
 
     /// A fresh, empty token and a config naming key "tsa" (not yet made).
     pub fn bare(algorithm: &str) -> Appliance {
+        tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let a = Appliance {
             algorithm: algorithm.into(),
@@ -348,8 +357,10 @@ pub async fn post(
     (status, ct, resp.bytes().await.unwrap().to_vec())
 }
 
-/// A current-thread runtime for tests.
+/// A current-thread runtime for tests (and AWS-LC as the process's rustls provider, see
+/// [`tls_provider`]).
 pub fn rt() -> tokio::runtime::Runtime {
+    tls_provider();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -577,6 +588,7 @@ pub const WITNESS_NAME: &str = "witness.test.example/w1";
 impl WitnessNode {
     /// A fresh token and key, and a configuration registering `logs` (`[[log]]` tables).
     pub fn new(logs: &str) -> WitnessNode {
+        tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let w = WitnessNode {
             config: dir.path().join("witness.toml"),
