@@ -437,3 +437,252 @@ fn slow_and_excess_clients_cannot_hold_the_server() {
     assert!(count("5xx") >= 1, "{metrics}");
     server.stop();
 }
+
+/// Runs the binary with `args` (no HSM, no configuration: the data center's side).
+fn auditstamp(args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn the_data_center_verifies_and_benchmarks_a_production_appliance_over_mutual_tls() {
+    let app = Appliance::new("ecdsa-p256");
+    let pki = Pki::new(&app.path().join("tls"));
+    // Production: TLS only, every route group behind a client certificate.
+    tls_config(&app, &pki, &["tsa", "events", "read"], "");
+    let server = app.start();
+    assert!(server.wait_for_log("TSA at https://"), "{}", server.log());
+    let batch = json!((0..20).map(|n| event("agency-7", n)).collect::<Vec<_>>()).to_string();
+    let (s, body) = curl(
+        &pki,
+        &https(&server, "/v1/events/batch"),
+        Some("agency-7"),
+        Some(("application/json", batch.as_bytes())),
+    );
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let key = loop {
+        let (s, body) = curl(
+            &pki,
+            &https(&server, "/v1/events/19"),
+            Some("agency-7"),
+            None,
+        );
+        if s == 200 {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            break v["verifier_key"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "never sealed: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let url = https(&server, "");
+    let (ca, cert, client_key) = (
+        pki.path("server-ca.pem"),
+        pki.path("agency-7.pem"),
+        pki.path("agency-7.key"),
+    );
+
+    // The data center audits the live appliance over HTTPS with its client certificate.
+    let o = auditstamp(&[
+        "verify",
+        "chain",
+        "--url",
+        &url,
+        "--key",
+        &key,
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &client_key,
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("OK") && out.contains("blocks"), "{out}");
+
+    // The wrong CA: the causes name the certificate problem.
+    let o = auditstamp(&[
+        "verify",
+        "chain",
+        "--url",
+        &url,
+        "--key",
+        &key,
+        "--tls-ca",
+        &pki.path("rogue-ca.pem"),
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &client_key,
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("caused by") && e.contains("certificate"), "{e}");
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    eprintln!("wrong CA (shown with --nocapture): {e}");
+    // Without --tls-ca the system's roots are trusted, and they do not know this CA.
+    let o = auditstamp(&[
+        "verify",
+        "chain",
+        "--url",
+        &url,
+        "--key",
+        &key,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &client_key,
+    ]);
+    assert!(stderr(&o).contains("UnknownIssuer"), "{}", stderr(&o));
+    // User information in the URL never reaches the output.
+    let secret_url = url.replace("https://", "https://auditor:hunter2@");
+    let o = auditstamp(&[
+        "verify",
+        "chain",
+        "--url",
+        &secret_url,
+        "--key",
+        &key,
+        "--tls-ca",
+        &pki.path("rogue-ca.pem"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("***@localhost"), "{}", stderr(&o));
+
+    // No client certificate where the appliance requires one: the server's own words.
+    let o = auditstamp(&[
+        "verify", "chain", "--url", &url, "--key", &key, "--tls-ca", &ca,
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("403") && e.contains("client certificate"), "{e}");
+    eprintln!("no client certificate: {e}");
+    // A client key that is not the certificate's: named by file, never shown.
+    let o = auditstamp(&[
+        "verify",
+        "chain",
+        "--url",
+        &url,
+        "--key",
+        &key,
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &pki.path("agency-8.key"),
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("agency-8.key"), "{e}");
+    eprintln!("mismatched client key: {e}");
+    let key_text = std::fs::read_to_string(pki.path("agency-8.key")).unwrap();
+    for line in key_text.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(
+            !e.contains(line),
+            "the key file's contents were printed: {e}"
+        );
+    }
+    // --tls-cert without --tls-key is a usage error.
+    let o = auditstamp(&["verify", "chain", "--url", &url, "--tls-cert", &cert]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // bench tokens speaks HTTPS with the same options (its own lean HTTP/1.1 client).
+    let tls = [
+        "--tls-ca",
+        &ca,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &client_key,
+    ];
+    let o = auditstamp(
+        &[
+            &[
+                "bench",
+                "tokens",
+                "--url",
+                &url,
+                "--seconds",
+                "1",
+                "--connections",
+                "2",
+            ][..],
+            &tls[..],
+        ]
+        .concat(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let result = out.lines().find(|l| l.starts_with("result ")).unwrap();
+    assert!(result.contains(" errors=0 "), "{out}");
+    let rate: f64 = result
+        .split(' ')
+        .find_map(|f| f.strip_prefix("rate="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rate > 0.0, "{out}");
+    // ... and says why when it cannot get a token.
+    let o = auditstamp(&[
+        "bench",
+        "tokens",
+        "--url",
+        &url,
+        "--seconds",
+        "1",
+        "--tls-ca",
+        &ca,
+    ]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("403") && e.contains("client certificate"), "{e}");
+    let o = auditstamp(&[
+        "bench",
+        "tokens",
+        "--url",
+        &url,
+        "--seconds",
+        "1",
+        "--tls-ca",
+        &pki.path("rogue-ca.pem"),
+    ]);
+    assert!(stderr(&o).contains("UnknownIssuer"), "{}", stderr(&o));
+
+    // bench events too (reqwest, the shared client).
+    let o = auditstamp(
+        &[
+            &[
+                "bench",
+                "events",
+                "--url",
+                &url,
+                "--seconds",
+                "1",
+                "--clients",
+                "2",
+                "--batch-clients",
+                "1",
+                "--batch-size",
+                "10",
+            ][..],
+            &tls[..],
+        ]
+        .concat(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains(", 0 errors)"), "{out}");
+    server.stop();
+}

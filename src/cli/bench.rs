@@ -111,9 +111,24 @@ pub fn run(cmd: BenchCommand) -> Result<(), CliError> {
     }
 }
 
-fn event_json(n: u64) -> serde_json::Value {
+/// The agency `bench events` records as: the identity of its client certificate (an
+/// appliance with mutual TLS accepts an agency's own events only), else `agency-bench`.
+fn bench_agency(tls: &super::TlsArgs) -> Result<String, CliError> {
+    let Some(cert) = &tls.tls_cert else {
+        return Ok("agency-bench".into());
+    };
+    let first = crate::client::certificates(cert)
+        .map_err(|e| CliError::caused("--tls-cert", e))?
+        .into_iter()
+        .next();
+    Ok(first
+        .and_then(|c| crate::http::tls::identity_of(&c))
+        .unwrap_or_else(|| "agency-bench".into()))
+}
+
+fn event_json(agency: &str, n: u64) -> serde_json::Value {
     serde_json::json!({
-        "agency": "agency-bench",
+        "agency": agency,
         "auditor": format!("auditor-{}", n % 97),
         "action": "data_operation",
         "subject": format!("records/2026/{n:08}"),
@@ -142,6 +157,8 @@ struct Phase {
     errors: u64,
     elapsed: Duration,
     latencies_us: Vec<u64>,
+    /// The first failure, for the report.
+    first_error: Option<String>,
 }
 
 /// Runs `clients` tasks posting `bodies` (round robin) to `url` for `seconds`.
@@ -155,11 +172,17 @@ async fn phase(
 ) -> Phase {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (client, url, bodies, errors) =
-            (client.clone(), url.clone(), bodies.clone(), errors.clone());
+        let (client, url, bodies, errors, first_error) = (
+            client.clone(),
+            url.clone(),
+            bodies.clone(),
+            errors.clone(),
+            first_error.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut i = c;
@@ -167,20 +190,33 @@ async fn phase(
                 let body = bodies[i % bodies.len()].clone();
                 i += clients;
                 let t = Instant::now();
-                let ok = match client
+                let sent = client
                     .post(&url)
                     .header("content-type", "application/json")
                     .body(body)
                     .send()
-                    .await
-                {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
+                    .await;
+                let failure = match sent {
+                    Ok(r) => {
+                        let status = r.status();
+                        match r.bytes().await {
+                            Ok(_) if status.is_success() => None,
+                            Ok(b) => Some(format!(
+                                "answered {status}: {}",
+                                String::from_utf8_lossy(&b[..b.len().min(300)]).trim()
+                            )),
+                            Err(e) => Some(crate::client::error_chain(&e.without_url())),
+                        }
+                    }
+                    Err(e) => Some(crate::client::error_chain(&e.without_url())),
                 };
-                if ok {
-                    lat.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                match failure {
+                    None => lat.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)),
+                    Some(why) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        let mut first = first_error.lock().unwrap_or_else(|e| e.into_inner());
+                        first.get_or_insert(why);
+                    }
                 }
             }
             lat
@@ -193,12 +229,14 @@ async fn phase(
         }
     }
     let requests = latencies_us.len() as u64;
+    let first_error = first_error.lock().unwrap_or_else(|e| e.into_inner()).take();
     Phase {
         events: requests * per_request,
         requests,
         errors: errors.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         latencies_us,
+        first_error,
     }
 }
 
@@ -214,10 +252,14 @@ fn report(name: &str, p: Phase) {
         p.events,
         p.errors,
     );
+    if let Some(e) = &p.first_error {
+        println!("{:<28} first error: {e}", "");
+    }
 }
 
 async fn events(a: EventsArgs) -> Result<(), CliError> {
     let base = a.url.trim_end_matches('/').to_owned();
+    let agency = bench_agency(&a.tls)?;
     let client = a
         .tls
         .http_client(Duration::from_secs(60))?
@@ -242,7 +284,7 @@ async fn events(a: EventsArgs) -> Result<(), CliError> {
     let batches: Vec<String> = (0..8u64)
         .map(|b| {
             let items: Vec<_> = (0..a.batch_size as u64)
-                .map(|i| event_json(b * 1_000_000 + i))
+                .map(|i| event_json(&agency, b * 1_000_000 + i))
                 .collect();
             serde_json::Value::Array(items).to_string()
         })
@@ -257,7 +299,9 @@ async fn events(a: EventsArgs) -> Result<(), CliError> {
     )
     .await;
     report(&format!("batch {}x{}", a.batch_clients, a.batch_size), p);
-    let singles: Vec<String> = (0..4096).map(|n| event_json(n).to_string()).collect();
+    let singles: Vec<String> = (0..4096)
+        .map(|n| event_json(&agency, n).to_string())
+        .collect();
     let p = phase(
         &client,
         format!("{base}/v1/events"),
