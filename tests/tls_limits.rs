@@ -2,7 +2,8 @@
 //! HTTPS with rustls checked by curl and openssl (independent clients), mutual TLS with
 //! the certificate's CN as the agency identity (required per route group, checked against
 //! events' agency, recorded in tsa.issued), per-client rate limits (429), the global
-//! concurrency limit (503), the header timeout and the connection limit.
+//! concurrency limit (503), the header timeout and the connection limit; the data center's
+//! commands (`verify chain --url`, `bench tokens`, `bench events`) over mutual TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

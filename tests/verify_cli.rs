@@ -2,7 +2,9 @@
 //! tests/vectors/verify/ verify and each broken one names its rule (exit 1); `--json` has
 //! its documented shape; errors reading input exit 2; against a real appliance, an event's
 //! proof bundle and its bare tlog-proof verify and every tampering is named; a whole chain
-//! verifies by URL and by export, and a changed export names the event.
+//! verifies by URL and by export, and a changed export names the event; with several
+//! appliances' keys given, each keeps its own name (a checkpoint signed by another
+//! appliance's key is refused).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -756,6 +758,130 @@ fn proofs_and_chains_of_a_running_appliance() {
     let out = run(&["verify", "chain", "--dir", ex, "--key", &key]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("block 0: missing"), "{}", text(&out));
+}
+
+/// Seals 30 events on `app` (whose server runs only meanwhile) and exports its chain to
+/// `out`; returns its chain verifier key.
+fn sealed_export(app: &Appliance, out: &Path) -> String {
+    let server = app.start();
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let key = rt.block_on(async {
+        let batch: Vec<Value> = (0..30).map(event).collect();
+        let r = client
+            .post(server.url("/v1/events/batch"))
+            .json(&Value::from(batch))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        wait_sealed(&client, &server, 30).await;
+        let (status, bundle) = get_json(&client, &server.url("/v1/events/0")).await;
+        assert_eq!(status, 200, "{bundle}");
+        bundle["verifier_key"].as_str().unwrap().to_owned()
+    });
+    server.stop();
+    app.cli_ok(&[
+        "chain",
+        "export",
+        "--state",
+        app.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    key
+}
+
+#[test]
+fn several_keys_each_keep_their_own_name() {
+    // Two appliances, two logs: each verifies with both appliances' keys given, in
+    // either order, from an export and from the stopped appliance's store.
+    let a = Appliance::new("ecdsa-p256");
+    let b = Appliance::new("ecdsa-p256");
+    let origin_a = "test-appliance.example/chain";
+    let origin_b = "second-appliance.example/chain";
+    b.write_config(&[(
+        &format!("origin = \"{origin_a}\""),
+        &format!("origin = \"{origin_b}\""),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let (ex_a, ex_b) = (dir.path().join("a"), dir.path().join("b"));
+    let key_a = sealed_export(&a, &ex_a);
+    let key_b = sealed_export(&b, &ex_b);
+    assert!(key_a.starts_with(origin_a) && key_b.starts_with(origin_b));
+    for (app, ex) in [(&a, &ex_a), (&b, &ex_b)] {
+        let ex = ex.to_str().unwrap();
+        let state = app.path().to_str().unwrap();
+        for (k1, k2) in [(&key_a, &key_b), (&key_b, &key_a)] {
+            let out = run(&["verify", "chain", "--dir", ex, "--key", k1, "--key", k2]);
+            assert_valid(&out);
+            let out = app.cli(&[
+                "chain", "verify", "--state", state, "--key", k1, "--key", k2,
+            ]);
+            assert_valid(&out);
+            assert!(text(&out).contains("OK"), "{}", text(&out));
+        }
+    }
+    // One appliance's key alone does not verify the other's log.
+    let out = run(&[
+        "verify",
+        "chain",
+        "--dir",
+        ex_a.to_str().unwrap(),
+        "--key",
+        &key_b,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(origin_a), "{}", text(&out));
+
+    // A checkpoint of log A signed by another appliance's key, under A's origin or under
+    // its own name: refused whichever order the keys come in.
+    let rogue = ed25519_dalek::SigningKey::from_bytes(&[11; 32]);
+    let rogue_pk = rogue.verifying_key().to_bytes();
+    let rogue_name = "rogue-appliance.example/chain";
+    let rogue_key = auditstamp::chain::note::verifier_key(rogue_name, &rogue_pk);
+    let forged = dir.path().join("forged");
+    let cp = ex_a.join("checkpoint");
+    let text_a = auditstamp::chain::note::SignedNote::parse(&std::fs::read_to_string(&cp).unwrap())
+        .unwrap()
+        .text;
+    for name in [origin_a, rogue_name] {
+        let _ = std::fs::remove_dir_all(&forged);
+        let o = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&ex_a)
+            .arg(&forged)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        use ed25519_dalek::Signer as _;
+        let note = auditstamp::chain::note::SignedNote {
+            signatures: vec![auditstamp::chain::note::NoteSignature {
+                name: name.into(),
+                id: auditstamp::chain::note::key_id(name, &rogue_pk),
+                signature: rogue.sign(text_a.as_bytes()).to_bytes().to_vec(),
+            }],
+            text: text_a.clone(),
+        };
+        std::fs::write(forged.join("checkpoint"), note.format()).unwrap();
+        let f = forged.to_str().unwrap();
+        for (k1, k2) in [(&key_a, &rogue_key), (&rogue_key, &key_a)] {
+            let out = run(&["verify", "chain", "--dir", f, "--key", k1, "--key", k2]);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "a checkpoint of {origin_a} signed by {rogue_name}'s key as {name} was accepted: {}",
+                text(&out)
+            );
+            assert!(
+                text(&out).contains(&format!(
+                    "no valid signature by a chain key named \"{origin_a}\""
+                )),
+                "{}",
+                text(&out)
+            );
+        }
+    }
 }
 
 #[test]
