@@ -1,6 +1,7 @@
 //! An appliance and its witness: every new checkpoint is submitted to the witness over
 //! HTTPS, the cosignature is verified and published with the checkpoint (and in proofs);
-//! a witness that is down stops nothing, and when it is back the appliance catches up.
+//! a witness that is down stops nothing, and when it is back the appliance catches up;
+//! `bench witness` reaches the same witness over HTTPS with `--tls-ca`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -97,9 +98,16 @@ fn checkpoints_are_cosigned_over_https_and_a_down_witness_stops_nothing() {
     let out = app.cli_ok(&["chain", "verifier-key"]);
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), key);
 
-    // The witness, registering the appliance, serving TLS with a localhost certificate.
+    // The witness, registering the appliance (and two simulated ones for `bench witness`),
+    // serving TLS with a localhost certificate.
+    let bench_logs = std::process::Command::new(bin())
+        .args(["bench", "witness-config", "--logs", "2", "--seed", "5"])
+        .output()
+        .unwrap();
+    assert!(bench_logs.status.success());
     let w = WitnessNode::new(&format!(
-        "[[log]]\norigin = \"{ORIGIN}\"\nkey = \"{key}\"\n"
+        "[[log]]\norigin = \"{ORIGIN}\"\nkey = \"{key}\"\n{}",
+        String::from_utf8(bench_logs.stdout).unwrap()
     ));
     let pki = Pki::new(&w.path().join("tls"));
     let text = std::fs::read_to_string(&w.config).unwrap().replace(
@@ -128,6 +136,43 @@ fn checkpoints_are_cosigned_over_https_and_a_down_witness_stops_nothing() {
         ws.log()
     );
     let port = ws.addr.port();
+
+    // The data center's load generator reaches it over HTTPS too, pinning its CA.
+    let bench = |ca: &str| {
+        std::process::Command::new(bin())
+            .args([
+                "bench",
+                "witness",
+                "--url",
+                &format!("https://localhost:{port}"),
+            ])
+            .args([
+                "--logs",
+                "2",
+                "--seed",
+                "5",
+                "--rounds",
+                "1",
+                "--clients",
+                "1",
+                "--json",
+            ])
+            .args(["--tls-ca", ca])
+            .output()
+            .unwrap()
+    };
+    let o = bench(&pki.path("server-ca.pem"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let figures: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (figures["cosigned"].as_u64(), figures["errors"].as_u64()),
+        (Some(2), Some(0)),
+        "{figures}"
+    );
+    let o = bench(&pki.path("rogue-ca.pem"));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("UnknownIssuer"), "{e}");
 
     // The appliance submits to it.
     app.write_config(&[(
