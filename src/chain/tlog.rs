@@ -415,20 +415,66 @@ pub fn verify_consistency(
         return Ok(());
     }
     // When the old tree is a complete subtree, its root is the proof's implicit first node.
-    let (first, rest) = if old_size.is_power_of_two() {
-        (*old_root, proof)
+    let (fr, sr) = if old_size.is_power_of_two() {
+        roots_from_nodes(old_root, proof, new_size, old_size)?
     } else {
-        match proof.split_first() {
-            Some((first, rest)) => (*first, rest),
-            None => return Err(TlogError::InvalidProof("consistency proof is empty")),
-        }
+        consistency_proof_roots(proof, new_size, old_size)?
     };
+    if fr != *old_root {
+        return Err(TlogError::InvalidProof("old root hash mismatch"));
+    }
+    if sr != *new_root {
+        return Err(TlogError::InvalidProof("new root hash mismatch"));
+    }
+    Ok(())
+}
+
+/// The two roots an RFC 9162 consistency proof from `old_size` to `new_size` leads to,
+/// computed from the proof alone (§2.1.4.2 without the final comparisons): `(old root, new
+/// root)`.
+///
+/// Only for `0 < old_size < new_size` with `old_size` not a power of two: otherwise the
+/// proof does not carry the old tree (it is empty, or the old root is its implicit first
+/// node) and this refuses. When the new root it gives is a checkpoint's root, the proof's
+/// nodes are that tree's own (anything else would be a SHA-256 collision), so the old
+/// root it gives is the root of that tree's first `old_size` records: a checkpoint of
+/// `old_size` with another root cannot be a prefix of it.
+pub fn consistency_proof_roots(
+    proof: &[Hash],
+    new_size: u64,
+    old_size: u64,
+) -> Result<(Hash, Hash), TlogError> {
+    if old_size >= new_size {
+        return Err(TlogError::SizeOrder {
+            old: old_size,
+            new: new_size,
+        });
+    }
+    if old_size == 0 || old_size.is_power_of_two() {
+        return Err(TlogError::InvalidProof(
+            "the proof does not carry the old tree's root",
+        ));
+    }
+    match proof.split_first() {
+        Some((first, rest)) => roots_from_nodes(first, rest, new_size, old_size),
+        None => Err(TlogError::InvalidProof("consistency proof is empty")),
+    }
+}
+
+/// §2.1.4.2 steps 3 to 6: the old and new roots from the first node and the rest of the
+/// proof (`0 < old_size < new_size`).
+fn roots_from_nodes(
+    first: &Hash,
+    rest: &[Hash],
+    new_size: u64,
+    old_size: u64,
+) -> Result<(Hash, Hash), TlogError> {
     let (mut f, mut s) = (old_size - 1, new_size - 1);
     while f & 1 == 1 {
         f >>= 1;
         s >>= 1;
     }
-    let (mut fr, mut sr) = (first, first);
+    let (mut fr, mut sr) = (*first, *first);
     for c in rest {
         if s == 0 {
             return Err(TlogError::InvalidProof("consistency proof too long"));
@@ -449,13 +495,7 @@ pub fn verify_consistency(
     if s != 0 {
         return Err(TlogError::InvalidProof("consistency proof too short"));
     }
-    if fr != *old_root {
-        return Err(TlogError::InvalidProof("old root hash mismatch"));
-    }
-    if sr != *new_root {
-        return Err(TlogError::InvalidProof("new root hash mismatch"));
-    }
-    Ok(())
+    Ok((fr, sr))
 }
 
 /// `l` (a level below 64) as a `u8`.
@@ -1164,6 +1204,13 @@ mod tests {
             let their = tlog_tiles::prove_tree(new, old, &TheirReader(&log.stored)).unwrap();
             assert_eq!(their_proof(&proof), their, "{old} -> {new}");
         }
+        // The roots the proof leads to, where it carries the old tree.
+        let roots = consistency_proof_roots(&proof, new, old);
+        if old > 0 && old < new && !old.is_power_of_two() {
+            assert_eq!(roots.unwrap(), (old_root, new_root), "{old} -> {new}");
+        } else {
+            assert!(roots.is_err(), "{old} -> {new}");
+        }
         // Any altered hash, a dropped or an added hash is refused.
         for i in 0..proof.len() {
             let mut bad = proof.clone();
@@ -1201,6 +1248,48 @@ mod tests {
             for old in 0..=new {
                 check_consistency_pair(log, old, new, true);
             }
+        }
+    }
+
+    /// A proof made by another tree (a log that forked after 40 records)
+    /// leads to that tree's roots: with the new root right, the old root it gives is the
+    /// other tree's, which tells the two histories apart.
+    #[test]
+    fn proof_roots_show_which_tree_a_proof_comes_from() {
+        let ours = log();
+        let mut leaves = Vec::new();
+        let mut theirs: Vec<Hash> = Vec::new();
+        for n in 0..100u64 {
+            // The same first 40 records, then others.
+            let data = if n < 40 {
+                format!("record {n}")
+            } else {
+                format!("forked {n}")
+            };
+            let leaf = leaf_hash(data.as_bytes());
+            leaves.push(leaf);
+            theirs.extend(stored_hashes_for_record(n, leaf, &theirs).unwrap());
+        }
+        for (old, new) in [(45u64, 90u64), (41, 100), (60, 61), (99, 100)] {
+            let proof = prove_consistency(new, old, &theirs).unwrap();
+            let (fr, sr) = consistency_proof_roots(&proof, new, old).unwrap();
+            assert_eq!(sr, tree_hash(new, &theirs).unwrap());
+            assert_eq!(fr, tree_hash(old, &theirs).unwrap());
+            let our_old = tree_hash(old, &ours.stored).unwrap();
+            assert_ne!(fr, our_old);
+            assert!(verify_consistency(&proof, new, old, &sr, &our_old).is_err());
+        }
+        // Before the fork the histories agree.
+        let proof = prove_consistency(90, 39, &theirs).unwrap();
+        let (fr, _) = consistency_proof_roots(&proof, 90, 39).unwrap();
+        assert_eq!(fr, tree_hash(39, &ours.stored).unwrap());
+        // Sizes whose proofs do not carry the old tree.
+        for (old, new) in [(0u64, 10u64), (32, 90), (10, 10), (11, 10)] {
+            let proof = prove_consistency(new.max(old), old.min(new), &theirs).unwrap();
+            assert!(
+                consistency_proof_roots(&proof, new, old).is_err(),
+                "{old} {new}"
+            );
         }
     }
 

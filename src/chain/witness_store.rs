@@ -1,47 +1,77 @@
 //! The witness's durable state in sled: for each registered log, the latest checkpoint it
-//! cosigned and the last alerts about the log; written with group commit and a
-//! compare-and-swap per origin.
+//! cosigned, the few it cosigned before, and the evidence that the log signed checkpoints
+//! that cannot all be true; written with group commit and a compare-and-swap per origin.
 //!
-//! Layout (one sled tree, `witness`):
-//! - `s` + origin → the latest cosigned checkpoint ([`LogState`], version 1: `0x01` · u64
-//!   size · 32-byte root · u64 cosigned_at (Unix s) · u32 length + the checkpoint note: its
-//!   text and the log's own signature line).
-//! - `a` + origin → alert counters (one u64 per [`AlertKind`]) and the last
-//!   [`MAX_RECENT_ALERTS`] alerts ([`Alerts`]).
+//! Layout:
+//! - tree `witness`:
+//!   - `s` + origin → the latest cosigned checkpoint ([`LogState`], version 1: `0x01` · u64
+//!     size · 32-byte root · u64 cosigned_at (Unix s) · u32 length + the checkpoint note:
+//!     its text and the log's own signature line).
+//!   - `c` + u32 origin length + origin + u64 size → an earlier cosigned checkpoint: the
+//!     [`HISTORY`] most recent before the latest, replaced one by one as new ones are
+//!     cosigned. Stored compactly (version 2: `0x02` · u64 size · 32-byte root · u64
+//!     cosigned_at · u32 length + the checkpoint's extension lines · u32 length + the
+//!     signature's key name, empty when it is the origin · 4-byte key id · u16 length +
+//!     signature), the note being rebuilt from them and the origin byte for byte; or in
+//!     the state's form when it could not be. They let the witness tell a replay of a checkpoint it
+//!     cosigned (refused, nothing recorded) from a checkpoint of that size with another
+//!     root (evidence), and prove a consistency proof from that size wrong.
+//!   - `a` + origin → the alerts of versions before evidence records (counters and the
+//!     last 16 refusals, some written by anyone who posted): read at start to carry the
+//!     forks they prove over to evidence records, otherwise left as they are and never
+//!     written.
+//! - tree `witness-evidence`: u32 origin length + origin + 32-byte [`Evidence::id`] →
+//!   [`Evidence`] (version 1, see [`Evidence::encode`]): two checkpoints signed by the
+//!   log's key that cannot both be true, each kept as the log signed it. Never evicted
+//!   nor rewritten; the same evidence submitted again is not stored again; at most
+//!   [`MAX_EVIDENCE_PER_LOG`] per log (more are counted, not kept: a log whose key signs
+//!   that many contradictions is proven compromised by the first).
 //!
-//! So the state of a log is constant in size: one value replaced at every cosignature, and
-//! one value of bounded size rewritten only when something is refused and recorded.
+//! Nothing is written for a submission without a valid signature by the log's key: the
+//! state of a log is bounded whatever anyone posts (one state, [`HISTORY`] earlier ones,
+//! and evidence only the log's own key can make).
 //!
-//! Every log's record is also kept in memory (loaded at [`WitnessStore::open`]), so reads
-//! never touch sled. Writes go to one committer thread. It takes every job waiting, checks
-//! each [`WitnessStore::replace`] against the state it was decided on (the latest state in
-//! memory, or the one an earlier job of the same batch wrote: a compare-and-swap per
-//! origin), writes what passed in one batch, flushes once, and only then publishes the new
-//! states in memory and answers. A request that was checked against a state that changed
-//! meanwhile gets [`Outcome::Moved`] with the current state, and is checked again: the
-//! check and the write are one atomic step per origin, as c2sp.org/tlog-witness requires,
-//! without a lock held across the flush. A failed flush answers every job of the batch with
-//! an error and publishes nothing.
+//! Every log's state and history, and the ids and counts of its evidence, are kept in
+//! memory (loaded at [`WitnessStore::open`]), so the checks never read sled. Writes go to
+//! one committer thread. It takes every job waiting, checks each [`WitnessStore::replace`]
+//! against the state it was decided on (the latest state in memory, or the one an earlier
+//! job of the same batch wrote: a compare-and-swap per origin), writes what passed in one
+//! batch per tree, flushes once, and only then publishes the new states in memory and
+//! answers. A request that was checked against a state that changed meanwhile gets
+//! [`Outcome::Moved`] with the current state, and is checked again: the check and the write
+//! are one atomic step per origin, as c2sp.org/tlog-witness requires, without a lock held
+//! across the flush. A failed flush answers every job of the batch with an error and
+//! publishes nothing.
 //!
 //! Its one error type is [`WitnessStoreError`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam_channel::{Receiver, Sender};
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
+use super::note::{Checkpoint, NoteSignature, SignedNote};
 use super::store::{Store, StoreError};
 use super::tlog::Hash;
 
 const TREE: &str = "witness";
+const EVIDENCE_TREE: &str = "witness-evidence";
 const STATE: u8 = b's';
-const ALERTS: u8 = b'a';
+const COSIGNED: u8 = b'c';
+const LEGACY_ALERTS: u8 = b'a';
 const VERSION: u8 = 1;
-/// Alerts kept per log (older ones are only counted).
-pub const MAX_RECENT_ALERTS: usize = 16;
+/// The compact form of an earlier cosigned checkpoint.
+const COMPACT: u8 = 2;
+/// Earlier cosigned checkpoints kept per log, besides the latest.
+pub const HISTORY: usize = 4;
+/// Evidence records kept per log (more are counted, not stored).
+pub const MAX_EVIDENCE_PER_LOG: usize = 1000;
 /// Most jobs one commit takes (more wait for the next one).
 const MAX_COMMIT_JOBS: usize = 10_000;
+/// Domain separation of [`Evidence::id`].
+const EVIDENCE_ID_CONTEXT: &[u8] = b"auditstamp witness evidence v1\n";
 
 /// What can go wrong in the witness store.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +100,7 @@ pub enum WitnessStoreError {
     CommitFailed(String),
 }
 
-/// The latest checkpoint the witness cosigned for a log.
+/// A checkpoint the witness cosigned for a log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogState {
     /// Its tree size.
@@ -81,175 +111,6 @@ pub struct LogState {
     pub cosigned_at: u64,
     /// The checkpoint note: its text and the log's signature that verified.
     pub checkpoint: String,
-}
-
-/// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AlertKind {
-    /// The log claimed an old size below the one recorded, or signed a checkpoint smaller
-    /// than the one recorded.
-    Rollback,
-    /// The log signed a checkpoint of the recorded size with another root.
-    Fork,
-    /// The consistency proof from the recorded checkpoint does not verify.
-    BadProof,
-    /// No signature by the log's key verifies.
-    BadSignature,
-}
-
-impl AlertKind {
-    /// Every kind, in the order of [`Alerts::counts`].
-    pub const ALL: [AlertKind; 4] = [
-        AlertKind::Rollback,
-        AlertKind::Fork,
-        AlertKind::BadProof,
-        AlertKind::BadSignature,
-    ];
-
-    /// The kind's name: `rollback`, `fork`, `bad-proof` or `bad-signature`.
-    pub fn name(self) -> &'static str {
-        match self {
-            AlertKind::Rollback => "rollback",
-            AlertKind::Fork => "fork",
-            AlertKind::BadProof => "bad-proof",
-            AlertKind::BadSignature => "bad-signature",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            AlertKind::Rollback => 0,
-            AlertKind::Fork => 1,
-            AlertKind::BadProof => 2,
-            AlertKind::BadSignature => 3,
-        }
-    }
-
-    fn from_index(i: u8) -> Option<AlertKind> {
-        AlertKind::ALL.get(usize::from(i)).copied()
-    }
-}
-
-/// One refused submission the witness recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alert {
-    /// What it was.
-    pub kind: AlertKind,
-    /// When (Unix seconds).
-    pub at: u64,
-    /// The old size the request named.
-    pub old_size: u64,
-    /// The submitted checkpoint's size.
-    pub size: u64,
-    /// The size the witness had recorded then, if any.
-    pub recorded_size: Option<u64>,
-    /// The submitted checkpoint note (its text and the signature lines by the log's key).
-    pub submitted: String,
-    /// The checkpoint note the witness had recorded then, if any: with `submitted`, the
-    /// evidence of a fork or a rollback (both signed by the log).
-    pub recorded: Option<String>,
-}
-
-/// A log's alerts: a counter per kind, and the most recent ones (at most
-/// [`MAX_RECENT_ALERTS`], oldest first).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Alerts {
-    counts: [u64; 4],
-    recent: VecDeque<Alert>,
-}
-
-impl Alerts {
-    /// Counts `alert` and keeps it, dropping the oldest kept one beyond
-    /// [`MAX_RECENT_ALERTS`].
-    pub fn record(&mut self, alert: Alert) {
-        let c = &mut self.counts[alert.kind.index()];
-        *c = c.saturating_add(1);
-        if self.recent.len() == MAX_RECENT_ALERTS {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(alert);
-    }
-
-    /// How many alerts of `kind` were ever recorded.
-    pub fn count(&self, kind: AlertKind) -> u64 {
-        self.counts[kind.index()]
-    }
-
-    /// How many alerts were ever recorded.
-    pub fn total(&self) -> u64 {
-        self.counts.iter().fold(0, |a, c| a.saturating_add(*c))
-    }
-
-    /// The kept alerts, oldest first.
-    pub fn recent(&self) -> impl DoubleEndedIterator<Item = &Alert> + ExactSizeIterator {
-        self.recent.iter()
-    }
-
-    /// The stored form (version 1): `0x01` · 4 × u64 counts · u8 n · n alerts, each u8 kind ·
-    /// u64 at · u64 old size · u64 size · u8 has-recorded-size · u64 recorded size ·
-    /// u32 length + submitted · u8 has-recorded · u32 length + recorded.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![VERSION];
-        for c in self.counts {
-            out.extend_from_slice(&c.to_be_bytes());
-        }
-        out.push(u8::try_from(self.recent.len()).unwrap_or(u8::MAX));
-        for a in self.recent.iter().take(usize::from(u8::MAX)) {
-            out.push(u8::try_from(a.kind.index()).unwrap_or(u8::MAX));
-            for v in [a.at, a.old_size, a.size] {
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-            out.push(u8::from(a.recorded_size.is_some()));
-            out.extend_from_slice(&a.recorded_size.unwrap_or(0).to_be_bytes());
-            put_str(&mut out, &a.submitted);
-            out.push(u8::from(a.recorded.is_some()));
-            put_str(&mut out, a.recorded.as_deref().unwrap_or(""));
-        }
-        out
-    }
-
-    /// Reads [`Self::encode`]'s form.
-    pub fn decode(bytes: &[u8]) -> Result<Alerts, WitnessStoreError> {
-        let bad = || WitnessStoreError::Corrupt("an alerts record is damaged".into());
-        let mut r = Reader(bytes);
-        if r.u8().ok_or_else(bad)? != VERSION {
-            return Err(WitnessStoreError::Corrupt(
-                "an alerts record has an unknown version".into(),
-            ));
-        }
-        let mut counts = [0u64; 4];
-        for c in &mut counts {
-            *c = r.u64().ok_or_else(bad)?;
-        }
-        let n = r.u8().ok_or_else(bad)?;
-        let mut recent = VecDeque::with_capacity(usize::from(n));
-        for _ in 0..n {
-            let kind = r.u8().and_then(AlertKind::from_index).ok_or_else(bad)?;
-            let (at, old_size, size) = (
-                r.u64().ok_or_else(bad)?,
-                r.u64().ok_or_else(bad)?,
-                r.u64().ok_or_else(bad)?,
-            );
-            let has_size = r.u8().ok_or_else(bad)? == 1;
-            let recorded_size = r.u64().ok_or_else(bad)?;
-            let submitted = r.string().ok_or_else(bad)?;
-            let has_recorded = r.u8().ok_or_else(bad)? == 1;
-            let recorded = r.string().ok_or_else(bad)?;
-            recent.push_back(Alert {
-                kind,
-                at,
-                old_size,
-                size,
-                recorded_size: has_size.then_some(recorded_size),
-                submitted,
-                recorded: has_recorded.then_some(recorded),
-            });
-        }
-        if !r.0.is_empty() {
-            return Err(bad());
-        }
-        Ok(Alerts { counts, recent })
-    }
 }
 
 impl LogState {
@@ -286,6 +147,413 @@ impl LogState {
     }
 }
 
+/// An earlier cosigned checkpoint's stored form: compact when the note can be rebuilt from
+/// it byte for byte (see the module documentation), else [`LogState::encode`]'s.
+fn encode_cosigned(state: &LogState, origin: &str) -> Vec<u8> {
+    compact(state, origin).unwrap_or_else(|| state.encode())
+}
+
+fn compact(state: &LogState, origin: &str) -> Option<Vec<u8>> {
+    let note = SignedNote::parse(&state.checkpoint).ok()?;
+    let [sig] = note.signatures.as_slice() else {
+        return None;
+    };
+    let head = Checkpoint {
+        origin: origin.to_owned(),
+        size: state.size,
+        root: state.root,
+        extensions: Vec::new(),
+    }
+    .body();
+    let extensions = note.text.strip_prefix(&head)?;
+    let name = if sig.name == origin { "" } else { &sig.name };
+    let mut out = Vec::with_capacity(140);
+    out.push(COMPACT);
+    out.extend_from_slice(&state.size.to_be_bytes());
+    out.extend_from_slice(&state.root);
+    out.extend_from_slice(&state.cosigned_at.to_be_bytes());
+    put_str(&mut out, extensions);
+    put_str(&mut out, name);
+    out.extend_from_slice(&sig.id);
+    out.extend_from_slice(&u16::try_from(sig.signature.len()).ok()?.to_be_bytes());
+    out.extend_from_slice(&sig.signature);
+    // Only what rebuilds exactly.
+    (decode_cosigned(&out, origin).ok()? == *state).then_some(out)
+}
+
+/// Reads [`encode_cosigned`]'s forms.
+fn decode_cosigned(bytes: &[u8], origin: &str) -> Result<LogState, WitnessStoreError> {
+    if bytes.first() != Some(&COMPACT) {
+        return LogState::decode(bytes);
+    }
+    let bad = || WitnessStoreError::Corrupt("a cosigned checkpoint record is damaged".into());
+    let mut r = Reader(&bytes[1..]);
+    let size = r.u64().ok_or_else(bad)?;
+    let root = r.hash().ok_or_else(bad)?;
+    let cosigned_at = r.u64().ok_or_else(bad)?;
+    let extensions = r.string().ok_or_else(bad)?;
+    let name = r.string().ok_or_else(bad)?;
+    let id: [u8; 4] = r.take(4).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+    let len = r
+        .take(2)
+        .and_then(|b| b.try_into().ok())
+        .map(u16::from_be_bytes)
+        .ok_or_else(bad)?;
+    let signature = r.take(usize::from(len)).ok_or_else(bad)?.to_vec();
+    if !r.0.is_empty() {
+        return Err(bad());
+    }
+    let mut text = Checkpoint {
+        origin: origin.to_owned(),
+        size,
+        root,
+        extensions: Vec::new(),
+    }
+    .body();
+    text.push_str(&extensions);
+    let name = if name.is_empty() {
+        origin.to_owned()
+    } else {
+        name
+    };
+    let checkpoint = SignedNote {
+        text,
+        signatures: vec![NoteSignature {
+            name,
+            id,
+            signature,
+        }],
+    }
+    .format();
+    Ok(LogState {
+        size,
+        root,
+        cosigned_at,
+        checkpoint,
+    })
+}
+
+/// How two checkpoints signed by a log contradict each other, named after the submitted
+/// one's size against the latest checkpoint the witness had cosigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EvidenceKind {
+    /// Smaller than the latest cosigned, and not part of the history the witness cosigned:
+    /// another root than a checkpoint of its size the witness cosigned, or its consistency
+    /// proof from a cosigned size leads to another root there. The log went back and grew
+    /// another history.
+    Rollback,
+    /// The size of the latest cosigned, with another root.
+    Fork,
+    /// Larger than the latest cosigned, and its own consistency proof (the one submitted
+    /// with it, which leads to its root) starts from another root at the cosigned size:
+    /// its tree does not contain the cosigned one.
+    BadProof,
+}
+
+impl EvidenceKind {
+    /// Every kind, in the order of [`EvidenceCounts::counts`].
+    pub const ALL: [EvidenceKind; 3] = [
+        EvidenceKind::Rollback,
+        EvidenceKind::Fork,
+        EvidenceKind::BadProof,
+    ];
+
+    /// The kind's name: `rollback`, `fork` or `bad-proof`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvidenceKind::Rollback => "rollback",
+            EvidenceKind::Fork => "fork",
+            EvidenceKind::BadProof => "bad-proof",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            EvidenceKind::Rollback => 0,
+            EvidenceKind::Fork => 1,
+            EvidenceKind::BadProof => 2,
+        }
+    }
+
+    fn from_index(i: u8) -> Option<EvidenceKind> {
+        EvidenceKind::ALL.get(usize::from(i)).copied()
+    }
+}
+
+/// The id of an evidence record: SHA-256 of a context string and the two notes (each
+/// u32 length-prefixed). The same two notes are the same evidence, however often, and with
+/// whatever old size, they are submitted.
+pub type EvidenceId = [u8; 32];
+
+/// Two checkpoints signed by a log's key that cannot both be true: the evidence a witness
+/// exists to catch. Anyone holding the log's verifier key can check it offline: both notes
+/// verify; for [`EvidenceKind::Fork`] and some [`EvidenceKind::Rollback`]s the sizes are
+/// equal and the roots differ; otherwise the consistency proof, from `cosigned_size` to
+/// `size` (RFC 9162 §2.1.4.2, see [`super::tlog::consistency_proof_roots`]), leads to the
+/// submitted root from another root than the cosigned one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// How they contradict each other.
+    pub kind: EvidenceKind,
+    /// When the witness first received it (Unix seconds).
+    pub seen_at: u64,
+    /// The size of the checkpoint the witness had cosigned.
+    pub cosigned_size: u64,
+    /// The checkpoint the witness had cosigned: its text and the log's signature line, as
+    /// received when it was cosigned.
+    pub cosigned: String,
+    /// The size of the submitted checkpoint.
+    pub size: u64,
+    /// The submitted checkpoint: its text and the log's signature line that verified, byte
+    /// for byte as received (signature lines by other keys, which anyone can add, are not
+    /// kept).
+    pub submitted: String,
+    /// The old size of the submission.
+    pub old_size: u64,
+    /// The consistency proof that shows the contradiction (from `cosigned_size` to
+    /// `size`); empty when the sizes are equal.
+    pub proof: Vec<Hash>,
+}
+
+impl Evidence {
+    /// Its id (see [`EvidenceId`]).
+    pub fn id(&self) -> EvidenceId {
+        let mut h = Sha256::new();
+        h.update(EVIDENCE_ID_CONTEXT);
+        for note in [&self.cosigned, &self.submitted] {
+            h.update(u32::try_from(note.len()).unwrap_or(u32::MAX).to_be_bytes());
+            h.update(note.as_bytes());
+        }
+        h.finalize().into()
+    }
+
+    /// The stored form (version 1): `0x01` · u8 kind · u64 seen_at · u64 cosigned size ·
+    /// u64 size · u64 old size · u32 length + cosigned note · u32 length + submitted note ·
+    /// u8 n · n 32-byte proof hashes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            64 + self.cosigned.len() + self.submitted.len() + 32 * self.proof.len(),
+        );
+        out.push(VERSION);
+        out.push(u8::try_from(self.kind.index()).unwrap_or(u8::MAX));
+        for v in [self.seen_at, self.cosigned_size, self.size, self.old_size] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        put_str(&mut out, &self.cosigned);
+        put_str(&mut out, &self.submitted);
+        out.push(u8::try_from(self.proof.len()).unwrap_or(u8::MAX));
+        for h in self.proof.iter().take(usize::from(u8::MAX)) {
+            out.extend_from_slice(h);
+        }
+        out
+    }
+
+    /// Reads [`Self::encode`]'s form.
+    pub fn decode(bytes: &[u8]) -> Result<Evidence, WitnessStoreError> {
+        let bad = || WitnessStoreError::Corrupt("an evidence record is damaged".into());
+        let mut r = Reader(bytes);
+        if r.u8().ok_or_else(bad)? != VERSION {
+            return Err(WitnessStoreError::Corrupt(
+                "an evidence record has an unknown version".into(),
+            ));
+        }
+        let kind = r.u8().and_then(EvidenceKind::from_index).ok_or_else(bad)?;
+        let seen_at = r.u64().ok_or_else(bad)?;
+        let cosigned_size = r.u64().ok_or_else(bad)?;
+        let size = r.u64().ok_or_else(bad)?;
+        let old_size = r.u64().ok_or_else(bad)?;
+        let cosigned = r.string().ok_or_else(bad)?;
+        let submitted = r.string().ok_or_else(bad)?;
+        let n = r.u8().ok_or_else(bad)?;
+        let mut proof = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            proof.push(r.hash().ok_or_else(bad)?);
+        }
+        if !r.0.is_empty() {
+            return Err(bad());
+        }
+        Ok(Evidence {
+            kind,
+            seen_at,
+            cosigned_size,
+            cosigned,
+            size,
+            submitted,
+            old_size,
+            proof,
+        })
+    }
+}
+
+/// An evidence record as read from the store, with its origin: the record, or why it
+/// cannot be read.
+pub type StoredEvidence = (String, Result<Evidence, WitnessStoreError>);
+
+/// A log's evidence records, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EvidenceCounts {
+    counts: [u64; 3],
+    /// Evidence received since start that was not kept because the log already had
+    /// [`MAX_EVIDENCE_PER_LOG`] records.
+    pub not_kept: u64,
+}
+
+impl EvidenceCounts {
+    /// Records of `kind` kept.
+    pub fn count(&self, kind: EvidenceKind) -> u64 {
+        self.counts[kind.index()]
+    }
+
+    /// Records kept.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().fold(0, |a, c| a.saturating_add(*c))
+    }
+
+    fn add(&mut self, kind: EvidenceKind) {
+        let c = &mut self.counts[kind.index()];
+        *c = c.saturating_add(1);
+    }
+}
+
+/// What an alert of an older version was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LegacyAlertKind {
+    /// `rollback`.
+    Rollback,
+    /// `fork`.
+    Fork,
+    /// `bad-proof`.
+    BadProof,
+    /// `bad-signature`.
+    BadSignature,
+}
+
+impl LegacyAlertKind {
+    const ALL: [LegacyAlertKind; 4] = [
+        LegacyAlertKind::Rollback,
+        LegacyAlertKind::Fork,
+        LegacyAlertKind::BadProof,
+        LegacyAlertKind::BadSignature,
+    ];
+
+    /// The kind's name: `rollback`, `fork`, `bad-proof` or `bad-signature`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LegacyAlertKind::Rollback => "rollback",
+            LegacyAlertKind::Fork => "fork",
+            LegacyAlertKind::BadProof => "bad-proof",
+            LegacyAlertKind::BadSignature => "bad-signature",
+        }
+    }
+}
+
+/// One refused submission an older version recorded as an alert. Its notes were not all
+/// checked (a `bad-signature` alert was written for anyone's post), so it is only a lead:
+/// what it proves is carried over as [`Evidence`] by the witness, which checks it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyAlert {
+    /// What it was.
+    pub kind: LegacyAlertKind,
+    /// When (Unix seconds).
+    pub at: u64,
+    /// The old size the request named.
+    pub old_size: u64,
+    /// The submitted checkpoint's size.
+    pub size: u64,
+    /// The size the witness had recorded then, if any.
+    pub recorded_size: Option<u64>,
+    /// The submitted checkpoint note (its text and the signature lines in the log's name).
+    pub submitted: String,
+    /// The checkpoint note the witness had recorded then, if any.
+    pub recorded: Option<String>,
+}
+
+/// A log's alerts as older versions stored them (`a` + origin): a counter per kind and the
+/// last 16.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegacyAlerts {
+    /// Alerts ever recorded, by kind (rollback, fork, bad-proof, bad-signature).
+    pub counts: [u64; 4],
+    /// The kept alerts, oldest first.
+    pub recent: Vec<LegacyAlert>,
+}
+
+impl LegacyAlerts {
+    /// The form older versions wrote (version 1): `0x01` · 4 × u64 counts · u8 n · n
+    /// alerts, each u8 kind · u64 at · u64 old size · u64 size · u8 has-recorded-size · u64
+    /// recorded size · u32 length + submitted · u8 has-recorded · u32 length + recorded.
+    /// (Only tests write it now.)
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        for c in self.counts {
+            out.extend_from_slice(&c.to_be_bytes());
+        }
+        out.push(u8::try_from(self.recent.len()).unwrap_or(u8::MAX));
+        for a in self.recent.iter().take(usize::from(u8::MAX)) {
+            let kind = LegacyAlertKind::ALL
+                .iter()
+                .position(|k| *k == a.kind)
+                .unwrap_or(0);
+            out.push(u8::try_from(kind).unwrap_or(u8::MAX));
+            for v in [a.at, a.old_size, a.size] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            out.push(u8::from(a.recorded_size.is_some()));
+            out.extend_from_slice(&a.recorded_size.unwrap_or(0).to_be_bytes());
+            put_str(&mut out, &a.submitted);
+            out.push(u8::from(a.recorded.is_some()));
+            put_str(&mut out, a.recorded.as_deref().unwrap_or(""));
+        }
+        out
+    }
+
+    /// Reads [`Self::encode`]'s form.
+    pub fn decode(bytes: &[u8]) -> Result<LegacyAlerts, WitnessStoreError> {
+        let bad = || WitnessStoreError::Corrupt("an alerts record is damaged".into());
+        let mut r = Reader(bytes);
+        if r.u8().ok_or_else(bad)? != VERSION {
+            return Err(WitnessStoreError::Corrupt(
+                "an alerts record has an unknown version".into(),
+            ));
+        }
+        let mut counts = [0u64; 4];
+        for c in &mut counts {
+            *c = r.u64().ok_or_else(bad)?;
+        }
+        let n = r.u8().ok_or_else(bad)?;
+        let mut recent = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let kind = r
+                .u8()
+                .and_then(|i| LegacyAlertKind::ALL.get(usize::from(i)).copied())
+                .ok_or_else(bad)?;
+            let (at, old_size, size) = (
+                r.u64().ok_or_else(bad)?,
+                r.u64().ok_or_else(bad)?,
+                r.u64().ok_or_else(bad)?,
+            );
+            let has_size = r.u8().ok_or_else(bad)? == 1;
+            let recorded_size = r.u64().ok_or_else(bad)?;
+            let submitted = r.string().ok_or_else(bad)?;
+            let has_recorded = r.u8().ok_or_else(bad)? == 1;
+            let recorded = r.string().ok_or_else(bad)?;
+            recent.push(LegacyAlert {
+                kind,
+                at,
+                old_size,
+                size,
+                recorded_size: has_size.then_some(recorded_size),
+                submitted,
+                recorded: has_recorded.then_some(recorded),
+            });
+        }
+        if !r.0.is_empty() {
+            return Err(bad());
+        }
+        Ok(LegacyAlerts { counts, recent })
+    }
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_be_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -306,6 +574,11 @@ impl Reader<'_> {
     fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+    }
     fn u64(&mut self) -> Option<u64> {
         self.take(8)
             .and_then(|b| b.try_into().ok())
@@ -315,22 +588,31 @@ impl Reader<'_> {
         self.take(32).and_then(|b| b.try_into().ok())
     }
     fn string(&mut self) -> Option<String> {
-        let len = self
-            .take(4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_be_bytes)?;
+        let len = self.u32()?;
         let bytes = self.take(usize::try_from(len).ok()?)?;
         String::from_utf8(bytes.to_vec()).ok()
     }
 }
 
-/// A log's record: its latest cosigned checkpoint (none before the first) and its alerts.
+/// A log's record (a copy of what the store holds in memory).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogRecord {
-    /// The latest cosigned checkpoint.
+    /// The latest cosigned checkpoint (none before the first).
     pub state: Option<LogState>,
-    /// Its alerts.
-    pub alerts: Alerts,
+    /// The earlier cosigned checkpoints kept, oldest first (at most [`HISTORY`]).
+    pub history: Vec<LogState>,
+    /// Its evidence records, counted.
+    pub evidence: EvidenceCounts,
+}
+
+/// A log's record in memory.
+#[derive(Debug, Default)]
+struct Memory {
+    state: Option<LogState>,
+    /// Oldest first, sizes increasing.
+    history: VecDeque<LogState>,
+    evidence_ids: HashSet<EvidenceId>,
+    evidence: EvidenceCounts,
 }
 
 /// The state a caller checked a request against: the size and root of the latest
@@ -347,36 +629,53 @@ pub enum Outcome {
     Moved(Option<LogState>),
 }
 
+/// How a [`WitnessStore::record_evidence`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceOutcome {
+    /// A new record, durable.
+    Stored,
+    /// The same evidence was already kept; nothing was written.
+    AlreadyKept,
+    /// The log already has [`MAX_EVIDENCE_PER_LOG`] records; counted, not kept.
+    Full,
+}
+
 enum Op {
     Replace {
         log: usize,
         expected: Expected,
         new: LogState,
     },
-    Alert {
+    Evidence {
         log: usize,
-        alert: Alert,
+        evidence: Box<Evidence>,
     },
+}
+
+enum Answer {
+    Replace(Outcome),
+    Evidence(EvidenceOutcome),
 }
 
 struct Job {
     op: Op,
-    reply: oneshot::Sender<Result<Outcome, WitnessStoreError>>,
+    reply: oneshot::Sender<Result<Answer, WitnessStoreError>>,
 }
 
 struct Shared {
     db: sled::Db,
     tree: sled::Tree,
+    evidence: sled::Tree,
     index: HashMap<String, usize>,
     origins: Vec<String>,
     /// Durable records, published by the committer after each flush.
-    records: Vec<Mutex<LogRecord>>,
+    records: Vec<Mutex<Memory>>,
     /// Origins with state in the store that are not registered (kept, not served).
     unregistered: usize,
 }
 
 impl Shared {
-    fn lock(&self, log: usize) -> Option<MutexGuard<'_, LogRecord>> {
+    fn lock(&self, log: usize) -> Option<MutexGuard<'_, Memory>> {
         self.records
             .get(log)
             .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
@@ -407,12 +706,51 @@ fn key(prefix: u8, origin: &str) -> Vec<u8> {
     k
 }
 
+/// u32 length + origin: the start of a history or an evidence key.
+fn origin_prefix(origin: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + origin.len() + 40);
+    k.extend_from_slice(
+        &u32::try_from(origin.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    k.extend_from_slice(origin.as_bytes());
+    k
+}
+
+fn history_prefix(origin: &str) -> Vec<u8> {
+    let mut k = vec![COSIGNED];
+    k.extend_from_slice(&origin_prefix(origin));
+    k
+}
+
+fn history_key(origin: &str, size: u64) -> Vec<u8> {
+    let mut k = history_prefix(origin);
+    k.extend_from_slice(&size.to_be_bytes());
+    k
+}
+
+fn evidence_key(origin: &str, id: &EvidenceId) -> Vec<u8> {
+    let mut k = origin_prefix(origin);
+    k.extend_from_slice(id);
+    k
+}
+
+/// The origin of a `u32 length + origin + ...` key.
+fn origin_of_prefixed(k: &[u8]) -> Option<String> {
+    let mut r = Reader(k);
+    let len = usize::try_from(r.u32()?).ok()?;
+    r.take(len).map(|o| String::from_utf8_lossy(o).into_owned())
+}
+
 impl WitnessStore {
-    /// Opens the witness's tree in `store` for the logs `origins`, loads their records into
-    /// memory and starts the committer thread. Records of other origins stay in the store,
-    /// untouched (a log removed from the configuration keeps its state should it return).
+    /// Opens the witness's trees in `store` for the logs `origins`, loads their records
+    /// into memory and starts the committer thread. Records of other origins stay in the
+    /// store, untouched (a log removed from the configuration keeps its state and
+    /// evidence should it return).
     pub fn open(store: &Store, origins: &[String]) -> Result<WitnessStore, WitnessStoreError> {
         let tree = store.tree(TREE)?;
+        let evidence = store.tree(EVIDENCE_TREE)?;
         let mut index = HashMap::with_capacity(origins.len());
         for (i, o) in origins.iter().enumerate() {
             if index.insert(o.clone(), i).is_some() {
@@ -421,30 +759,59 @@ impl WitnessStore {
         }
         let mut records = Vec::with_capacity(origins.len());
         for origin in origins {
+            let damaged =
+                |e: WitnessStoreError| WitnessStoreError::Corrupt(format!("log {origin:?}: {e}"));
             let state = tree
                 .get(key(STATE, origin))?
                 .map(|v| LogState::decode(&v))
                 .transpose()
-                .map_err(|e| WitnessStoreError::Corrupt(format!("log {origin:?}: {e}")))?;
-            let alerts = tree
-                .get(key(ALERTS, origin))?
-                .map(|v| Alerts::decode(&v))
-                .transpose()
-                .map_err(|e| WitnessStoreError::Corrupt(format!("log {origin:?}: {e}")))?
-                .unwrap_or_default();
-            records.push(Mutex::new(LogRecord { state, alerts }));
+                .map_err(damaged)?;
+            let mut history = VecDeque::new();
+            for kv in tree.scan_prefix(history_prefix(origin)) {
+                let (_, v) = kv?;
+                history.push_back(decode_cosigned(&v, origin).map_err(damaged)?);
+            }
+            let mut memory = Memory {
+                state,
+                history,
+                ..Memory::default()
+            };
+            for kv in evidence.scan_prefix(origin_prefix(origin)) {
+                let (k, v) = kv?;
+                match Evidence::decode(&v) {
+                    Ok(e) => {
+                        memory.evidence.add(e.kind);
+                        if let Some(id) = k.get(k.len().saturating_sub(32)..) {
+                            if let Ok(id) = id.try_into() {
+                                memory.evidence_ids.insert(id);
+                            }
+                        }
+                    }
+                    // Not fatal: the witness keeps watching; the same evidence submitted
+                    // again is stored in its place.
+                    Err(e) => tracing::error!(%origin, error = %e, "a damaged evidence record"),
+                }
+            }
+            records.push(Mutex::new(memory));
         }
         let mut others = HashSet::new();
         for kv in tree.iter() {
             let (k, _) = kv?;
-            let origin = k.get(1..).map(String::from_utf8_lossy).unwrap_or_default();
-            if !index.contains_key(origin.as_ref()) {
-                others.insert(origin.into_owned());
-            }
+            let origin = match k.first() {
+                Some(&COSIGNED) => k.get(1..).and_then(origin_of_prefixed),
+                Some(_) => k.get(1..).map(|o| String::from_utf8_lossy(o).into_owned()),
+                None => None,
+            };
+            others.extend(origin.filter(|o| !index.contains_key(o)));
+        }
+        for kv in evidence.iter() {
+            let (k, _) = kv?;
+            others.extend(origin_of_prefixed(&k).filter(|o| !index.contains_key(o)));
         }
         let shared = Arc::new(Shared {
             db: store.db().clone(),
             tree,
+            evidence,
             index,
             origins: origins.to_vec(),
             records,
@@ -486,7 +853,15 @@ impl WitnessStore {
     /// The durable record of `origin` (a copy).
     pub fn record(&self, origin: &str) -> Result<LogRecord, WitnessStoreError> {
         let log = self.log(origin)?;
-        Ok(self.shared.lock(log).map(|r| r.clone()).unwrap_or_default())
+        Ok(self
+            .shared
+            .lock(log)
+            .map(|m| LogRecord {
+                state: m.state.clone(),
+                history: m.history.iter().cloned().collect(),
+                evidence: m.evidence,
+            })
+            .unwrap_or_default())
     }
 
     /// The latest durable cosigned checkpoint of `origin`.
@@ -495,7 +870,71 @@ impl WitnessStore {
         Ok(self.shared.lock(log).and_then(|r| r.state.clone()))
     }
 
-    async fn submit(&self, op: Op) -> Result<Outcome, WitnessStoreError> {
+    /// The evidence records of `origin`, counted.
+    pub fn evidence_counts(&self, origin: &str) -> Result<EvidenceCounts, WitnessStoreError> {
+        let log = self.log(origin)?;
+        Ok(self
+            .shared
+            .lock(log)
+            .map(|m| m.evidence)
+            .unwrap_or_default())
+    }
+
+    /// The checkpoint of `size` the witness cosigned for `origin`, if it is the latest or
+    /// one of the [`HISTORY`] before it.
+    pub fn cosigned(&self, origin: &str, size: u64) -> Result<Option<LogState>, WitnessStoreError> {
+        let log = self.log(origin)?;
+        Ok(self.shared.lock(log).and_then(|m| {
+            m.state
+                .iter()
+                .chain(m.history.iter())
+                .find(|s| s.size == size)
+                .cloned()
+        }))
+    }
+
+    /// The evidence records of `origin`, oldest first (read from disk).
+    pub fn evidence(&self, origin: &str) -> Result<Vec<Evidence>, WitnessStoreError> {
+        self.log(origin)?;
+        let mut out = Vec::new();
+        for kv in self.shared.evidence.scan_prefix(origin_prefix(origin)) {
+            let (_, v) = kv?;
+            match Evidence::decode(&v) {
+                Ok(e) => out.push(e),
+                Err(e) => tracing::error!(%origin, error = %e, "a damaged evidence record"),
+            }
+        }
+        out.sort_by_key(|e| e.seen_at);
+        Ok(out)
+    }
+
+    /// Every evidence record in the store, registered origin or not, by origin then oldest
+    /// first; damaged records are reported as errors beside them.
+    pub fn all_evidence(&self) -> Result<Vec<StoredEvidence>, WitnessStoreError> {
+        let mut out = Vec::new();
+        for kv in self.shared.evidence.iter() {
+            let (k, v) = kv?;
+            let origin = origin_of_prefixed(&k).unwrap_or_default();
+            out.push((origin, Evidence::decode(&v)));
+        }
+        out.sort_by(|(a, x), (b, y)| {
+            let at = |e: &Result<Evidence, _>| e.as_ref().map_or(0, |e| e.seen_at);
+            a.cmp(b).then(at(x).cmp(&at(y)))
+        });
+        Ok(out)
+    }
+
+    /// The alerts an older version recorded for `origin`, if any (read from disk).
+    pub fn legacy_alerts(&self, origin: &str) -> Result<Option<LegacyAlerts>, WitnessStoreError> {
+        self.log(origin)?;
+        self.shared
+            .tree
+            .get(key(LEGACY_ALERTS, origin))?
+            .map(|v| LegacyAlerts::decode(&v))
+            .transpose()
+    }
+
+    async fn submit(&self, op: Op) -> Result<Answer, WitnessStoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { op, reply })
@@ -504,7 +943,8 @@ impl WitnessStore {
     }
 
     /// Makes `new` the latest state of `origin` if its current state is still `expected`
-    /// (compare-and-swap), durably; returns once it is on disk, or [`Outcome::Moved`].
+    /// (compare-and-swap), durably; returns once it is on disk, or [`Outcome::Moved`]. The
+    /// state it replaces joins the history (unless `new` has its size).
     pub async fn replace(
         &self,
         origin: &str,
@@ -512,13 +952,35 @@ impl WitnessStore {
         new: LogState,
     ) -> Result<Outcome, WitnessStoreError> {
         let log = self.log(origin)?;
-        self.submit(Op::Replace { log, expected, new }).await
+        match self.submit(Op::Replace { log, expected, new }).await? {
+            Answer::Replace(o) => Ok(o),
+            Answer::Evidence(_) => Err(WitnessStoreError::CommitFailed(
+                "the committer answered another question".into(),
+            )),
+        }
     }
 
-    /// Records `alert` about `origin`, durably.
-    pub async fn record_alert(&self, origin: &str, alert: Alert) -> Result<(), WitnessStoreError> {
+    /// Keeps `evidence` about `origin`, durably, unless the same is kept already (answered
+    /// from memory, nothing written) or the log has [`MAX_EVIDENCE_PER_LOG`] records.
+    pub async fn record_evidence(
+        &self,
+        origin: &str,
+        evidence: Evidence,
+    ) -> Result<EvidenceOutcome, WitnessStoreError> {
         let log = self.log(origin)?;
-        self.submit(Op::Alert { log, alert }).await.map(|_| ())
+        let id = evidence.id();
+        if let Some(m) = self.shared.lock(log) {
+            if m.evidence_ids.contains(&id) {
+                return Ok(EvidenceOutcome::AlreadyKept);
+            }
+        }
+        let evidence = Box::new(evidence);
+        match self.submit(Op::Evidence { log, evidence }).await? {
+            Answer::Evidence(o) => Ok(o),
+            Answer::Replace(_) => Err(WitnessStoreError::CommitFailed(
+                "the committer answered another question".into(),
+            )),
+        }
     }
 
     /// Bytes the database occupies on disk (sled's own count).
@@ -529,9 +991,11 @@ impl WitnessStore {
     /// Bytes of the witness's keys and values (what the state is, before sled's overhead).
     pub fn record_bytes(&self) -> Result<u64, WitnessStoreError> {
         let mut total = 0u64;
-        for kv in self.shared.tree.iter() {
-            let (k, v) = kv?;
-            total += (k.len() + v.len()) as u64;
+        for tree in [&self.shared.tree, &self.shared.evidence] {
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                total += (k.len() + v.len()) as u64;
+            }
         }
         Ok(total)
     }
@@ -562,66 +1026,124 @@ fn run(shared: &Shared, rx: &Receiver<Job>) {
 }
 
 /// A log's changes within one batch.
-#[derive(Default)]
 struct Pending {
+    /// The state as the batch leaves it (starts as the durable one).
     state: Option<LogState>,
-    alerts: Option<Alerts>,
+    state_changed: bool,
+    /// The history as the batch leaves it, and the sizes it had before.
+    history: VecDeque<LogState>,
+    history_before: BTreeSet<u64>,
+    evidence: Vec<(EvidenceId, Evidence)>,
+    not_kept: u64,
+}
+
+impl Pending {
+    fn of(shared: &Shared, log: usize) -> Pending {
+        let (state, history) = shared
+            .lock(log)
+            .map(|m| (m.state.clone(), m.history.clone()))
+            .unwrap_or_default();
+        Pending {
+            history_before: history.iter().map(|s| s.size).collect(),
+            state,
+            state_changed: false,
+            history,
+            evidence: Vec::new(),
+            not_kept: 0,
+        }
+    }
+
+    /// `new` replaces the state; the old state joins the history if `new` is larger.
+    fn replace(&mut self, new: LogState) {
+        if let Some(old) = self.state.take() {
+            if new.size > old.size {
+                self.history.push_back(old);
+            }
+        }
+        while self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        self.state = Some(new);
+        self.state_changed = true;
+    }
 }
 
 /// Decides every job against the durable state and the batch's own earlier changes, writes
-/// the changes in one batch, flushes, publishes them and answers.
+/// the changes in one batch per tree (evidence first: a failure between the two leaves at
+/// most evidence that is written again), flushes, publishes them and answers.
 fn commit(shared: &Shared, jobs: Vec<Job>) {
     let mut pending: HashMap<usize, Pending> = HashMap::new();
     let mut answers = Vec::with_capacity(jobs.len());
     for Job { op, reply } in jobs {
-        let outcome = match op {
+        let answer = match op {
             Op::Replace { log, expected, new } => {
-                let p = pending.entry(log).or_default();
-                let current = match &p.state {
-                    Some(s) => Some(s.clone()),
-                    None => shared.lock(log).and_then(|r| r.state.clone()),
-                };
-                if current.as_ref().map(|s| (s.size, s.root)) == expected {
-                    p.state = Some(new);
-                    Outcome::Stored
+                let p = pending
+                    .entry(log)
+                    .or_insert_with(|| Pending::of(shared, log));
+                if p.state.as_ref().map(|s| (s.size, s.root)) == expected {
+                    p.replace(new);
+                    Answer::Replace(Outcome::Stored)
                 } else {
-                    Outcome::Moved(current)
+                    Answer::Replace(Outcome::Moved(p.state.clone()))
                 }
             }
-            Op::Alert { log, alert } => {
-                let p = pending.entry(log).or_default();
-                let alerts = p.alerts.get_or_insert_with(|| {
-                    shared
-                        .lock(log)
-                        .map(|r| r.alerts.clone())
-                        .unwrap_or_default()
-                });
-                alerts.record(alert);
-                Outcome::Stored
+            Op::Evidence { log, evidence } => {
+                let p = pending
+                    .entry(log)
+                    .or_insert_with(|| Pending::of(shared, log));
+                let id = evidence.id();
+                let (kept, total) = shared
+                    .lock(log)
+                    .map(|m| (m.evidence_ids.contains(&id), m.evidence.total()))
+                    .unwrap_or_default();
+                if kept || p.evidence.iter().any(|(i, _)| *i == id) {
+                    Answer::Evidence(EvidenceOutcome::AlreadyKept)
+                } else if total + p.evidence.len() as u64 >= MAX_EVIDENCE_PER_LOG as u64 {
+                    p.not_kept += 1;
+                    Answer::Evidence(EvidenceOutcome::Full)
+                } else {
+                    p.evidence.push((id, *evidence));
+                    Answer::Evidence(EvidenceOutcome::Stored)
+                }
             }
         };
-        answers.push((reply, outcome));
+        answers.push((reply, answer));
     }
     let mut batch = sled::Batch::default();
-    let mut writes = 0usize;
+    let mut evidence_batch = sled::Batch::default();
+    let (mut writes, mut evidence_writes) = (0usize, 0usize);
     for (log, p) in &pending {
         let Some(origin) = shared.origins.get(*log) else {
             continue;
         };
-        if let Some(s) = &p.state {
+        if let (true, Some(s)) = (p.state_changed, &p.state) {
             batch.insert(key(STATE, origin), s.encode());
             writes += 1;
         }
-        if let Some(a) = &p.alerts {
-            batch.insert(key(ALERTS, origin), a.encode());
+        let after: BTreeSet<u64> = p.history.iter().map(|s| s.size).collect();
+        for s in &p.history {
+            if !p.history_before.contains(&s.size) {
+                batch.insert(history_key(origin, s.size), encode_cosigned(s, origin));
+                writes += 1;
+            }
+        }
+        for size in p.history_before.difference(&after) {
+            batch.remove(history_key(origin, *size));
             writes += 1;
         }
+        for (id, e) in &p.evidence {
+            evidence_batch.insert(evidence_key(origin, id), e.encode());
+            evidence_writes += 1;
+        }
     }
-    if writes > 0 {
-        let written = shared
-            .tree
-            .apply_batch(batch)
-            .and_then(|()| shared.db.flush().map(|_| ()));
+    if writes + evidence_writes > 0 {
+        let written = (if evidence_writes > 0 {
+            shared.evidence.apply_batch(evidence_batch)
+        } else {
+            Ok(())
+        })
+        .and_then(|()| shared.tree.apply_batch(batch))
+        .and_then(|()| shared.db.flush().map(|_| ()));
         if let Err(e) = written {
             tracing::error!(error = %e, jobs = answers.len(), "witness commit failed; nothing acknowledged");
             let text = e.to_string();
@@ -632,18 +1154,21 @@ fn commit(shared: &Shared, jobs: Vec<Job>) {
         }
     }
     for (log, p) in pending {
-        if let Some(mut record) = shared.lock(log) {
-            if let Some(s) = p.state {
-                record.state = Some(s);
+        if let Some(mut m) = shared.lock(log) {
+            if p.state_changed {
+                m.state = p.state;
+                m.history = p.history;
             }
-            if let Some(a) = p.alerts {
-                record.alerts = a;
+            for (id, e) in p.evidence {
+                m.evidence_ids.insert(id);
+                m.evidence.add(e.kind);
             }
+            m.evidence.not_kept = m.evidence.not_kept.saturating_add(p.not_kept);
         }
     }
-    for (reply, outcome) in answers {
+    for (reply, answer) in answers {
         // A caller that went away does not need its answer.
-        let _ = reply.send(Ok(outcome));
+        let _ = reply.send(Ok(answer));
     }
 }
 
@@ -659,12 +1184,25 @@ mod tests {
             size,
             root: [root; 32],
             cosigned_at: 1_700_000_000 + size,
-            checkpoint: format!("log\n{size}\nroot\n\n\u{2014} log AAAA\n"),
+            checkpoint: format!("log\n{size}\nroot{root}\n\n\u{2014} log AAAA\n"),
         }
     }
 
-    fn alert(kind: AlertKind, n: u64) -> Alert {
-        Alert {
+    fn evidence(kind: EvidenceKind, n: u64) -> Evidence {
+        Evidence {
+            kind,
+            seen_at: 1_700_000_000 + n,
+            cosigned_size: n,
+            cosigned: format!("cosigned {n:08}"),
+            size: n + 1,
+            submitted: format!("submitted {n:08}"),
+            old_size: n,
+            proof: (0..(n % 4)).map(|i| [i as u8; 32]).collect(),
+        }
+    }
+
+    fn legacy(kind: LegacyAlertKind, n: u64) -> LegacyAlert {
+        LegacyAlert {
             kind,
             at: n,
             old_size: n,
@@ -690,15 +1228,6 @@ mod tests {
     fn records_encode_and_decode_strictly() {
         let s = state(42, 7);
         assert_eq!(LogState::decode(&s.encode()).unwrap(), s);
-        let mut a = Alerts::default();
-        for n in 0..5 {
-            a.record(alert(AlertKind::ALL[n as usize % 4], n));
-        }
-        assert_eq!(Alerts::decode(&a.encode()).unwrap(), a);
-        assert_eq!(
-            Alerts::decode(&Alerts::default().encode()).unwrap(),
-            Alerts::default()
-        );
         let enc = s.encode();
         for cut in 0..enc.len() {
             assert!(LogState::decode(&enc[..cut]).is_err(), "{cut}");
@@ -709,34 +1238,42 @@ mod tests {
         let mut v2 = enc;
         v2[0] = 2;
         assert!(LogState::decode(&v2).is_err());
-        let enc = a.encode();
-        for cut in 0..enc.len() {
-            assert!(Alerts::decode(&enc[..cut]).is_err(), "{cut}");
-        }
-    }
 
-    #[test]
-    fn alerts_are_bounded_and_counted() {
-        let mut a = Alerts::default();
-        let size_at = |a: &Alerts| a.encode().len();
-        for n in 0..(MAX_RECENT_ALERTS as u64) {
-            a.record(alert(AlertKind::Fork, n * 6));
+        for (i, kind) in EvidenceKind::ALL.into_iter().enumerate() {
+            let e = evidence(kind, 3 + i as u64);
+            let enc = e.encode();
+            assert_eq!(Evidence::decode(&enc).unwrap(), e);
+            for cut in 0..enc.len() {
+                assert!(Evidence::decode(&enc[..cut]).is_err(), "{cut}");
+            }
+            let mut bad_kind = enc.clone();
+            bad_kind[1] = 3;
+            assert!(Evidence::decode(&bad_kind).is_err());
         }
-        let full = size_at(&a);
-        for n in 0..1000u64 {
-            a.record(alert(AlertKind::ALL[(n % 4) as usize], n * 6));
+        // The id is the two notes: not the kind, the time, the sizes or the proof.
+        let a = evidence(EvidenceKind::Fork, 4);
+        let mut b = a.clone();
+        (b.kind, b.seen_at, b.old_size, b.proof) = (EvidenceKind::BadProof, 9, 0, vec![]);
+        assert_eq!(a.id(), b.id());
+        b.submitted.push('x');
+        assert_ne!(a.id(), b.id());
+        // The notes are length-prefixed: moving bytes from one to the other changes the id.
+        let mut c = a.clone();
+        c.cosigned.push('s');
+        c.submitted.remove(0);
+        assert_ne!(a.id(), c.id());
+
+        let mut old = LegacyAlerts::default();
+        for n in 0..5 {
+            old.counts[n as usize % 4] += 1;
+            old.recent
+                .push(legacy(LegacyAlertKind::ALL[n as usize % 4], n));
         }
-        assert_eq!(a.recent().len(), MAX_RECENT_ALERTS);
-        assert_eq!(a.total(), 1000 + MAX_RECENT_ALERTS as u64);
-        assert_eq!(a.count(AlertKind::Fork), 250 + MAX_RECENT_ALERTS as u64);
-        assert_eq!(a.count(AlertKind::Rollback), 250);
-        // The newest are kept, oldest first; the record does not grow.
-        let kept: Vec<u64> = a.recent().map(|x| x.at).collect();
-        let want: Vec<u64> = (1000 - MAX_RECENT_ALERTS as u64..1000)
-            .map(|n| n * 6)
-            .collect();
-        assert_eq!(kept, want);
-        assert_eq!(size_at(&a), full);
+        assert_eq!(LegacyAlerts::decode(&old.encode()).unwrap(), old);
+        let enc = old.encode();
+        for cut in 0..enc.len() {
+            assert!(LegacyAlerts::decode(&enc[..cut]).is_err(), "{cut}");
+        }
     }
 
     #[test]
@@ -766,8 +1303,10 @@ mod tests {
                 .block_on(w.replace(&o[0], Some((5, [1; 32])), state(9, 3)))
                 .unwrap();
             assert_eq!(r, Outcome::Stored);
-            rt.block_on(w.record_alert(&o[1], alert(AlertKind::Rollback, 3)))
+            let r = rt
+                .block_on(w.record_evidence(&o[1], evidence(EvidenceKind::Rollback, 3)))
                 .unwrap();
+            assert_eq!(r, EvidenceOutcome::Stored);
             assert_eq!(w.latest(&o[0]).unwrap(), Some(state(9, 3)));
             assert!(w.record_bytes().unwrap() > 0);
             w.health().unwrap();
@@ -778,13 +1317,242 @@ mod tests {
         assert_eq!(w.unregistered(), 1);
         let rec = w.record(&o[1]).unwrap();
         assert_eq!(rec.state, None);
-        assert_eq!(rec.alerts.count(AlertKind::Rollback), 1);
+        assert_eq!(rec.evidence.count(EvidenceKind::Rollback), 1);
+        assert_eq!(w.all_evidence().unwrap().len(), 1);
         drop(w);
         drop(store);
         let store = reopen_in_process(dir.path());
         let w = WitnessStore::open(&store, &o).unwrap();
         assert_eq!(w.latest(&o[0]).unwrap(), Some(state(9, 3)));
+        assert_eq!(w.cosigned(&o[0], 5).unwrap(), Some(state(5, 1)));
         assert_eq!(w.unregistered(), 0);
+    }
+
+    /// The latest state and the `HISTORY` before it are kept, on disk and in memory; a
+    /// checkpoint cosigned again at the same size does not enter the history twice.
+    #[test]
+    fn the_history_keeps_the_last_cosigned_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let o = origins(2);
+        let mut expected = None;
+        {
+            let store = reopen_in_process(dir.path());
+            let w = WitnessStore::open(&store, &o).unwrap();
+            for size in 1..=(HISTORY as u64 + 5) {
+                let new = state(size * 10, size as u8);
+                let r = rt
+                    .block_on(w.replace(&o[0], expected, new.clone()))
+                    .unwrap();
+                assert_eq!(r, Outcome::Stored);
+                expected = Some((new.size, new.root));
+            }
+            // The same checkpoint cosigned again (a later time): the state is replaced,
+            // the history unchanged.
+            let mut again = w.latest(&o[0]).unwrap().unwrap();
+            again.cosigned_at += 5;
+            let before = w.record(&o[0]).unwrap().history;
+            let r = rt
+                .block_on(w.replace(&o[0], expected, again.clone()))
+                .unwrap();
+            assert_eq!(r, Outcome::Stored);
+            let rec = w.record(&o[0]).unwrap();
+            assert_eq!((rec.state, &rec.history), (Some(again), &before));
+            let sizes: Vec<u64> = rec.history.iter().map(|s| s.size).collect();
+            let want: Vec<u64> = (5..=(HISTORY as u64 + 4)).map(|s| s * 10).collect();
+            assert_eq!(sizes, want);
+            assert_eq!(w.cosigned(&o[0], 50).unwrap(), Some(state(50, 5)));
+            assert_eq!(w.cosigned(&o[0], 40).unwrap(), None);
+            assert_eq!(w.cosigned(&o[1], 50).unwrap(), None);
+        }
+        let store = reopen_in_process(dir.path());
+        let w = WitnessStore::open(&store, &o).unwrap();
+        let rec = w.record(&o[0]).unwrap();
+        assert_eq!(rec.history.len(), HISTORY);
+        assert_eq!(rec.history[0], state(50, 5));
+        // On disk: exactly the kept ones (the older were removed).
+        let on_disk = store.tree(TREE).unwrap().scan_prefix([COSIGNED]).count();
+        assert_eq!(on_disk, HISTORY);
+    }
+
+    /// A real checkpoint note of `origin`, signed under `name`, with `extensions`.
+    fn signed(origin: &str, name: &str, size: u64, extensions: &[&str]) -> LogState {
+        use ed25519_dalek::Signer as _;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let root = [size as u8; 32];
+        let text = Checkpoint {
+            origin: origin.into(),
+            size,
+            root,
+            extensions: extensions.iter().map(|e| e.to_string()).collect(),
+        }
+        .body();
+        let signature = key.sign(text.as_bytes()).to_bytes().to_vec();
+        let checkpoint = SignedNote {
+            text,
+            signatures: vec![NoteSignature {
+                name: name.into(),
+                id: [1, 2, 3, 4],
+                signature,
+            }],
+        }
+        .format();
+        LogState {
+            size,
+            root,
+            cosigned_at: 1_700_000_000,
+            checkpoint,
+        }
+    }
+
+    /// Earlier checkpoints are stored in the compact form when it rebuilds them byte for
+    /// byte, else in full; both read back exactly.
+    #[test]
+    fn earlier_checkpoints_are_stored_compactly_and_read_back_exactly() {
+        let origin = "log-0.example/chain";
+        for (st, compact_form) in [
+            (signed(origin, origin, 1234, &[]), true),
+            (signed(origin, origin, 0, &["ext one", "ext two"]), true),
+            (signed(origin, "another-name.example", 99, &[]), true),
+            // Not this origin's, or not a note: kept whole.
+            (signed("other.example/x", "other.example/x", 5, &[]), false),
+            (state(5, 1), false),
+        ] {
+            let enc = encode_cosigned(&st, origin);
+            assert_eq!(enc[0] == COMPACT, compact_form, "{st:?}");
+            assert_eq!(decode_cosigned(&enc, origin).unwrap(), st);
+            if compact_form {
+                assert!(enc.len() < st.encode().len() - 60, "{} bytes", enc.len());
+                for cut in 0..enc.len() {
+                    assert!(decode_cosigned(&enc[..cut], origin).is_err(), "{cut}");
+                }
+            }
+        }
+        let mut two = SignedNote::parse(&signed(origin, origin, 7, &[]).checkpoint).unwrap();
+        two.signatures.push(two.signatures[0].clone());
+        let st = LogState {
+            checkpoint: two.format(),
+            ..signed(origin, origin, 7, &[])
+        };
+        assert_eq!(encode_cosigned(&st, origin)[0], VERSION);
+    }
+
+    /// Evidence is written once however often it comes, never evicted, survives a restart,
+    /// and stops being stored (only counted) at the cap.
+    #[test]
+    fn evidence_is_kept_once_and_never_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let o = origins(2);
+        let first = evidence(EvidenceKind::Fork, 1);
+        {
+            let store = reopen_in_process(dir.path());
+            let w = WitnessStore::open(&store, &o).unwrap();
+            let r = rt
+                .block_on(w.record_evidence(&o[0], first.clone()))
+                .unwrap();
+            assert_eq!(r, EvidenceOutcome::Stored);
+            let bytes = w.record_bytes().unwrap();
+            // The same again, also concurrently: nothing more written.
+            let outcomes: Vec<EvidenceOutcome> = rt.block_on(async {
+                let tasks: Vec<_> = (0..50)
+                    .map(|i| {
+                        let (w, o) = (w.clone(), o[0].clone());
+                        let mut e = first.clone();
+                        e.seen_at += i;
+                        tokio::spawn(async move { w.record_evidence(&o, e).await.unwrap() })
+                    })
+                    .collect();
+                let mut out = Vec::new();
+                for t in tasks {
+                    out.push(t.await.unwrap());
+                }
+                out
+            });
+            assert!(outcomes.iter().all(|r| *r == EvidenceOutcome::AlreadyKept));
+            assert_eq!(w.record_bytes().unwrap(), bytes);
+            // Two new ones at once in one batch: each once.
+            let second = evidence(EvidenceKind::BadProof, 2);
+            let (a, b) = rt.block_on(async {
+                tokio::join!(
+                    w.record_evidence(&o[0], second.clone()),
+                    w.record_evidence(&o[0], second.clone())
+                )
+            });
+            let mut ab = [a.unwrap(), b.unwrap()];
+            ab.sort_by_key(|r| *r == EvidenceOutcome::Stored);
+            assert_eq!(ab, [EvidenceOutcome::AlreadyKept, EvidenceOutcome::Stored]);
+            assert_eq!(w.evidence(&o[0]).unwrap(), vec![first.clone(), second]);
+            assert_eq!(w.evidence(&o[1]).unwrap(), vec![]);
+            // Up to the cap; then counted, not kept: the first ones stay.
+            for n in 3..(MAX_EVIDENCE_PER_LOG as u64 + 10) {
+                let r = rt
+                    .block_on(w.record_evidence(&o[0], evidence(EvidenceKind::Rollback, n)))
+                    .unwrap();
+                let want = if n <= MAX_EVIDENCE_PER_LOG as u64 {
+                    EvidenceOutcome::Stored
+                } else {
+                    EvidenceOutcome::Full
+                };
+                assert_eq!(r, want, "{n}");
+            }
+            let counts = w.record(&o[0]).unwrap().evidence;
+            assert_eq!(counts.total(), MAX_EVIDENCE_PER_LOG as u64);
+            assert_eq!(counts.not_kept, 9);
+        }
+        let store = reopen_in_process(dir.path());
+        let w = WitnessStore::open(&store, &o).unwrap();
+        let kept = w.evidence(&o[0]).unwrap();
+        assert_eq!(kept.len(), MAX_EVIDENCE_PER_LOG);
+        assert_eq!(kept[0], first);
+        let counts = w.record(&o[0]).unwrap().evidence;
+        assert_eq!(
+            (
+                counts.count(EvidenceKind::Fork),
+                counts.count(EvidenceKind::BadProof),
+                counts.count(EvidenceKind::Rollback),
+                counts.not_kept
+            ),
+            (1, 1, MAX_EVIDENCE_PER_LOG as u64 - 2, 0)
+        );
+        assert_eq!(
+            rt.block_on(w.record_evidence(&o[0], first)).unwrap(),
+            EvidenceOutcome::AlreadyKept
+        );
+    }
+
+    /// A store an older version wrote (state and alerts records): it opens, its state is
+    /// served and its alerts are readable, and they are not written again.
+    #[test]
+    fn a_store_of_an_older_version_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = origins(1);
+        let mut old = LegacyAlerts {
+            counts: [0, 1, 0, 20],
+            ..LegacyAlerts::default()
+        };
+        old.recent.push(legacy(LegacyAlertKind::Fork, 3));
+        old.recent.push(legacy(LegacyAlertKind::BadSignature, 4));
+        {
+            let store = reopen_in_process(dir.path());
+            let tree = store.tree(TREE).unwrap();
+            tree.insert(key(STATE, &o[0]), state(7, 1).encode())
+                .unwrap();
+            tree.insert(key(LEGACY_ALERTS, &o[0]), old.encode())
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let store = reopen_in_process(dir.path());
+        let w = WitnessStore::open(&store, &o).unwrap();
+        assert_eq!(w.unregistered(), 0);
+        assert_eq!(w.latest(&o[0]).unwrap(), Some(state(7, 1)));
+        assert_eq!(w.legacy_alerts(&o[0]).unwrap(), Some(old.clone()));
+        let r = rt()
+            .block_on(w.replace(&o[0], Some((7, [1; 32])), state(8, 2)))
+            .unwrap();
+        assert_eq!(r, Outcome::Stored);
+        assert_eq!(w.legacy_alerts(&o[0]).unwrap(), Some(old));
+        assert_eq!(w.cosigned(&o[0], 7).unwrap(), Some(state(7, 1)));
     }
 
     /// The race of c2sp.org/tlog-witness: many requests checked against the same state,
@@ -834,6 +1602,9 @@ mod tests {
                     assert_eq!(s.size, winners[0]);
                 }
             }
+            // The loser's states never entered the history.
+            let history = w.record(origin).unwrap().history;
+            assert_eq!(history, vec![state(10, 0)]);
         }
     }
 }

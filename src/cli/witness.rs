@@ -6,6 +6,9 @@
 //!   endpoints until SIGTERM or ctrl-c (requests in flight finish, the store is flushed).
 //! - `witness verifier-key --config FILE`: prints the witness's cosigner verifier key, read
 //!   from the HSM, for the appliances that submit to it.
+//! - `witness evidence --config FILE [--origin ORIGIN]`: prints the evidence records the
+//!   store keeps (JSON), with the witness stopped (a running witness serves them at
+//!   `GET /status/{origin}`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +40,21 @@ pub enum WitnessCommand {
     /// Print the witness's cosigner verifier key (name+id+base64(0x04 || key)), read from
     /// the HSM: what appliances are configured with.
     VerifierKey(ConfigArg),
+    /// Print the evidence the witness keeps (JSON): pairs of checkpoints signed by an
+    /// appliance that cannot both be true, with both notes as signed. Reads the store, so
+    /// the witness must be stopped; a running one serves them at GET /status/{origin}.
+    Evidence(EvidenceArgs),
+}
+
+/// `witness evidence` arguments.
+#[derive(Debug, clap::Args)]
+pub struct EvidenceArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Only this appliance's (its checkpoint origin); by default every one in the store,
+    /// registered or not.
+    #[arg(long)]
+    origin: Option<String>,
 }
 
 /// Runs a `witness` subcommand.
@@ -51,7 +69,52 @@ pub fn run(cmd: WitnessCommand) -> Result<(), CliError> {
             println!("{}", cosigner(&cfg, &key)?.verifier_key());
             Ok(())
         }
+        WitnessCommand::Evidence(a) => {
+            super::init_logging("warn", "text");
+            let cfg = config::load_witness(&a.config.config)?;
+            print_evidence(&cfg, a.origin.as_deref())
+        }
     }
+}
+
+/// Prints the store's evidence records (of `origin`, or all) as a JSON array.
+fn print_evidence(cfg: &ValidatedWitness, origin: Option<&str>) -> Result<(), CliError> {
+    let dir = cfg.state_dir().join(STORE_DIR);
+    if !dir.is_dir() {
+        return Err(CliError::Other(format!(
+            "no witness store at {} (witness.state_dir)",
+            dir.display()
+        )));
+    }
+    let store = Store::open(&dir).map_err(|e| {
+        CliError::Other(format!(
+            "{e}; is `auditstamp witness serve` running on it? A running witness serves its \
+             evidence at GET /status/{{origin}}"
+        ))
+    })?;
+    let wstore = WitnessStore::open(&store, &[])
+        .map_err(|e| CliError::Other(format!("cannot open the witness store: {e}")))?;
+    let all = wstore
+        .all_evidence()
+        .map_err(|e| CliError::Other(format!("cannot read the evidence: {e}")))?;
+    let mut out = Vec::new();
+    for (o, e) in all {
+        if origin.is_some_and(|wanted| wanted != o) {
+            continue;
+        }
+        match e {
+            Ok(e) => {
+                let mut v = http_witness::evidence_json(&e);
+                v["origin"] = o.into();
+                out.push(v);
+            }
+            Err(e) => eprintln!("warning: a damaged evidence record of {o:?}: {e}"),
+        }
+    }
+    let text = serde_json::to_string_pretty(&out)
+        .map_err(|e| CliError::Other(format!("cannot format the evidence: {e}")))?;
+    println!("{text}");
+    Ok(())
 }
 
 /// The witness key named by `witness.key_label`: there, Ed25519, purpose witness.
@@ -166,6 +229,18 @@ async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
         )
         .map_err(|e| CliError::Other(format!("witness: {e}")))?,
     );
+    let carried = service
+        .carry_over_legacy_alerts()
+        .await
+        .map_err(|e| CliError::Other(format!("witness: {e}")))?;
+    if carried.alerts > 0 {
+        tracing::info!(
+            alerts = carried.alerts,
+            evidence = carried.evidence,
+            "alerts of an older version: the forks they prove are evidence records; the rest \
+             (posts anyone could make, claims without their proof) stay in the store, not shown"
+        );
+    }
     let followed = service
         .status()
         .iter()

@@ -6,10 +6,13 @@
 //!   422) and a one-line `text/plain` reason; 413 over the body cap; 503 when the HSM or
 //!   the store fails (the detail goes to the log).
 //! - `GET /status` — JSON: the witness (name, verifier key) and, per appliance, origin,
-//!   last size, root, cosigned time, age, staleness, alert counts and recent alerts.
-//! - `GET /status/{origin}` — one appliance (the origin may contain `/`); 404 if unknown.
+//!   last size, root, cosigned time, age, staleness, evidence counts by kind (`alerts`) and
+//!   posts without a valid signature since start.
+//! - `GET /status/{origin}` — one appliance (the origin may contain `/`), with the earlier
+//!   cosigned checkpoints kept and its evidence records in full; 404 if unknown.
 //! - `GET /metrics` — Prometheus text (0.0.4): cosigned checkpoints, refusals by reason,
-//!   appliances registered and stale, alerts by kind, store bytes, process metrics.
+//!   posts without a valid signature per appliance, appliances registered and stale,
+//!   evidence by kind, store bytes, process metrics.
 //! - `GET /healthz` (the process is up), `GET /readyz` (HSM and store; 503 when not).
 
 use std::sync::Arc;
@@ -28,7 +31,7 @@ use serde_json::{json, Value};
 use crate::chain::witness_protocol::{
     format_size_body, ADD_CHECKPOINT_PATH, COSIGNATURES_MEDIA_TYPE, SIZE_MEDIA_TYPE,
 };
-use crate::chain::witness_store::AlertKind;
+use crate::chain::witness_store::{Evidence, EvidenceKind, LogState};
 use crate::service::witness::{LogStatus, Refusal, WitnessError, WitnessService};
 
 use super::metrics::{self, Counter, Registry};
@@ -194,25 +197,9 @@ async fn post_add_checkpoint(State(state): State<WitnessState>, body: Bytes) -> 
 }
 
 fn status_json(s: &LogStatus) -> Value {
-    let alerts: serde_json::Map<String, Value> = AlertKind::ALL
+    let alerts: serde_json::Map<String, Value> = EvidenceKind::ALL
         .iter()
-        .map(|k| (k.name().to_owned(), json!(s.alerts.count(*k))))
-        .collect();
-    let recent: Vec<Value> = s
-        .alerts
-        .recent()
-        .rev()
-        .map(|a| {
-            json!({
-                "kind": a.kind.name(),
-                "at": a.at,
-                "old_size": a.old_size,
-                "size": a.size,
-                "recorded_size": a.recorded_size,
-                "submitted": a.submitted,
-                "recorded": a.recorded,
-            })
-        })
+        .map(|k| (k.name().to_owned(), json!(s.evidence.count(*k))))
         .collect();
     json!({
         "origin": s.log.origin,
@@ -224,7 +211,32 @@ fn status_json(s: &LogStatus) -> Value {
         "stale": s.stale,
         "checkpoint": s.state.as_ref().map(|st| st.checkpoint.clone()),
         "alerts": alerts,
-        "recent_alerts": recent,
+        "unsigned_since_start": s.unsigned,
+    })
+}
+
+fn cosigned_json(st: &LogState) -> Value {
+    json!({
+        "size": st.size,
+        "root_hash": B64.encode(st.root),
+        "cosigned_at": st.cosigned_at,
+        "checkpoint": st.checkpoint,
+    })
+}
+
+/// An evidence record as JSON (`/status/{origin}` and `auditstamp witness evidence`): its
+/// kind, when it was first seen, both checkpoint notes as signed, the sizes and the proof
+/// (base64 hashes).
+pub fn evidence_json(e: &Evidence) -> Value {
+    json!({
+        "kind": e.kind.name(),
+        "seen_at": e.seen_at,
+        "cosigned_size": e.cosigned_size,
+        "cosigned": e.cosigned,
+        "size": e.size,
+        "submitted": e.submitted,
+        "old_size": e.old_size,
+        "proof": e.proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
     })
 }
 
@@ -246,9 +258,32 @@ async fn get_status(State(state): State<WitnessState>) -> Response {
 }
 
 async fn get_status_of(State(state): State<WitnessState>, Path(origin): Path<String>) -> Response {
-    match state.service.status_of(&origin) {
-        Some(s) => Json(status_json(&s)).into_response(),
-        None => (
+    let (service, wanted) = (Arc::clone(&state.service), origin.clone());
+    let found = tokio::task::spawn_blocking(move || {
+        let status = service.status_of(&wanted)?;
+        Some((status, service.evidence_of(&wanted)?))
+    })
+    .await;
+    match found {
+        Ok(Some((s, Ok(evidence)))) => {
+            let mut body = status_json(&s);
+            body["history"] = s.history.iter().map(cosigned_json).collect();
+            body["evidence"] = evidence.iter().map(evidence_json).collect();
+            Json(body).into_response()
+        }
+        Ok(Some((_, Err(e)))) => {
+            tracing::error!(error = %e, "cannot read evidence records");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "error": "the evidence records cannot be read now" })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "status task failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Ok(None) => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("no appliance with origin {origin:?} is registered") })),
         )
@@ -276,12 +311,36 @@ fn render_metrics(
         "Appliances without a cosignature within witness.stale_after_seconds.",
         metrics::int(summary.stale),
     );
+    metrics::gauge_value(
+        &mut r,
+        "auditstamp_witness_appliances_with_evidence",
+        "Appliances with at least one evidence record.",
+        metrics::int(summary.logs_with_evidence),
+    );
+    metrics::counter_value(
+        &mut r,
+        "auditstamp_witness_evidence_not_kept_total",
+        "Evidence not kept: its appliance had the most records kept (since start).",
+        summary.evidence_not_kept,
+    );
     metrics::counter_values(
         &mut r,
         "auditstamp_witness_alerts_total",
-        "Alerts recorded, by kind (kept in the store).",
+        "Evidence records kept (two checkpoints signed by an appliance that cannot both be true), by kind; never evicted.",
         "kind",
-        AlertKind::ALL.iter().map(|k| k.name()).zip(summary.alerts),
+        EvidenceKind::ALL.iter().map(|k| k.name()).zip(summary.evidence),
+    );
+    metrics::counter_values(
+        &mut r,
+        "auditstamp_witness_unsigned_total",
+        "Posts naming an appliance that no signature by its key verifies: refused, never stored (since start; appliances with any).",
+        "origin",
+        state
+            .service
+            .unsigned()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(log, n)| (log.origin.clone(), n)),
     );
     if let Some(b) = disk_bytes {
         metrics::gauge_value(

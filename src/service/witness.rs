@@ -1,46 +1,68 @@
 //! The data center's witness: cosigns the checkpoints of registered appliances
 //! (c2sp.org/tlog-witness `add-checkpoint`) when they extend, consistently, the last one it
-//! cosigned for them; refuses and records rollbacks, forks, bad proofs and bad signatures.
+//! cosigned for them; refuses the others, and keeps the evidence when the appliance's own
+//! signed checkpoints prove that it forked or rolled back.
 //!
 //! A request is handled in this order, with the spec's status for each refusal
 //! ([`Refusal::status`]):
 //! 1. parse the body (400) and find the log by the checkpoint's origin (404);
-//! 2. verify the log's signature in software, ignoring signatures by other keys (403,
-//!    recorded as a `bad-signature` alert);
+//! 2. verify the log's signature in software, ignoring signatures by other keys (403). Such
+//!    a post, like a malformed one or one for an unknown origin, is junk anyone can send:
+//!    counted (per log, [`WitnessService::unsigned`]), logged at a rate-limited level, never
+//!    stored;
 //! 3. against the latest cosigned checkpoint, from memory ([`evaluate`]): the old size must
 //!    not exceed the checkpoint's (400) and must equal the size last cosigned (409 with that
-//!    size); the same size must have the same root (409, a `fork`); the consistency proof
-//!    must verify (422, `bad-proof`). A signed checkpoint smaller than the one last
-//!    cosigned is recorded as a `rollback` (the log shows a shorter history than it did); a
-//!    merely stale old size (a client that restarted and asks with old size 0, as the spec
-//!    allows, or the loser of two concurrent submissions) gets its 409 without an alert;
+//!    size); the same size must have the same root (409); the consistency proof must verify
+//!    (422);
 //! 4. sign the cosignature (`cosignature/v1`, the current Unix time) with the witness key in
 //!    the HSM, then store the new checkpoint with a compare-and-swap against the state step 3
 //!    checked ([`WitnessStore::replace`]): it is durable before the answer. If another
 //!    request changed the state meanwhile, step 3 runs again on the new state.
 //!
+//! **Evidence.** A refusal in step 3 is only a refusal: a replayed checkpoint the witness
+//! cosigned before, a stale old size, a proof the submitter broke, or an older checkpoint
+//! of the log the witness cannot compare with anything it holds. Anyone can send those
+//! (checkpoints are public), so nothing is recorded for them. Only when the log's own
+//! signed checkpoints contradict each other does the witness keep evidence
+//! ([`find_inconsistency`], [`WitnessStore::record_evidence`]): the submitted checkpoint
+//! (signed by the log) and one the witness cosigned (the latest, or one of the
+//! [`HISTORY`](crate::chain::witness_store::HISTORY) before it) when
+//! - they have the same size and different roots; or
+//! - the submission's consistency proof, from the cosigned one's size, leads to the
+//!   submitted root (so its nodes are the log's own tree, short of a SHA-256 collision) from
+//!   another root than the cosigned one: the log's tree does not contain what it showed
+//!   before ([`tlog::consistency_proof_roots`]).
+//!
+//! The witness can prove nothing else: a checkpoint smaller than the latest, of a size it
+//! did not keep, comes with no proof that relates it to what the witness cosigned; and when
+//! the cosigned size is a power of two a consistency proof does not carry the old root, so
+//! a larger checkpoint of another history is told from a broken proof only once the log
+//! signs a size the witness cosigned. Those are refused without evidence.
+//!
 //! Its one error type is [`WitnessError`]; the HTTP layer maps it to statuses.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::chain::cosignature::{self, Cosigner};
-use crate::chain::note::{NoteSignature, SignedNote, VerifierKey};
+use crate::chain::note::{Checkpoint, SignedNote, VerifierKey};
 use crate::chain::tlog::{self, EMPTY_TREE_HASH};
 use crate::chain::witness_protocol::{format_cosignatures, AddCheckpoint, ProtocolError};
 use crate::chain::witness_store::{
-    Alert, AlertKind, Alerts, LogState, Outcome, WitnessStore, WitnessStoreError,
+    Evidence, EvidenceCounts, EvidenceKind, EvidenceOutcome, LegacyAlert, LogState, Outcome,
+    WitnessStore, WitnessStoreError,
 };
 use crate::clock::Clock;
 use crate::signer::{SignatureAlgorithm, Signer, SignerError};
 
 /// How often a request is checked again when its state keeps changing under it.
 const MAX_ATTEMPTS: usize = 8;
-/// Signature lines by the log's key name kept with an alert's submitted checkpoint.
-const MAX_ALERT_SIGNATURES: usize = 2;
-/// Longest signature kept with an alert (bytes after the key id).
-const MAX_ALERT_SIGNATURE_BYTES: usize = 256;
+/// Warnings about junk (posts without a valid signature) logged per minute at most; the
+/// rest are counted, and logged at debug level.
+const JUNK_WARNINGS_PER_MINUTE: u32 = 6;
 
 /// A registered log: an appliance whose checkpoints this witness cosigns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +182,7 @@ pub enum WitnessError {
     /// The HSM did not sign.
     #[error("HSM: {0}")]
     Signer(#[from] SignerError),
-    /// The store did not take the new state.
+    /// The store did not take the new state, or the evidence.
     #[error("{0}")]
     Store(#[from] WitnessStoreError),
     /// The witness key is unusable (found at startup).
@@ -171,37 +193,70 @@ pub enum WitnessError {
     Contention,
 }
 
-/// What [`evaluate`] refuses, with the alert to record, if any.
-pub type Verdict = Result<(), (Refusal, Option<AlertKind>)>;
-
 /// The state checks of a submission whose signature verified, against the latest checkpoint
-/// the witness cosigned for the log (`recorded`, none before the first): old size, fork,
-/// consistency proof. Pure; no alert without a recorded state to compare with, except a
-/// bad proof.
-pub fn evaluate(recorded: Option<&LogState>, req: &AddCheckpoint) -> Verdict {
+/// the witness cosigned for the log (`recorded`, none before the first): old size, same
+/// root at the same size, consistency proof, in the spec's order. Pure.
+pub fn evaluate(recorded: Option<&LogState>, req: &AddCheckpoint) -> Result<(), Refusal> {
     let (old, size, root) = (req.old_size, req.checkpoint.size, req.checkpoint.root);
     let (rec_size, rec_root) = recorded.map_or((0, EMPTY_TREE_HASH), |s| (s.size, s.root));
-    // Evidence: the log signed a tree smaller than one it had shown. A stale old size alone
-    // is not (a restarted client, or one that lost a race, asks again from the 409's size).
-    let rollback = recorded.is_some() && size < rec_size;
-    let rollback = rollback.then_some(AlertKind::Rollback);
     if old > size {
-        return Err((Refusal::OldSizeAboveSize { old, size }, rollback));
+        return Err(Refusal::OldSizeAboveSize { old, size });
     }
     if old != rec_size {
-        return Err((
-            Refusal::OldSizeMismatch {
-                old,
-                recorded: rec_size,
-            },
-            rollback,
-        ));
+        return Err(Refusal::OldSizeMismatch {
+            old,
+            recorded: rec_size,
+        });
     }
     if size == old && recorded.is_some() && root != rec_root {
-        return Err((Refusal::Fork { recorded: rec_size }, Some(AlertKind::Fork)));
+        return Err(Refusal::Fork { recorded: rec_size });
     }
     tlog::verify_consistency(&req.proof, size, old, &root, &rec_root)
-        .map_err(|e| (Refusal::BadProof(e.to_string()), Some(AlertKind::BadProof)))
+        .map_err(|e| Refusal::BadProof(e.to_string()))
+}
+
+/// What a signed submission and a checkpoint the witness cosigned prove together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inconsistency {
+    /// The submitted size against the latest cosigned one.
+    pub kind: EvidenceKind,
+    /// The cosigned checkpoint it contradicts.
+    pub cosigned: LogState,
+    /// Whether the submission's consistency proof is what shows it (else the sizes are
+    /// equal and the roots differ).
+    pub by_proof: bool,
+}
+
+/// Whether `req` (whose signature by the log's key verified) contradicts a checkpoint the
+/// witness cosigned for the log: `latest_size` is the latest one's size, `cosigned(size)`
+/// the cosigned checkpoint of that size, if the witness holds it. Pure; see the module
+/// documentation for what counts.
+pub fn find_inconsistency(
+    latest_size: u64,
+    cosigned: impl Fn(u64) -> Option<LogState>,
+    req: &AddCheckpoint,
+) -> Option<Inconsistency> {
+    let (old, size, root) = (req.old_size, req.checkpoint.size, req.checkpoint.root);
+    let kind = match size.cmp(&latest_size) {
+        std::cmp::Ordering::Less => EvidenceKind::Rollback,
+        std::cmp::Ordering::Equal => EvidenceKind::Fork,
+        std::cmp::Ordering::Greater => EvidenceKind::BadProof,
+    };
+    if let Some(a) = cosigned(size) {
+        // The same checkpoint is a replay; another root at that size, a contradiction.
+        return (a.root != root).then_some(Inconsistency {
+            kind,
+            cosigned: a,
+            by_proof: false,
+        });
+    }
+    let a = cosigned(old).filter(|_| old < size)?;
+    let (old_root, new_root) = tlog::consistency_proof_roots(&req.proof, size, old).ok()?;
+    (new_root == root && old_root != a.root).then_some(Inconsistency {
+        kind,
+        cosigned: a,
+        by_proof: true,
+    })
 }
 
 /// One log's view for `/status`.
@@ -211,12 +266,16 @@ pub struct LogStatus {
     pub log: RegisteredLog,
     /// The latest cosigned checkpoint.
     pub state: Option<LogState>,
+    /// The earlier cosigned checkpoints kept, oldest first.
+    pub history: Vec<LogState>,
     /// Seconds since it was cosigned.
     pub age_secs: Option<u64>,
     /// No cosignature within the stale limit (or none at all).
     pub stale: bool,
-    /// Its alerts.
-    pub alerts: Alerts,
+    /// Its evidence records, counted.
+    pub evidence: EvidenceCounts,
+    /// Posts naming it without a valid signature by its key, since start.
+    pub unsigned: u64,
 }
 
 /// Figures over every registered log (for `/metrics`).
@@ -226,8 +285,21 @@ pub struct Summary {
     pub registered: u64,
     /// Logs that are stale.
     pub stale: u64,
-    /// Alerts ever recorded, by kind (the order of [`AlertKind::ALL`]).
-    pub alerts: [u64; 4],
+    /// Evidence records kept, by kind (the order of [`EvidenceKind::ALL`]).
+    pub evidence: [u64; 3],
+    /// Evidence received since start and not kept (a log at its cap).
+    pub evidence_not_kept: u64,
+    /// Logs with at least one evidence record.
+    pub logs_with_evidence: u64,
+}
+
+/// What [`WitnessService::carry_over_legacy_alerts`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CarriedOver {
+    /// Alerts of an older version found.
+    pub alerts: u64,
+    /// Evidence records they proved (new or already kept).
+    pub evidence: u64,
 }
 
 /// The witness.
@@ -235,6 +307,9 @@ pub struct WitnessService {
     settings: WitnessSettings,
     logs: Vec<RegisteredLog>,
     index: HashMap<String, usize>,
+    /// Per log: posts without a valid signature by its key, since start.
+    unsigned: Vec<AtomicU64>,
+    junk_warnings: governor::DefaultDirectRateLimiter,
     store: WitnessStore,
     signer: Arc<dyn Signer>,
     cosigner: Cosigner,
@@ -267,7 +342,8 @@ fn ed25519_key_of_spki(spki_der: &[u8]) -> Result<[u8; 32], WitnessError> {
 }
 
 /// The submitted note reduced to its text and the signature that verified with `key`: what
-/// is kept as the log's checkpoint.
+/// is kept as the log's checkpoint, and in evidence. Both are byte for byte as received
+/// (base64 decodes canonically, so the line formats back the same).
 fn kept_note(note: &SignedNote, key: &VerifierKey) -> String {
     SignedNote {
         text: note.text.clone(),
@@ -282,24 +358,31 @@ fn kept_note(note: &SignedNote, key: &VerifierKey) -> String {
     .format()
 }
 
-/// The submitted note for an alert: its text and at most two (short) signature lines in the
-/// log's key name; without any, the text alone.
-fn alert_note(note: &SignedNote, key: &VerifierKey) -> String {
-    let signatures: Vec<NoteSignature> = note
-        .signatures
-        .iter()
-        .filter(|s| s.name == key.name && s.signature.len() <= MAX_ALERT_SIGNATURE_BYTES)
-        .take(MAX_ALERT_SIGNATURES)
-        .cloned()
-        .collect();
-    if signatures.is_empty() {
-        return note.text.clone();
-    }
-    SignedNote {
-        text: note.text.clone(),
-        signatures,
-    }
-    .format()
+/// A note an older version kept, as a checkpoint signed by `key`: `None` unless it parses
+/// and verifies, reduced like [`kept_note`].
+fn verified_checkpoint(note: &str, key: &VerifierKey) -> Option<(Checkpoint, String)> {
+    let note = SignedNote::parse(note).ok()?;
+    note.verify(key).ok()?;
+    let checkpoint = Checkpoint::parse(&note.text).ok()?;
+    Some((checkpoint, kept_note(&note, key)))
+}
+
+/// The evidence an older version's alert proves: a fork (the same size, another root)
+/// between two notes that both verify with the log's key.
+fn legacy_evidence(log: &RegisteredLog, alert: &LegacyAlert) -> Option<Evidence> {
+    let (a, cosigned) = verified_checkpoint(alert.recorded.as_deref()?, &log.key)?;
+    let (b, submitted) = verified_checkpoint(&alert.submitted, &log.key)?;
+    let same_log = a.origin == log.origin && b.origin == log.origin;
+    (same_log && a.size == b.size && a.root != b.root).then(|| Evidence {
+        kind: EvidenceKind::Fork,
+        seen_at: alert.at,
+        cosigned_size: a.size,
+        cosigned,
+        size: b.size,
+        submitted,
+        old_size: alert.old_size,
+        proof: Vec::new(),
+    })
 }
 
 impl WitnessService {
@@ -339,12 +422,17 @@ impl WitnessService {
         for l in &logs {
             store.latest(&l.origin)?;
         }
+        let quota = governor::Quota::per_minute(
+            NonZeroU32::MIN.saturating_add(JUNK_WARNINGS_PER_MINUTE - 1),
+        );
         Ok(WitnessService {
             cosigner: Cosigner {
                 name: settings.name.clone(),
                 public_key,
             },
             settings,
+            unsigned: logs.iter().map(|_| AtomicU64::new(0)).collect(),
+            junk_warnings: governor::RateLimiter::direct(quota),
             logs,
             index,
             store,
@@ -378,6 +466,16 @@ impl WitnessService {
         &self.logs
     }
 
+    /// Posts naming each log without a valid signature by its key, since start, in
+    /// configuration order.
+    pub fn unsigned(&self) -> Vec<(&RegisteredLog, u64)> {
+        self.logs
+            .iter()
+            .zip(&self.unsigned)
+            .map(|(l, n)| (l, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     fn now(&self) -> u64 {
         self.clock
             .now()
@@ -386,26 +484,26 @@ impl WitnessService {
     }
 
     /// Handles an add-checkpoint body: the cosignature lines when cosigned (and durable),
-    /// else why not.
+    /// else why not. Evidence a refused submission carries is durable before the refusal
+    /// is returned (a store failure is answered as such, so the submitter tries again).
     pub async fn add_checkpoint(&self, body: &[u8]) -> Result<String, WitnessError> {
         let req = AddCheckpoint::parse(body).map_err(Refusal::Malformed)?;
         let origin = req.checkpoint.origin.as_str();
-        let log = self
+        let (i, log) = self
             .index
             .get(origin)
-            .and_then(|&i| self.logs.get(i))
+            .and_then(|&i| Some((i, self.logs.get(i)?)))
             .ok_or_else(|| Refusal::UnknownOrigin(origin.to_owned()))?;
-        let mut recorded = self.store.latest(origin)?;
         if req.note.verify(&log.key).is_err() {
-            self.alert(log, AlertKind::BadSignature, &req, recorded.as_ref())
-                .await;
+            self.count_unsigned(i, log);
             return Err(Refusal::BadSignature.into());
         }
         let kept = kept_note(&req.note, &log.key);
+        let mut recorded = self.store.latest(origin)?;
         for _ in 0..MAX_ATTEMPTS {
-            if let Err((refusal, alert)) = evaluate(recorded.as_ref(), &req) {
-                if let Some(kind) = alert {
-                    self.alert(log, kind, &req, recorded.as_ref()).await;
+            if let Err(refusal) = evaluate(recorded.as_ref(), &req) {
+                if let Some(latest) = &recorded {
+                    self.keep_evidence(log, latest, &req, &kept).await?;
                 }
                 return Err(refusal.into());
             }
@@ -432,41 +530,112 @@ impl WitnessService {
         Err(WitnessError::Contention)
     }
 
-    /// Records an alert, durably. A store failure is logged, not answered: the refusal
-    /// still goes to the client.
-    async fn alert(
-        &self,
-        log: &RegisteredLog,
-        kind: AlertKind,
-        req: &AddCheckpoint,
-        recorded: Option<&LogState>,
-    ) {
-        let alert = Alert {
-            kind,
-            at: self.now(),
-            old_size: req.old_size,
-            size: req.checkpoint.size,
-            recorded_size: recorded.map(|s| s.size),
-            submitted: alert_note(&req.note, &log.key),
-            // With the submitted checkpoint, the evidence of a fork or a rollback.
-            recorded: recorded
-                .filter(|_| kind != AlertKind::BadSignature)
-                .map(|s| s.checkpoint.clone()),
-        };
-        tracing::warn!(
-            origin = %log.origin,
-            kind = kind.name(),
-            old_size = req.old_size,
-            size = req.checkpoint.size,
-            recorded_size = ?recorded.map(|s| s.size),
-            "witness alert"
-        );
-        if let Err(e) = self.store.record_alert(&log.origin, alert).await {
-            tracing::error!(origin = %log.origin, error = %e, "cannot record a witness alert");
+    /// Counts a post naming `log` that no signature by its key verifies, and says so in the
+    /// log now and then (anyone can send any number of them).
+    fn count_unsigned(&self, i: usize, log: &RegisteredLog) {
+        let n = self
+            .unsigned
+            .get(i)
+            .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed) + 1);
+        if self.junk_warnings.check().is_ok() {
+            tracing::warn!(
+                origin = %log.origin,
+                unsigned_since_start = n,
+                "a checkpoint without a valid signature by the log's key: refused, not stored \
+                 (warnings about them are limited; all are counted)"
+            );
+        } else {
+            tracing::debug!(origin = %log.origin, "a checkpoint without a valid signature");
         }
     }
 
-    fn status_at(&self, log: &RegisteredLog, now: u64) -> LogStatus {
+    /// Keeps the evidence a refused signed submission carries against what the witness
+    /// cosigned, if any.
+    async fn keep_evidence(
+        &self,
+        log: &RegisteredLog,
+        latest: &LogState,
+        req: &AddCheckpoint,
+        kept: &str,
+    ) -> Result<(), WitnessError> {
+        let origin = log.origin.as_str();
+        let cosigned = |size: u64| {
+            if size == latest.size {
+                Some(latest.clone())
+            } else {
+                self.store.cosigned(origin, size).ok().flatten()
+            }
+        };
+        let Some(found) = find_inconsistency(latest.size, cosigned, req) else {
+            return Ok(());
+        };
+        let (kind, cosigned_size, size) = (found.kind, found.cosigned.size, req.checkpoint.size);
+        let evidence = Evidence {
+            kind,
+            seen_at: self.now(),
+            cosigned_size,
+            cosigned: found.cosigned.checkpoint,
+            size,
+            submitted: kept.to_owned(),
+            old_size: req.old_size,
+            proof: if found.by_proof {
+                req.proof.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        match self.store.record_evidence(origin, evidence).await? {
+            EvidenceOutcome::Stored => tracing::error!(
+                %origin,
+                kind = kind.name(),
+                cosigned_size,
+                size,
+                by_proof = found.by_proof,
+                "the log signed two checkpoints that cannot both be true: evidence kept"
+            ),
+            EvidenceOutcome::AlreadyKept => {
+                tracing::debug!(%origin, kind = kind.name(), "evidence already kept")
+            }
+            EvidenceOutcome::Full => {
+                if self.junk_warnings.check().is_ok() {
+                    tracing::error!(
+                        %origin,
+                        kind = kind.name(),
+                        "more evidence against a log that has the most kept: counted, not kept"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries the forks that alerts of an older version prove (both notes verify with the
+    /// log's key: the same size, another root) over to evidence records; the rest of those
+    /// alerts (posts anyone could make, or claims without their proof) stay on disk as
+    /// they are and are no longer shown. Idempotent: run at every start.
+    pub async fn carry_over_legacy_alerts(&self) -> Result<CarriedOver, WitnessError> {
+        let mut done = CarriedOver::default();
+        for log in &self.logs {
+            let alerts = match self.store.legacy_alerts(&log.origin) {
+                Ok(Some(a)) => a,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(origin = %log.origin, error = %e, "cannot read the alerts of an older version; left as they are");
+                    continue;
+                }
+            };
+            for alert in &alerts.recent {
+                done.alerts += 1;
+                if let Some(evidence) = legacy_evidence(log, alert) {
+                    self.store.record_evidence(&log.origin, evidence).await?;
+                    done.evidence += 1;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    fn status_at(&self, i: usize, log: &RegisteredLog, now: u64) -> LogStatus {
         let record = self.store.record(&log.origin).unwrap_or_default();
         let age_secs = record
             .state
@@ -477,20 +646,36 @@ impl WitnessService {
             stale: age_secs.is_none_or(|a| a > self.settings.stale_after_secs),
             age_secs,
             state: record.state,
-            alerts: record.alerts,
+            history: record.history,
+            evidence: record.evidence,
+            unsigned: self
+                .unsigned
+                .get(i)
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
         }
     }
 
     /// Every registered log's status, in configuration order.
     pub fn status(&self) -> Vec<LogStatus> {
         let now = self.now();
-        self.logs.iter().map(|l| self.status_at(l, now)).collect()
+        self.logs
+            .iter()
+            .enumerate()
+            .map(|(i, l)| self.status_at(i, l, now))
+            .collect()
     }
 
     /// One log's status, if it is registered.
     pub fn status_of(&self, origin: &str) -> Option<LogStatus> {
-        let log = self.index.get(origin).and_then(|&i| self.logs.get(i))?;
-        Some(self.status_at(log, self.now()))
+        let i = *self.index.get(origin)?;
+        let log = self.logs.get(i)?;
+        Some(self.status_at(i, log, self.now()))
+    }
+
+    /// One log's evidence records, oldest first, if it is registered.
+    pub fn evidence_of(&self, origin: &str) -> Option<Result<Vec<Evidence>, WitnessError>> {
+        self.index.get(origin)?;
+        Some(self.store.evidence(origin).map_err(WitnessError::from))
     }
 
     /// Figures over every registered log.
@@ -499,11 +684,21 @@ impl WitnessService {
             registered: self.logs.len() as u64,
             ..Summary::default()
         };
-        for st in self.status() {
-            s.stale += u64::from(st.stale);
-            for (n, kind) in s.alerts.iter_mut().zip(AlertKind::ALL) {
-                *n = n.saturating_add(st.alerts.count(kind));
+        let now = self.now();
+        for log in &self.logs {
+            let age = self
+                .store
+                .latest(&log.origin)
+                .ok()
+                .flatten()
+                .map(|st| now.saturating_sub(st.cosigned_at));
+            s.stale += u64::from(age.is_none_or(|a| a > self.settings.stale_after_secs));
+            let evidence = self.store.evidence_counts(&log.origin).unwrap_or_default();
+            for (n, kind) in s.evidence.iter_mut().zip(EvidenceKind::ALL) {
+                *n = n.saturating_add(evidence.count(kind));
             }
+            s.evidence_not_kept = s.evidence_not_kept.saturating_add(evidence.not_kept);
+            s.logs_with_evidence += u64::from(evidence.total() > 0);
         }
         s
     }
@@ -525,9 +720,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::chain::note::{key_id, verifier_key, Checkpoint};
+    use crate::chain::note::{key_id, verifier_key, NoteSignature};
     use crate::chain::tlog::Hash;
     use crate::chain::witness_protocol::add_checkpoint_body;
+    use crate::chain::witness_store::HISTORY;
     use ed25519_dalek::Signer as _;
 
     /// A simulated appliance: its tree and key.
@@ -536,6 +732,8 @@ mod tests {
         key: ed25519_dalek::SigningKey,
         hashes: Vec<Hash>,
         size: u64,
+        /// Leaves get this prefix: a sim with another salt has another history.
+        salt: u8,
     }
 
     const ORIGIN: &str = "sim.example/chain";
@@ -550,6 +748,17 @@ mod tests {
                 key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
                 hashes: Vec::new(),
                 size: 0,
+                salt: 0,
+            }
+        }
+        /// The same log (origin and key) with another history from its first record.
+        fn forked(&self) -> Sim {
+            Sim {
+                origin: self.origin.clone(),
+                key: self.key.clone(),
+                hashes: Vec::new(),
+                size: 0,
+                salt: self.salt + 1,
             }
         }
         fn verifier(&self) -> VerifierKey {
@@ -561,7 +770,9 @@ mod tests {
         }
         fn grow(&mut self, n: u64) {
             for _ in 0..n {
-                let leaf = tlog::leaf_hash(&self.size.to_be_bytes());
+                let mut data = vec![self.salt];
+                data.extend_from_slice(&self.size.to_be_bytes());
+                let leaf = tlog::leaf_hash(&data);
                 let add = tlog::stored_hashes_for_record(self.size, leaf, &self.hashes).unwrap();
                 self.hashes.extend(add);
                 self.size += 1;
@@ -617,86 +828,69 @@ mod tests {
         // Old size the witness never cosigned.
         assert_eq!(
             evaluate(None, &sim.request(5, 10)),
-            Err((
-                Refusal::OldSizeMismatch {
-                    old: 5,
-                    recorded: 0
-                },
-                None
-            ))
+            Err(Refusal::OldSizeMismatch {
+                old: 5,
+                recorded: 0
+            })
         );
         let rec = state_of(&sim.request(0, 10));
         // The next one, with a proof from 10.
         assert_eq!(evaluate(Some(&rec), &sim.request(10, 15)), Ok(()));
         // The same checkpoint again is fine.
         assert_eq!(evaluate(Some(&rec), &sim.request(10, 10)), Ok(()));
-        // A stale old size: 409, but nothing the log signed is wrong: no alert.
+        // A stale old size: 409.
         assert_eq!(
             evaluate(Some(&rec), &sim.request(5, 15)),
-            Err((
-                Refusal::OldSizeMismatch {
-                    old: 5,
-                    recorded: 10
-                },
-                None
-            ))
+            Err(Refusal::OldSizeMismatch {
+                old: 5,
+                recorded: 10
+            })
         );
+        // A checkpoint smaller than the recorded one: 409, or 400 with an old size above it.
         assert_eq!(
-            evaluate(Some(&rec), &sim.request(0, 15)).unwrap_err().1,
-            None
-        );
-        // A checkpoint smaller than the recorded one: 400 or 409, a rollback.
-        assert_eq!(
-            evaluate(Some(&rec), &sim.request(5, 5)).unwrap_err().1,
-            Some(AlertKind::Rollback)
+            evaluate(Some(&rec), &sim.request(5, 5))
+                .unwrap_err()
+                .status(),
+            409
         );
         let mut smaller = sim.request(0, 5);
         smaller.old_size = 10;
         assert_eq!(
             evaluate(Some(&rec), &smaller),
-            Err((
-                Refusal::OldSizeAboveSize { old: 10, size: 5 },
-                Some(AlertKind::Rollback)
-            ))
+            Err(Refusal::OldSizeAboveSize { old: 10, size: 5 })
         );
-        // An old size above the recorded: 409 without an alert.
+        // An old size above the recorded: 409.
         assert_eq!(
             evaluate(Some(&rec), &sim.request(12, 15)),
-            Err((
-                Refusal::OldSizeMismatch {
-                    old: 12,
-                    recorded: 10
-                },
-                None
-            ))
+            Err(Refusal::OldSizeMismatch {
+                old: 12,
+                recorded: 10
+            })
         );
-        // Same size, another root: a fork.
+        // Same size, another root.
         let mut fork = sim.request(10, 10);
         fork.checkpoint.root = [7; 32];
         assert_eq!(
             evaluate(Some(&rec), &fork),
-            Err((Refusal::Fork { recorded: 10 }, Some(AlertKind::Fork)))
+            Err(Refusal::Fork { recorded: 10 })
         );
-        // A larger tree that does not extend the recorded one: a bad proof.
+        // A larger tree that does not extend the recorded one, or a cut proof: 422.
         let mut other = sim.request(10, 15);
         other.checkpoint.root = [8; 32];
         assert!(matches!(
             evaluate(Some(&rec), &other),
-            Err((Refusal::BadProof(_), Some(AlertKind::BadProof)))
+            Err(Refusal::BadProof(_))
         ));
         let mut cut = sim.request(10, 15);
         cut.proof.pop();
         assert!(matches!(
             evaluate(Some(&rec), &cut),
-            Err((Refusal::BadProof(_), Some(AlertKind::BadProof)))
+            Err(Refusal::BadProof(_))
         ));
         // A proof from old size 0 must be empty.
         let mut padded = sim.request(0, 10);
         padded.proof.push([1; 32]);
-        assert!(matches!(
-            evaluate(None, &padded),
-            Err((Refusal::BadProof(_), _))
-        ));
+        assert!(matches!(evaluate(None, &padded), Err(Refusal::BadProof(_))));
         for r in [
             Refusal::OldSizeMismatch {
                 old: 1,
@@ -710,12 +904,102 @@ mod tests {
         assert!(Refusal::REASONS.contains(&Refusal::BadProof(String::new()).reason()));
     }
 
+    /// What counts as evidence: only two signed checkpoints that contradict each other;
+    /// never a replay, a stale old size, a broken proof, or what the witness cannot compare.
     #[test]
-    fn kept_and_alert_notes_keep_only_the_logs_signatures() {
+    fn only_contradicting_signed_checkpoints_are_evidence() {
+        let mut a = Sim::new();
+        a.grow(60);
+        let mut f = a.forked();
+        f.grow(60);
+        // The witness cosigned 6, 12, 20 and, last, 40.
+        let cosigned: Vec<LogState> = [6u64, 12, 20, 40]
+            .iter()
+            .map(|&s| state_of(&a.request(0, s)))
+            .collect();
+        let lookup = |size: u64| cosigned.iter().find(|s| s.size == size).cloned();
+        let find = |req: &AddCheckpoint| find_inconsistency(40, lookup, req);
+
+        // Replays of what it cosigned, with any old size: nothing.
+        for (old, size) in [
+            (0, 40),
+            (20, 40),
+            (40, 40),
+            (6, 12),
+            (0, 6),
+            (12, 20),
+            (40, 12),
+        ] {
+            let mut req = a.request(old.min(size), size);
+            req.old_size = old;
+            assert_eq!(find(&req), None, "{old} -> {size}");
+        }
+        // Genuine checkpoints it never cosigned, smaller or larger, with their right proofs,
+        // with a stale old size, or with a proof the submitter broke: nothing.
+        for (old, size) in [(0, 15), (6, 15), (40, 50), (20, 50), (13, 50), (0, 59)] {
+            assert_eq!(find(&a.request(old, size)), None, "{old} -> {size}");
+        }
+        for i in 0..a.request(40, 50).proof.len() {
+            let mut broken = a.request(40, 50);
+            broken.proof[i][3] ^= 1;
+            assert_eq!(find(&broken), None, "{i}");
+        }
+        let mut short = a.request(40, 50);
+        short.proof.pop();
+        assert_eq!(find(&short), None);
+        // Another history at a size it cosigned: the latest (a fork), or an earlier one (a
+        // rollback), whatever the old size and proof.
+        let fork = find(&f.request(40, 40)).unwrap();
+        assert_eq!(
+            (fork.kind, fork.cosigned.size, fork.by_proof),
+            (EvidenceKind::Fork, 40, false)
+        );
+        assert_eq!(find(&f.request(0, 40)).unwrap().kind, EvidenceKind::Fork);
+        let back = find(&f.request(6, 12)).unwrap();
+        assert_eq!(
+            (back.kind, back.cosigned, back.by_proof),
+            (EvidenceKind::Rollback, cosigned[1].clone(), false)
+        );
+        // Another history larger than the latest, whose own proof from a cosigned size
+        // leads to its root from another root there.
+        let ext = find(&f.request(40, 50)).unwrap();
+        assert_eq!(
+            (ext.kind, ext.cosigned.size, ext.by_proof),
+            (EvidenceKind::BadProof, 40, true)
+        );
+        assert_eq!(
+            find(&f.request(20, 59)).unwrap().cosigned.size,
+            20,
+            "from an earlier cosigned size"
+        );
+        // Smaller than the latest, of a size it did not cosign, by proof from one it did.
+        let smaller = find(&f.request(12, 15)).unwrap();
+        assert_eq!(
+            (smaller.kind, smaller.cosigned.size, smaller.by_proof),
+            (EvidenceKind::Rollback, 12, true)
+        );
+        // ... but its proof altered: nothing (the new root no longer follows).
+        let mut altered = f.request(40, 50);
+        altered.proof[0][0] ^= 1;
+        assert_eq!(find(&altered), None);
+        // From a size whose proof does not carry the old root (6 is not a power of two, but
+        // 32 is, were it cosigned), or from a size it does not hold: nothing to prove with.
+        let cosigned_32: Vec<LogState> = vec![state_of(&a.request(0, 32))];
+        let lookup_32 = |size: u64| cosigned_32.iter().find(|s| s.size == size).cloned();
+        assert_eq!(find_inconsistency(32, lookup_32, &f.request(32, 50)), None);
+        assert_eq!(find(&f.request(30, 50)), None);
+        // Another history below every cosigned size: nothing to compare with.
+        assert_eq!(find(&f.request(0, 5)), None);
+    }
+
+    #[test]
+    fn kept_notes_keep_only_the_logs_signature() {
         let mut sim = Sim::new();
         sim.grow(3);
         let mut req = sim.request(0, 3);
         let vk = sim.verifier();
+        let alone = kept_note(&req.note, &vk);
+        assert_eq!(alone, sim.note(3, sim.root(3)), "byte for byte as signed");
         req.note.signatures.insert(
             0,
             NoteSignature {
@@ -727,19 +1011,13 @@ mod tests {
         let kept = SignedNote::parse(&kept_note(&req.note, &vk)).unwrap();
         assert_eq!(kept.signatures.len(), 1);
         kept.verify(&vk).unwrap();
-        let alert = SignedNote::parse(&alert_note(&req.note, &vk)).unwrap();
-        assert_eq!(alert.signatures.len(), 1);
-        req.note.signatures.retain(|s| s.name != ORIGIN);
-        assert_eq!(alert_note(&req.note, &vk), req.note.text);
+        assert_eq!(kept_note(&req.note, &vk), alone);
     }
 
-    /// The use case in-process, against SoftHSM: a sequence is cosigned (each cosignature
-    /// verifies), of many concurrent requests from one state exactly one wins, refusals
-    /// are recorded.
-    #[test]
-    fn cosigns_through_the_hsm_and_lets_one_concurrent_request_win() {
-        use crate::chain::store::Store;
-        use crate::chain::witness_protocol::parse_cosignatures;
+    /// A witness in-process over SoftHSM, for `sims`, its store in `dir`; with the HSM
+    /// handle that keeps its login.
+    fn witness(dir: &std::path::Path, sims: &[&Sim]) -> (Arc<WitnessService>, crate::signer::Hsm) {
+        use crate::chain::store::reopen_in_process;
         use crate::signer::{testsupport, KeyAlgorithm, KeyPurpose, SigningPool};
 
         let token = testsupport::new_token();
@@ -747,23 +1025,17 @@ mod tests {
         hsm.generate_key("witness", KeyAlgorithm::Ed25519, KeyPurpose::Witness)
             .unwrap();
         let pool = SigningPool::start(&hsm, "witness", 2, true).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let mut a = Sim::named("a.example/chain", 1);
-        let b = Sim::named("b.example/chain", 2);
-        let wstore = WitnessStore::open(&store, &[a.origin.clone(), b.origin.clone()]).unwrap();
-        let logs = vec![
-            RegisteredLog {
-                origin: a.origin.clone(),
-                key: a.verifier(),
+        let store = reopen_in_process(dir);
+        let origins: Vec<String> = sims.iter().map(|s| s.origin.clone()).collect();
+        let wstore = WitnessStore::open(&store, &origins).unwrap();
+        let logs = sims
+            .iter()
+            .map(|s| RegisteredLog {
+                origin: s.origin.clone(),
+                key: s.verifier(),
                 url: None,
-            },
-            RegisteredLog {
-                origin: b.origin.clone(),
-                key: b.verifier(),
-                url: Some("https://b.example".into()),
-            },
-        ];
+            })
+            .collect();
         let service = Arc::new(
             WitnessService::new(
                 WitnessSettings {
@@ -777,11 +1049,29 @@ mod tests {
             )
             .unwrap(),
         );
-        let cosigner = Cosigner::parse(&service.verifier_key()).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
+        (service, hsm)
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .build()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The use case in-process, against SoftHSM: a sequence is cosigned (each cosignature
+    /// verifies), of many concurrent requests from one state exactly one wins, refusals
+    /// without evidence leave nothing behind.
+    #[test]
+    fn cosigns_through_the_hsm_and_lets_one_concurrent_request_win() {
+        use crate::chain::witness_protocol::parse_cosignatures;
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Sim::named("a.example/chain", 1);
+        let b = Sim::named("b.example/chain", 2);
+        let (service, _hsm) = witness(dir.path(), &[&a, &b]);
+        let cosigner = Cosigner::parse(&service.verifier_key()).unwrap();
+        let rt = rt();
         rt.block_on(async {
             let mut old = 0;
             for step in [1u64, 4, 11, 1, 40] {
@@ -800,8 +1090,7 @@ mod tests {
                 old = a.size;
             }
             // Twenty requests for the same checkpoint checked against the same state: one
-            // wins, the others get the new size in a 409. (All the same size: a loser
-            // smaller than the winner would be a signed rollback, and alert.)
+            // wins, the others get the new size in a 409.
             a.grow(20);
             let tasks: Vec<_> = (1..=20)
                 .map(|_| {
@@ -825,7 +1114,11 @@ mod tests {
             let st = service.status_of(&a.origin).unwrap();
             assert_eq!(st.state.as_ref().unwrap().size, winners[0]);
             assert!(!st.stale);
-            // A refusal with an alert; another log untouched.
+            let sizes: Vec<u64> = st.history.iter().map(|s| s.size).collect();
+            assert_eq!(sizes, [1, 5, 16, 17, 57][5 - HISTORY..]);
+            // An old checkpoint replayed, and a forged one: refused, nothing kept; another
+            // log untouched.
+            let bytes = service.store().record_bytes().unwrap();
             let e = service
                 .add_checkpoint(a.body(0, 3).as_bytes())
                 .await
@@ -840,15 +1133,13 @@ mod tests {
                 matches!(e, WitnessError::Refused(Refusal::BadSignature)),
                 "{e}"
             );
-            // The 19 requests that lost the race had stale old sizes: refused, not
-            // alerts; the checkpoint of 3 after a larger one is a rollback.
+            assert_eq!(service.store().record_bytes().unwrap(), bytes);
             let st = service.status_of(&a.origin).unwrap();
-            assert_eq!(st.alerts.count(AlertKind::Rollback), 1);
-            assert_eq!(st.alerts.count(AlertKind::BadSignature), 1);
-            assert_eq!(st.alerts.recent().len(), 2);
+            assert_eq!((st.evidence.total(), st.unsigned), (0, 1));
             let summary = service.summary();
             assert_eq!((summary.registered, summary.stale), (2, 1));
-            assert_eq!(summary.alerts, [1, 0, 0, 1]);
+            assert_eq!(summary.evidence, [0, 0, 0]);
+            assert_eq!(service.unsigned()[1].1, 0);
             let e = service
                 .add_checkpoint(Sim::named("c.example/chain", 3).body(0, 0).as_bytes())
                 .await
@@ -860,5 +1151,155 @@ mod tests {
             let (h, s) = service.readiness().await;
             assert_eq!((h, s), (Ok(()), Ok(())));
         });
+    }
+
+    /// A fork, then 10,000 posts anyone can make naming the log (bad signatures, a key it
+    /// does not know, malformed bodies, replays of its public checkpoints): the fork's
+    /// evidence is kept with both notes as signed, the junk is counted and not stored.
+    #[test]
+    fn ten_thousand_junk_posts_after_a_fork_leave_its_evidence() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Sim::new();
+        let (service, _hsm) = witness(dir.path(), &[&a]);
+        let rt = rt();
+        a.grow(30);
+        let mut f = a.forked();
+        f.grow(30);
+        let (cosigned, forked) = (a.note(30, a.root(30)), f.note(30, f.root(30)));
+        let stranger = Sim::named(ORIGIN, 9);
+        let mut bad = SignedNote::parse(&a.note(31, [3; 32])).unwrap();
+        bad.signatures[0].signature[7] ^= 1;
+        let junk: Vec<String> = vec![
+            add_checkpoint_body(30, &[], &bad.format()).unwrap(),
+            add_checkpoint_body(30, &[], &stranger.note(30, [4; 32])).unwrap(),
+            "old 30\n\nnot a note\n".into(),
+            a.body(0, 12),
+        ];
+        rt.block_on(async {
+            service
+                .add_checkpoint(a.body(0, 30).as_bytes())
+                .await
+                .unwrap();
+            let body = add_checkpoint_body(30, &[], &forked).unwrap();
+            let e = service.add_checkpoint(body.as_bytes()).await.unwrap_err();
+            assert!(matches!(
+                e,
+                WitnessError::Refused(Refusal::Fork { recorded: 30 })
+            ));
+            let bytes = service.store().record_bytes().unwrap();
+            let tasks: Vec<_> = (0..4)
+                .map(|t| {
+                    let (service, junk) = (Arc::clone(&service), junk.clone());
+                    tokio::spawn(async move {
+                        for n in 0..2500 {
+                            let body = &junk[(n + t) % junk.len()];
+                            let e = service.add_checkpoint(body.as_bytes()).await.unwrap_err();
+                            assert!(matches!(e, WitnessError::Refused(_)), "{e}");
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            assert_eq!(service.store().record_bytes().unwrap(), bytes);
+            assert_eq!(service.unsigned()[0].1, 5000);
+        });
+        let kept = service.evidence_of(ORIGIN).unwrap().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].kind, EvidenceKind::Fork);
+        assert_eq!(kept[0].cosigned, cosigned);
+        assert_eq!(kept[0].submitted, forked);
+        assert_eq!(service.summary().evidence, [0, 1, 0]);
+    }
+
+    /// A store of an older version with alerts: the fork they prove becomes evidence (once,
+    /// however often the witness starts); the rest is not carried over.
+    #[test]
+    fn forks_an_older_version_recorded_are_carried_over() {
+        use crate::chain::witness_store::{LegacyAlertKind, LegacyAlerts};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Sim::new();
+        a.grow(10);
+        let mut f = a.forked();
+        f.grow(10);
+        let alert = |kind, size, submitted: String, recorded: Option<String>| LegacyAlert {
+            kind,
+            at: 1_700_000_000 + size,
+            old_size: 10,
+            size,
+            recorded_size: Some(10),
+            submitted,
+            recorded,
+        };
+        let mut forged = SignedNote::parse(&f.note(10, f.root(10))).unwrap();
+        forged.signatures[0].signature[0] ^= 1;
+        let old = LegacyAlerts {
+            counts: [1, 3, 0, 1],
+            recent: vec![
+                // A rollback (not provable without a proof), a fork, a "fork" whose
+                // submitted note does not verify, the same fork again, a bad signature.
+                alert(
+                    LegacyAlertKind::Rollback,
+                    5,
+                    a.note(5, a.root(5)),
+                    Some(a.note(10, a.root(10))),
+                ),
+                alert(
+                    LegacyAlertKind::Fork,
+                    10,
+                    f.note(10, f.root(10)),
+                    Some(a.note(10, a.root(10))),
+                ),
+                alert(
+                    LegacyAlertKind::Fork,
+                    10,
+                    forged.format(),
+                    Some(a.note(10, a.root(10))),
+                ),
+                alert(
+                    LegacyAlertKind::Fork,
+                    10,
+                    f.note(10, f.root(10)),
+                    Some(a.note(10, a.root(10))),
+                ),
+                alert(LegacyAlertKind::BadSignature, 10, forged.text.clone(), None),
+            ],
+        };
+        {
+            let store = crate::chain::store::Store::open(dir.path()).unwrap();
+            let tree = store.tree("witness").unwrap();
+            let mut k = vec![b's'];
+            k.extend_from_slice(ORIGIN.as_bytes());
+            tree.insert(k, state_of(&a.request(0, 10)).encode())
+                .unwrap();
+            let mut k = vec![b'a'];
+            k.extend_from_slice(ORIGIN.as_bytes());
+            tree.insert(k, old.encode()).unwrap();
+            store.flush().unwrap();
+        }
+        let rt = rt();
+        for _ in 0..2 {
+            let (service, _hsm) = witness(dir.path(), &[&a]);
+            let done = rt.block_on(service.carry_over_legacy_alerts()).unwrap();
+            assert_eq!(
+                done,
+                CarriedOver {
+                    alerts: 5,
+                    evidence: 2
+                }
+            );
+            let kept = service.evidence_of(ORIGIN).unwrap().unwrap();
+            assert_eq!(kept.len(), 1);
+            assert_eq!(kept[0].kind, EvidenceKind::Fork);
+            assert_eq!(kept[0].seen_at, 1_700_000_010);
+            assert_eq!(kept[0].submitted, f.note(10, f.root(10)));
+            assert_eq!(kept[0].cosigned, a.note(10, a.root(10)));
+            // It still cosigns from its state.
+            a.grow(1);
+            rt.block_on(service.add_checkpoint(a.body(a.size - 1, a.size).as_bytes()))
+                .unwrap();
+        }
     }
 }
