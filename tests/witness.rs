@@ -738,6 +738,9 @@ fn ten_thousand_junk_posts_never_crowd_out_a_fork() {
     );
     assert_eq!(c.metric("auditstamp_witness_store_record_bytes"), bytes);
     // Warnings about junk are rate-limited: a handful of lines, not thousands.
+    assert!(c
+        .server
+        .wait_for_log("without a valid signature by the log's key"));
     let warned = c
         .server
         .log()
