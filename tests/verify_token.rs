@@ -20,7 +20,7 @@ use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo, SignerInfos};
 use const_oid::ObjectIdentifier;
 use der::asn1::{AnyRef, Int, OctetString, SetOfVec};
-use der::{Any, Decode, DecodePem, Encode, Header, Length, Reader, SliceReader, Tag};
+use der::{Any, Decode, DecodePem, Encode, EncodePem, Header, Length, Reader, SliceReader, Tag};
 use signature::{SignatureEncoding, Signer};
 use spki::AlgorithmIdentifierOwned;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -1235,6 +1235,592 @@ fn rule_extensions_none_critical() {
         Rule::Extensions,
     );
     assert!(matches!(e, TokenError::CriticalExtension(_)), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Strict DER where no other rule looks: golden negative vectors (tests/vectors/verify/
+// README.md, "Strictness vectors"), made by the generators below from the golden replies
+// and the test keys. ECDSA signatures here are RFC 6979 (deterministic), so a generator
+// makes the same bytes at every run: `strict_vectors_are_what_their_generators_make`
+// checks the committed files against them (AUDITSTAMP_WRITE_VECTORS=1 writes them).
+// ---------------------------------------------------------------------------------------
+
+/// The path of a file of tests/vectors/verify/.
+fn vector_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors/verify")
+        .join(name)
+}
+
+/// A vector read at run time (the strict vectors are made by this file's generators).
+fn read_vector(name: &str) -> Vec<u8> {
+    std::fs::read(vector_path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A DER element: the tag octet `tag`, the DER length of `contents`, then `contents`.
+fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    out.extend(Length::try_from(contents.len()).unwrap().to_der().unwrap());
+    out.extend(contents);
+    out
+}
+
+/// The header length and contents length of a DER element.
+fn header_and_contents(element: &[u8]) -> (usize, usize) {
+    let mut reader = SliceReader::new(element).unwrap();
+    let header = Header::decode(&mut reader).unwrap();
+    let contents = usize::try_from(header.length).unwrap();
+    (element.len() - contents, contents)
+}
+
+/// `element` with its length in one octet more than DER allows (`30 81 05` for `30 05`,
+/// `30 82 00 c8` for `30 81 c8`).
+fn long_length(element: &[u8]) -> Vec<u8> {
+    let (header, len) = header_and_contents(element);
+    let digits: Vec<u8> = len
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    let mut out = vec![element[0]];
+    if len < 0x80 {
+        out.extend([0x81, u8::try_from(len).unwrap()]);
+    } else {
+        out.push(0x80 | u8::try_from(digits.len() + 1).unwrap());
+        out.push(0x00);
+        out.extend(digits);
+    }
+    out.extend(&element[header..]);
+    out
+}
+
+/// `element` (a constructed one) with BER's indefinite length (X.690 §8.1.3.6): `30 80`,
+/// the contents, `00 00`. DER forbids it.
+fn indefinite_length(element: &[u8]) -> Vec<u8> {
+    let (header, _) = header_and_contents(element);
+    [&[element[0], 0x80], &element[header..], &[0x00, 0x00][..]].concat()
+}
+
+/// Rebuilds a granted reply after `edit` changed the elements of its SignedData (0
+/// version, 1 digestAlgorithms, 2 encapContentInfo, certificates `[0]`, crls `[1]`,
+/// signerInfos last); every other octet stays as it was, the lengths around are redone.
+fn with_signed_data(reply: &[u8], edit: impl FnOnce(&mut Vec<Vec<u8>>)) -> Vec<u8> {
+    let resp = elements(reply);
+    let ci = elements(&resp[1]);
+    let explicit = elements(&ci[1]);
+    let mut sd = elements(&explicit[0]);
+    edit(&mut sd);
+    let ci = sequence(&[ci[0].clone(), tlv(0xa0, &sequence(&sd))]);
+    sequence(&[resp[0].clone(), ci])
+}
+
+/// [`with_signed_data`] for the elements of the one SignerInfo (0 version, 1 sid,
+/// 2 digestAlgorithm, 3 signedAttrs `[0]`, 4 signatureAlgorithm, 5 signature,
+/// unsignedAttrs `[1]`).
+fn with_signer_info(reply: &[u8], edit: impl FnOnce(&mut Vec<Vec<u8>>)) -> Vec<u8> {
+    with_signed_data(reply, |sd| {
+        let infos = sd.last_mut().unwrap();
+        let [info] = &elements(infos)[..] else {
+            panic!("one SignerInfo")
+        };
+        let mut si = elements(info);
+        edit(&mut si);
+        *infos = tlv(0x31, &sequence(&si));
+    })
+}
+
+fn ecdsa_with(oid: ObjectIdentifier) -> AlgorithmIdentifierOwned {
+    AlgorithmIdentifierOwned {
+        oid,
+        parameters: None,
+    }
+}
+
+fn int_ca_key() -> p256::ecdsa::SigningKey {
+    p256_key(vector!("int-ca.key"))
+}
+
+/// A v2 CRL of the intermediate that revokes tsa-other.pem, signed with int-ca.key.
+fn int_ca_crl() -> Vec<u8> {
+    use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+    use x509_cert::time::Time;
+    let utc = |secs| {
+        Time::UtcTime(der::asn1::UtcTime::from_unix_duration(Duration::from_secs(secs)).unwrap())
+    };
+    let tbs = TbsCertList {
+        version: x509_cert::Version::V2,
+        signature: ecdsa_with(const_oid::db::rfc5912::ECDSA_WITH_SHA_256),
+        issuer: cert!("int-ca.pem").tbs_certificate.subject,
+        // 2026-05-28T20:26:40Z and 2036-01-01T00:00:00Z.
+        this_update: utc(1_780_000_000),
+        next_update: Some(utc(2_082_758_400)),
+        revoked_certificates: Some(vec![RevokedCert {
+            serial_number: cert!("tsa-other.pem").tbs_certificate.serial_number,
+            revocation_date: utc(1_780_000_000),
+            crl_entry_extensions: None,
+        }]),
+        crl_extensions: None,
+    };
+    let sig: p256::ecdsa::DerSignature = int_ca_key().sign(&tbs.to_der().unwrap());
+    CertificateList {
+        tbs_cert_list: tbs,
+        signature_algorithm: ecdsa_with(const_oid::db::rfc5912::ECDSA_WITH_SHA_256),
+        signature: der::asn1::BitString::from_bytes(&sig.to_vec()).unwrap(),
+    }
+    .to_der()
+    .unwrap()
+}
+
+/// reply-p256-v2-certs.tsr with a `crls` field (`[1] IMPLICIT SET OF`) holding `crls`,
+/// element octets as given.
+fn with_crls(crls: &[Vec<u8>]) -> Vec<u8> {
+    with_signed_data(vector!("reply-p256-v2-certs.tsr"), |sd| {
+        let signer_infos = sd.len() - 1;
+        sd.insert(signer_infos, tlv(0xa1, &crls.concat()));
+    })
+}
+
+/// An Attribute with the given value elements (octets as given).
+fn attribute(oid: &str, values: &[Vec<u8>]) -> Vec<u8> {
+    sequence(&[
+        ObjectIdentifier::new_unwrap(oid).to_der().unwrap(),
+        tlv(0x31, &values.concat()),
+    ])
+}
+
+/// id-aa-signatureTimeStampToken (RFC 3161 appendix A) around token-p256-v2.tst.
+fn signature_time_stamp_attr() -> Vec<u8> {
+    attribute(
+        "1.2.840.113549.1.9.16.2.14",
+        &[vector!("token-p256-v2.tst").to_vec()],
+    )
+}
+
+/// An attribute of a private type: a UTF8String.
+fn private_attr() -> Vec<u8> {
+    let value = der::asn1::Utf8StringRef::new("auditstamp verify test attribute")
+        .unwrap()
+        .to_der()
+        .unwrap();
+    attribute("1.3.6.1.4.1.99999.3.1", &[value])
+}
+
+/// reply-p256-v2-certs.tsr with `unsignedAttrs` (`[1] IMPLICIT SET OF Attribute`)
+/// holding `attrs`, octets and order as given.
+fn with_unsigned_attrs(attrs: &[Vec<u8>]) -> Vec<u8> {
+    with_signer_info(vector!("reply-p256-v2-certs.tsr"), |si| {
+        si.push(tlv(0xa1, &attrs.concat()));
+    })
+}
+
+/// reply-p256-v2-certs.tsr with its ESSCertIDv2 given `hashAlgorithm` = SHA-256 (the
+/// DEFAULT, which OpenSSL omits), with NULL parameters or none, signed again.
+fn with_explicit_ess_hash(null_params: bool) -> Vec<u8> {
+    let v2 = const_oid::db::rfc5911::ID_AA_SIGNING_CERTIFICATE_V_2;
+    edit(vector!("reply-p256-v2-certs.tsr"), |sd| {
+        let value = signed_attr(sd, v2).to_der().unwrap();
+        let outer = elements(&value);
+        let certs = elements(&outer[0]);
+        let ess = elements(&certs[0]);
+        assert_eq!(
+            ess[0][0], 0x04,
+            "the hashAlgorithm is omitted: certHash first"
+        );
+        let alg = AlgorithmIdentifierOwned {
+            oid: const_oid::db::rfc5912::ID_SHA_256,
+            parameters: null_params.then_some(Any::from(der::asn1::Null)),
+        }
+        .to_der()
+        .unwrap();
+        let ess = sequence(&[vec![alg], ess].concat());
+        let certs = sequence(&[vec![ess], certs[1..].to_vec()].concat());
+        let value = sequence(&[vec![certs], outer[1..].to_vec()].concat());
+        set_signed_attr(sd, v2, Any::from_der(&value).unwrap());
+        resign(sd);
+    })
+}
+
+/// `cert` with its tbsCertificate.signature set to `tbs_alg`, signed again by `key` with
+/// ECDSA SHA-256, which its signatureAlgorithm (unchanged, ecdsa-with-SHA256) says.
+fn with_tbs_signature(
+    cert: &Certificate,
+    tbs_alg: ObjectIdentifier,
+    key: &p256::ecdsa::SigningKey,
+) -> Certificate {
+    let mut cert = cert.clone();
+    assert_eq!(
+        cert.signature_algorithm,
+        ecdsa_with(const_oid::db::rfc5912::ECDSA_WITH_SHA_256)
+    );
+    cert.tbs_certificate.signature = ecdsa_with(tbs_alg);
+    let sig: p256::ecdsa::DerSignature = key.sign(&cert.tbs_certificate.to_der().unwrap());
+    cert.signature = der::asn1::BitString::from_bytes(&sig.to_vec()).unwrap();
+    cert
+}
+
+/// tsa-p256.pem whose tbsCertificate says ecdsa-with-SHA384 and whose signatureAlgorithm
+/// says ecdsa-with-SHA256 (the intermediate signed it with SHA-256).
+fn sigalg_mismatch_cert() -> Certificate {
+    with_tbs_signature(
+        &cert!("tsa-p256.pem"),
+        const_oid::db::rfc5912::ECDSA_WITH_SHA_384,
+        &int_ca_key(),
+    )
+}
+
+/// reply-p256-v2-certs.tsr with `signer` in place of tsa-p256.pem (same key, issuer and
+/// serial): the signingCertificateV2 hash made its, the signed attributes signed again.
+fn with_signer_certificate(signer: &Certificate) -> Vec<u8> {
+    let v2 = const_oid::db::rfc5911::ID_AA_SIGNING_CERTIFICATE_V_2;
+    let old_hash = HashAlgorithm::Sha256.digest(&cert!("tsa-p256.pem").to_der().unwrap());
+    let new_hash = HashAlgorithm::Sha256.digest(&signer.to_der().unwrap());
+    edit(vector!("reply-p256-v2-certs.tsr"), |sd| {
+        let set = vec![
+            cms::cert::CertificateChoices::Certificate(signer.clone()),
+            cms::cert::CertificateChoices::Certificate(cert!("int-ca.pem")),
+        ];
+        sd.certificates = Some(cms::signed_data::CertificateSet(
+            SetOfVec::try_from(set).unwrap(),
+        ));
+        let mut value = signed_attr(sd, v2).to_der().unwrap();
+        let at = value
+            .windows(old_hash.len())
+            .position(|w| w == old_hash.as_slice())
+            .unwrap();
+        value[at..at + new_hash.len()].copy_from_slice(&new_hash);
+        set_signed_attr(sd, v2, Any::from_der(&value).unwrap());
+        resign(sd);
+    })
+}
+
+/// Every strictness vector: its file name and what its generator makes now.
+fn strict_vectors() -> Vec<(&'static str, Vec<u8>)> {
+    let crl = int_ca_crl();
+    let [first, second] = [private_attr(), signature_time_stamp_attr()];
+    assert!(first < second, "the DER order of the two attributes");
+    let mismatch = sigalg_mismatch_cert();
+    vec![
+        ("reply-crls-der.tsr", with_crls(std::slice::from_ref(&crl))),
+        (
+            "reply-crls-long-length.tsr",
+            with_crls(&[long_length(&crl)]),
+        ),
+        (
+            "reply-crls-indefinite-length.tsr",
+            with_crls(&[indefinite_length(&crl)]),
+        ),
+        (
+            "reply-unsigned-attrs-der.tsr",
+            with_unsigned_attrs(&[first.clone(), second.clone()]),
+        ),
+        (
+            "reply-unsigned-attrs-unsorted.tsr",
+            with_unsigned_attrs(&[second.clone(), first.clone()]),
+        ),
+        (
+            "reply-unsigned-attrs-long-length.tsr",
+            with_unsigned_attrs(&[long_length(&first), second]),
+        ),
+        (
+            "tsa-sigalg-mismatch.pem",
+            mismatch
+                .to_pem(der::pem::LineEnding::LF)
+                .unwrap()
+                .into_bytes(),
+        ),
+        (
+            "reply-cert-sigalg-mismatch.tsr",
+            with_signer_certificate(&mismatch),
+        ),
+        (
+            "reply-essv2-explicit-sha256.tsr",
+            with_explicit_ess_hash(false),
+        ),
+        (
+            "reply-essv2-explicit-sha256-null.tsr",
+            with_explicit_ess_hash(true),
+        ),
+    ]
+}
+
+#[test]
+fn strict_vectors_are_what_their_generators_make() {
+    let write = std::env::var_os("AUDITSTAMP_WRITE_VECTORS").is_some();
+    for (name, made) in strict_vectors() {
+        if write {
+            std::fs::write(vector_path(name), &made).unwrap();
+        } else {
+            assert!(
+                read_vector(name) == made,
+                "{name} is not what its generator makes (after make-vectors.sh, run \
+                 AUDITSTAMP_WRITE_VECTORS=1 cargo test --test verify_token strict_vectors)"
+            );
+        }
+    }
+}
+
+/// What `openssl ts -verify` says of each strictness vector (README.md there): it reads
+/// BER, so it takes every one but the certificate whose two algorithms differ; that it
+/// does shows each vector is otherwise a good token.
+#[test]
+fn strict_vectors_openssl_verdicts() {
+    for (name, _) in strict_vectors() {
+        if !name.ends_with(".tsr") {
+            continue;
+        }
+        let out = std::process::Command::new("openssl")
+            .args(["ts", "-verify", "-in", name, "-queryfile", "req-cert.tsq"])
+            .args(["-CAfile", "root-ca.pem"])
+            .current_dir(vector_path(""))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        let expect_ok = name != "reply-cert-sigalg-mismatch.tsr";
+        assert_eq!(
+            said.contains("Verification: OK"),
+            expect_ok,
+            "{name}: {said} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn crls_are_accepted_only_in_der() {
+    let expect = Expect::for_request(vector!("req-cert.tsq"));
+    // A token may carry CRLs (nothing in RFC 3161 or the profile forbids it).
+    ok(verify_response(
+        &read_vector("reply-crls-der.tsr"),
+        &expect.opts(),
+    ));
+    // Golden: a length in more octets than needed, and an indefinite length.
+    for (name, defect) in [
+        (
+            "reply-crls-long-length.tsr",
+            "a length not in its shortest form",
+        ),
+        ("reply-crls-indefinite-length.tsr", "an indefinite length"),
+    ] {
+        let e = fails(
+            verify_response(&read_vector(name), &expect.opts()),
+            Rule::Der,
+        );
+        assert!(
+            matches!(e, TokenError::NotDer { what: "crls", .. }),
+            "{name}: {e}"
+        );
+        assert!(e.to_string().contains(defect), "{name}: {e}");
+    }
+    // In-process: two CRLs out of DER order; a v1 CRL (no version) is fine, ...
+    let crl = int_ca_crl();
+    let mut fields = elements(&elements(&crl)[0]);
+    assert_eq!(fields[0], [0x02, 0x01, 0x01], "v2");
+    fields.remove(0);
+    let tbs_v1 = sequence(&fields);
+    let sig: p256::ecdsa::DerSignature = int_ca_key().sign(&tbs_v1);
+    let crl_v1 = sequence(&[
+        tbs_v1.clone(),
+        elements(&crl)[1].clone(),
+        der::asn1::BitString::from_bytes(&sig.to_vec())
+            .unwrap()
+            .to_der()
+            .unwrap(),
+    ]);
+    ok(verify_response(
+        &with_crls(std::slice::from_ref(&crl_v1)),
+        &expect.opts(),
+    ));
+    let mut two = [crl.clone(), crl_v1];
+    two.sort();
+    ok(verify_response(&with_crls(&two), &expect.opts()));
+    two.reverse();
+    let e = fails(verify_response(&with_crls(&two), &expect.opts()), Rule::Der);
+    assert!(e.to_string().contains("crls"), "{e}");
+    // ... an explicit DEFAULT (a CRL entry extension with critical FALSE written out), ...
+    let reason = sequence(&[
+        ObjectIdentifier::new_unwrap("2.5.29.21").to_der().unwrap(),
+        vec![0x01, 0x01, 0x00],
+        tlv(0x04, &[0x0a, 0x01, 0x01]),
+    ]);
+    let mut fields = elements(&elements(&crl)[0]);
+    let mut revoked = elements(&fields[5]);
+    let mut entry = elements(&revoked[0]);
+    entry.push(sequence(&[reason]));
+    revoked[0] = sequence(&entry);
+    fields[5] = sequence(&revoked);
+    let crl_default = sequence(&[
+        sequence(&fields),
+        elements(&crl)[1].clone(),
+        elements(&crl)[2].clone(),
+    ]);
+    let e = fails(
+        verify_response(&with_crls(&[crl_default]), &expect.opts()),
+        Rule::Der,
+    );
+    assert!(e.to_string().contains("crls"), "{e}");
+    // ... other revocation information (RFC 5940's OCSP response format) in DER, and with
+    // a BOOLEAN that is not 00 or FF inside; and something that is no RevocationInfoChoice.
+    let ocsp_format = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.16.2")
+        .to_der()
+        .unwrap();
+    let other = |inner: Vec<u8>| tlv(0xa1, &[ocsp_format.clone(), sequence(&[inner])].concat());
+    ok(verify_response(
+        &with_crls(&[other(vec![0x01, 0x01, 0xff])]),
+        &expect.opts(),
+    ));
+    let e = fails(
+        verify_response(&with_crls(&[other(vec![0x01, 0x01, 0x01])]), &expect.opts()),
+        Rule::Der,
+    );
+    assert!(e.to_string().contains("BOOLEAN"), "{e}");
+    fails(
+        verify_response(&with_crls(&[vec![0x04, 0x00]]), &expect.opts()),
+        Rule::Der,
+    );
+}
+
+#[test]
+fn unsigned_attrs_are_accepted_only_in_der() {
+    let expect = Expect::for_request(vector!("req-cert.tsq"));
+    // A token may carry unsigned attributes (a signatureTimeStampToken among them).
+    ok(verify_response(
+        &read_vector("reply-unsigned-attrs-der.tsr"),
+        &expect.opts(),
+    ));
+    // Golden: the two attributes out of DER order, and a length in more octets than needed.
+    for (name, defect) in [
+        (
+            "reply-unsigned-attrs-unsorted.tsr",
+            "not in ascending order",
+        ),
+        (
+            "reply-unsigned-attrs-long-length.tsr",
+            "a length not in its shortest form",
+        ),
+    ] {
+        let e = fails(
+            verify_response(&read_vector(name), &expect.opts()),
+            Rule::Der,
+        );
+        assert!(
+            matches!(
+                e,
+                TokenError::NotDer {
+                    what: "unsignedAttrs",
+                    ..
+                }
+            ),
+            "{name}: {e}"
+        );
+        assert!(e.to_string().contains(defect), "{name}: {e}");
+    }
+    // In-process: no attribute at all (UnsignedAttributes is SET SIZE (1..MAX)), ...
+    fails(
+        verify_response(&with_unsigned_attrs(&[]), &expect.opts()),
+        Rule::CmsStructure,
+    );
+    // ... two values out of order, ...
+    let value = |text: &str| {
+        der::asn1::Utf8StringRef::new(text)
+            .unwrap()
+            .to_der()
+            .unwrap()
+    };
+    let sorted = attribute("1.3.6.1.4.1.99999.3.1", &[value("a"), value("b")]);
+    ok(verify_response(
+        &with_unsigned_attrs(&[sorted]),
+        &expect.opts(),
+    ));
+    let unsorted = attribute("1.3.6.1.4.1.99999.3.1", &[value("b"), value("a")]);
+    let e = fails(
+        verify_response(&with_unsigned_attrs(&[unsorted]), &expect.opts()),
+        Rule::Der,
+    );
+    assert!(e.to_string().contains("ascending order"), "{e}");
+    // ... and a token inside whose serial number is not in its shortest form.
+    // (Its SignedData version, `02 01 03`, becomes `02 02 00 03`.)
+    let token = vector!("token-p256-v2.tst");
+    let padded = with_signed_data(&response(0, Some(token)), |sd| {
+        assert_eq!(sd[0], [0x02, 0x01, 0x03]);
+        sd[0] = vec![0x02, 0x02, 0x00, 0x03];
+    });
+    let nested = token_of(&padded);
+    let attr = attribute("1.2.840.113549.1.9.16.2.14", &[nested]);
+    let e = fails(
+        verify_response(&with_unsigned_attrs(&[attr]), &expect.opts()),
+        Rule::Der,
+    );
+    assert!(e.to_string().contains("INTEGER"), "{e}");
+}
+
+#[test]
+fn certificate_signature_algorithms_must_agree() {
+    let expect = Expect::for_request(vector!("req-cert.tsq"));
+    // Golden: the TSA certificate's tbsCertificate says ecdsa-with-SHA384, its
+    // signatureAlgorithm ecdsa-with-SHA256 (with which the intermediate did sign it).
+    let cert = Certificate::from_pem(read_vector("tsa-sigalg-mismatch.pem")).unwrap();
+    assert_ne!(cert.signature_algorithm, cert.tbs_certificate.signature);
+    let e = fails(
+        verify_response(
+            &read_vector("reply-cert-sigalg-mismatch.tsr"),
+            &expect.opts(),
+        ),
+        Rule::Chain,
+    );
+    assert!(
+        matches!(&e, TokenError::SignatureAlgorithmMismatch { subject } if subject.contains("TSA P-256")),
+        "{e}"
+    );
+    // The same for the intermediate, and for the pinned root: every certificate of the
+    // path is checked.
+    let int = with_tbs_signature(
+        &cert!("int-ca.pem"),
+        const_oid::db::rfc5912::ECDSA_WITH_SHA_384,
+        &p256_key(vector!("root-ca.key")),
+    );
+    let signer = cert!("tsa-p256.pem");
+    let reply = appliance_reply(
+        &signer,
+        &[int],
+        &Key::p256(),
+        &Tst::new(&signer).encode(),
+        true,
+    );
+    let e = fails(verify_response(&reply, &expect.opts()), Rule::Chain);
+    assert!(
+        matches!(&e, TokenError::SignatureAlgorithmMismatch { subject } if subject.contains("intermediate")),
+        "{e}"
+    );
+    let root = with_tbs_signature(
+        &cert!("root-ca.pem"),
+        const_oid::db::rfc5912::ECDSA_WITH_SHA_384,
+        &p256_key(vector!("root-ca.key")),
+    );
+    let mut pinned = Expect::for_request(vector!("req-cert.tsq"));
+    pinned.roots = vec![root];
+    let e = fails(
+        verify_response(vector!("reply-p256-v2-certs.tsr"), &pinned.opts()),
+        Rule::Chain,
+    );
+    assert!(
+        matches!(&e, TokenError::SignatureAlgorithmMismatch { subject } if subject.contains("root")),
+        "{e}"
+    );
+}
+
+#[test]
+fn ess_cert_id_v2_with_the_default_hash_written_out_is_refused() {
+    let expect = Expect::for_request(vector!("req-cert.tsq"));
+    for name in [
+        "reply-essv2-explicit-sha256.tsr",
+        "reply-essv2-explicit-sha256-null.tsr",
+    ] {
+        let e = fails(
+            verify_response(&read_vector(name), &expect.opts()),
+            Rule::SigningCertificate,
+        );
+        assert!(e.to_string().contains("DEFAULT"), "{name}: {e}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -151,6 +151,33 @@ impl fmt::Display for SignatureProblem {
     }
 }
 
+/// Why a part of a token is not DER (X.690 §10 and §11).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DerProblem {
+    /// The DER library refused it: a length not in its shortest form, an indefinite
+    /// length, a tag it does not know (a constructed string among them), bytes missing or
+    /// left over.
+    Decode(der::Error),
+    /// It decodes, but breaks the rule of DER named here.
+    Rule(&'static str),
+}
+
+impl fmt::Display for DerProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Decode(e) => e.fmt(f),
+            Self::Rule(rule) => f.write_str(rule),
+        }
+    }
+}
+
+impl From<der::Error> for DerProblem {
+    fn from(e: der::Error) -> Self {
+        DerProblem::Decode(e)
+    }
+}
+
 /// Why a time-stamp token was refused. Every variant belongs to one checklist [`Rule`]
 /// ([`TokenError::rule`]), named first in its message.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +200,15 @@ pub enum TokenError {
     /// that does not re-encode to its bytes).
     #[error("der: {0}")]
     NotStrictDer(&'static str),
+    /// A part of the token that no other check decodes (the crls, the unsigned attributes,
+    /// the values of attributes, the parameters of algorithms, ...) is not DER.
+    #[error("der: not DER in the {what}: {problem}")]
+    NotDer {
+        /// Where.
+        what: &'static str,
+        /// Why.
+        problem: DerProblem,
+    },
     /// [`verify_any`](super::verify_any) was given neither a TimeStampResp nor a
     /// TimeStampToken.
     #[error("der: neither a TimeStampResp nor a TimeStampToken")]
@@ -312,6 +348,22 @@ pub enum TokenError {
         /// The extension.
         oid: ObjectIdentifier,
     },
+    /// A certificate's signatureAlgorithm is not the signature field of its
+    /// tbsCertificate (RFC 5280 §4.1.1.2: they MUST be the same).
+    #[error("chain: the signatureAlgorithm of {subject:?} is not the signature field of its tbsCertificate (RFC 5280 4.1.1.2)")]
+    SignatureAlgorithmMismatch {
+        /// The certificate's subject.
+        subject: String,
+    },
+    /// A certificate's extension decodes, but is not DER (an explicitly encoded DEFAULT,
+    /// such as basicConstraints' cA FALSE, or bits or elements out of their DER form).
+    #[error("chain: the extension {oid} of {subject:?} is not DER (it does not re-encode to its own bytes)")]
+    ExtensionNotDer {
+        /// The certificate's subject.
+        subject: String,
+        /// The extension.
+        oid: ObjectIdentifier,
+    },
     /// A certificate has an extension that does not decode, or one twice.
     #[error("chain: {subject:?} has a malformed or repeated extension")]
     BadExtension {
@@ -329,6 +381,9 @@ pub enum TokenError {
     /// The TSTInfo does not decode, or its version is not 1.
     #[error("tst-info: {0}")]
     TstInfo(&'static str),
+    /// The TSTInfo decodes, but is not DER.
+    #[error("tst-info: the TSTInfo is not DER: {0}")]
+    TstInfoNotDer(DerProblem),
     /// The TSTInfo is not strict DER (as `tsp` decodes it).
     #[error("tst-info: {0}")]
     TstInfoDecode(#[source] TspError),
@@ -372,9 +427,11 @@ impl TokenError {
     /// The rule that failed.
     pub fn rule(&self) -> Rule {
         match self {
-            Self::Der { .. } | Self::Response(_) | Self::NotStrictDer(_) | Self::UnknownForm => {
-                Rule::Der
-            }
+            Self::Der { .. }
+            | Self::Response(_)
+            | Self::NotStrictDer(_)
+            | Self::NotDer { .. }
+            | Self::UnknownForm => Rule::Der,
             Self::NotGranted { .. }
             | Self::GrantedWithMods
             | Self::TokenMissing
@@ -399,9 +456,11 @@ impl TokenError {
             | Self::PathLength { .. }
             | Self::UnknownCriticalExtension { .. }
             | Self::BadExtension { .. }
+            | Self::SignatureAlgorithmMismatch { .. }
+            | Self::ExtensionNotDer { .. }
             | Self::PathTooLong(_) => Rule::Chain,
             Self::Signature(_) => Rule::Signature,
-            Self::TstInfo(_) | Self::TstInfoDecode(_) => Rule::TstInfo,
+            Self::TstInfo(_) | Self::TstInfoNotDer(_) | Self::TstInfoDecode(_) => Rule::TstInfo,
             Self::ImprintAlgorithm { .. } | Self::ImprintDigest => Rule::Imprint,
             Self::NonceMismatch | Self::NonceMissing => Rule::Nonce,
             Self::PolicyNotAccepted(_) => Rule::Policy,
@@ -415,6 +474,11 @@ impl TokenError {
     /// A [`TokenError::Der`] for `what`.
     pub(super) fn der(what: &'static str) -> impl FnOnce(der::Error) -> TokenError {
         move |source| TokenError::Der { what, source }
+    }
+
+    /// A [`TokenError::NotDer`] for `what`.
+    pub(super) fn not_der(what: &'static str) -> impl FnOnce(DerProblem) -> TokenError {
+        move |problem| TokenError::NotDer { what, problem }
     }
 }
 

@@ -59,7 +59,7 @@ use const_oid::ObjectIdentifier;
 use der::{Decode, Reader, SliceReader, Tag, Tagged};
 use x509_cert::Certificate;
 
-pub use error::{Rule, SignatureProblem, TokenError};
+pub use error::{DerProblem, Rule, SignatureProblem, TokenError};
 pub use path::{check_tsa_leaf, verify_path, CheckTime, MAX_PATH_LEN};
 pub use signature::Backend;
 pub use verifier::{CacheStats, TokenVerifier, DEFAULT_CACHE_CAPACITY};

@@ -91,9 +91,11 @@ pub fn check_tsa_leaf(leaf: &Certificate) -> Result<(), TokenError> {
 /// search on that branch ([`TokenError::UntrustedRoot`]). `leaf` itself may be a root
 /// (a pinned TSA certificate); the path is then `[leaf]`.
 ///
-/// Every certificate of the path, root included, must be valid at each of `times` and
-/// must not have a critical extension other than basicConstraints, keyUsage,
-/// extendedKeyUsage, subjectAltName and the key identifiers. Every issuer must be a CA
+/// Every certificate of the path, root included, must have a signatureAlgorithm that is
+/// its tbsCertificate's signature field (RFC 5280 §4.1.1.2; a pinned root too: its name,
+/// key and dates are relied on, and a root that breaks this is refused, not trusted), must
+/// be valid at each of `times` and must not have a critical extension other than
+/// basicConstraints, keyUsage, extendedKeyUsage, subjectAltName and the key identifiers. Every issuer must be a CA
 /// (basicConstraints cA true), with keyCertSign if it has a keyUsage, and its
 /// pathLenConstraint must allow the CAs below it. The leaf's own purpose is checked by
 /// [`check_tsa_leaf`], not here.
@@ -349,10 +351,18 @@ fn check_issuer(ca: &Certificate, cas_below: usize) -> Result<(), TokenError> {
     Ok(())
 }
 
-/// Checks what every certificate of a path must satisfy: valid at each of `times`, no
-/// extension twice, no critical extension that is not understood.
+/// Checks what every certificate of a path must satisfy: its signatureAlgorithm is its
+/// tbsCertificate's signature, valid at each of `times`, no extension twice, no critical
+/// extension that is not understood.
 fn check_certificate(cert: &Certificate, times: &[CheckTime]) -> Result<(), TokenError> {
     let tbs = &cert.tbs_certificate;
+    // RFC 5280 §4.1.1.2: the same AlgorithmIdentifier, parameters included (`Any`
+    // compares tags and contents octets, so this compares the encodings).
+    if cert.signature_algorithm != tbs.signature {
+        return Err(TokenError::SignatureAlgorithmMismatch {
+            subject: tbs.subject.to_string(),
+        });
+    }
     let mut seen = HashSet::new();
     for ext in tbs.extensions.as_deref().unwrap_or(&[]) {
         if !seen.insert(ext.extn_id) {

@@ -15,12 +15,13 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::Certificate;
 
 use super::asn1::{
-    ContentInfoRef, LenientTstInfo, SignedDataRef, SignerInfoRef, SigningCertificateV1,
+    check_der, der_elements, ContentInfoRef, LenientTstInfo, RevocationInfoChoice, SignedDataRef,
+    SignerInfoRef, SigningCertificateV1,
 };
 use super::path::{check_tsa_leaf, search_path, CheckTime};
 use super::signature::{self, Backend};
 use super::verifier::{CertCache, PathCache, PathInputs};
-use super::{Rule, TokenError, TokenOptions, ValidAt, VerifiedToken};
+use super::{DerProblem, Rule, TokenError, TokenOptions, ValidAt, VerifiedToken};
 use crate::tsp::asn1::{IssuerSerial, SigningCertificateV2};
 use crate::tsp::{decode_tst_info, oid, GenTime, HashAlgorithm};
 
@@ -70,6 +71,12 @@ pub(super) fn verify(
     let gen_time = check_gen_time(&tst)?;
     check_serial(&tst.serial_number)?;
     let tst_info = decode_tst_info(token.econtent).map_err(TokenError::TstInfoDecode)?;
+    check_der(token.econtent).map_err(TokenError::TstInfoNotDer)?;
+    if tst.to_der().ok().as_deref() != Some(token.econtent) {
+        return Err(TokenError::TstInfoNotDer(DerProblem::Rule(
+            "it does not re-encode to its own bytes (a DEFAULT written out, such as an extension's critical FALSE?)",
+        )));
+    }
     passed.push(Rule::TstInfo);
     passed.push(Rule::GenTime);
 
@@ -233,6 +240,12 @@ impl<'a> Structure<'a> {
         };
         let signer_info =
             SignerInfoRef::from_der(signer_info).map_err(TokenError::der("SignerInfo"))?;
+        if let Some(crls) = sd.crls {
+            check_crls(crls.contents())?;
+        }
+        if let Some(attrs) = signer_info.unsigned_attrs {
+            check_unsigned_attrs(attrs.contents())?;
+        }
 
         let sid = cms::signed_data::SignerIdentifier::from_der(signer_info.sid.as_bytes())
             .map_err(TokenError::der("SignerIdentifier"))?;
@@ -316,6 +329,7 @@ impl<'a> Structure<'a> {
         let mut signed_attrs: Vec<Attribute> = Vec::with_capacity(elements.len());
         for element in elements {
             let attr = Attribute::from_der(element).map_err(TokenError::der("signed attribute"))?;
+            check_der(element).map_err(TokenError::not_der("signed attributes"))?;
             if signed_attrs.iter().any(|a| a.oid == attr.oid) {
                 return Err(TokenError::Cms("a signed attribute appears twice"));
             }
@@ -339,6 +353,9 @@ impl<'a> Structure<'a> {
                 "the contentType attribute is not id-ct-TSTInfo",
             ));
         }
+        // Everything else (the sid, algorithm parameters, ...) as far as DER can be told
+        // without the types; the parts above were checked with theirs.
+        check_der(token_der).map_err(TokenError::not_der("TimeStampToken"))?;
 
         Ok(Structure {
             econtent,
@@ -361,6 +378,56 @@ fn set_elements<'a>(contents: &'a [u8], what: &'static str) -> Result<Vec<&'a [u
         elements.push(reader.tlv_bytes().map_err(TokenError::der(what))?);
     }
     Ok(elements)
+}
+
+/// Refuses elements of a SET OF (as their octets) that are not in ascending order
+/// (X.690 §11.6).
+fn check_set_order(elements: &[&[u8]], what: &'static str) -> Result<(), TokenError> {
+    if elements.windows(2).any(|w| w[0] > w[1]) {
+        return Err(TokenError::NotDer {
+            what,
+            problem: DerProblem::Rule("a SET OF whose elements are not in ascending order"),
+        });
+    }
+    Ok(())
+}
+
+/// The SignedData's `crls` (RFC 5652 §10.2.1), which nothing here uses but which a token
+/// may carry: each a CRL or other revocation information, in DER, in DER order.
+fn check_crls(contents: &[u8]) -> Result<(), TokenError> {
+    const WHAT: &str = "crls";
+    let elements = der_elements(contents).map_err(TokenError::not_der(WHAT))?;
+    check_set_order(&elements, WHAT)?;
+    for element in elements {
+        let choice = RevocationInfoChoice::from_der(element).map_err(TokenError::der(WHAT))?;
+        if choice.to_der().map_err(TokenError::der(WHAT))? != element {
+            return Err(TokenError::NotDer {
+                what: WHAT,
+                problem: DerProblem::Rule(
+                    "a CRL that does not re-encode to its own bytes (a DEFAULT written out?)",
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The SignerInfo's `unsignedAttrs` (RFC 5652 §5.3, `SET SIZE (1..MAX) OF Attribute`),
+/// which nothing here uses but which a token may carry (RFC 3161's
+/// id-aa-signatureTimeStampToken): attributes in DER, in DER order.
+fn check_unsigned_attrs(contents: &[u8]) -> Result<(), TokenError> {
+    const WHAT: &str = "unsignedAttrs";
+    let elements = der_elements(contents).map_err(TokenError::not_der(WHAT))?;
+    if elements.is_empty() {
+        return Err(TokenError::Cms(
+            "the unsignedAttrs are present but empty (SET SIZE (1..MAX))",
+        ));
+    }
+    check_set_order(&elements, WHAT)?;
+    for element in elements {
+        Attribute::from_der(element).map_err(TokenError::der(WHAT))?;
+    }
+    Ok(())
 }
 
 /// The one value of the attribute of type `oid`, if it is there with exactly one value.
@@ -533,6 +600,22 @@ fn check_signing_certificate(
         let v2: SigningCertificateV2 = value
             .decode_as()
             .map_err(|_| fail("signingCertificateV2 does not decode"))?;
+        // DER omits a DEFAULT (X.690 §11.5); the type reads hashAlgorithm as OPTIONAL.
+        let sha256 = HashAlgorithm::Sha256.oid();
+        if v2
+            .certs
+            .iter()
+            .any(|id| id.hash_algorithm.as_ref().is_some_and(|a| a.oid == sha256))
+        {
+            return Err(fail(
+                "not DER: an ESSCertIDv2 writes out its hashAlgorithm DEFAULT (SHA-256), which DER omits",
+            ));
+        }
+        if !reencodes(&v2, value) {
+            return Err(fail(
+                "signingCertificateV2 is not DER (it does not re-encode to its own bytes)",
+            ));
+        }
         let first = v2
             .certs
             .first()
@@ -566,6 +649,11 @@ fn check_signing_certificate(
         let v1: SigningCertificateV1 = value
             .decode_as()
             .map_err(|_| fail("signingCertificate does not decode"))?;
+        if !reencodes(&v1, value) {
+            return Err(fail(
+                "signingCertificate is not DER (it does not re-encode to its own bytes)",
+            ));
+        }
         let first = v1
             .certs
             .first()
@@ -578,6 +666,12 @@ fn check_signing_certificate(
         return check_issuer_serial(first.issuer_serial.as_ref(), signer);
     }
     Err(fail("no signingCertificateV2 signed attribute"))
+}
+
+/// Whether `decoded`, read from `value`, encodes to the same octets: what a type whose
+/// SET OFs are sorted on decoding (names) needs to be known as DER.
+fn reencodes(decoded: &impl Encode, value: &der::Any) -> bool {
+    matches!((decoded.to_der(), value.to_der()), (Ok(a), Ok(b)) if a == b)
 }
 
 fn check_issuer_serial(

@@ -88,3 +88,6 @@ openssl ts -verify -in reply-p256-v2-certs.tsr -queryfile req-cert.tsq -CAfile r
 openssl ts -verify -in reply-p256-v2-nocerts.tsr -queryfile req-nocert.tsq -CAfile root-ca.pem -untrusted untrusted-p256.pem
 openssl ts -verify -in reply-rsa-v1-nocerts.tsr -queryfile req-nocert.tsq -CAfile root-ca.pem -untrusted tsa-rsa.pem
 rm -f untrusted-p256.pem
+
+# The strictness vectors (README.md): made from the files above by tests/verify_token.rs.
+(cd ../../.. && AUDITSTAMP_WRITE_VECTORS=1 cargo test --test verify_token strict_vectors_are_what_their_generators_make)
