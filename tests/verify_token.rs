@@ -1823,6 +1823,165 @@ fn ess_cert_id_v2_with_the_default_hash_written_out_is_refused() {
     }
 }
 
+#[test]
+fn tst_info_extension_with_critical_false_written_out() {
+    let expect = Expect::for_request(vector!("req-cert.tsq"));
+    let signer = cert!("tsa-p256.pem");
+    // critical is BOOLEAN DEFAULT FALSE: DER omits it.
+    let tst = Tst::new(&signer).encode();
+    let extension = sequence(&[
+        ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.7")
+            .to_der()
+            .unwrap(),
+        vec![0x01, 0x01, 0x00],
+        tlv(0x04, &[0x05, 0x00]),
+    ]);
+    let mut fields = elements(&tst);
+    // [1] IMPLICIT Extensions: the SEQUENCE OF re-tagged.
+    fields.push(tlv(0xa1, &extension));
+    let e = fails(
+        verify_response(&p256_reply_for(&signer, &sequence(&fields)), &expect.opts()),
+        Rule::TstInfo,
+    );
+    assert!(matches!(e, TokenError::TstInfoNotDer(_)), "{e}");
+}
+
+#[test]
+fn certificate_extension_values_must_be_der() {
+    // A signer certificate whose extension values are not DER: basicConstraints with cA
+    // FALSE written out, a keyUsage with a trailing zero bit. Each signed again by the
+    // intermediate.
+    let expect = Expect::for_request(vector!("req-cert.tsq"));
+    let signer = cert!("tsa-p256.pem");
+    let with_extension_value = |oid: ObjectIdentifier, value: &[u8]| {
+        let mut cert = signer.clone();
+        let exts = cert.tbs_certificate.extensions.as_mut().unwrap();
+        let ext = exts.iter_mut().find(|e| e.extn_id == oid).unwrap();
+        ext.extn_value = OctetString::new(value).unwrap();
+        let sig: p256::ecdsa::DerSignature =
+            int_ca_key().sign(&cert.tbs_certificate.to_der().unwrap());
+        cert.signature = der::asn1::BitString::from_bytes(&sig.to_vec()).unwrap();
+        cert
+    };
+    let basic = const_oid::db::rfc5912::ID_CE_BASIC_CONSTRAINTS;
+    let usage = const_oid::db::rfc5912::ID_CE_KEY_USAGE;
+    let ext_value = |oid| {
+        let exts = signer.tbs_certificate.extensions.as_ref().unwrap();
+        let ext = exts.iter().find(|e| e.extn_id == oid).unwrap();
+        ext.extn_value.as_bytes().to_vec()
+    };
+    assert_eq!(ext_value(basic), [0x30, 0x00], "cA FALSE omitted");
+    assert_eq!(
+        ext_value(usage),
+        [0x03, 0x02, 0x07, 0x80],
+        "digitalSignature"
+    );
+    for (oid, value) in [
+        (basic, vec![0x30, 0x03, 0x01, 0x01, 0x00]),
+        (usage, vec![0x03, 0x02, 0x00, 0x80]),
+    ] {
+        // The same certificate with the DER value verifies: only the encoding differs.
+        let same = with_extension_value(oid, &ext_value(oid));
+        ok(verify_response(
+            &p256_reply_for(&same, &Tst::new(&same).encode()),
+            &expect.opts(),
+        ));
+        let cert = with_extension_value(oid, &value);
+        let e = fails(
+            verify_response(
+                &p256_reply_for(&cert, &Tst::new(&cert).encode()),
+                &expect.opts(),
+            ),
+            Rule::Chain,
+        );
+        assert!(
+            matches!(&e, TokenError::ExtensionNotDer { oid: o, .. } if *o == oid),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn rsa_pss_parameters_with_a_default_written_out() {
+    // RSA-PSS parameters with trailerField 1 (the DEFAULT) written out.
+    use rsa::pkcs8::DecodePrivateKey;
+    let expect = Expect::for_request(vector!("req-cert.tsq"));
+    let rsa_cert = cert!("tsa-rsa.pem");
+    let rsa_key =
+        rsa::RsaPrivateKey::from_pkcs8_pem(std::str::from_utf8(vector!("tsa-rsa.key")).unwrap())
+            .unwrap();
+    let key = Key::RsaPss(rsa_key);
+    let (digest, mut alg) = key.scheme();
+    let params = alg.parameters.unwrap().to_der().unwrap();
+    let mut fields = elements(&params);
+    assert!(fields.iter().all(|f| f[0] != 0xa3), "trailerField omitted");
+    fields.push(tlv(0xa3, &[0x02, 0x01, 0x01]));
+    alg.parameters = Some(Any::from_der(&sequence(&fields)).unwrap());
+    let tst = Tst::new(&rsa_cert).encode();
+    let template = TokenTemplate::new(&rsa_cert, &[], digest, alg).unwrap();
+    let attrs = template.signed_attributes(&tst).unwrap();
+    let reply = template
+        .granted_response(&tst, &attrs, &key.sign(&attrs), true)
+        .unwrap();
+    let e = fails(verify_response(&reply, &expect.opts()), Rule::Signature);
+    assert!(
+        matches!(e, TokenError::Signature(SignatureProblem::BadParameters(_))),
+        "{e}"
+    );
+}
+
+#[test]
+fn signed_attribute_values_must_be_der() {
+    // A further signed attribute whose two values are out of DER order, signed.
+    let expect = Expect::for_request(vector!("req-cert.tsq"));
+    let value = |text: &str| Any::new(Tag::Utf8String, text.as_bytes()).unwrap();
+    let with_values = |values: Vec<Any>| {
+        edit(vector!("reply-p256-v2-certs.tsr"), |sd| {
+            edit_signer_info(sd, |si| {
+                let mut attrs = si.signed_attrs.clone().unwrap().into_vec();
+                attrs.push(x509_cert::attr::Attribute {
+                    oid: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.3.2"),
+                    values: SetOfVec::try_from(values).unwrap(),
+                });
+                si.signed_attrs = Some(SetOfVec::try_from(attrs).unwrap());
+            });
+            resign(sd);
+        })
+    };
+    let sorted = with_values(vec![value("a"), value("b")]);
+    ok(verify_response(&sorted, &expect.opts()));
+    // SetOfVec sorts: swap the two values' octets in the encoding and sign again.
+    let (a, b) = (value("a").to_der().unwrap(), value("b").to_der().unwrap());
+    let swapped = |der: &[u8]| {
+        let at = der
+            .windows(a.len() + b.len())
+            .position(|w| w == [a.as_slice(), b.as_slice()].concat())
+            .unwrap();
+        let mut out = der.to_vec();
+        out[at..at + b.len()].copy_from_slice(&b);
+        out[at + b.len()..at + a.len() + b.len()].copy_from_slice(&a);
+        out
+    };
+    let unsorted = with_signer_info(&sorted, |si| {
+        si[3] = swapped(&si[3]);
+        let mut signed = si[3].clone();
+        signed[0] = 0x31;
+        let sig: p256::ecdsa::DerSignature = tsa_p256_key().sign(&signed);
+        si[5] = OctetString::new(sig.to_vec()).unwrap().to_der().unwrap();
+    });
+    let e = fails(verify_response(&unsorted, &expect.opts()), Rule::Der);
+    assert!(
+        matches!(
+            e,
+            TokenError::NotDer {
+                what: "signed attributes",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Robustness
 // ---------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ use const_oid::db::rfc5912::{
     ID_CE_AUTHORITY_KEY_IDENTIFIER, ID_CE_BASIC_CONSTRAINTS, ID_CE_EXT_KEY_USAGE, ID_CE_KEY_USAGE,
     ID_CE_SUBJECT_ALT_NAME, ID_CE_SUBJECT_KEY_IDENTIFIER,
 };
+use const_oid::AssociatedOid;
 use der::referenced::OwnedToRef;
-use der::Encode;
+use der::{Decode, Encode};
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
 use x509_cert::Certificate;
 
@@ -55,11 +56,7 @@ pub struct CheckTime {
 /// extendedKeyUsage that is critical and lists only id-kp-timeStamping; not a CA; a
 /// keyUsage, if present, of digitalSignature and/or nonRepudiation only.
 pub fn check_tsa_leaf(leaf: &Certificate) -> Result<(), TokenError> {
-    let tbs = &leaf.tbs_certificate;
-    let bad = || TokenError::BadExtension {
-        subject: tbs.subject.to_string(),
-    };
-    match tbs.get::<ExtendedKeyUsage>().map_err(|_| bad())? {
+    match extension::<ExtendedKeyUsage>(leaf)? {
         None => return Err(TokenError::EkuMissing),
         Some((false, _)) => return Err(TokenError::EkuNotCritical),
         Some((true, eku)) if eku.0 != [ID_KP_TIME_STAMPING] => {
@@ -67,18 +64,56 @@ pub fn check_tsa_leaf(leaf: &Certificate) -> Result<(), TokenError> {
         }
         Some(_) => {}
     }
-    if let Some((_, bc)) = tbs.get::<BasicConstraints>().map_err(|_| bad())? {
+    if let Some((_, bc)) = extension::<BasicConstraints>(leaf)? {
         if bc.ca {
             return Err(TokenError::LeafIsCa);
         }
     }
-    if let Some((_, usage)) = tbs.get::<KeyUsage>().map_err(|_| bad())? {
+    if let Some((_, usage)) = extension::<KeyUsage>(leaf)? {
         let allowed = KeyUsages::DigitalSignature | KeyUsages::NonRepudiation;
         if usage.0.is_empty() || !(usage.0 & !allowed).is_empty() {
             return Err(TokenError::LeafKeyUsage);
         }
     }
     Ok(())
+}
+
+/// The certificate's extension of type `T`, if it has one, and whether it is critical.
+///
+/// Refused when it is there twice or does not decode ([`TokenError::BadExtension`]), and
+/// when its value does not re-encode to its own octets ([`TokenError::ExtensionNotDer`]):
+/// the value is DER inside an OCTET STRING, which the certificate's own check leaves
+/// alone, and its decoder takes what DER forbids (a DEFAULT written out, such as
+/// basicConstraints' cA FALSE; a keyUsage with trailing zero bits).
+pub(super) fn extension<T>(cert: &Certificate) -> Result<Option<(bool, T)>, TokenError>
+where
+    T: AssociatedOid + for<'a> Decode<'a> + Encode,
+{
+    let tbs = &cert.tbs_certificate;
+    let bad = || TokenError::BadExtension {
+        subject: tbs.subject.to_string(),
+    };
+    let mut found = tbs
+        .extensions
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter(|e| e.extn_id == T::OID);
+    let Some(ext) = found.next() else {
+        return Ok(None);
+    };
+    if found.next().is_some() {
+        return Err(bad());
+    }
+    let octets = ext.extn_value.as_bytes();
+    let value = T::from_der(octets).map_err(|_| bad())?;
+    if value.to_der().map_err(|_| bad())? != octets {
+        return Err(TokenError::ExtensionNotDer {
+            subject: tbs.subject.to_string(),
+            oid: T::OID,
+        });
+    }
+    Ok(Some((ext.critical, value)))
 }
 
 /// Finds and checks a certification path from `leaf` to one of `roots`, and returns it,
@@ -330,10 +365,8 @@ fn check_signed_by(
 /// Checks that `ca` may issue the certificate below it, which has `cas_below` CAs under it
 /// (not counting the leaf).
 fn check_issuer(ca: &Certificate, cas_below: usize) -> Result<(), TokenError> {
-    let tbs = &ca.tbs_certificate;
-    let subject = || tbs.subject.to_string();
-    let bad = || TokenError::BadExtension { subject: subject() };
-    match tbs.get::<BasicConstraints>().map_err(|_| bad())? {
+    let subject = || ca.tbs_certificate.subject.to_string();
+    match extension::<BasicConstraints>(ca)? {
         Some((_, bc)) if bc.ca => {
             if let Some(limit) = bc.path_len_constraint {
                 if cas_below > usize::from(limit) {
@@ -343,7 +376,7 @@ fn check_issuer(ca: &Certificate, cas_below: usize) -> Result<(), TokenError> {
         }
         _ => return Err(TokenError::IssuerNotCa { subject: subject() }),
     }
-    if let Some((_, usage)) = tbs.get::<KeyUsage>().map_err(|_| bad())? {
+    if let Some((_, usage)) = extension::<KeyUsage>(ca)? {
         if !usage.0.contains(KeyUsages::KeyCertSign) {
             return Err(TokenError::IssuerKeyUsage { subject: subject() });
         }

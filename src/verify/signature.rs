@@ -380,6 +380,13 @@ fn pss_params(
     let der = params.to_der().map_err(|_| bad("RSA-PSS parameters"))?;
     let p = rsa::pkcs1::RsaPssParams::from_der(&der)
         .map_err(|_| bad("RSA-PSS parameters do not decode"))?;
+    // Its decoder takes DEFAULTs written out (trailerField 1, saltLength 20, ...), which
+    // DER omits.
+    if p.to_der().ok().as_deref() != Some(der.as_slice()) {
+        return Err(bad(
+            "RSA-PSS parameters are not DER (a DEFAULT written out?)",
+        ));
+    }
     let hash = HashAlgorithm::from_oid(&p.hash.oid)
         .ok_or(bad("RSA-PSS hash is not SHA-256, SHA-384 or SHA-512"))?;
     if p.mask_gen.oid != rfc5912::ID_MGF_1 {

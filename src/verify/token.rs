@@ -18,7 +18,7 @@ use super::asn1::{
     check_der, der_elements, ContentInfoRef, LenientTstInfo, RevocationInfoChoice, SignedDataRef,
     SignerInfoRef, SigningCertificateV1,
 };
-use super::path::{check_tsa_leaf, search_path, CheckTime};
+use super::path::{check_tsa_leaf, extension, search_path, CheckTime};
 use super::signature::{self, Backend};
 use super::verifier::{CertCache, PathCache, PathInputs};
 use super::{DerProblem, Rule, TokenError, TokenOptions, ValidAt, VerifiedToken};
@@ -709,7 +709,7 @@ fn check_tsa_name(name: &GeneralName, signer: &Certificate) -> Result<(), TokenE
     if matches!(name, GeneralName::DirectoryName(n) if *n == tbs.subject) {
         return Ok(());
     }
-    if let Ok(Some((_, san))) = tbs.get::<SubjectAltName>() {
+    if let Some((_, san)) = extension::<SubjectAltName>(signer)? {
         if san.0.contains(name) {
             return Ok(());
         }
