@@ -1982,6 +1982,92 @@ fn signed_attribute_values_must_be_der() {
     );
 }
 
+#[test]
+fn what_no_type_reads_must_be_der_too() {
+    let expect = Expect::for_request(vector!("req-cert.tsq"));
+    let reply = vector!("reply-p256-v2-certs.tsr");
+    // digestAlgorithms with SHA-384 before SHA-256: a SET OF out of order (neither is
+    // signed, both are listed).
+    let digest = |oid| {
+        AlgorithmIdentifierOwned {
+            oid,
+            parameters: None,
+        }
+        .to_der()
+        .unwrap()
+    };
+    let (sha256, sha384) = (
+        digest(const_oid::db::rfc5912::ID_SHA_256),
+        digest(const_oid::db::rfc5912::ID_SHA_384),
+    );
+    let with_digests = |algs: &[&Vec<u8>]| {
+        with_signed_data(reply, |sd| {
+            let contents: Vec<u8> = algs.iter().flat_map(|a| a.iter().copied()).collect();
+            sd[1] = tlv(0x31, &contents);
+        })
+    };
+    ok(verify_response(
+        &with_digests(&[&sha256, &sha384]),
+        &expect.opts(),
+    ));
+    let e = fails(
+        verify_response(&with_digests(&[&sha384, &sha256]), &expect.opts()),
+        Rule::Der,
+    );
+    assert!(
+        matches!(
+            e,
+            TokenError::NotDer {
+                what: "digestAlgorithms",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A sid whose issuer name holds a BOOLEAN that is not DER (01 for TRUE): refused as
+    // not DER before any certificate is looked for.
+    let sid = with_signer_info(reply, |si| {
+        let sid = elements(&si[1]);
+        let mut rdns = elements(&sid[0]);
+        let atv = sequence(&[
+            ObjectIdentifier::new_unwrap("2.5.4.3").to_der().unwrap(),
+            vec![0x01, 0x01, 0x01],
+        ]);
+        rdns.push(tlv(0x31, &atv));
+        si[1] = sequence(&[sequence(&rdns), sid[1].clone()]);
+    });
+    let e = fails(verify_response(&sid, &expect.opts()), Rule::Der);
+    assert!(matches!(e, TokenError::NotDer { what: "sid", .. }), "{e}");
+    // A certificate the token carries (not on the path) whose subject holds the same
+    // BOOLEAN: its type reads the value as any element, and re-encodes it as it came.
+    let mut other = cert!("tsa-other.pem");
+    let mut rdns = other.tbs_certificate.subject.0.clone();
+    let atv = sequence(&[
+        ObjectIdentifier::new_unwrap("2.5.4.3").to_der().unwrap(),
+        vec![0x01, 0x01, 0x01],
+    ]);
+    rdns.push(x509_cert::name::RelativeDistinguishedName::from_der(&tlv(0x31, &atv)).unwrap());
+    other.tbs_certificate.subject = x509_cert::name::RdnSequence(rdns);
+    let carried = edit(reply, |sd| {
+        let mut set = sd.certificates.clone().unwrap().0.into_vec();
+        set.push(cms::cert::CertificateChoices::Certificate(other));
+        sd.certificates = Some(cms::signed_data::CertificateSet(
+            SetOfVec::try_from(set).unwrap(),
+        ));
+    });
+    let e = fails(verify_response(&carried, &expect.opts()), Rule::Der);
+    assert!(
+        matches!(
+            e,
+            TokenError::NotDer {
+                what: "certificate",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Robustness
 // ---------------------------------------------------------------------------------------

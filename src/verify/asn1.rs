@@ -10,7 +10,7 @@
 use der::asn1::{
     AnyRef, BitStringRef, IntRef, ObjectIdentifier, OctetString, OctetStringRef, UtcTime,
 };
-use der::{Choice, Decode, Header, Reader, Sequence, SliceReader, Tag};
+use der::{Choice, Decode, Sequence, Tag};
 use spki::{AlgorithmIdentifierOwned, AlgorithmIdentifierRef};
 use x509_cert::crl::RevokedCert;
 use x509_cert::name::Name;
@@ -308,12 +308,12 @@ pub(super) fn der_elements(contents: &[u8]) -> Result<Vec<&[u8]>, DerProblem> {
 
 /// Checks the element at the start of `bytes`, at nesting `depth`; returns its octets.
 fn check_element(bytes: &[u8], depth: usize) -> Result<&[u8], DerProblem> {
-    check_length_form(bytes)?;
-    let tlv = SliceReader::new(bytes)?.tlv_bytes()?;
-    let mut inner = SliceReader::new(tlv)?;
-    let header = Header::decode(&mut inner)?;
-    let value = inner.read_slice(header.length)?;
-    match header.tag {
+    let (tag, header_len, len) = read_header(bytes)?;
+    let tlv = bytes
+        .get(..header_len + len)
+        .ok_or(DerProblem::Rule("an element longer than what holds it"))?;
+    let value = &tlv[header_len..];
+    match tag {
         Tag::Boolean if value != [0x00] && value != [0xff] => {
             return Err(DerProblem::Rule("a BOOLEAN other than 00 or FF"));
         }
@@ -355,17 +355,31 @@ fn check_contents(contents: &[u8], depth: usize, set_of: bool) -> Result<(), Der
     Ok(())
 }
 
-/// X.690 §10.1: a definite length, in as few octets as possible. (The `der` crate refuses
-/// these too, as an "incorrect length"; this names them.) A tag in the high-number form
-/// is left to `der`, which refuses it.
-fn check_length_form(bytes: &[u8]) -> Result<(), DerProblem> {
-    let shortest = DerProblem::Rule("a length not in its shortest form");
-    match bytes {
-        [tag, ..] if tag & 0x1f == 0x1f => Ok(()),
-        [_, 0x80, ..] => Err(DerProblem::Rule("an indefinite length (BER, not DER)")),
-        [_, 0x81, len, ..] if *len < 0x80 => Err(shortest),
-        [_, 0x82..=0xff, 0x00, ..] => Err(shortest),
-        _ => Ok(()),
+/// The tag, the header's length and the contents' length of the element at the start of
+/// `bytes`, refused unless the header is DER (X.690 §10.1: a definite length, in as few
+/// octets as possible). Tags are `der`'s: the universal types it knows (constructed only
+/// SEQUENCE and SET), any other class, tag numbers up to 30. (Read here rather than by
+/// `der`'s reader, which takes several times as long and calls a length that is not in its
+/// shortest form an "incorrect length".)
+fn read_header(bytes: &[u8]) -> Result<(Tag, usize, usize), DerProblem> {
+    let missing = DerProblem::Rule("an element cut short");
+    let (&first, rest) = bytes.split_first().ok_or(missing)?;
+    let tag = Tag::try_from(first)?;
+    let (&initial, rest) = rest.split_first().ok_or(missing)?;
+    match initial {
+        0x00..=0x7f => Ok((tag, 2, usize::from(initial))),
+        0x80 => Err(DerProblem::Rule("an indefinite length (BER, not DER)")),
+        0x81..=0x84 => {
+            let digits = rest.get(..usize::from(initial & 0x7f)).ok_or(missing)?;
+            if digits[0] == 0 || (digits.len() == 1 && digits[0] < 0x80) {
+                return Err(DerProblem::Rule("a length not in its shortest form"));
+            }
+            let len = digits
+                .iter()
+                .fold(0usize, |len, &d| (len << 8) | usize::from(d));
+            Ok((tag, 2 + digits.len(), len))
+        }
+        _ => Err(DerProblem::Rule("a length of more than four octets")),
     }
 }
 
@@ -551,6 +565,16 @@ mod tests {
                 "a BOOLEAN other than 00 or FF",
             ),
             (&[0x05, 0x00, 0x00], "octets after the element"),
+            (
+                &[0x30, 0x03, 0x05, 0x00],
+                "an element longer than what holds it",
+            ),
+            (&[0x30], "an element cut short"),
+            (&[0x04, 0x82, 0x01], "an element cut short"),
+            (
+                &[0x04, 0x85, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00],
+                "a length of more than four octets",
+            ),
         ] {
             assert_eq!(verdict(der), rule, "{der:02x?}");
         }
@@ -569,11 +593,12 @@ mod tests {
                 String::from_utf8_lossy(time)
             );
         }
-        // What the der crate refuses: a constructed OCTET STRING, a truncated element, a
-        // UTCTime without seconds.
+        // What the der crate refuses: a constructed OCTET STRING, a tag number in the
+        // high-number form, end-of-contents, a UTCTime without seconds.
         for der in [
             &[0x24, 0x03, 0x04, 0x01, 0x00][..],
-            &[0x30, 0x03, 0x05, 0x00],
+            &[0x1f, 0x1f, 0x00],
+            &[0x00, 0x00],
             b"\x17\x0b2606011200Z",
         ] {
             assert_eq!(verdict(der), "decode", "{der:02x?}");

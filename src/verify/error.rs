@@ -11,7 +11,8 @@ use crate::tsp::{FailureInfo, HashAlgorithm, TspError};
 /// they are checked. The number in each description is the checklist item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rule {
-    /// 1. The input is strict DER of the expected type, with nothing after it.
+    /// 1. The input is strict DER of the expected type, with nothing after it, in every
+    ///    part (the crls and unsigned attributes too).
     Der,
     /// 1. The response's status is granted (grantedWithMods only by opt-in), and it carries
     ///    a token exactly when it is granted.
@@ -152,7 +153,7 @@ impl fmt::Display for SignatureProblem {
 }
 
 /// Why a part of a token is not DER (X.690 §10 and §11).
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DerProblem {
     /// The DER library refused it: a length not in its shortest form, an indefinite

@@ -11,7 +11,15 @@
 //! What is checked, rule by rule:
 //! 1. DER and status: the input decodes as strict DER with nothing after it; the status
 //!    is granted (grantedWithMods only with [`TokenOptions::allow_granted_with_mods`]),
-//!    with a token exactly when granted.
+//!    with a token exactly when granted. Strict DER holds for every part, used or not:
+//!    what has a type is decoded and must re-encode to its own octets (certificates, CRLs,
+//!    the signing certificate attributes, the TSTInfo, certificate extensions, RSA-PSS
+//!    parameters: no DEFAULT written out, no SET OF out of order); what has none (the
+//!    values of attributes, algorithm parameters, the sid, other revocation information)
+//!    is read element by element for the rules of DER. A token may carry `crls` and
+//!    `unsignedAttrs` (e.g. id-aa-signatureTimeStampToken); they are not used, but they
+//!    must be DER too. The certificate SET alone may be in any order (OpenSSL writes it
+//!    unsorted; `TSA-PROFILE.md`).
 //! 2. CMS structure: signedData, version 3, eContentType id-ct-TSTInfo, exactly one
 //!    SignerInfo (version matching its sid), a SHA-256/384/512 digestAlgorithm listed in
 //!    digestAlgorithms, signed attributes present, in DER order, each type once,
@@ -21,14 +29,16 @@
 //!    subjectKeyIdentifier) names; none or several is a failure.
 //! 4. signingCertificateV2 (signingCertificate, ESS v1 with SHA-1, only with
 //!    [`TokenOptions::legacy_ess_v1`] and when v2 is absent): its first certificate hash is
-//!    that of the signer certificate; its issuerSerial, if present, is the signer's.
+//!    that of the signer certificate; its issuerSerial, if present, is the signer's; it is
+//!    DER (an ESSCertIDv2 that writes out its DEFAULT hashAlgorithm, SHA-256, is refused).
 //! 5. The signer certificate's extendedKeyUsage is critical and solely timeStamping, it is
 //!    not a CA, and its keyUsage is at most digitalSignature and nonRepudiation
 //!    ([`check_tsa_leaf`]); a path to a pinned root exists in which names chain, every
 //!    signature verifies, every certificate is valid at genTime and/or now
 //!    ([`ValidAt`]), issuers are CAs with keyCertSign and their pathLenConstraint holds,
-//!    and no certificate has a critical extension that is not understood
-//!    ([`verify_path`]).
+//!    every certificate's signatureAlgorithm is its tbsCertificate's signature field
+//!    (RFC 5280 §4.1.1.2, the pinned root's too), and no certificate has a critical
+//!    extension that is not understood ([`verify_path`]).
 //! 6. The signature over the DER of the signed attributes (tag 0x31) verifies: ECDSA
 //!    P-256/P-384, RSA PKCS#1 v1.5 or PSS of at least 2048 bits, Ed25519, with
 //!    SHA-256/384/512.

@@ -23,6 +23,7 @@ use rsa::traits::PublicKeyParts;
 use signature::hazmat::PrehashVerifier;
 use spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoOwned};
 
+use super::asn1::check_der;
 use super::SignatureProblem;
 use crate::tsp::HashAlgorithm;
 
@@ -382,7 +383,7 @@ fn pss_params(
         .map_err(|_| bad("RSA-PSS parameters do not decode"))?;
     // Its decoder takes DEFAULTs written out (trailerField 1, saltLength 20, ...), which
     // DER omits.
-    if p.to_der().ok().as_deref() != Some(der.as_slice()) {
+    if p.to_der().ok().as_deref() != Some(der.as_slice()) || check_der(&der).is_err() {
         return Err(bad(
             "RSA-PSS parameters are not DER (a DEFAULT written out?)",
         ));

@@ -249,6 +249,8 @@ impl<'a> Structure<'a> {
 
         let sid = cms::signed_data::SignerIdentifier::from_der(signer_info.sid.as_bytes())
             .map_err(TokenError::der("SignerIdentifier"))?;
+        // Its names' SETs are sorted when decoded: the octets must be DER themselves.
+        check_der(signer_info.sid.as_bytes()).map_err(TokenError::not_der("sid"))?;
         let expected_version = match sid {
             cms::signed_data::SignerIdentifier::IssuerAndSerialNumber(_) => SIGNER_INFO_V1,
             cms::signed_data::SignerIdentifier::SubjectKeyIdentifier(_) => SIGNER_INFO_V3,
@@ -268,7 +270,10 @@ impl<'a> Structure<'a> {
             ));
         }
         let mut listed = false;
-        for alg in set_elements(sd.digest_algorithms.contents(), "digestAlgorithms")? {
+        let digest_algorithms = der_elements(sd.digest_algorithms.contents())
+            .map_err(TokenError::not_der("digestAlgorithms"))?;
+        check_set_order(&digest_algorithms, "digestAlgorithms")?;
+        for alg in digest_algorithms {
             let alg = AlgorithmIdentifierRef::from_der(alg)
                 .map_err(TokenError::der("digestAlgorithms"))?;
             listed |= alg.oid == digest_alg.oid;
@@ -302,6 +307,9 @@ impl<'a> Structure<'a> {
                                 "a certificate in the token does not re-encode to its own bytes",
                             ));
                         }
+                        // What its type leaves as any element (attribute values in names,
+                        // algorithm parameters).
+                        check_der(element).map_err(TokenError::not_der("certificate"))?;
                         if let Some(c) = cert_cache {
                             c.insert(element, &cert);
                         }
@@ -353,9 +361,6 @@ impl<'a> Structure<'a> {
                 "the contentType attribute is not id-ct-TSTInfo",
             ));
         }
-        // Everything else (the sid, algorithm parameters, ...) as far as DER can be told
-        // without the types; the parts above were checked with theirs.
-        check_der(token_der).map_err(TokenError::not_der("TimeStampToken"))?;
 
         Ok(Structure {
             econtent,
