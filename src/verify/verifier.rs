@@ -14,8 +14,9 @@
 //! is inside that interval; anything else is searched again from scratch. Every other rule
 //! (the CMS signature, the signing certificate, the leaf's EKU, ...) runs on every token.
 //!
-//! It also keeps the certificates it decoded, by their exact DER: decoding (and the check
-//! that a certificate re-encodes to its own bytes) is a pure function of those bytes.
+//! It also keeps the certificates it decoded, by their exact DER: decoding (and the checks
+//! that a certificate re-encodes to its own bytes and is DER throughout) is a pure function
+//! of those bytes.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -180,8 +181,9 @@ impl PathCache {
     }
 }
 
-/// Certificates already decoded and checked to re-encode to their own bytes, by those
-/// bytes: decoding is a pure function of them, so a hit changes nothing but the time.
+/// Certificates already decoded and checked to re-encode to their own bytes and to be DER
+/// throughout, by those bytes: decoding is a pure function of them, so a hit changes
+/// nothing but the time.
 #[derive(Debug)]
 pub(super) struct CertCache {
     map: RwLock<HashMap<Vec<u8>, Arc<Certificate>>>,
@@ -488,6 +490,9 @@ mod tests {
             vector!("reply-expired.tsr"),
             vector!("reply-rejected.tsr"),
             vector!("token-p256-v2.tst"),
+            vector!("reply-cert-sigalg-mismatch.tsr"),
+            vector!("reply-crls-der.tsr"),
+            vector!("reply-unsigned-attrs-unsorted.tsr"),
         ];
         let root_sets = [
             vec![root()],
