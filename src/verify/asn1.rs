@@ -309,8 +309,9 @@ pub(super) fn der_elements(contents: &[u8]) -> Result<Vec<&[u8]>, DerProblem> {
 /// Checks the element at the start of `bytes`, at nesting `depth`; returns its octets.
 fn check_element(bytes: &[u8], depth: usize) -> Result<&[u8], DerProblem> {
     let (tag, header_len, len) = read_header(bytes)?;
-    let tlv = bytes
-        .get(..header_len + len)
+    let tlv = header_len
+        .checked_add(len)
+        .and_then(|end| bytes.get(..end))
         .ok_or(DerProblem::Rule("an element longer than what holds it"))?;
     let value = &tlv[header_len..];
     match tag {
@@ -433,10 +434,13 @@ fn check_bit_string(value: &[u8]) -> Result<(), DerProblem> {
 /// trailing zeros, after a full stop), then `Z`.
 fn check_generalized_time(value: &[u8]) -> Result<(), DerProblem> {
     let bad = DerProblem::Rule("a GeneralizedTime not in the DER form");
-    let (Some(whole), Some(b'Z')) = (value.get(..14), value.last()) else {
+    let (Some(whole), Some(fraction), Some(b'Z')) = (
+        value.get(..14),
+        value.get(14..value.len().saturating_sub(1)),
+        value.last(),
+    ) else {
         return Err(bad);
     };
-    let fraction = &value[14..value.len() - 1];
     if let Some((b'.', digits)) = fraction.split_first() {
         if digits.is_empty()
             || !digits.iter().all(u8::is_ascii_digit)
@@ -585,6 +589,9 @@ mod tests {
             b"\x18\x1220260601120000.50Z",
             b"\x18\x1020260601120000.Z",
             b"\x18\x0f20261301120000Z",
+            b"\x18\x0e2026060112000Z",
+            b"\x18\x01Z",
+            b"\x18\x00",
         ] {
             assert_eq!(
                 verdict(time),
@@ -619,5 +626,23 @@ mod tests {
             fine = [vec![0x30], len, fine].concat();
         }
         assert_eq!(verdict(&fine), "ok");
+    }
+
+    proptest::proptest! {
+        /// Any bytes, and any bytes inside a GeneralizedTime, a BIT STRING or a SET: an
+        /// answer, never a panic.
+        #[test]
+        fn check_der_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            tag in proptest::sample::select(vec![0x01u8, 0x02, 0x03, 0x05, 0x06, 0x17, 0x18, 0x30, 0x31, 0xa1]),
+        ) {
+            let _ = check_der(&bytes);
+            let _ = der_elements(&bytes);
+            if let Ok(len) = u8::try_from(bytes.len()) {
+                if len < 0x80 {
+                    let _ = check_der(&[&[tag, len][..], &bytes].concat());
+                }
+            }
+        }
     }
 }
