@@ -13,15 +13,14 @@ use der::asn1::{
 use der::{Choice, Decode, Sequence, Tag};
 use spki::{AlgorithmIdentifierOwned, AlgorithmIdentifierRef};
 use x509_cert::crl::RevokedCert;
+use x509_cert::ext::pkix::certpolicy::PolicyInformation;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::Extensions;
 use x509_cert::name::Name;
 use x509_cert::time::Time;
 use x509_cert::Version;
 
 use super::DerProblem;
-use x509_cert::ext::pkix::certpolicy::PolicyInformation;
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::Extensions;
-
 use crate::tsp::asn1::{AccuracyDer, IssuerSerial, MessageImprint, SetValue, Tlv};
 
 /// A CMS ContentInfo with its content as any element (RFC 5652 §3).

@@ -156,9 +156,8 @@ impl fmt::Display for SignatureProblem {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DerProblem {
-    /// The DER library refused it: a length not in its shortest form, an indefinite
-    /// length, a tag it does not know (a constructed string among them), bytes missing or
-    /// left over.
+    /// The DER library refused it: a tag it does not know (a constructed string, a tag
+    /// number above 30, end-of-contents), a UTCTime not in the DER form.
     Decode(der::Error),
     /// It decodes, but breaks the rule of DER named here.
     Rule(&'static str),

@@ -130,9 +130,10 @@ where
 /// its tbsCertificate's signature field (RFC 5280 §4.1.1.2; a pinned root too: its name,
 /// key and dates are relied on, and a root that breaks this is refused, not trusted), must
 /// be valid at each of `times` and must not have a critical extension other than
-/// basicConstraints, keyUsage, extendedKeyUsage, subjectAltName and the key identifiers. Every issuer must be a CA
-/// (basicConstraints cA true), with keyCertSign if it has a keyUsage, and its
-/// pathLenConstraint must allow the CAs below it. The leaf's own purpose is checked by
+/// basicConstraints, keyUsage, extendedKeyUsage, subjectAltName and the key identifiers.
+/// Every issuer must be a CA (basicConstraints cA true), with keyCertSign if it has a
+/// keyUsage, and its pathLenConstraint must allow the CAs below it; the extensions read
+/// must be DER ([`TokenError::ExtensionNotDer`]). The leaf's own purpose is checked by
 /// [`check_tsa_leaf`], not here.
 ///
 /// When no path is found, the error is that of the branch that came closest: a validity

@@ -409,7 +409,7 @@ fn check_crls(contents: &[u8]) -> Result<(), TokenError> {
             return Err(TokenError::NotDer {
                 what: WHAT,
                 problem: DerProblem::Rule(
-                    "a CRL that does not re-encode to its own bytes (a DEFAULT written out?)",
+                    "an element that does not re-encode to its own bytes (a DEFAULT written out, such as an extension's critical FALSE?)",
                 ),
             });
         }
