@@ -743,3 +743,161 @@ fn a_certificate_expiring_while_serving_is_warned_about_then_refused() {
     let text = keys.to_string();
     assert!(text.contains("\"expired\":true"), "{text}");
 }
+
+/// Rewrites the lifecycle record (CKO_DATA, CKA_APPLICATION "auditstamp") labelled `label`
+/// on the appliance's token with `change` of its value, through cryptoki directly, as a
+/// damaged token would hold it; returns the value it had.
+fn rewrite_record(app: &Appliance, label: &str, change: impl FnOnce(&[u8]) -> Vec<u8>) -> Vec<u8> {
+    use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+    let session = app.login_in_process();
+    let template = [
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Application(b"auditstamp".to_vec()),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ];
+    let objects = session.find_objects(&template).unwrap();
+    assert_eq!(objects.len(), 1, "records labelled {label:?}");
+    let old = match session
+        .get_attributes(objects[0], &[AttributeType::Value])
+        .unwrap()
+        .pop()
+    {
+        Some(Attribute::Value(v)) => v,
+        other => panic!("record {label:?} without a value: {other:?}"),
+    };
+    session.destroy_object(objects[0]).unwrap();
+    let mut attributes = template.to_vec();
+    attributes.extend([
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Value(change(&old)),
+    ]);
+    session.create_object(&attributes).unwrap();
+    old
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A key record on the token that cannot be read exactly (here a retired key's `retired=`
+/// line) is never read as "not retired": `keys list` shows the key as damaged and then
+/// fails, `keys activate` (of it or of another key) and `keys retire` refuse, and `serve`
+/// does not start, each naming the record, the line and the problem. A damaged active-key
+/// pointer likewise stops `serve` rather than letting it fall back to `tsa.key_label`.
+/// With the records restored, everything works again.
+#[test]
+fn a_damaged_key_record_is_listed_and_refused_never_read_as_not_retired() {
+    let app = Appliance::new("ecdsa-p256");
+    app.cli_ok(&[
+        "keys",
+        "generate",
+        "--label",
+        "tsa-2",
+        "--algorithm",
+        "ecdsa-p256",
+        "--purpose",
+        "tsa",
+    ]);
+    app.cli_ok(&[
+        "keys",
+        "issue-dev-cert",
+        "--label",
+        "tsa-2",
+        "--subject",
+        "CN=test TSA 2,O=auditstamp tests,C=EE",
+    ]);
+    app.cli_ok(&["keys", "activate", "--label", "tsa-2"]);
+    app.cli_ok(&["keys", "retire", "--label", "tsa"]);
+
+    // Line 4, "retired=<seconds>", becomes "retired=x<seconds>".
+    let original = rewrite_record(&app, "tsa", |v| {
+        let text = String::from_utf8(v.to_vec()).unwrap();
+        assert!(
+            text.lines().nth(3).unwrap().starts_with("retired="),
+            "{text}"
+        );
+        text.replacen("\nretired=", "\nretired=x", 1).into_bytes()
+    });
+    let names_the_damage = |text: &str| {
+        assert!(
+            text.contains("key record \"tsa\"")
+                && text.contains("line 4")
+                && text.contains("not a number of seconds"),
+            "{text}"
+        );
+    };
+
+    let out = app.cli(&["keys", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    names_the_damage(&stderr_of(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |label: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["label"] == label)
+            .unwrap_or_else(|| panic!("{label} not listed: {list}"))
+            .clone()
+    };
+    let tsa = row("tsa");
+    assert_eq!(tsa["state"], "damaged", "{tsa}");
+    assert_eq!(tsa["algorithm"], "ecdsa-p256", "{tsa}");
+    assert!(tsa["retired_at"].is_null(), "{tsa}");
+    names_the_damage(tsa["damage"].as_str().unwrap());
+    assert_eq!(row("tsa-2")["state"], "active");
+    let out = app.cli(&["keys", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("tsa ") && l.contains("damaged")),
+        "{table}"
+    );
+
+    for args in [
+        &["keys", "activate", "--label", "tsa"][..],
+        &["keys", "activate", "--label", "tsa-2"],
+        &["keys", "retire", "--label", "tsa"],
+    ] {
+        let out = app.cli(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        names_the_damage(&stderr_of(&out));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("now the active"));
+    }
+    names_the_damage(&app.start_fails());
+
+    // Restored: the key is retired, as it always was.
+    rewrite_record(&app, "tsa", |_| original.clone());
+    let out = app.cli(&["keys", "activate", "--label", "tsa"]);
+    assert!(
+        stderr_of(&out).contains("is retired"),
+        "{}",
+        stderr_of(&out)
+    );
+    app.start().stop();
+
+    // The active-key pointer.
+    let pointer = rewrite_record(&app, "auditstamp:active-tsa", |_| b"not hex".to_vec());
+    let text = app.start_fails();
+    assert!(
+        text.contains("active-key record \"auditstamp:active-tsa\"")
+            && text.contains("not the hexadecimal CKA_ID"),
+        "{text}"
+    );
+    let out = app.cli(&["keys", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_of(&out).contains("active-key record"));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["active"] == false),
+        "no key is shown active when the pointer cannot be read: {list}"
+    );
+    rewrite_record(&app, "auditstamp:active-tsa", |_| pointer.clone());
+    app.cli_ok(&["keys", "list"]);
+    app.start().stop();
+}

@@ -301,6 +301,36 @@ fn stored_certificate(
         .transpose()
 }
 
+/// What `keys list` shows of the certificate stored beside `key` (JSON null if none).
+fn certificate_summary(
+    hsm: &crate::signer::pkcs11::Hsm,
+    key: &KeyInfo,
+    now: std::time::SystemTime,
+) -> Result<serde_json::Value, CliError> {
+    let Some(c) = stored_certificate(hsm, key)? else {
+        return Ok(serde_json::Value::Null);
+    };
+    let v = &c.tbs_certificate.validity;
+    let secs_left = v
+        .not_after
+        .to_system_time()
+        .duration_since(now)
+        .map_or_else(
+            |e| -i128::from(e.duration().as_secs()),
+            |d| i128::from(d.as_secs()),
+        );
+    let der = c.to_der().map_err(|e| CliError::Other(e.to_string()))?;
+    Ok(serde_json::json!({
+        "subject": c.tbs_certificate.subject.to_string(),
+        "issuer": c.tbs_certificate.issuer.to_string(),
+        "not_before": v.not_before.to_string(),
+        "not_after": v.not_after.to_string(),
+        "sha256_fingerprint": hex::encode(sha2::Sha256::digest(&der)),
+        "days_to_expiry": secs_left.div_euclid(86_400),
+        "expired": secs_left < 0,
+    }))
+}
+
 /// Sends SIGHUP to the server whose pid file is in `state_dir`, if it runs. The pid is
 /// only trusted when that process is an auditstamp (a stale file may name another one).
 fn notify_server(state_dir: &Path) -> Result<Option<i32>, String> {
@@ -346,14 +376,32 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
         }
         KeysCommand::List(a) => {
             let (cfg, hsm) = open_hsm_any(&a.config.config)?;
-            let active = cfg
-                .as_ref()
-                .and_then(|cfg| active_key(cfg, &hsm).ok())
-                .map(|k| k.id);
+            let inventory = hsm.key_inventory()?;
+            // Damaged records are listed, never hidden, and make the command fail after
+            // the list is shown.
+            let mut damaged: Vec<String> = Vec::new();
+            let pointer = match hsm.active_tsa_key_id() {
+                Ok(id) => id,
+                Err(SignerError::DamagedRecord(d)) => {
+                    damaged.push(d.to_string());
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
+            // The key `serve` signs with: the one activated, or before any activation the
+            // configuration's; none known when the pointer is damaged.
+            let active = cfg.as_ref().and_then(|cfg| match &pointer {
+                Some(id) => Some(id.clone()),
+                None if damaged.is_empty() => inventory
+                    .keys
+                    .iter()
+                    .find(|k| k.label == cfg.raw.tsa.key_label)
+                    .map(|k| k.id.clone()),
+                None => None,
+            });
             let now = std::time::SystemTime::now();
             let mut rows = Vec::new();
-            for key in hsm.list_keys()? {
-                let cert = stored_certificate(&hsm, &key)?;
+            for key in &inventory.keys {
                 let is_active = active.as_ref() == Some(&key.id);
                 let state = if is_active {
                     "active"
@@ -364,30 +412,6 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
                 } else {
                     "standby"
                 };
-                let cert = match &cert {
-                    Some(c) => {
-                        let v = &c.tbs_certificate.validity;
-                        let secs_left = v
-                            .not_after
-                            .to_system_time()
-                            .duration_since(now)
-                            .map_or_else(
-                                |e| -i128::from(e.duration().as_secs()),
-                                |d| i128::from(d.as_secs()),
-                            );
-                        let der = c.to_der().map_err(|e| CliError::Other(e.to_string()))?;
-                        serde_json::json!({
-                            "subject": c.tbs_certificate.subject.to_string(),
-                            "issuer": c.tbs_certificate.issuer.to_string(),
-                            "not_before": v.not_before.to_string(),
-                            "not_after": v.not_after.to_string(),
-                            "sha256_fingerprint": hex::encode(sha2::Sha256::digest(&der)),
-                            "days_to_expiry": secs_left.div_euclid(86_400),
-                            "expired": secs_left < 0,
-                        })
-                    }
-                    None => serde_json::Value::Null,
-                };
                 rows.push(serde_json::json!({
                     "label": key.label,
                     "id": hex::encode(&key.id),
@@ -397,9 +421,29 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
                     "state": state,
                     "activated_at": key.activated_at,
                     "retired_at": key.retired_at,
-                    "certificate": cert,
+                    "certificate": certificate_summary(&hsm, key, now)?,
                 }));
             }
+            for d in &inventory.damaged {
+                damaged.push(d.damage.to_string());
+                let key = d.key.as_ref();
+                rows.push(serde_json::json!({
+                    "label": d.damage.object,
+                    "id": key.map(|k| hex::encode(&k.id)),
+                    "algorithm": key.map(|k| k.algorithm.to_string()),
+                    "purpose": null,
+                    "active": false,
+                    "state": "damaged",
+                    "activated_at": null,
+                    "retired_at": null,
+                    "certificate": match key {
+                        Some(k) => certificate_summary(&hsm, k, now)?,
+                        None => serde_json::Value::Null,
+                    },
+                    "damage": d.damage.to_string(),
+                }));
+            }
+            rows.sort_by(|a, b| a["label"].as_str().cmp(&b["label"].as_str()));
             if a.json {
                 println!("{}", serde_json::Value::Array(rows));
             } else {
@@ -434,6 +478,14 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
                         fp,
                     );
                 }
+            }
+            if !damaged.is_empty() {
+                return Err(CliError::Other(format!(
+                    "{} damaged record(s) on the token; nothing is done with their keys until \
+                     they are restored (README: \"Damaged key records\"):\n  {}",
+                    damaged.len(),
+                    damaged.join("\n  ")
+                )));
             }
             Ok(())
         }
@@ -576,6 +628,11 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
             if key.retired_at.is_some() {
                 return Err(SignerError::KeyRetired(a.label.clone()).into());
             }
+            // A damaged record anywhere on the token stops the server from loading its
+            // keys (it may be a key whose certificate must stay published): not now.
+            if let Some(d) = hsm.key_inventory()?.damaged.into_iter().next() {
+                return Err(SignerError::DamagedRecord(d.damage).into());
+            }
             let cert = stored_certificate(&hsm, &key)?.ok_or_else(|| {
                 CliError::Other(format!(
                     "key {:?} has no certificate; import one first (keys import-cert)",
@@ -585,10 +642,12 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
             provision::check_tsa_certificate(&cert, std::time::SystemTime::now())?;
             // The key signing until now keeps its certificate published.
             if hsm.active_tsa_key_id()?.is_none() {
-                if let Ok(bootstrap) = hsm.find_key(&cfg.raw.tsa.key_label) {
-                    if bootstrap.id != key.id {
+                match hsm.find_key(&cfg.raw.tsa.key_label) {
+                    Ok(bootstrap) if bootstrap.id != key.id => {
                         hsm.set_active_tsa_key(&bootstrap)?;
                     }
+                    Ok(_) | Err(SignerError::KeyNotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
                 }
             }
             hsm.set_active_tsa_key(&key)?;
@@ -609,13 +668,18 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
         KeysCommand::Retire(a) => {
             let (cfg, hsm) = open_hsm(&a.config.config)?;
             let key = hsm.find_key(&a.label)?;
-            if key.purpose == Some(KeyPurpose::Tsa)
-                && active_key(&cfg, &hsm).is_ok_and(|k| k.id == key.id)
-            {
-                return Err(CliError::Other(format!(
-                    "key {:?} is the active TSA key; activate its successor first",
-                    a.label
-                )));
+            if key.purpose == Some(KeyPurpose::Tsa) {
+                // Which key is active must be known (a damaged record is not "not this one").
+                match active_key(&cfg, &hsm) {
+                    Ok(active) if active.id == key.id => {
+                        return Err(CliError::Other(format!(
+                            "key {:?} is the active TSA key; activate its successor first",
+                            a.label
+                        )));
+                    }
+                    Err(e @ CliError::Signer(SignerError::DamagedRecord(_))) => return Err(e),
+                    Ok(_) | Err(_) => {}
+                }
             }
             if a.destroy && a.confirm_destroy.as_deref() != Some(a.label.as_str()) {
                 return Err(CliError::Other(

@@ -127,6 +127,13 @@ pub enum SignerError {
     /// certificate published, so the label is not reused.
     #[error("label {0:?} belonged to a key that signed tokens; choose another label")]
     LabelUsedBefore(String),
+    /// A key record (or the active-key pointer) on the token cannot be read exactly:
+    /// nothing is done with the key until it is repaired.
+    #[error(
+        "{0}; nothing is done with a key whose record cannot be read: restore the record \
+         from a backup of the token (README: \"Damaged key records\")"
+    )]
+    DamagedRecord(super::records::RecordDamage),
     /// The key was retired and can no longer be activated.
     #[error("key {0:?} is retired and can no longer be activated")]
     KeyRetired(String),

@@ -112,6 +112,7 @@ pub(crate) mod testsupport;
 pub use error::{Pkcs11Failure, SignerError};
 pub use pkcs11::{init_token, Hsm, KeyInfo, TokenSelector};
 pub use pool::SigningPool;
+pub use records::{DamagedKey, KeyInventory, RecordDamage};
 pub use soft_verify::SoftVerifier;
 
 use std::fmt;

@@ -775,8 +775,25 @@ pub(super) fn find_purpose_objects(
     ])?)
 }
 
-/// Reads everything [`KeyInfo`] holds about the private key `private`.
+/// Reads everything [`KeyInfo`] holds about the private key `private`; a damaged
+/// record is an error ([`SignerError::DamagedRecord`]).
 fn read_key_info(
+    session: &Session,
+    private: ObjectHandle,
+    label: &str,
+) -> Result<KeyInfo, SignerError> {
+    let mut key = read_key_pair(session, private, label)?;
+    if let Some(record) = super::records::read_record(session, label)? {
+        key.purpose = record.purpose;
+        key.activated_at = record.activated_at;
+        key.retired_at = record.retired_at;
+    }
+    Ok(key)
+}
+
+/// What the key pair of the private key `private` says of itself, without its record:
+/// purpose and lifecycle are `None`.
+pub(super) fn read_key_pair(
     session: &Session,
     private: ObjectHandle,
     label: &str,
@@ -800,14 +817,13 @@ fn read_key_info(
         .first()
         .ok_or_else(|| SignerError::PublicKeyMissing(label.to_owned()))?;
     let material = read_public_material(session, public, key_type)?;
-    let record = super::records::read_record(session, label)?.unwrap_or_default();
     Ok(KeyInfo {
         label: label.to_owned(),
         id,
         algorithm: material.algorithm()?,
-        purpose: record.purpose,
-        activated_at: record.activated_at,
-        retired_at: record.retired_at,
+        purpose: None,
+        activated_at: None,
+        retired_at: None,
         public_key_der: material.spki_der()?,
     })
 }
@@ -983,7 +999,9 @@ impl Hsm {
         })
     }
 
-    /// Lists the key pairs on the token whose type this module supports, by label.
+    /// Lists the key pairs on the token whose type this module supports, by label. A
+    /// damaged record of one of them is an error ([`SignerError::DamagedRecord`]);
+    /// [`Hsm::key_inventory`] lists damaged records beside the keys instead.
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>, SignerError> {
         self.with_session(|s| {
             let mut keys = Vec::new();

@@ -11,18 +11,31 @@
 //! retired=<Unix seconds when retired>
 //! ```
 //!
+//! Versions before these lifecycle records wrote `purpose=<purpose>` alone; such records
+//! still read.
+//!
 //! The active TSA key is named by one more data object, labelled [`ACTIVE_TSA_LABEL`],
 //! whose value is the key's CKA_ID in hex: switching keys is one write, never a state in
 //! which two keys are active. Records outlive a destroyed key, so the certificates of keys
 //! that once signed stay on the token and stay published.
+//!
+//! A record is read exactly or not at all: a line that is not `name=value`, a name this
+//! version does not know, a name given twice, a value that does not parse, an empty or
+//! non-UTF-8 record, or an active-key pointer that is not hex is a [`RecordDamage`]
+//! naming the object, the line and the problem ([`SignerError::DamagedRecord`]). Nothing
+//! is done with a key whose record is damaged: a `retired=` line that cannot be read must
+//! never make a retired key look activatable, nor a damaged pointer make the server fall
+//! back to another key. [`Hsm::key_inventory`] lists damaged records beside the keys.
 
+use std::collections::BTreeSet;
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
 use der::{Decode, Encode};
 
-use super::pkcs11::{find_purpose_objects, read_bytes, Hsm, KeyInfo, APPLICATION};
+use super::pkcs11::{find_purpose_objects, read_bytes, read_key_pair, Hsm, KeyInfo, APPLICATION};
 use super::{KeyPurpose, SignerError};
 
 /// Label of the data object that names the active TSA key.
@@ -41,23 +54,110 @@ pub struct KeyRecord {
     pub retired_at: Option<u64>,
 }
 
+/// A record on the token that cannot be read exactly: a key's lifecycle record or the
+/// active-key pointer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordDamage {
+    /// CKA_LABEL of the data object: the key's label, or [`ACTIVE_TSA_LABEL`].
+    pub object: String,
+    /// The line at fault (counted from 1) and its text (shortened), when the problem is
+    /// in one line.
+    pub line: Option<(usize, String)>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl fmt::Display for RecordDamage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.object == ACTIVE_TSA_LABEL {
+            "the active-key record"
+        } else {
+            "the key record"
+        };
+        write!(f, "{what} {:?} on the token is damaged: ", self.object)?;
+        if let Some((n, text)) = &self.line {
+            write!(f, "line {n} {text:?}: ")?;
+        }
+        f.write_str(&self.problem)
+    }
+}
+
+/// Longest part of a damaged line quoted in an error.
+const QUOTED_CHARS: usize = 60;
+
+impl RecordDamage {
+    fn new(object: &str, line: Option<(usize, &str)>, problem: impl Into<String>) -> Self {
+        RecordDamage {
+            object: object.to_owned(),
+            line: line.map(|(n, text)| {
+                let mut quoted: String = text.chars().take(QUOTED_CHARS).collect();
+                if text.chars().nth(QUOTED_CHARS).is_some() {
+                    quoted.push('…');
+                }
+                (n, quoted)
+            }),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Unix seconds as a record writes them: decimal digits only.
+fn parse_secs(value: &str) -> Result<u64, String> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("not a number of seconds since 1970".into());
+    }
+    value
+        .parse()
+        .map_err(|_| "a number of seconds beyond any date".into())
+}
+
 impl KeyRecord {
-    fn parse(label: &str, text: &str) -> KeyRecord {
+    /// Reads the record of the key labelled `label` from its data object's value; any
+    /// line that cannot be read exactly is an error (see the module documentation).
+    fn parse(label: &str, value: &[u8]) -> Result<KeyRecord, RecordDamage> {
+        let text = std::str::from_utf8(value).map_err(|e| {
+            RecordDamage::new(
+                label,
+                None,
+                format!("it is not UTF-8 text (byte {})", e.valid_up_to()),
+            )
+        })?;
+        if text.is_empty() {
+            return Err(RecordDamage::new(label, None, "it is empty"));
+        }
         let mut r = KeyRecord::default();
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let (name, value) = line.split_once('=').unwrap_or((line, ""));
-            let ok = match name {
-                "purpose" => value.parse().map(|p| r.purpose = Some(p)).is_ok(),
-                "id" => hex::decode(value).map(|id| r.id = id).is_ok(),
-                "activated" => value.parse().map(|t| r.activated_at = Some(t)).is_ok(),
-                "retired" => value.parse().map(|t| r.retired_at = Some(t)).is_ok(),
-                _ => false,
+        let mut seen = BTreeSet::new();
+        for (i, line) in text.split_terminator('\n').enumerate() {
+            let damage = |problem: String| RecordDamage::new(label, Some((i + 1, line)), problem);
+            let Some((name, value)) = line.split_once('=') else {
+                return Err(damage("not a name=value line".into()));
             };
-            if !ok {
-                tracing::warn!(label, line, "unreadable line in a key record on the token");
+            if !seen.insert(name) {
+                return Err(damage(format!("{name:?} is given a second time")));
+            }
+            match name {
+                "purpose" => {
+                    r.purpose = Some(value.parse().map_err(|_| {
+                        damage(format!(
+                            "unknown purpose {value:?} (expected tsa, chain, dev-ca or witness)"
+                        ))
+                    })?);
+                }
+                "id" => {
+                    r.id = hex::decode(value)
+                        .map_err(|_| damage("the key id is not hexadecimal".into()))?;
+                }
+                "activated" => r.activated_at = Some(parse_secs(value).map_err(damage)?),
+                "retired" => r.retired_at = Some(parse_secs(value).map_err(damage)?),
+                _ => {
+                    return Err(damage(format!(
+                        "unknown field {name:?} (this version knows purpose, id, activated \
+                         and retired: was the record written by a newer version?)"
+                    )))
+                }
             }
         }
-        r
+        Ok(r)
     }
 
     fn render(&self) -> String {
@@ -104,20 +204,48 @@ fn write_data(session: &Session, label: &str, value: Vec<u8>) -> Result<(), Sign
     Ok(())
 }
 
-/// The record of the key labelled `label`, if there is one. With several (a crash between
-/// create and destroy), the newest wins: the one created last has the highest handle on
-/// SoftHSM, and all of them are equally valid otherwise.
+/// The value of data object `object` labelled `label`; one without a value is damaged.
+fn record_value(
+    session: &Session,
+    object: ObjectHandle,
+    label: &str,
+) -> Result<Vec<u8>, SignerError> {
+    read_bytes(session, object, AttributeType::Value)?.ok_or_else(|| {
+        SignerError::DamagedRecord(RecordDamage::new(label, None, "it has no value"))
+    })
+}
+
+/// The record of the key labelled `label`, if there is one; a damaged one is an error
+/// ([`SignerError::DamagedRecord`]). With several (a crash between create and destroy),
+/// the newest wins: the one created last has the highest handle on SoftHSM, and all of
+/// them are equally valid otherwise; but every one of them must read.
 pub(super) fn read_record(
     session: &Session,
     label: &str,
 ) -> Result<Option<KeyRecord>, SignerError> {
     let mut found = None;
     for object in find_purpose_objects(session, label)? {
-        if let Some(value) = read_bytes(session, object, AttributeType::Value)? {
-            found = Some(KeyRecord::parse(label, &String::from_utf8_lossy(&value)));
-        }
+        let value = record_value(session, object, label)?;
+        found = Some(KeyRecord::parse(label, &value).map_err(SignerError::DamagedRecord)?);
     }
     Ok(found)
+}
+
+/// The CKA_ID an active-key pointer holds: hex, exactly as [`Hsm::set_active_tsa_key`]
+/// writes it.
+fn parse_active_pointer(value: &[u8]) -> Result<Vec<u8>, RecordDamage> {
+    let damage = |problem: &str| RecordDamage::new(ACTIVE_TSA_LABEL, None, problem);
+    let text = std::str::from_utf8(value).map_err(|_| damage("it is not UTF-8 text"))?;
+    if text.is_empty() {
+        return Err(damage("it is empty"));
+    }
+    hex::decode(text).map_err(|_| {
+        RecordDamage::new(
+            ACTIVE_TSA_LABEL,
+            Some((1, text)),
+            "not the hexadecimal CKA_ID of a key",
+        )
+    })
 }
 
 /// Records a new key's purpose and id, replacing a record left by a deleted key.
@@ -144,6 +272,23 @@ pub(super) fn ensure_label_reusable(session: &Session, label: &str) -> Result<()
     }
 }
 
+/// Every key record's data object on the token, with its label (the active-key pointer
+/// left out).
+fn key_record_objects(session: &Session) -> Result<Vec<(String, ObjectHandle)>, SignerError> {
+    let mut out = Vec::new();
+    for o in session.find_objects(&[
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Application(APPLICATION.to_vec()),
+    ])? {
+        let label = read_bytes(session, o, AttributeType::Label)?.unwrap_or_default();
+        let label = String::from_utf8_lossy(&label).into_owned();
+        if label != ACTIVE_TSA_LABEL {
+            out.push((label, o));
+        }
+    }
+    Ok(out)
+}
+
 fn certificates_with_id(session: &Session, id: &[u8]) -> Result<Vec<ObjectHandle>, SignerError> {
     Ok(session.find_objects(&[
         Attribute::Class(ObjectClass::CERTIFICATE),
@@ -153,14 +298,15 @@ fn certificates_with_id(session: &Session, id: &[u8]) -> Result<Vec<ObjectHandle
 }
 
 impl Hsm {
-    /// The CKA_ID of the active TSA key, if one was ever activated on this token.
+    /// The CKA_ID of the active TSA key, if one was ever activated on this token. A
+    /// pointer that cannot be read is an error ([`SignerError::DamagedRecord`]), never
+    /// "no key was activated" (which would fall back to the configuration's key).
     pub fn active_tsa_key_id(&self) -> Result<Option<Vec<u8>>, SignerError> {
         self.with_session(|s| {
             let mut id = None;
             for o in find_purpose_objects(s, ACTIVE_TSA_LABEL)? {
-                if let Some(v) = read_bytes(s, o, AttributeType::Value)? {
-                    id = hex::decode(String::from_utf8_lossy(&v).trim()).ok();
-                }
+                let value = record_value(s, o, ACTIVE_TSA_LABEL)?;
+                id = Some(parse_active_pointer(&value).map_err(SignerError::DamagedRecord)?);
             }
             Ok(id)
         })
@@ -222,26 +368,14 @@ impl Hsm {
     }
 
     /// The certificates (DER) of every TSA key that was ever activated, destroyed keys
-    /// included: what verifiers need for tokens signed before the current key.
+    /// included: what verifiers need for tokens signed before the current key. Any
+    /// damaged record is an error: it may be one of those keys.
     pub fn once_active_certificates(&self) -> Result<Vec<Vec<u8>>, SignerError> {
         self.with_session(|s| {
-            let records = s.find_objects(&[
-                Attribute::Class(ObjectClass::DATA),
-                Attribute::Application(APPLICATION.to_vec()),
-            ])?;
             let mut out = Vec::new();
-            for o in records {
-                let Some(label) = read_bytes(s, o, AttributeType::Label)? else {
-                    continue;
-                };
-                let label = String::from_utf8_lossy(&label).into_owned();
-                if label == ACTIVE_TSA_LABEL {
-                    continue;
-                }
-                let Some(value) = read_bytes(s, o, AttributeType::Value)? else {
-                    continue;
-                };
-                let r = KeyRecord::parse(&label, &String::from_utf8_lossy(&value));
+            for (label, o) in key_record_objects(s)? {
+                let value = record_value(s, o, &label)?;
+                let r = KeyRecord::parse(&label, &value).map_err(SignerError::DamagedRecord)?;
                 if r.purpose != Some(KeyPurpose::Tsa) || r.activated_at.is_none() || r.id.is_empty()
                 {
                     continue;
@@ -253,6 +387,86 @@ impl Hsm {
                 }
             }
             Ok(out)
+        })
+    }
+}
+
+/// The keys on a token and the records that cannot be read: what `keys list` shows.
+#[derive(Clone, Debug, Default)]
+pub struct KeyInventory {
+    /// The key pairs whose record reads exactly (or that have none), by label.
+    pub keys: Vec<KeyInfo>,
+    /// The records that cannot be read, of keys on the token and of destroyed ones, by
+    /// label.
+    pub damaged: Vec<DamagedKey>,
+}
+
+/// A key record that cannot be read, with the key pair it belongs to.
+#[derive(Clone, Debug)]
+pub struct DamagedKey {
+    /// The key pair, if it is on the token (a destroyed key's record outlives it). Its
+    /// purpose and lifecycle are `None`: they are what the record cannot tell.
+    pub key: Option<KeyInfo>,
+    /// What is wrong with the record.
+    pub damage: RecordDamage,
+}
+
+impl Hsm {
+    /// Every key pair on the token whose type this module supports, and every key record
+    /// that cannot be read (of a key on the token or of a destroyed one), each by label.
+    /// The active-key pointer is read by [`Hsm::active_tsa_key_id`].
+    pub fn key_inventory(&self) -> Result<KeyInventory, SignerError> {
+        self.with_session(|s| {
+            let mut inventory = KeyInventory::default();
+            let mut listed = BTreeSet::new();
+            for private in s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])? {
+                let label = read_bytes(s, private, AttributeType::Label)?.unwrap_or_default();
+                let label = String::from_utf8_lossy(&label).into_owned();
+                let mut key = match read_key_pair(s, private, &label) {
+                    Ok(key) => key,
+                    Err(SignerError::UnsupportedKeyType(why)) => {
+                        tracing::warn!(label, reason = %why, "skipping a key of unsupported type");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                listed.insert(label.clone());
+                match read_record(s, &label) {
+                    Ok(record) => {
+                        let record = record.unwrap_or_default();
+                        key.purpose = record.purpose;
+                        key.activated_at = record.activated_at;
+                        key.retired_at = record.retired_at;
+                        inventory.keys.push(key);
+                    }
+                    Err(SignerError::DamagedRecord(damage)) => {
+                        inventory.damaged.push(DamagedKey {
+                            key: Some(key),
+                            damage,
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let orphans: BTreeSet<String> = key_record_objects(s)?
+                .into_iter()
+                .map(|(label, _)| label)
+                .filter(|label| !listed.contains(label))
+                .collect();
+            for label in orphans {
+                match read_record(s, &label) {
+                    Ok(_) => {}
+                    Err(SignerError::DamagedRecord(damage)) => {
+                        inventory.damaged.push(DamagedKey { key: None, damage });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            inventory.keys.sort_by(|a, b| a.label.cmp(&b.label));
+            inventory
+                .damaged
+                .sort_by(|a, b| a.damage.object.cmp(&b.damage.object));
+            Ok(inventory)
         })
     }
 }
@@ -315,21 +529,208 @@ impl Hsm {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::signer::{testsupport, KeyAlgorithm};
 
     #[test]
-    fn records_round_trip_and_tolerate_unknown_lines() {
+    fn records_round_trip_and_older_records_read() {
         let r = KeyRecord {
             purpose: Some(KeyPurpose::Tsa),
             id: vec![1, 2, 0xff],
             activated_at: Some(1_700_000_000),
-            retired_at: None,
+            retired_at: Some(1_800_000_000),
         };
-        assert_eq!(KeyRecord::parse("k", &r.render()), r);
-        let legacy = KeyRecord::parse("k", "purpose=chain");
+        assert_eq!(KeyRecord::parse("k", r.render().as_bytes()).unwrap(), r);
+        // What versions before the lifecycle records wrote.
+        let legacy = KeyRecord::parse("k", b"purpose=chain").unwrap();
         assert_eq!(legacy.purpose, Some(KeyPurpose::Chain));
         assert!(legacy.activated_at.is_none());
-        let odd = KeyRecord::parse("k", "purpose=tsa\nfuture=1\nretired=x\n");
-        assert_eq!(odd.purpose, Some(KeyPurpose::Tsa));
-        assert_eq!(odd.retired_at, None);
+        // A key without a recorded purpose, retired.
+        let bare = KeyRecord::parse("k", b"id=\nretired=5\n").unwrap();
+        assert_eq!((bare.purpose, bare.retired_at), (None, Some(5)));
+    }
+
+    /// A record is read exactly or not at all: every kind of damage is an error naming
+    /// the object, the line and the problem, never a line dropped (a `retired=` line
+    /// dropped would make a retired key activatable again).
+    #[test]
+    fn a_record_that_cannot_be_read_exactly_is_damaged() {
+        let cases: [(&[u8], Option<usize>, &str); 13] = [
+            (
+                b"purpose=tsa\nid=01\nretired=17x\n",
+                Some(3),
+                "not a number of seconds",
+            ),
+            (
+                b"purpose=tsa\nretired=\n",
+                Some(2),
+                "not a number of seconds",
+            ),
+            (b"retired= 5\n", Some(1), "not a number of seconds"),
+            (b"retired=+5\n", Some(1), "not a number of seconds"),
+            (
+                b"activated=99999999999999999999\n",
+                Some(1),
+                "beyond any date",
+            ),
+            (
+                b"purpose=tsa\nretired=5\nretired=6\n",
+                Some(3),
+                "second time",
+            ),
+            (
+                b"purpose=tsa\nfuture=1\nretired=5\n",
+                Some(2),
+                "unknown field \"future\"",
+            ),
+            (b"purpose=tsa\nretired\n", Some(2), "not a name=value line"),
+            (
+                b"purpose=tsa\n\nretired=5\n",
+                Some(2),
+                "not a name=value line",
+            ),
+            (b"purpose=ca\n", Some(1), "unknown purpose \"ca\""),
+            (b"id=zz\n", Some(1), "not hexadecimal"),
+            (b"", None, "it is empty"),
+            (b"purpose=tsa\nretired=1\xff\n", None, "not UTF-8"),
+        ];
+        for (value, line, problem) in cases {
+            let damage = KeyRecord::parse("tsa-1", value).unwrap_err();
+            assert_eq!(damage.object, "tsa-1");
+            assert_eq!(damage.line.as_ref().map(|l| l.0), line, "{damage}");
+            let text = SignerError::DamagedRecord(damage).to_string();
+            assert!(
+                text.contains("key record \"tsa-1\"") && text.contains(problem),
+                "{text}"
+            );
+        }
+        let long = format!("retired={}", "9x".repeat(100));
+        let damage = KeyRecord::parse("k", long.as_bytes()).unwrap_err();
+        assert!(damage.to_string().len() < 200, "{damage}");
+        for bad in [&b""[..], b"zz", b"01\n", b"\xff"] {
+            let damage = parse_active_pointer(bad).unwrap_err();
+            assert_eq!(damage.object, ACTIVE_TSA_LABEL);
+            assert!(damage.to_string().contains("active-key record"), "{damage}");
+        }
+        assert_eq!(parse_active_pointer(b"0aff").unwrap(), vec![0x0a, 0xff]);
+    }
+
+    /// Overwrites the record of `label` (or the active-key pointer) with `value`.
+    fn damage(hsm: &Hsm, label: &str, value: &[u8]) {
+        hsm.with_session(|s| write_data(s, label, value.to_vec()))
+            .unwrap();
+    }
+
+    /// On a token: a retired key whose `retired=` line is damaged is refused by every
+    /// reader (never shown as an activatable key), and so is an activated key's record
+    /// (its certificate must stay published) and a damaged active-key pointer (never
+    /// "no key activated", which would fall back to the configuration's key).
+    #[test]
+    fn damaged_records_on_the_token_are_refused_by_every_reader() {
+        let token = testsupport::new_token();
+        let hsm = token.open();
+        let old = hsm
+            .generate_key("tsa-old", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        let new = hsm
+            .generate_key("tsa-new", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        hsm.set_active_tsa_key(&old).unwrap();
+        hsm.set_active_tsa_key(&new).unwrap();
+        hsm.retire_key(&old).unwrap();
+        let id = hex::encode(&old.id);
+        damage(
+            &hsm,
+            "tsa-old",
+            format!("purpose=tsa\nid={id}\nactivated=1700000000\nretired=17OO000000\n").as_bytes(),
+        );
+        let named = |e: SignerError| {
+            let text = e.to_string();
+            assert!(
+                text.contains("\"tsa-old\"")
+                    && text.contains("line 4")
+                    && text.contains("retired=17OO000000")
+                    && text.contains("not a number of seconds"),
+                "{text}"
+            );
+        };
+        named(hsm.find_key("tsa-old").unwrap_err());
+        named(hsm.list_keys().unwrap_err());
+        named(hsm.find_key_by_id(&old.id).unwrap_err());
+        named(hsm.once_active_certificates().unwrap_err());
+        named(hsm.set_active_tsa_key(&old).unwrap_err());
+        named(hsm.retire_key(&old).unwrap_err());
+        // The record is left as it was: nothing rewrote it without the retirement.
+        named(hsm.find_key("tsa-old").unwrap_err());
+        // A key whose record reads is still found.
+        assert_eq!(hsm.find_key("tsa-new").unwrap().id, new.id);
+
+        // The active-key pointer.
+        damage(&hsm, ACTIVE_TSA_LABEL, b"not hex");
+        let text = hsm.active_tsa_key_id().unwrap_err().to_string();
+        assert!(
+            text.contains(ACTIVE_TSA_LABEL) && text.contains("not hex"),
+            "{text}"
+        );
+    }
+
+    /// `keys list`'s view: damaged records are listed beside the keys, of keys on the
+    /// token and of destroyed ones, never hidden; a damaged record of a destroyed key
+    /// also keeps its label from being reused.
+    #[test]
+    fn the_inventory_lists_damaged_records_beside_the_keys() {
+        let token = testsupport::new_token();
+        let hsm = token.open();
+        let good = hsm
+            .generate_key("good", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        let bad = hsm
+            .generate_key("bad", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        let gone = hsm
+            .generate_key("gone", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap();
+        hsm.set_active_tsa_key(&gone).unwrap();
+        hsm.set_active_tsa_key(&good).unwrap();
+        hsm.retire_key(&gone).unwrap();
+        hsm.destroy_key(&gone).unwrap();
+        damage(&hsm, "bad", b"purpose=tsa\nretired=x\n");
+        damage(
+            &hsm,
+            "gone",
+            b"purpose=tsa\nactivated=1\nretired=2\nnext=3\n",
+        );
+        let inventory = hsm.key_inventory().unwrap();
+        assert_eq!(
+            inventory
+                .keys
+                .iter()
+                .map(|k| k.label.as_str())
+                .collect::<Vec<_>>(),
+            ["good"]
+        );
+        let damaged: Vec<_> = inventory
+            .damaged
+            .iter()
+            .map(|d| {
+                (
+                    d.damage.object.as_str(),
+                    d.key.as_ref().map(|k| k.id.clone()),
+                    d.damage.line.as_ref().map(|l| l.0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            damaged,
+            [
+                ("bad", Some(bad.id.clone()), Some(2)),
+                ("gone", None, Some(4))
+            ]
+        );
+        let bad_key = inventory.damaged[0].key.as_ref().unwrap();
+        assert_eq!((bad_key.purpose, bad_key.retired_at), (None, None));
+        let e = hsm
+            .generate_key("gone", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
+            .unwrap_err();
+        assert!(matches!(e, SignerError::DamagedRecord(_)), "{e}");
     }
 }
