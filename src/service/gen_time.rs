@@ -86,8 +86,15 @@ pub fn gen_time_floor(store: &Store, log: &EventLog) -> Result<GenTimeFloor, Ser
         let stored = StoredEvent::from_leaf_bytes(&leaf)
             .map_err(|e| ServiceError::Chain(format!("event {index} is damaged: {e}")))?;
         if stored.event.action == Action::TsaIssued {
-            // The TSA writes the token's genTime (whole milliseconds) as the event's time.
-            let ms = u64::try_from(stored.event.occurred_at_ns / 1_000_000).unwrap_or(0);
+            // The TSA writes the token's genTime (whole milliseconds) as the event's time;
+            // one before 1970 was not written by it.
+            let ns = u64::try_from(stored.event.occurred_at_ns).map_err(|_| {
+                ServiceError::Chain(format!(
+                    "event {index} is damaged: a tsa.issued event with a time before 1970 ({} ns)",
+                    stored.event.occurred_at_ns
+                ))
+            })?;
+            let ms = ns / 1_000_000;
             events_ms = Some(events_ms.map_or(ms, |m: u64| m.max(ms)));
         }
     }
@@ -108,4 +115,41 @@ pub fn gen_time_floor(store: &Store, log: &EventLog) -> Result<GenTimeFloor, Ser
         scanned_from: start,
         scanned,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::chain::event::Event;
+
+    fn issued(occurred_at_ns: i64) -> Event {
+        Event {
+            agency: "appliance".into(),
+            auditor: "tsa".into(),
+            action: Action::TsaIssued,
+            subject: "token".into(),
+            data_sha256: [7; 32],
+            occurred_at_ns,
+            details: "{}".into(),
+        }
+    }
+
+    /// The floor is the latest `tsa.issued` genTime; an event whose time is not one the
+    /// TSA writes (before 1970) is an error naming it, never a genTime of 0.
+    #[test]
+    fn a_tsa_issued_event_before_1970_is_damage_not_a_zero_floor() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = EventLog::open(&store).unwrap();
+        rt.block_on(log.append(vec![issued(5_000_000_000), issued(9_000_000_000)]))
+            .unwrap();
+        assert_eq!(gen_time_floor(&store, &log).unwrap().ms, 9_000);
+        rt.block_on(log.append(vec![issued(-1)])).unwrap();
+        let e = gen_time_floor(&store, &log).unwrap_err().to_string();
+        assert!(e.contains("event 2") && e.contains("before 1970"), "{e}");
+    }
 }
