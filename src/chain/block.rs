@@ -52,7 +52,8 @@ pub struct BlockHeader {
     pub first_index: u64,
     /// Events in this block.
     pub event_count: u64,
-    /// When the block was sealed (Unix ms).
+    /// When the block was sealed (Unix ms): its token's genTime, never earlier than the
+    /// previous block's.
     pub sealed_at_ms: u64,
     /// SHA-256 of the signing key's SubjectPublicKeyInfo.
     pub key_id: Hash,

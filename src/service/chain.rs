@@ -6,7 +6,10 @@
 //! is computed and checked, with a consistency proof, to extend the root the previous
 //! block signed; only then is a C2SP checkpoint signed with the chain's Ed25519 key in the
 //! HSM, the block header signed with the same key and time-stamped by the appliance's own
-//! TSA, and block and checkpoint stored in one durable write. A block's token is kept in
+//! TSA, and block and checkpoint stored in one durable write. The header's sealed time is
+//! its token's genTime, taken from the TSA's clock guard before the header is signed: it
+//! never goes back from one block to the next, and no block is sealed while the clock is
+//! behind a genTime already handed out. A block's token is kept in
 //! the block itself rather than as a `tsa.issued` event: that event would need a block of
 //! its own, and so on without end.
 
@@ -331,6 +334,10 @@ impl ChainService {
             }],
         }
         .format();
+        // The sealed time is the genTime of the block's token, from the TSA's clock guard:
+        // never earlier than a genTime handed out before (so never earlier than the last
+        // block's), and no block is sealed while the clock is behind.
+        let sealed_at = self.tsa.take_gen_time()?;
         let header = BlockHeader {
             height: state.next_height,
             prev_hash: state.prev_hash,
@@ -338,11 +345,11 @@ impl ChainService {
             root,
             first_index: state.sealed_size,
             event_count: size - state.sealed_size,
-            sealed_at_ms: crate::clock::unix_millis(std::time::SystemTime::now())?,
+            sealed_at_ms: sealed_at.unix_millis(),
             key_id: self.key_id,
         };
         let signature = self.signer.sign_async(header.encode()).await?;
-        let token = self.tsa.token_for_digest(&header.hash()).await?;
+        let token = self.tsa.token_for_digest(&header.hash(), sealed_at).await?;
         let block = SealedBlock {
             header,
             signature,
@@ -485,5 +492,87 @@ impl ChainService {
                 Ok(Some(tlog::encode_entry_bundle(&refs).map_err(tree)?))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::chain::event::Action;
+    use crate::service::tsa::tests::{tsa_on, ManualClock};
+    use crate::signer::{testsupport, KeyAlgorithm, KeyPurpose, SigningPool};
+    use std::sync::atomic::Ordering;
+
+    fn event(n: u64) -> Event {
+        Event {
+            agency: "agency".into(),
+            auditor: format!("auditor-{n}"),
+            action: Action::Access,
+            subject: format!("record/{n}"),
+            data_sha256: [7; 32],
+            occurred_at_ns: 1_700_000_000_000_000_000,
+            details: "{}".into(),
+        }
+    }
+
+    fn token_gen_time(block: &SealedBlock) -> u64 {
+        crate::tsp::decode_tst_info_from_token(&block.token)
+            .unwrap()
+            .gen_time
+            .unix_millis()
+    }
+
+    /// A block's sealed time comes from the TSA's guarded clock (the one that gives
+    /// genTimes), not the raw system clock: it is its token's genTime, so it never goes
+    /// back from one block to the next; while the clock is behind the last genTime (it was
+    /// stepped back), no block is sealed.
+    #[test]
+    fn a_block_is_sealed_at_its_tokens_guarded_gen_time_never_earlier() {
+        let hsm = testsupport::new_token().open();
+        // The injected clock is half an hour ahead of the system clock.
+        let clock = Arc::new(ManualClock(0.into()));
+        let (tsa, (not_before_ms, _), _dir, log) = tsa_on(&hsm, clock.clone());
+        hsm.generate_key("chain", KeyAlgorithm::Ed25519, KeyPurpose::Chain)
+            .unwrap();
+        let signer = SigningPool::start(&hsm, "chain", 1, true).unwrap();
+        let chain = ChainService::new(
+            log,
+            Arc::new(signer),
+            ChainSettings {
+                origin: "test/log".into(),
+                seal_interval: Duration::from_secs(3600),
+                max_block_events: 1000,
+            },
+            Arc::new(tsa),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let t0 = not_before_ms + 1_800_000;
+            clock.0.store(t0, Ordering::SeqCst);
+            chain.append(vec![event(0)]).await.unwrap();
+            let first = chain.seal().await.unwrap().unwrap();
+            assert_eq!(first.header.sealed_at_ms, t0, "sealed at the guarded time");
+            assert_eq!(token_gen_time(&first), t0);
+
+            // The clock steps back: nothing is sealed at an earlier time.
+            clock.0.store(t0 - 30_000, Ordering::SeqCst);
+            chain.append(vec![event(1)]).await.unwrap();
+            let e = chain.seal().await.unwrap_err();
+            assert!(matches!(e, ServiceError::Clock(_)), "{e}");
+            assert_eq!(chain.published().unwrap().block.header.height, 0);
+
+            // Back past the last genTime: the next block is sealed then.
+            clock.0.store(t0 + 5, Ordering::SeqCst);
+            let second = chain.seal().await.unwrap().unwrap();
+            assert_eq!(second.header.height, 1);
+            assert_eq!(second.header.sealed_at_ms, t0 + 5);
+            assert_eq!(token_gen_time(&second), t0 + 5);
+            assert!(second.header.sealed_at_ms >= token_gen_time(&first));
+        });
     }
 }

@@ -9,8 +9,8 @@
 //!   once the commit is synced; only then is the token answered. A token whose event
 //!   is not durable is never answered (systemFailure).
 //! - a block's own token: the block. The sealer reads the tree size, then takes the
-//!   token, then stores block and checkpoint with a flush; nothing of a block is served
-//!   before that.
+//!   token's genTime (also the header's sealed time) and the token, then stores block and
+//!   checkpoint with a flush; nothing of a block is served before that.
 //! - the genTime mark ([`GenTimeMark`]): written every second and at a clean stop, so it
 //!   may lag the last answered token by up to a second after a crash. Its genTime alone
 //!   is not a floor.

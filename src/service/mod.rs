@@ -13,7 +13,7 @@ pub mod serial;
 pub mod tsa;
 pub mod witness;
 
-pub use tsa::{Readiness, SigningIdentity, TsaService, TsaSettings};
+pub use tsa::{GuardedTime, Readiness, SigningIdentity, TsaService, TsaSettings};
 
 use crate::chain::log::LogError;
 use crate::chain::store::StoreError;

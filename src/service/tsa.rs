@@ -239,6 +239,19 @@ pub struct TsaService {
     log: EventLog,
 }
 
+/// A genTime the clock guard handed out ([`TsaService::take_gen_time`]), in Unix
+/// milliseconds: only the guard makes one, so a token is never given a time it did not
+/// vouch for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardedTime(u64);
+
+impl GuardedTime {
+    /// Unix milliseconds.
+    pub fn unix_millis(self) -> u64 {
+        self.0
+    }
+}
+
 /// One token, signed.
 struct Issued {
     response: Vec<u8>,
@@ -316,14 +329,17 @@ impl TsaService {
     ) -> Result<Vec<u8>, ServiceError> {
         let req = parse_request(request, &self.settings.rules).map_err(ServiceError::Rejected)?;
         let issued = self
-            .sign(&TokenRequest {
-                policy: &req.policy,
-                hash: req.hash,
-                hash_params_null: req.hash_params_null,
-                digest: &req.digest,
-                nonce: req.nonce.as_ref(),
-                cert_req: req.cert_req,
-            })
+            .sign(
+                &TokenRequest {
+                    policy: &req.policy,
+                    hash: req.hash,
+                    hash_params_null: req.hash_params_null,
+                    digest: &req.digest,
+                    nonce: req.nonce.as_ref(),
+                    cert_req: req.cert_req,
+                },
+                None,
+            )
             .await?;
         let token = crate::tsp::granted_token(&issued.response)?;
         let event = self.issued_event(&issued, &req, token, requester)?;
@@ -331,26 +347,49 @@ impl TsaService {
         Ok(issued.response)
     }
 
+    /// Takes a genTime from the clock guard now, for a token issued with it later by
+    /// [`TsaService::token_for_digest`]: never earlier than a genTime handed out before,
+    /// and refused (timeNotAvailable) while the clock is behind one or not trustworthy.
+    /// What a block header's sealed time is, so that it is its token's genTime.
+    pub fn take_gen_time(&self) -> Result<GuardedTime, ServiceError> {
+        Ok(GuardedTime(self.clock.gen_time()?))
+    }
+
     /// A token (the DER ContentInfo) over a SHA-256 `digest`, with the default policy and
-    /// the signer certificate: what block headers are time-stamped with. The caller
-    /// records it (a block carries its own token).
-    pub async fn token_for_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>, ServiceError> {
+    /// the signer certificate, whose genTime is `gen_time`: what block headers are
+    /// time-stamped with. The caller records it (a block carries its own token).
+    pub async fn token_for_digest(
+        &self,
+        digest: &[u8; 32],
+        gen_time: GuardedTime,
+    ) -> Result<Vec<u8>, ServiceError> {
         let issued = self
-            .sign(&TokenRequest {
-                policy: &self.settings.rules.default_policy,
-                hash: HashAlgorithm::Sha256,
-                hash_params_null: false,
-                digest,
-                nonce: None,
-                cert_req: true,
-            })
+            .sign(
+                &TokenRequest {
+                    policy: &self.settings.rules.default_policy,
+                    hash: HashAlgorithm::Sha256,
+                    hash_params_null: false,
+                    digest,
+                    nonce: None,
+                    cert_req: true,
+                },
+                Some(gen_time),
+            )
             .await?;
         Ok(crate::tsp::granted_token(&issued.response)?.to_vec())
     }
 
-    async fn sign(&self, req: &TokenRequest<'_>) -> Result<Issued, ServiceError> {
+    /// Signs a token with genTime `gen_time`, or one taken from the clock guard now.
+    async fn sign(
+        &self,
+        req: &TokenRequest<'_>,
+        gen_time: Option<GuardedTime>,
+    ) -> Result<Issued, ServiceError> {
         let identity = self.identity();
-        let gen_time = self.clock.gen_time()?;
+        let gen_time = match gen_time {
+            Some(t) => t.0,
+            None => self.clock.gen_time()?,
+        };
         identity.check_valid_at(gen_time)?;
         let serial = self.serials.next()?;
         let tsa_name = self
@@ -477,17 +516,18 @@ impl TsaService {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
     use crate::chain::event::canonical_details;
     use crate::clock::{Clock, SyncStatus};
+    use crate::signer::Hsm;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     /// The clock a test sets by hand (synchronised).
-    struct ManualClock(AtomicU64);
+    pub(crate) struct ManualClock(pub(crate) AtomicU64);
 
     impl Clock for ManualClock {
         fn now(&self) -> SystemTime {
@@ -502,15 +542,23 @@ mod tests {
     /// a real store and event log, and `clock`; with the certificate's (notBefore,
     /// notAfter) in Unix milliseconds.
     fn tsa_with_clock(clock: Arc<ManualClock>) -> (TsaService, (u64, u64), tempfile::TempDir) {
+        let hsm = crate::signer::testsupport::new_token().open();
+        let (tsa, validity, dir, _log) = tsa_on(&hsm, clock);
+        (tsa, validity, dir)
+    }
+
+    /// [`tsa_with_clock`] with its key on `hsm`'s token; with the event log.
+    pub(crate) fn tsa_on(
+        hsm: &Hsm,
+        clock: Arc<ManualClock>,
+    ) -> (TsaService, (u64, u64), tempfile::TempDir, EventLog) {
         use crate::signer::{testsupport, KeyAlgorithm, KeyPurpose, SigningPool};
-        let token = testsupport::new_token();
-        let hsm = token.open();
         let key = hsm
             .generate_key("tsa", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
             .unwrap();
         let cert =
-            Certificate::from_der(&testsupport::self_signed_certificate(&hsm, &key, 7)).unwrap();
-        let pool = SigningPool::start(&hsm, "tsa", 1, true).unwrap();
+            Certificate::from_der(&testsupport::self_signed_certificate(hsm, &key, 7)).unwrap();
+        let pool = SigningPool::start(hsm, "tsa", 1, true).unwrap();
         let identity =
             SigningIdentity::new(Arc::new(pool), cert, Vec::new(), false, Vec::new()).unwrap();
         let validity = (identity.not_before_ms(), identity.not_after_ms());
@@ -532,9 +580,10 @@ mod tests {
         };
         let guard = ClockGuard::new(clock, false, Duration::from_secs(1), 0);
         (
-            TsaService::new(settings, identity, guard, store, log),
+            TsaService::new(settings, identity, guard, store, log.clone()),
             validity,
             dir,
+            log,
         )
     }
 
@@ -566,8 +615,9 @@ mod tests {
                 matches!(err, ServiceError::CertificateNotYetValid { .. }),
                 "{err}"
             );
+            let at = tsa.take_gen_time().unwrap();
             assert!(matches!(
-                tsa.token_for_digest(&[1; 32]).await,
+                tsa.token_for_digest(&[1; 32], at).await,
                 Err(ServiceError::CertificateNotYetValid { .. })
             ));
             let ready = tsa.readiness().await;

@@ -156,6 +156,8 @@ pub struct ChainAudit<'a> {
     events: u64,
     /// The last block checked: (height, header hash, tree size, root).
     last_block: Option<(u64, Hash, u64, Hash)>,
+    /// When the last block checked was sealed (Unix milliseconds).
+    last_sealed_at_ms: u64,
 }
 
 /// What an audit covered.
@@ -179,6 +181,7 @@ impl<'a> ChainAudit<'a> {
             frontier: Vec::new(),
             events: 0,
             last_block: None,
+            last_sealed_at_ms: 0,
         }
     }
 
@@ -232,7 +235,9 @@ impl<'a> ChainAudit<'a> {
     /// Checks sealed block `height` (stored form): it decodes, links to the previous block,
     /// covers the events since it without gap, its root is the root of the events fed
     /// (which must be exactly its tree size), its Ed25519 signature verifies with the key
-    /// its key id names, and its token passes the token check.
+    /// its key id names, it was not sealed before the previous block (the appliance seals
+    /// at its token's genTime, from a clock that never goes back), and its token passes the
+    /// token check.
     pub fn block(&mut self, height: u64, encoded: &[u8]) -> Result<SealedBlock, AuditError> {
         let err = |p: String| block_err(height, p);
         let block = SealedBlock::decode(encoded).map_err(|e| err(e.to_string()))?;
@@ -293,6 +298,14 @@ impl<'a> ChainAudit<'a> {
             .map_err(|_| err("the header signature is not 64 bytes".into()))?;
         vk.verify_strict(&h.encode(), &sig)
             .map_err(|_| err("the header signature does not verify".into()))?;
+        if self.last_block.is_some() && h.sealed_at_ms < self.last_sealed_at_ms {
+            return Err(err(format!(
+                "it was sealed at {}, before the block before it, sealed at {}: block times \
+                 never go back",
+                format_ms(h.sealed_at_ms),
+                format_ms(self.last_sealed_at_ms)
+            )));
+        }
         let header_hash = h.hash();
         (self.opts.token_check)(&block.token, &header_hash)
             .map_err(|e| err(format!("its time-stamp token: {e}")))?;
@@ -300,6 +313,7 @@ impl<'a> ChainAudit<'a> {
             self.signed_by.push(h.key_id);
         }
         self.last_block = Some((height, header_hash, h.tree_size, h.root));
+        self.last_sealed_at_ms = h.sealed_at_ms;
         Ok(block)
     }
 
@@ -357,6 +371,12 @@ impl<'a> ChainAudit<'a> {
     }
 }
 
+/// Unix milliseconds `ms` as RFC 3339 (UTC) with the number itself.
+fn format_ms(ms: u64) -> String {
+    let ns = i64::try_from(ms).map_or(i64::MAX, |ms| ms.saturating_mul(1_000_000));
+    format!("{} ({ms} ms)", crate::chain::event::format_time_ns(ns))
+}
+
 /// The key id of Ed25519 key `key`: SHA-256 of its DER SubjectPublicKeyInfo.
 pub fn ed25519_key_id(key: &[u8; 32]) -> Hash {
     Sha256::digest(ed25519_spki(key)).into()
@@ -400,6 +420,11 @@ mod tests {
     /// 300 events in blocks of sizes 1, 99, 200, signed with a test key; tokens are
     /// stand-ins checked by the test's own token check (the header hash itself).
     fn fixture() -> Fixture {
+        fixture_sealed_at([5, 5, 5])
+    }
+
+    /// [`fixture`] with the blocks sealed at `sealed_at` (Unix milliseconds).
+    fn fixture_sealed_at(sealed_at: [u64; 3]) -> Fixture {
         let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
         let pk = key.verifying_key().to_bytes();
         let leaves: Vec<Vec<u8>> = (0..300).map(leaf).collect();
@@ -420,7 +445,7 @@ mod tests {
                 root: tlog::tree_hash(size, &stored).unwrap(),
                 first_index: first,
                 event_count: size - first,
-                sealed_at_ms: 5,
+                sealed_at_ms: sealed_at[height],
                 key_id: ed25519_key_id(&pk),
             };
             let block = SealedBlock {
@@ -592,6 +617,24 @@ mod tests {
         let mut f = fixture();
         f.blocks.remove(1);
         assert!(audit(&f).is_err());
+    }
+
+    /// Blocks may be sealed in the same millisecond, never earlier than the one before:
+    /// a block signed with the chain key but dated before its predecessor is named.
+    #[test]
+    fn a_block_sealed_before_the_one_before_it_is_named() {
+        let t = 1_796_594_562_000;
+        assert!(audit(&fixture_sealed_at([t, t, t + 1])).is_ok());
+        let e = audit(&fixture_sealed_at([t, t + 1_000, t + 999])).unwrap_err();
+        assert!(matches!(e, AuditError::Block { height: 2, .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains(
+                "sealed at 2026-12-06T22:02:42.999Z (1796594562999 ms), before the block \
+                 before it, sealed at 2026-12-06T22:02:43Z (1796594563000 ms)"
+            ),
+            "{text}"
+        );
     }
 
     /// `f`'s checkpoint body signed by `key` under the name `name` (and nothing else).
