@@ -347,15 +347,24 @@ fn concurrent_requests_and_restarts_never_reuse_a_serial() {
     assert_eq!(seen.len(), 600);
 }
 
-#[test]
-fn clock_behind_last_gen_time_refuses_until_it_passes() {
-    let app = Appliance::new("ecdsa-p256");
-    // The store says a token was issued 3 s from now (the clock was stepped back).
-    let ahead = std::time::SystemTime::now()
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-        + 3_000;
+}
+
+/// The store says a token was issued a few seconds from now (the clock was stepped back):
+/// requests are refused with timeNotAvailable and `/readyz` answers 503 while the clock
+/// reads earlier; once it passes that genTime, tokens are issued again, no restart, each
+/// with a genTime at or after it. The test polls until then, with a deadline.
+#[test]
+fn clock_behind_last_gen_time_refuses_until_it_passes() {
+    /// How far ahead the stored genTime is: room for the server to start and answer the
+    /// first request and `/readyz` before the clock gets there.
+    const AHEAD_MS: u64 = 5_000;
+    let app = Appliance::new("ecdsa-p256");
+    let ahead = unix_ms_now() + AHEAD_MS;
     app.with_store(|store| store.record_gen_time(ahead, 0).unwrap());
     let server = app.start();
     let rt = rt();
@@ -374,9 +383,60 @@ fn clock_behind_last_gen_time_refuses_until_it_passes() {
             .as_u16()
     });
     assert_eq!(ready, 503);
-    // Once the clock passes the last genTime, tokens are issued again; no restart.
-    std::thread::sleep(std::time::Duration::from_millis(3_200));
-    assert_eq!(ask(&rt, &client, &server, good()), (0, None));
+    assert!(
+        unix_ms_now() < ahead,
+        "the server took longer than {AHEAD_MS} ms to start and answer: the refusals above \
+         were not checked against a clock behind the stored genTime"
+    );
+
+    // Polls until a token is issued: every refusal is timeNotAvailable and was asked before
+    // the stored genTime; the token's genTime is not before it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(AHEAD_MS + 30_000);
+    let gen_time = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused 30 s after the clock passed the stored genTime"
+        );
+        let asked_at = unix_ms_now();
+        let (status, _, reply) = rt.block_on(post(
+            &client,
+            &server.url("/tsa"),
+            "application/timestamp-query",
+            good(),
+        ));
+        assert_eq!(status, 200);
+        let st = decode_response_status(&reply).unwrap();
+        match st.token {
+            Some(token) => break decode_tst_info_from_token(&token).unwrap().gen_time,
+            None => {
+                assert_eq!(
+                    (st.status, st.fail_info),
+                    (2, Some(FailureInfo::TimeNotAvailable))
+                );
+                assert!(
+                    asked_at < ahead,
+                    "refused although asked at {asked_at} ms, not before the stored genTime \
+                     {ahead} ms"
+                );
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        gen_time.unix_millis() >= ahead,
+        "genTime {} ms before the stored one {ahead} ms",
+        gen_time.unix_millis()
+    );
+    let ready = rt.block_on(async {
+        client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(ready, 200);
     server.stop();
 }
 
