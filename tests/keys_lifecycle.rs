@@ -462,9 +462,12 @@ fn rotate_activate_under_load_then_retire() {
     let rt = rt();
     let url = server.url("/tsa");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Requests granted so far, per client: the switch waits for conditions, not for time.
+    let granted: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>> =
+        std::sync::Arc::new((0..6).map(|_| Default::default()).collect());
     let load: Vec<_> = (0..6u64)
         .map(|c| {
-            let (url, stop) = (url.clone(), stop.clone());
+            let (url, stop, granted) = (url.clone(), stop.clone(), granted.clone());
             rt.spawn(async move {
                 let client = reqwest::Client::new();
                 let mut done = Vec::new();
@@ -483,20 +486,51 @@ fn rotate_activate_under_load_then_retire() {
                         st.text
                     );
                     done.push((req, reply));
+                    granted[c as usize].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     i += 1;
                 }
                 done
             })
         })
         .collect();
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    // Every client has at least `n` more grants than in `since`, within a minute.
+    let wait_for_grants = |since: &[usize], n: usize, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let now: Vec<usize> = granted
+                .iter()
+                .map(|g| g.load(std::sync::atomic::Ordering::SeqCst))
+                .collect();
+            if now.iter().zip(since).all(|(a, b)| *a >= b + n) {
+                return now;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {now:?}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_for_grants(&[0; 6], 10, "10 tokens per client before the switch");
     let out = app.cli_ok(&["keys", "activate", "--label", "tsa-2"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("SIGHUP"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !server.log().contains("now signing with the active key") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the switch was never made: {}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Requests sent once the switch was made: at least 10 per client, so the last ten of
+    // the last client were all sent after it.
+    let at_switch: Vec<usize> = granted
+        .iter()
+        .map(|g| g.load(std::sync::atomic::Ordering::SeqCst))
+        .collect();
+    wait_for_grants(&at_switch, 11, "10 tokens per client after the switch");
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut all = Vec::new();
     for t in load {
