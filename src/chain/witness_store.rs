@@ -396,6 +396,9 @@ pub struct EvidenceCounts {
     /// Evidence received since start that was not kept because the log already had
     /// [`MAX_EVIDENCE_PER_LOG`] records.
     pub not_kept: u64,
+    /// Evidence records on disk that could not be read when the witness started (a damaged
+    /// store): counted and reported, never silently left out.
+    pub damaged: u64,
 }
 
 impl EvidenceCounts {
@@ -787,9 +790,13 @@ impl WitnessStore {
                             }
                         }
                     }
-                    // Not fatal: the witness keeps watching; the same evidence submitted
-                    // again is stored in its place.
-                    Err(e) => tracing::error!(%origin, error = %e, "a damaged evidence record"),
+                    // Not fatal: the witness keeps watching (the same evidence submitted
+                    // again is stored in its place), and reports the damage in /status
+                    // and /metrics.
+                    Err(e) => {
+                        memory.evidence.damaged = memory.evidence.damaged.saturating_add(1);
+                        tracing::error!(%origin, error = %e, "a damaged evidence record");
+                    }
                 }
             }
             records.push(Mutex::new(memory));
@@ -1519,6 +1526,42 @@ mod tests {
             rt.block_on(w.record_evidence(&o[0], first)).unwrap(),
             EvidenceOutcome::AlreadyKept
         );
+    }
+
+    /// An evidence record damaged on disk is counted and reported, never silently left out.
+    #[test]
+    fn a_damaged_evidence_record_is_counted_not_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let o = origins(1);
+        let (first, second) = (
+            evidence(EvidenceKind::Fork, 1),
+            evidence(EvidenceKind::Rollback, 2),
+        );
+        {
+            let store = reopen_in_process(dir.path());
+            let w = WitnessStore::open(&store, &o).unwrap();
+            for e in [&first, &second] {
+                let r = rt.block_on(w.record_evidence(&o[0], e.clone())).unwrap();
+                assert_eq!(r, EvidenceOutcome::Stored);
+            }
+            // Damage the second record on disk.
+            let tree = store.tree(EVIDENCE_TREE).unwrap();
+            let (k, v) = tree
+                .iter()
+                .map(Result::unwrap)
+                .find(|(_, v)| Evidence::decode(v).unwrap() == second)
+                .unwrap();
+            tree.insert(k, &v[..v.len() - 1]).unwrap();
+            store.db().flush().unwrap();
+        }
+        let store = reopen_in_process(dir.path());
+        let w = WitnessStore::open(&store, &o).unwrap();
+        let counts = w.record(&o[0]).unwrap().evidence;
+        assert_eq!((counts.total(), counts.damaged), (1, 1));
+        assert_eq!(w.evidence(&o[0]).unwrap(), vec![first]);
+        let all = w.all_evidence().unwrap();
+        assert_eq!(all.iter().filter(|(_, e)| e.is_err()).count(), 1);
     }
 
     /// A store an older version wrote (state and alerts records): it opens, its state is

@@ -211,6 +211,7 @@ fn status_json(s: &LogStatus) -> Value {
         "stale": s.stale,
         "checkpoint": s.state.as_ref().map(|st| st.checkpoint.clone()),
         "alerts": alerts,
+        "evidence_damaged": s.evidence.damaged,
         "unsigned_since_start": s.unsigned,
     })
 }
@@ -316,6 +317,12 @@ fn render_metrics(
         "auditstamp_witness_appliances_with_evidence",
         "Appliances with at least one evidence record.",
         metrics::int(summary.logs_with_evidence),
+    );
+    metrics::gauge_value(
+        &mut r,
+        "auditstamp_witness_evidence_damaged",
+        "Evidence records found damaged (unreadable) when the witness started: restore the store from a backup.",
+        metrics::int(summary.evidence_damaged),
     );
     metrics::counter_value(
         &mut r,

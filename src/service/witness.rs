@@ -291,6 +291,8 @@ pub struct Summary {
     pub evidence_not_kept: u64,
     /// Logs with at least one evidence record.
     pub logs_with_evidence: u64,
+    /// Evidence records found damaged when the witness started.
+    pub evidence_damaged: u64,
 }
 
 /// What [`WitnessService::carry_over_legacy_alerts`] did.
@@ -699,6 +701,7 @@ impl WitnessService {
             }
             s.evidence_not_kept = s.evidence_not_kept.saturating_add(evidence.not_kept);
             s.logs_with_evidence += u64::from(evidence.total() > 0);
+            s.evidence_damaged = s.evidence_damaged.saturating_add(evidence.damaged);
         }
         s
     }
