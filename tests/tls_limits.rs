@@ -2,15 +2,18 @@
 //! HTTPS with rustls checked by curl and openssl (independent clients), mutual TLS with
 //! the certificate's CN as the agency identity (required per route group, checked against
 //! events' agency, recorded in tsa.issued), per-client rate limits (429), the global
-//! concurrency limit (503), the header timeout and the connection limit; the data center's
-//! commands (`verify chain --url`, `bench tokens`, `bench events`) over mutual TLS.
+//! concurrency limit (503), the header timeout and the connection limit; connections that
+//! say nothing (silent, a part of the HTTP/2 preface, a head dripping in, a TLS handshake
+//! never finished) are closed at the deadline while others are served; idle HTTP/1.1 and
+//! HTTP/2 connections are closed; the data center's commands (`verify chain --url`,
+//! `bench tokens`, `bench events`) over mutual TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -362,61 +365,53 @@ fn slow_and_excess_clients_cannot_hold_the_server() {
     // One request in hand (its body never completes): the next is refused at once.
     let mut hold = TcpStream::connect(server.addr).unwrap();
     hold.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     let rt = rt();
-    let client = reqwest::Client::new();
-    let t = Instant::now();
-    let r = rt
-        .block_on(client.get(server.url("/healthz")).send())
+    // No connection pool: a kept-alive connection could be reused just as the server
+    // closes it for idleness (after header_timeout_ms), and the request would fail.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
         .unwrap();
-    assert_eq!(r.status().as_u16(), 503);
-    assert!(r.headers().contains_key("retry-after"));
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "the refusal waited in a queue"
-    );
+    let get = |path: &str| rt.block_on(client.get(server.url(path)).send()).unwrap();
+    // Once the held request has its slot, the next is refused, at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = Instant::now();
+        let r = get("/healthz");
+        if r.status().as_u16() == 503 {
+            assert!(r.headers().contains_key("retry-after"));
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "the refusal waited in a queue"
+            );
+            break;
+        }
+        assert_eq!(r.status().as_u16(), 200);
+        assert!(
+            Instant::now() < deadline,
+            "the held request never took its slot"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The held request times out (request_timeout_ms) and frees its slot.
     let mut answer = String::new();
     hold.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
     let _ = hold.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     drop(hold);
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
-        let s = rt
-            .block_on(client.get(server.url("/healthz")).send())
-            .unwrap()
-            .status()
-            .as_u16();
-        if s == 200 {
-            break;
+    // The server serves again once the slot is free (and no longer than that).
+    let served_again = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while get("/healthz").status().as_u16() != 200 {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(Instant::now() < deadline, "the slot was never freed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    };
+    served_again("the slot was never freed");
 
     // Connections beyond max_connections are closed at once; the server still serves.
-    let idle: Vec<TcpStream> = (0..8)
-        .map(|_| TcpStream::connect(server.addr).unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let mut extra = TcpStream::connect(server.addr).unwrap();
-    assert!(
-        closed_within(&mut extra, Duration::from_secs(2)),
-        "a connection over the limit stayed open"
-    );
-    drop(idle);
-    std::thread::sleep(Duration::from_millis(300));
-    let s = rt
-        .block_on(client.get(server.url("/healthz")).send())
-        .unwrap()
-        .status()
-        .as_u16();
-    assert_eq!(s, 200);
-
-    // Every answer was counted by its class: the 503 and the 408 among them.
-    let metrics = rt
-        .block_on(async {
+    let metrics = || {
+        rt.block_on(async {
             client
                 .get(server.url("/metrics"))
                 .send()
@@ -424,7 +419,26 @@ fn slow_and_excess_clients_cannot_hold_the_server() {
                 .text()
                 .await
         })
-        .unwrap();
+        .unwrap()
+    };
+    // Only the connection of the scrape itself is open.
+    wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(1));
+    let idle: Vec<TcpStream> = (0..8)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    // Accepted in order, after the 8: the one over the cap.
+    let mut extra = TcpStream::connect(server.addr).unwrap();
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(2)),
+        "a connection over the limit stayed open"
+    );
+    drop(idle);
+    served_again("the server never served again after the idle connections closed");
+    let text = metrics();
+    assert!(metric_value(&text, REFUSED_MAX).unwrap() >= 1, "{text}");
+
+    // Every answer was counted by its class: the 503 and the 408 among them.
+    let metrics = metrics();
     let count = |class: &str| -> u64 {
         let line = format!("auditstamp_http_responses_total{{class=\"{class}\"}} ");
         metrics
@@ -685,5 +699,362 @@ fn the_data_center_verifies_and_benchmarks_a_production_appliance_over_mutual_tl
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
     assert!(out.contains(", 0 errors)"), "{out}");
+    server.stop();
+}
+
+/// A client from the local address `from` (see `connect_from`), without a connection
+/// pool: every request on a connection of its own, so none is ever reused just as the
+/// server closes it for idleness.
+fn client_from(from: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// GET `url` with `client`: the status (0 when the request failed) and how long it took.
+fn timed_get(rt: &tokio::runtime::Runtime, client: &reqwest::Client, url: &str) -> (u16, Duration) {
+    let t = Instant::now();
+    let status = rt
+        .block_on(async {
+            client
+                .get(url)
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await
+        })
+        .map_or_else(|e| e.status().map_or(0, |s| s.as_u16()), |_| 200);
+    (status, t.elapsed())
+}
+
+/// Polls `fetch` (the metrics text) until `ready` holds for it, for at most 10 s.
+fn wait_for_metrics(fetch: impl Fn() -> String, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = fetch();
+        if ready(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "metrics never got there: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const OPEN: &str = "auditstamp_connections_open";
+const REFUSED_PER_ADDRESS: &str = "auditstamp_connections_refused_total{reason=\"per_address\"}";
+const REFUSED_MAX: &str = "auditstamp_connections_refused_total{reason=\"max_connections\"}";
+const CLOSED_DEADLINE: &str = "auditstamp_connections_closed_total{reason=\"deadline\"}";
+const CLOSED_IDLE: &str = "auditstamp_connections_closed_total{reason=\"idle\"}";
+
+/// Watches `s` in a thread: how long after `since` the server closed it (see `closed_after`).
+fn watch_close(
+    mut s: TcpStream,
+    since: Instant,
+    limit: Duration,
+) -> std::thread::JoinHandle<Option<Duration>> {
+    std::thread::spawn(move || closed_after(&mut s, since, limit))
+}
+
+#[test]
+fn silent_and_slow_connections_are_closed_at_the_deadline_while_others_are_served() {
+    const DEADLINE: Duration = Duration::from_millis(2000);
+    const IDLE: Duration = Duration::from_millis(3000);
+    // Closed by the deadline means: not before it, and not long after it.
+    const SLACK: Duration = Duration::from_secs(3);
+    let app = Appliance::new("ecdsa-p256");
+    app.write_config(&[(
+        "plain_http = true\n",
+        "plain_http = true\nheader_timeout_ms = 2000\nidle_timeout_ms = 3000\nmax_connections_per_address = 16\n",
+    )]);
+    let server = app.start();
+    let rt = rt();
+    // The well-behaved client has an address of its own (the attacker's is 127.0.0.1).
+    let good = client_from("127.0.0.2");
+    let metrics = || {
+        rt.block_on(async { good.get(server.url("/metrics")).send().await?.text().await })
+            .unwrap()
+    };
+    let count = |text: &str, sample: &str| {
+        metric_value(text, sample).unwrap_or_else(|| panic!("no {sample} in {text}"))
+    };
+    let (status, normal) = timed_get(&rt, &good, &server.url("/healthz"));
+    assert_eq!(status, 200);
+
+    let start = Instant::now();
+    let limit = DEADLINE + Duration::from_secs(8);
+    // 40 connections from one address that say nothing: 16 (the per-address cap) are
+    // taken, the other 24 are closed at once.
+    let silent: Vec<_> = (0..40)
+        .map(|_| watch_close(TcpStream::connect(server.addr).unwrap(), start, limit))
+        .collect();
+    // Only the start of the HTTP/2 preface.
+    let mut preface = connect_from("127.0.0.3", server.addr);
+    preface.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    let preface = watch_close(preface, start, limit);
+    // A request head dripping in, a byte every 100 ms (5 s in all).
+    let drip = connect_from("127.0.0.4", server.addr);
+    let mut dripping = drip.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: drip, drip\r\n\r\n" {
+            if dripping.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let drip = watch_close(drip, start, limit);
+
+    // Meanwhile the well-behaved client is served in its normal time.
+    for _ in 0..3 {
+        let (status, took) = timed_get(&rt, &good, &server.url("/healthz"));
+        assert_eq!(status, 200);
+        assert!(
+            took < normal + Duration::from_secs(1),
+            "served in {took:?} (normally {normal:?})"
+        );
+    }
+    assert!(
+        start.elapsed() < DEADLINE,
+        "the good requests came after the deadline: this machine is too slow for the test"
+    );
+
+    let silent: Vec<Duration> = silent
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap()
+                .expect("a silent connection was never closed")
+        })
+        .collect();
+    let at_once = silent.iter().filter(|t| **t < DEADLINE).count();
+    assert_eq!(at_once, 24, "closed after {silent:?}");
+    let latest = silent.iter().max().unwrap();
+    assert!(*latest < DEADLINE + SLACK, "closed after {silent:?}");
+    for (what, h) in [("the HTTP/2 preface", preface), ("the dripping head", drip)] {
+        let t = h
+            .join()
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what} held its connection"));
+        assert!(
+            t >= DEADLINE && t < DEADLINE + SLACK,
+            "{what}: closed after {t:?}"
+        );
+    }
+    let text = wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(1));
+    assert_eq!(count(&text, REFUSED_PER_ADDRESS), 24, "{text}");
+    assert_eq!(count(&text, REFUSED_MAX), 0, "{text}");
+    assert_eq!(count(&text, CLOSED_DEADLINE), 18, "{text}");
+
+    // A connection whose peer closes gives its places back then, not at the deadline.
+    let held: Vec<TcpStream> = (0..8)
+        .map(|_| connect_from("127.0.0.5", server.addr))
+        .collect();
+    wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(9));
+    drop(held);
+    let text = wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(1));
+    assert_eq!(count(&text, CLOSED_DEADLINE), 18, "{text}");
+
+    // HTTP/1.1 keep-alive: the next request's head is due within the header timeout, so an
+    // idle connection is closed after it.
+    let mut kept = connect_from("127.0.0.2", server.addr);
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"ok\n") {
+        let n = kept.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answered = Instant::now();
+    let t =
+        closed_after(&mut kept, answered, limit).expect("an idle HTTP/1.1 connection stayed open");
+    assert!(
+        t + Duration::from_millis(500) >= DEADLINE && t < DEADLINE + SLACK,
+        "closed {t:?} after the answer"
+    );
+
+    // HTTP/2 (prior knowledge): closed (GOAWAY) after the idle timeout.
+    let idle_for = rt.block_on(async {
+        use http_body_util::BodyExt;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let tcp = socket.connect(server.addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        let conn = tokio::spawn(conn);
+        let req = hyper::Request::get(format!("http://{}/healthz", server.addr))
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok\n");
+        let answered = Instant::now();
+        tokio::time::timeout(IDLE + Duration::from_secs(8), conn)
+            .await
+            .expect("an idle HTTP/2 connection stayed open")
+            .unwrap()
+            .unwrap();
+        answered.elapsed()
+    });
+    assert!(
+        idle_for >= IDLE && idle_for < IDLE + SLACK,
+        "closed {idle_for:?} after the answer"
+    );
+    let text = wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(1));
+    assert_eq!(count(&text, CLOSED_IDLE), 2, "{text}");
+    assert_eq!(count(&text, CLOSED_DEADLINE), 18, "{text}");
+    server.stop();
+}
+
+/// `openssl s_client` to `server` offering ALPN `alpn` (with the client certificate
+/// `client`), sending `input` and keeping its input open: a raw TLS connection, closed
+/// when the server closes it (the process then exits).
+fn s_client(
+    pki: &Pki,
+    addr: std::net::SocketAddr,
+    alpn: &str,
+    client: Option<&str>,
+    input: &[u8],
+) -> Child {
+    let mut c = Command::new("openssl");
+    c.args(["s_client", "-quiet", "-connect"])
+        .arg(addr.to_string())
+        .args(["-CAfile", &pki.path("server-ca.pem"), "-alpn", alpn]);
+    if let Some(name) = client {
+        c.args(["-cert", &pki.path(&format!("{name}.pem"))])
+            .args(["-key", &pki.path(&format!("{name}.key"))]);
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.as_mut().unwrap().write_all(input).unwrap();
+    child
+}
+
+/// Waits (in a thread) for `child` to exit; how long after `since` it did, or `None` if it
+/// still ran at `since + limit` (then it is killed). Its output comes with it.
+fn watch_exit(
+    mut child: Child,
+    since: Instant,
+    limit: Duration,
+) -> std::thread::JoinHandle<(Option<Duration>, Vec<u8>)> {
+    std::thread::spawn(move || {
+        let stdout = child.stdout.take();
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut stdout) = stdout {
+                let _ = stdout.read_to_end(&mut out);
+            }
+            out
+        });
+        let exited = loop {
+            if child.try_wait().unwrap().is_some() {
+                break Some(since.elapsed());
+            }
+            if since.elapsed() >= limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (exited, reader.join().unwrap())
+    })
+}
+
+#[test]
+fn tls_connections_must_finish_the_handshake_and_a_first_request_by_the_deadline() {
+    const DEADLINE: Duration = Duration::from_millis(2000);
+    const SLACK: Duration = Duration::from_secs(3);
+    let app = Appliance::new("ecdsa-p256");
+    let pki = Pki::new(&app.path().join("tls"));
+    tls_config(&app, &pki, &[], "header_timeout_ms = 2000\n");
+    let server = app.start();
+    let metrics = || {
+        let (s, body) = curl(&pki, &https(&server, "/metrics"), None, None);
+        assert_eq!(s, 200);
+        String::from_utf8(body).unwrap()
+    };
+    let start = Instant::now();
+    let limit = DEADLINE + Duration::from_secs(8);
+    // Nothing at all: the TLS handshake never starts.
+    let silent = watch_close(TcpStream::connect(server.addr).unwrap(), start, limit);
+    // The start of a ClientHello record, then nothing.
+    let mut partial = TcpStream::connect(server.addr).unwrap();
+    partial
+        .write_all(&[
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ])
+        .unwrap();
+    let partial = watch_close(partial, start, limit);
+    // A handshake that completes, then nothing (HTTP/1.1); then only the start of the
+    // HTTP/2 preface (h2).
+    let quiet = watch_exit(
+        s_client(&pki, server.addr, "http/1.1", None, b""),
+        start,
+        limit,
+    );
+    let preface = watch_exit(
+        s_client(&pki, server.addr, "h2", None, b"PRI * HTTP/2.0\r\n"),
+        start,
+        limit,
+    );
+    // Meanwhile a well-behaved client is served.
+    assert_eq!(curl(&pki, &https(&server, "/healthz"), None, None).0, 200);
+    for (what, h) in [
+        ("a silent connection", silent),
+        ("a partial ClientHello", partial),
+    ] {
+        let t = h
+            .join()
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what} held its connection"));
+        assert!(
+            t >= DEADLINE && t < DEADLINE + SLACK,
+            "{what}: closed after {t:?}"
+        );
+    }
+    for (what, h) in [
+        ("a TLS connection without a request", quiet),
+        (
+            "a TLS connection with a part of the HTTP/2 preface",
+            preface,
+        ),
+    ] {
+        let t = h
+            .join()
+            .unwrap()
+            .0
+            .unwrap_or_else(|| panic!("{what} was held open"));
+        assert!(
+            t >= DEADLINE && t < DEADLINE + SLACK,
+            "{what}: closed after {t:?}"
+        );
+    }
+    let text = wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(1));
+    assert_eq!(metric_value(&text, CLOSED_DEADLINE), Some(4), "{text}");
+
+    // A client that goes away during the handshake gives its place back then.
+    let mut half: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    for s in &mut half {
+        s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00]).unwrap();
+    }
+    wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(4));
+    drop(half);
+    let text = wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(1));
+    assert_eq!(metric_value(&text, CLOSED_DEADLINE), Some(4), "{text}");
     server.stop();
 }

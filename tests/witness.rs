@@ -16,13 +16,17 @@
 //!   stored; 10,000 of them after a fork leave its evidence where it was.
 //! - Of concurrent submissions from one state exactly one is cosigned.
 //! - The state and the evidence survive SIGTERM and kill -9 right after an answer.
+//! - Connections that say nothing are closed after the deadline (header_timeout_ms), and
+//!   those over the per-address cap at once.
 //! - 1,000 appliances (configuration from `bench witness-config`, load from `bench witness`)
 //!   keep a bounded state per appliance over ten rounds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use auditstamp::chain::cosignature::Cosigner;
 use auditstamp::chain::note::{key_id, verifier_key, Checkpoint, NoteSignature, SignedNote};
@@ -921,6 +925,81 @@ fn state_survives_sigterm_and_kill_9_after_a_200() {
     assert_eq!(s["alerts"]["fork"], 1);
     assert_eq!(s["evidence"][0]["submitted"], f.note(12).as_str());
     assert_cosigned(&c.add(a.body(12, 20)), &a.text(20, a.root(20)), &witness);
+    c.server.stop();
+}
+
+#[test]
+fn silent_connections_are_closed_after_the_deadline() {
+    const DEADLINE: Duration = Duration::from_millis(1000);
+    const SLACK: Duration = Duration::from_secs(3);
+    let a = Sim::new("appliance-a.example/chain", 1);
+    let w = WitnessNode::new(&a.log_entry());
+    let text = std::fs::read_to_string(&w.config).unwrap().replace(
+        "plain_http = true\n",
+        "plain_http = true\nheader_timeout_ms = 1000\nmax_connections_per_address = 4\n",
+    );
+    std::fs::write(&w.config, text).unwrap();
+    // No connection pool: none is reused just as the witness closes it for idleness.
+    let c = Client {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap(),
+        server: w.start(),
+        rt: rt(),
+    };
+    let addr = c.server.addr;
+    let start = Instant::now();
+    let watch = |mut s: TcpStream| {
+        std::thread::spawn(move || closed_after(&mut s, start, DEADLINE + Duration::from_secs(8)))
+    };
+    // Six connections from one address that say nothing: four (the per-address cap) are
+    // taken, two closed at once.
+    let silent: Vec<_> = (0..6)
+        .map(|_| watch(connect_from("127.0.0.2", addr)))
+        .collect();
+    // Only the start of the HTTP/2 preface, from another address.
+    let mut preface = connect_from("127.0.0.3", addr);
+    preface.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+    let preface = watch(preface);
+    // Meanwhile the witness serves.
+    assert_eq!(c.get("/healthz").0, 200);
+    let silent: Vec<Duration> = silent
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap()
+                .expect("a silent connection was never closed")
+        })
+        .collect();
+    assert_eq!(
+        silent.iter().filter(|t| **t < DEADLINE).count(),
+        2,
+        "closed after {silent:?}"
+    );
+    assert!(
+        silent.iter().all(|t| *t < DEADLINE + SLACK),
+        "closed after {silent:?}"
+    );
+    let t = preface
+        .join()
+        .unwrap()
+        .expect("the HTTP/2 preface held its connection");
+    assert!(t >= DEADLINE && t < DEADLINE + SLACK, "closed after {t:?}");
+    // The counts, once only the scrape's own connection is open.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.metric("auditstamp_connections_open") != 1 {
+        assert!(Instant::now() < deadline, "connections stayed open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        c.metric("auditstamp_connections_refused_total{reason=\"per_address\"}"),
+        2
+    );
+    assert_eq!(
+        c.metric("auditstamp_connections_closed_total{reason=\"deadline\"}"),
+        5
+    );
     c.server.stop();
 }
 

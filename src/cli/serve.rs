@@ -37,6 +37,26 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
     runtime.block_on(serve(cfg))
 }
 
+/// The listener's options from a section's limits (`[http]` or `[witness]`).
+pub(super) fn listener_options(
+    limits: &config::ListenerLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    drain: Duration,
+    counts: Arc<http::server::ConnectionCounts>,
+) -> http::server::ListenerOptions {
+    http::server::ListenerOptions {
+        tls,
+        header_timeout: Duration::from_millis(limits.header_timeout_ms),
+        idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
+        http2_ping_interval: Duration::from_millis(limits.http2_ping_interval_ms),
+        http2_ping_timeout: Duration::from_millis(limits.http2_ping_timeout_ms),
+        max_connections: limits.max_connections,
+        max_connections_per_address: limits.max_connections_per_address,
+        drain,
+        counts,
+    }
+}
+
 /// Reads the intermediates/root PEM file, if one is configured; each certificate must be
 /// strict DER (tokens carry their re-encoding).
 fn load_chain(cfg: &Validated) -> Result<Vec<Certificate>, CliError> {
@@ -345,8 +365,10 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     };
     let rate_limit =
         http::limits::RateLimiter::new(h.rate_limit.per_second, h.rate_limit.burst).map(Arc::new);
+    let state = AppState::new(tsa.clone(), chain.clone());
+    let connections = state.connections.clone();
     let router = http::router(
-        AppState::new(tsa.clone(), chain.clone()),
+        state,
         HttpSettings {
             max_body_bytes: h.max_body_bytes,
             max_event_bytes: http::chain::MAX_EVENT_BODY_BYTES,
@@ -362,12 +384,12 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
         },
     );
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let listener_options = http::server::ListenerOptions {
+    let listener_options = listener_options(
+        &h.listener_limits(),
         tls,
-        header_timeout: Duration::from_millis(h.header_timeout_ms),
-        max_connections: h.max_connections,
-        drain: Duration::from_millis(h.request_timeout_ms),
-    };
+        Duration::from_millis(h.request_timeout_ms),
+        connections,
+    );
     // Before anything is served: a signal from now on is handled, not fatal.
     let mut signals = super::signals::Signals::install(true)
         .map_err(|e| CliError::Other(format!("cannot listen for signals: {e}")))?;

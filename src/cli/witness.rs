@@ -253,8 +253,10 @@ async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
         with_state = followed,
         "witness ready"
     );
+    let state = WitnessState::new(service.clone());
+    let connections = state.connections.clone();
     let router = http_witness::router(
-        WitnessState::new(service.clone()),
+        state,
         WitnessHttpSettings {
             max_body_bytes: cfg.raw.witness.max_body_bytes,
             request_timeout: Duration::from_millis(cfg.raw.witness.request_timeout_ms),
@@ -285,12 +287,12 @@ async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, "witness listening on {scheme}://{addr}/add-checkpoint");
-    let options = crate::http::server::ListenerOptions {
+    let options = super::serve::listener_options(
+        &cfg.raw.witness.listener_limits(),
         tls,
-        header_timeout: Duration::from_secs(5),
-        max_connections: 4096,
-        drain: Duration::from_millis(cfg.raw.witness.request_timeout_ms),
-    };
+        Duration::from_millis(cfg.raw.witness.request_timeout_ms),
+        connections,
+    );
     let served = crate::http::server::serve(listener, router, options, signals.terminated()).await;
     // Every acknowledged write was flushed before its answer; this is for the rest.
     store.flush()?;

@@ -288,7 +288,8 @@ pub struct HttpConfig {
     pub plain_http: bool,
     /// TLS (required unless `plain_http`).
     pub tls: Option<TlsConfig>,
-    /// Longest time to receive a request's headers, in milliseconds; default 5000.
+    /// From accept, longest time for the TLS handshake and the first request's head
+    /// together; on HTTP/1.1 also for each later head; in milliseconds; default 5000.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_ms: u64,
     /// Most requests handled at once; beyond, 503 with Retry-After; default 1024.
@@ -297,6 +298,21 @@ pub struct HttpConfig {
     /// Most open connections; beyond, new ones are closed at once; default 4096.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most open connections from one IP address; beyond, new ones are closed at once;
+    /// default 64.
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// A connection with no request open for this long is closed, in milliseconds;
+    /// default 30000.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// How often an HTTP/2 connection is pinged, in milliseconds; default 10000.
+    #[serde(default = "default_http2_ping_interval")]
+    pub http2_ping_interval_ms: u64,
+    /// How long a ping may go unanswered before its HTTP/2 connection is closed, in
+    /// milliseconds; default 10000.
+    #[serde(default = "default_http2_ping_timeout")]
+    pub http2_ping_timeout_ms: u64,
     /// Per-client rate limit (by client certificate identity, else by address).
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
@@ -354,15 +370,31 @@ fn default_burst() -> u32 {
     2000
 }
 
-fn default_header_timeout() -> u64 {
+pub(crate) fn default_header_timeout() -> u64 {
     5000
+}
+
+pub(crate) fn default_max_connections_per_address() -> usize {
+    64
+}
+
+pub(crate) fn default_idle_timeout() -> u64 {
+    30_000
+}
+
+pub(crate) fn default_http2_ping_interval() -> u64 {
+    10_000
+}
+
+pub(crate) fn default_http2_ping_timeout() -> u64 {
+    10_000
 }
 
 fn default_max_concurrent() -> usize {
     1024
 }
 
-fn default_max_connections() -> usize {
+pub(crate) fn default_max_connections() -> usize {
     4096
 }
 
@@ -615,23 +647,106 @@ pub(crate) fn validate_tls_choice(
     }))
 }
 
+/// A listener's connection limits, as `[http]` and `[witness]` both give them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// From accept, longest time for the TLS handshake and the first request's head
+    /// (HTTP/1.1: also each later head), milliseconds.
+    pub header_timeout_ms: u64,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Most open connections from one IP address.
+    pub max_connections_per_address: usize,
+    /// A connection with no request open for this long is closed, milliseconds.
+    pub idle_timeout_ms: u64,
+    /// How often an HTTP/2 connection is pinged, milliseconds.
+    pub http2_ping_interval_ms: u64,
+    /// How long a ping may go unanswered, milliseconds.
+    pub http2_ping_timeout_ms: u64,
+}
+
+/// The keys of one section's [`ListenerLimits`], for its errors.
+pub(crate) struct ListenerKeys {
+    pub header_timeout: &'static str,
+    pub max_connections: &'static str,
+    pub per_address: &'static str,
+    pub idle_timeout: &'static str,
+    pub ping_interval: &'static str,
+    pub ping_timeout: &'static str,
+}
+
+/// Checks a listener's limits, naming the key of the first one out of its range.
+pub(crate) fn validate_listener(
+    limits: &ListenerLimits,
+    keys: &ListenerKeys,
+) -> Result<(), ConfigError> {
+    let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let checks = [
+        (limits.header_timeout_ms, keys.header_timeout, 100, 60_000),
+        (
+            as_u64(limits.max_connections),
+            keys.max_connections,
+            1,
+            1_000_000,
+        ),
+        (
+            as_u64(limits.max_connections_per_address),
+            keys.per_address,
+            1,
+            1_000_000,
+        ),
+        (limits.idle_timeout_ms, keys.idle_timeout, 1000, 3_600_000),
+        (
+            limits.http2_ping_interval_ms,
+            keys.ping_interval,
+            1000,
+            600_000,
+        ),
+        (
+            limits.http2_ping_timeout_ms,
+            keys.ping_timeout,
+            1000,
+            600_000,
+        ),
+    ];
+    for (value, key, min, max) in checks {
+        if !(min..=max).contains(&value) {
+            return Err(invalid(key, format!("must be between {min} and {max}")));
+        }
+    }
+    Ok(())
+}
+
+impl HttpConfig {
+    /// The listener's connection limits.
+    pub fn listener_limits(&self) -> ListenerLimits {
+        ListenerLimits {
+            header_timeout_ms: self.header_timeout_ms,
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            idle_timeout_ms: self.idle_timeout_ms,
+            http2_ping_interval_ms: self.http2_ping_interval_ms,
+            http2_ping_timeout_ms: self.http2_ping_timeout_ms,
+        }
+    }
+}
+
 /// Checks `[http]`'s TLS and limits; returns `http.tls` with its paths resolved.
 fn validate_tls(http: &HttpConfig, state_dir: &Path) -> Result<Option<TlsConfig>, ConfigError> {
-    if !(100..=60_000).contains(&http.header_timeout_ms) {
-        return Err(invalid(
-            "http.header_timeout_ms",
-            "must be between 100 and 60000",
-        ));
-    }
+    validate_listener(
+        &http.listener_limits(),
+        &ListenerKeys {
+            header_timeout: "http.header_timeout_ms",
+            max_connections: "http.max_connections",
+            per_address: "http.max_connections_per_address",
+            idle_timeout: "http.idle_timeout_ms",
+            ping_interval: "http.http2_ping_interval_ms",
+            ping_timeout: "http.http2_ping_timeout_ms",
+        },
+    )?;
     if !(1..=1_000_000).contains(&http.max_concurrent_requests) {
         return Err(invalid(
             "http.max_concurrent_requests",
-            "must be between 1 and 1000000",
-        ));
-    }
-    if !(1..=1_000_000).contains(&http.max_connections) {
-        return Err(invalid(
-            "http.max_connections",
             "must be between 1 and 1000000",
         ));
     }
@@ -908,6 +1023,17 @@ key_label = "chain"
     #[test]
     fn good_config_parses() {
         let v = parse(GOOD, &Overrides::default()).unwrap();
+        assert_eq!(
+            v.raw.http.listener_limits(),
+            ListenerLimits {
+                header_timeout_ms: 5000,
+                max_connections: 4096,
+                max_connections_per_address: 64,
+                idle_timeout_ms: 30_000,
+                http2_ping_interval_ms: 10_000,
+                http2_ping_timeout_ms: 10_000,
+            }
+        );
         assert_eq!(v.raw.node.id, 7);
         assert_eq!(v.policies.len(), 2);
         assert_eq!(v.pin, PinSource::Env("PIN".into()));
@@ -1039,6 +1165,35 @@ key_label = "chain"
             (
                 GOOD.replace("plain_http = true", "plain_http = true\nheader_timeout_ms = 5"),
                 "http.header_timeout_ms",
+            ),
+            (
+                GOOD.replace("plain_http = true", "plain_http = true\nmax_connections = 0"),
+                "http.max_connections",
+            ),
+            (
+                GOOD.replace(
+                    "plain_http = true",
+                    "plain_http = true\nmax_connections_per_address = 0",
+                ),
+                "http.max_connections_per_address",
+            ),
+            (
+                GOOD.replace("plain_http = true", "plain_http = true\nidle_timeout_ms = 10"),
+                "http.idle_timeout_ms",
+            ),
+            (
+                GOOD.replace(
+                    "plain_http = true",
+                    "plain_http = true\nhttp2_ping_interval_ms = 0",
+                ),
+                "http.http2_ping_interval_ms",
+            ),
+            (
+                GOOD.replace(
+                    "plain_http = true",
+                    "plain_http = true\nhttp2_ping_timeout_ms = 9999999",
+                ),
+                "http.http2_ping_timeout_ms",
             ),
         ];
         for (text, key) in cases {

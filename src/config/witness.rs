@@ -60,12 +60,48 @@ pub struct WitnessSection {
     /// Largest `POST /add-checkpoint` body, bytes; default 65536.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// From accept, longest time for the TLS handshake and the first request's head
+    /// together; on HTTP/1.1 also for each later head; in milliseconds; default 5000.
+    #[serde(default = "super::default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// Most open connections; beyond, new ones are closed at once; default 4096.
+    #[serde(default = "super::default_max_connections")]
+    pub max_connections: usize,
+    /// Most open connections from one IP address; beyond, new ones are closed at once;
+    /// default 64.
+    #[serde(default = "super::default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
+    /// A connection with no request open for this long is closed, in milliseconds;
+    /// default 30000.
+    #[serde(default = "super::default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// How often an HTTP/2 connection is pinged, in milliseconds; default 10000.
+    #[serde(default = "super::default_http2_ping_interval")]
+    pub http2_ping_interval_ms: u64,
+    /// How long a ping may go unanswered before its HTTP/2 connection is closed, in
+    /// milliseconds; default 10000.
+    #[serde(default = "super::default_http2_ping_timeout")]
+    pub http2_ping_timeout_ms: u64,
     /// Log format: "text" (default) or "json".
     #[serde(default = "default_log_format")]
     pub log_format: String,
     /// A tracing filter, e.g. "info"; `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+}
+
+impl WitnessSection {
+    /// The listener's connection limits.
+    pub fn listener_limits(&self) -> super::ListenerLimits {
+        super::ListenerLimits {
+            header_timeout_ms: self.header_timeout_ms,
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            idle_timeout_ms: self.idle_timeout_ms,
+            http2_ping_interval_ms: self.http2_ping_interval_ms,
+            http2_ping_timeout_ms: self.http2_ping_timeout_ms,
+        }
+    }
 }
 
 fn default_stale_after() -> u64 {
@@ -328,6 +364,17 @@ fn validate_witness(raw: WitnessConfig) -> Result<ValidatedWitness, ConfigError>
             "must be between 100 and 600000",
         ));
     }
+    super::validate_listener(
+        &w.listener_limits(),
+        &super::ListenerKeys {
+            header_timeout: "witness.header_timeout_ms",
+            max_connections: "witness.max_connections",
+            per_address: "witness.max_connections_per_address",
+            idle_timeout: "witness.idle_timeout_ms",
+            ping_interval: "witness.http2_ping_interval_ms",
+            ping_timeout: "witness.http2_ping_timeout_ms",
+        },
+    )?;
     if !(1024..=1 << 20).contains(&w.max_body_bytes) {
         return Err(invalid(
             "witness.max_body_bytes",
@@ -436,6 +483,15 @@ key = "a2.example/chain+89abcdef+AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE
         let v = parse_witness(GOOD, &Overrides::default()).unwrap();
         assert_eq!(v.raw.log.len(), 2);
         assert_eq!(v.raw.witness.stale_after_seconds, 3600);
+        let limits = v.raw.witness.listener_limits();
+        assert_eq!(
+            (limits.header_timeout_ms, limits.idle_timeout_ms),
+            (5000, 30_000)
+        );
+        assert_eq!(
+            (limits.max_connections, limits.max_connections_per_address),
+            (4096, 64)
+        );
         assert_eq!(v.raw.hsm.sessions, 2);
         assert_eq!(v.pin, PinSource::Env("PIN".into()));
         assert_eq!(v.raw.log[1].url, None);
@@ -504,6 +560,22 @@ key = "a2.example/chain+89abcdef+AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE
             (
                 GOOD.replace("[witness]", "[witness]\nlog_format = \"xml\""),
                 "witness.log_format",
+            ),
+            (
+                GOOD.replace("[witness]", "[witness]\nheader_timeout_ms = 99"),
+                "witness.header_timeout_ms",
+            ),
+            (
+                GOOD.replace("[witness]", "[witness]\nmax_connections_per_address = 0"),
+                "witness.max_connections_per_address",
+            ),
+            (
+                GOOD.replace("[witness]", "[witness]\nidle_timeout_ms = 0"),
+                "witness.idle_timeout_ms",
+            ),
+            (
+                GOOD.replace("[witness]", "[witness]\nhttp2_ping_timeout_ms = 5"),
+                "witness.http2_ping_timeout_ms",
             ),
         ];
         for (text, key) in cases {

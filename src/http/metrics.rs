@@ -480,10 +480,16 @@ impl Metrics {
         }
     }
 
-    /// The exposition text: these counters, `g`, and the process metrics.
-    pub fn render(&self, g: &Gauges) -> Result<String, MetricsError> {
+    /// The exposition text: these counters, `g`, what `more` registers (figures owned
+    /// elsewhere, such as the listener's connection counts), and the process metrics.
+    pub fn render(
+        &self,
+        g: &Gauges,
+        more: impl FnOnce(&mut Registry),
+    ) -> Result<String, MetricsError> {
         let mut scrape = Registry::default();
         g.register(&mut scrape);
+        more(&mut scrape);
         process_metrics(&mut scrape);
         encode(&[&self.registry, &scrape])
     }
@@ -528,7 +534,7 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(9),
         );
-        let text = m.render(&gauges()).unwrap();
+        let text = m.render(&gauges(), |_| ()).unwrap();
         assert!(
             text.contains("\nauditstamp_tokens_issued_total 2\n"),
             "{text}"
@@ -603,7 +609,7 @@ mod tests {
             }],
             ..gauges()
         };
-        let text = Metrics::new().render(&g).unwrap();
+        let text = Metrics::new().render(&g, |_| ()).unwrap();
         // The text format's three escapes: \\ for \, \" for ", \n for a line feed.
         let escaped = "w\\\"1\\\\x\\ny";
         for line in [

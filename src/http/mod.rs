@@ -86,6 +86,8 @@ pub struct AppState {
     pub chain: Arc<ChainService>,
     /// Counters for `GET /metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// The listener's connection counters, also shown by `GET /metrics`.
+    pub connections: Arc<server::ConnectionCounts>,
     /// Largest time-stamp request body (set by [`router`] from its settings).
     pub tsa_max_body: usize,
 }
@@ -97,6 +99,7 @@ impl AppState {
             tsa,
             chain,
             metrics: Arc::default(),
+            connections: Arc::default(),
             tsa_max_body: 16 * 1024,
         }
     }
@@ -366,7 +369,11 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
             .map(|p| now.saturating_sub(p.block.header.sealed_at_ms) as f64 / 1000.0),
         witnesses: state.chain.witness_counts(),
     };
-    metrics::response(state.metrics.render(&gauges))
+    metrics::response(
+        state
+            .metrics
+            .render(&gauges, |r| state.connections.register(r)),
+    )
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

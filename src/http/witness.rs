@@ -12,7 +12,7 @@
 //!   cosigned checkpoints kept and its evidence records in full; 404 if unknown.
 //! - `GET /metrics` — Prometheus text (0.0.4): cosigned checkpoints, refusals by reason,
 //!   posts without a valid signature per appliance, appliances registered and stale,
-//!   evidence by kind, store bytes, process metrics.
+//!   evidence by kind, store bytes, the listener's connections, process metrics.
 //! - `GET /healthz` (the process is up), `GET /readyz` (HSM and store; 503 when not).
 
 use std::sync::Arc;
@@ -98,6 +98,8 @@ pub struct WitnessState {
     pub service: Arc<WitnessService>,
     /// Its counters.
     pub metrics: Arc<WitnessMetrics>,
+    /// The listener's connection counters, also shown by `GET /metrics`.
+    pub connections: Arc<super::server::ConnectionCounts>,
 }
 
 impl WitnessState {
@@ -106,6 +108,7 @@ impl WitnessState {
         WitnessState {
             service,
             metrics: Arc::default(),
+            connections: Arc::default(),
         }
     }
 }
@@ -365,6 +368,7 @@ fn render_metrics(
             metrics::int(b),
         );
     }
+    state.connections.register(&mut r);
     metrics::process_metrics(&mut r);
     metrics::encode(&[&state.metrics.registry, &r])
 }

@@ -894,3 +894,59 @@ impl Appliance {
         }
     }
 }
+/// A TCP connection to `addr` from the local address `from` (any of 127.0.0.0/8 on
+/// loopback): per-address limits count it apart from the test's other clients.
+pub fn connect_from(from: &str, addr: SocketAddr) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(from.parse().unwrap(), 0))
+            .unwrap();
+        socket.connect(addr).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// Reads from `s` (discarding) until the peer closes; how long after `since` that was,
+/// or `None` if it was still open at `since + limit`.
+pub fn closed_after(
+    s: &mut std::net::TcpStream,
+    since: std::time::Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    use std::io::Read;
+    let mut buf = [0u8; 512];
+    loop {
+        let left = (since + limit).checked_duration_since(std::time::Instant::now())?;
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match s.read(&mut buf) {
+            Ok(0) => return Some(since.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                if since.elapsed() >= limit {
+                    return None;
+                }
+            }
+            // A reset is a close too.
+            Err(_) => return Some(since.elapsed()),
+        }
+    }
+}
+
+/// The value of the sample `name{labels}` (as written, e.g.
+/// `auditstamp_connections_refused_total{reason="per_address"}`) in a Prometheus text.
+pub fn metric_value(text: &str, sample: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
