@@ -5,8 +5,8 @@
 //! concurrency limit (503), the header timeout and the connection limit; connections that
 //! say nothing (silent, a part of the HTTP/2 preface, a head dripping in, a TLS handshake
 //! never finished) are closed at the deadline while others are served; idle HTTP/1.1 and
-//! HTTP/2 connections are closed; the data center's commands (`verify chain --url`,
-//! `bench tokens`, `bench events`) over mutual TLS.
+//! HTTP/2 connections are closed; refused requests take no slot; the data center's commands
+//! (`verify chain --url`, `bench tokens`, `bench events`) over mutual TLS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -1056,5 +1056,154 @@ fn tls_connections_must_finish_the_handshake_and_a_first_request_by_the_deadline
     drop(half);
     let text = wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(1));
     assert_eq!(metric_value(&text, CLOSED_DEADLINE), Some(4), "{text}");
+    server.stop();
+}
+
+/// Reads an HTTP/1.1 answer with a JSON body from `r`, up to the body's end (or EOF).
+fn read_answer(r: &mut impl Read) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"}") {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).to_lowercase()
+}
+
+/// Asserts that `answer` is an HTTP/1.1 `status` that closes its connection.
+fn assert_refused(answer: &str, status: u16) {
+    assert!(
+        answer.starts_with(&format!("http/1.1 {status} ")),
+        "expected {status}: {answer}"
+    );
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+}
+
+#[test]
+fn requests_refused_for_want_of_a_certificate_take_no_slot() {
+    let app = Appliance::new("ecdsa-p256");
+    let pki = Pki::new(&app.path().join("tls"));
+    tls_config(&app, &pki, &["events"], "max_concurrent_requests = 1\n");
+    let server = app.start();
+    let start = Instant::now();
+    let limit = Duration::from_secs(30);
+    // Requests without a client certificate on a route that needs one, whose bodies never
+    // come, one after the other (each once the one before is answered).
+    let refuser = {
+        let pki = Pki {
+            dir: pki.dir.clone(),
+        };
+        let addr = server.addr;
+        std::thread::spawn(move || {
+            (0..4)
+                .map(|_| {
+                    let mut child = s_client(
+                        &pki,
+                        addr,
+                        "http/1.1",
+                        None,
+                        b"POST /v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+                    );
+                    let answer = read_answer(child.stdout.as_mut().unwrap());
+                    (answer, child)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    // Meanwhile a good client is served, never told that the server is full.
+    let mut statuses = Vec::new();
+    loop {
+        let done = refuser.is_finished();
+        statuses.push(curl(&pki, &https(&server, "/healthz"), Some("agency-8"), None).0);
+        if done {
+            break;
+        }
+        assert!(start.elapsed() < limit, "the refusals never came");
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    for (answer, child) in refuser.join().unwrap() {
+        assert_refused(&answer, 403);
+        assert!(answer.contains("client certificate"), "{answer}");
+        // The server closed the connection, the body unread.
+        let (exited, _) = watch_exit(child, start, limit).join().unwrap();
+        assert!(exited.is_some(), "a refused connection was kept open");
+    }
+    server.stop();
+}
+
+#[test]
+fn requests_over_the_rate_take_no_slot() {
+    let app = Appliance::new("ecdsa-p256");
+    app.write_config(&[
+        (
+            "plain_http = true\n",
+            "plain_http = true\nmax_concurrent_requests = 1\n",
+        ),
+        (
+            "rate_limit = { per_second = 0 }\n",
+            "rate_limit = { per_second = 1, burst = 30 }\n",
+        ),
+    ]);
+    let server = app.start();
+    // 127.0.0.1 spends its burst on requests for nothing (404s: no route, no slot).
+    let mut spend = TcpStream::connect(server.addr).unwrap();
+    spend
+        .write_all(&b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n".repeat(30))
+        .unwrap();
+    spend
+        .write_all(b"GET /nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answers = String::new();
+    spend.read_to_string(&mut answers).unwrap();
+    assert_eq!(answers.matches("HTTP/1.1 404 ").count(), 30, "{answers}");
+    assert_eq!(answers.matches("HTTP/1.1 429 ").count(), 1, "{answers}");
+    let start = Instant::now();
+    let limit = Duration::from_secs(30);
+    // Then requests over its rate whose bodies never come, one after the other. (For a
+    // path without a route: were its bucket to fill again meanwhile, a request would get a
+    // 404 at once, and take no slot either.)
+    let addr = server.addr;
+    let refuser = std::thread::spawn(move || {
+        (0..4)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{").unwrap();
+                (read_answer(&mut s), s)
+            })
+            .collect::<Vec<_>>()
+    });
+    // Meanwhile a good client of another address is served (within its own burst),
+    // never told that the server is full.
+    let rt = rt();
+    let good = client_from("127.0.0.2");
+    let mut statuses = Vec::new();
+    loop {
+        let done = refuser.is_finished();
+        statuses.push(timed_get(&rt, &good, &server.url("/healthz")).0);
+        if done || statuses.len() == 25 {
+            break;
+        }
+        assert!(start.elapsed() < limit, "the refusals never came");
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let refused = refuser.join().unwrap();
+    assert!(
+        refused.iter().any(|(a, _)| a.starts_with("http/1.1 429 ")),
+        "none refused"
+    );
+    for (answer, mut s) in refused {
+        if answer.starts_with("http/1.1 404 ") {
+            continue;
+        }
+        assert_refused(&answer, 429);
+        assert!(answer.contains("\r\nretry-after: "), "{answer}");
+        // The server closed the connection, the body unread.
+        assert!(
+            closed_after(&mut s, Instant::now(), Duration::from_secs(5)).is_some(),
+            "a refused connection was kept open"
+        );
+    }
     server.stop();
 }

@@ -156,8 +156,19 @@ pub fn router(mut state: AppState, settings: HttpSettings) -> Router {
                 },
             ))
     };
+    // Layers run outermost first: the answer counters and the per-client rate limit (one
+    // layer over every route), then a group's client-certificate check, and only then the
+    // global concurrency limit (a semaphore shared by every route: Router::layer wraps each
+    // route) with the request timeout. So a request refused for its rate or its missing
+    // certificate never holds a slot, and its body is never read.
+    let slots = Arc::new(limits::Slots {
+        slots: tokio::sync::Semaphore::new(settings.max_concurrent_requests),
+        timeout: settings.request_timeout,
+    });
+    let admit = axum::middleware::from_fn_with_state(slots, limits::admit);
     // Route groups, each behind a client-certificate check when the config asks for it.
     let group = |name: &str, router: Router<AppState>| {
+        let router = router.route_layer(admit.clone());
         if settings.require_client_cert.iter().any(|g| g == name) {
             router.route_layer(axum::middleware::from_fn(limits::require_client_cert))
         } else {
@@ -198,22 +209,20 @@ pub fn router(mut state: AppState, settings: HttpSettings) -> Router {
             .route("/readyz", get(readyz))
             .route("/metrics", get(get_metrics)),
     );
-    // One layer in front of every route: the global concurrency limit (a shared
-    // semaphore: Router::layer wraps each route), the per-client rate limit, the request
-    // timeout, and the answer counters.
     let gate = Arc::new(limits::Gate {
-        slots: tokio::sync::Semaphore::new(settings.max_concurrent_requests),
         rate_limit: settings.rate_limit.clone(),
-        timeout: settings.request_timeout,
         metrics: state.metrics.clone(),
     });
+    let health = Router::new()
+        .route("/healthz", get(healthz))
+        .route_layer(admit);
     state.tsa_max_body = settings.max_body_bytes;
     Router::new()
         .merge(tsa)
         .merge(events)
         .merge(read)
         .merge(ops)
-        .route("/healthz", get(healthz))
+        .merge(health)
         .layer(axum::middleware::from_fn_with_state(gate, limits::gate))
         .with_state(state)
 }
