@@ -363,8 +363,12 @@ fn slow_and_excess_clients_cannot_hold_the_server() {
     );
 
     // One request in hand (its body never completes): the next is refused at once.
-    let mut hold = TcpStream::connect(server.addr).unwrap();
-    hold.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{").unwrap();
+    let send_hold = || {
+        let mut hold = TcpStream::connect(server.addr).unwrap();
+        hold.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{").unwrap();
+        hold
+    };
+    let mut hold = send_hold();
     let rt = rt();
     // No connection pool: a kept-alive connection could be reused just as the server
     // closes it for idleness (after header_timeout_ms), and the request would fail.
@@ -372,12 +376,12 @@ fn slow_and_excess_clients_cannot_hold_the_server() {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
-    let get = |path: &str| rt.block_on(client.get(server.url(path)).send()).unwrap();
+    let get = |path: &str| rt.block_on(client.get(server.url(path)).send());
     // Once the held request has its slot, the next is refused, at once.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let t = Instant::now();
-        let r = get("/healthz");
+        let r = get("/healthz").unwrap();
         if r.status().as_u16() == 503 {
             assert!(r.headers().contains_key("retry-after"));
             assert!(
@@ -391,6 +395,14 @@ fn slow_and_excess_clients_cannot_hold_the_server() {
             Instant::now() < deadline,
             "the held request never took its slot"
         );
+        // Had a GET been in hand when the held request came, the held request got the
+        // 503 (and its connection closed): send it again.
+        hold.set_nonblocking(true).unwrap();
+        let answered = !matches!(hold.peek(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        hold.set_nonblocking(false).unwrap();
+        if answered {
+            hold = send_hold();
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     // The held request times out (request_timeout_ms) and frees its slot.
@@ -399,10 +411,12 @@ fn slow_and_excess_clients_cannot_hold_the_server() {
     let _ = hold.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     drop(hold);
-    // The server serves again once the slot is free (and no longer than that).
+    // The server serves again once the slot is free. (Until the server has seen the
+    // peers of the connections that hold the places close, a new one may still be refused:
+    // closed unanswered.)
     let served_again = |what: &str| {
         let deadline = Instant::now() + Duration::from_secs(8);
-        while get("/healthz").status().as_u16() != 200 {
+        while !get("/healthz").is_ok_and(|r| r.status().as_u16() == 200) {
             assert!(Instant::now() < deadline, "{what}");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -410,16 +424,25 @@ fn slow_and_excess_clients_cannot_hold_the_server() {
     served_again("the slot was never freed");
 
     // Connections beyond max_connections are closed at once; the server still serves.
+    // (A scrape, too, may find the places still held for a moment: it is tried again.)
     let metrics = || {
-        rt.block_on(async {
-            client
-                .get(server.url("/metrics"))
-                .send()
-                .await?
-                .text()
-                .await
-        })
-        .unwrap()
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            let scraped = rt.block_on(async {
+                client
+                    .get(server.url("/metrics"))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .text()
+                    .await
+            });
+            match scraped {
+                Ok(text) => return text,
+                Err(e) => assert!(Instant::now() < deadline, "cannot scrape: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     };
     // Only the connection of the scrape itself is open.
     wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(1));
@@ -904,8 +927,10 @@ fn silent_and_slow_connections_are_closed_at_the_deadline_while_others_are_serve
             .unwrap();
         answered.elapsed()
     });
+    // The server's idle time starts once the answer is sent, a little before the client
+    // has read it.
     assert!(
-        idle_for >= IDLE && idle_for < IDLE + SLACK,
+        idle_for + Duration::from_millis(500) >= IDLE && idle_for < IDLE + SLACK,
         "closed {idle_for:?} after the answer"
     );
     let text = wait_for_metrics(metrics, |m| metric_value(m, OPEN) == Some(1));

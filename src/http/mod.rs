@@ -158,9 +158,9 @@ pub fn router(mut state: AppState, settings: HttpSettings) -> Router {
     };
     // Layers run outermost first: the answer counters and the per-client rate limit (one
     // layer over every route), then a group's client-certificate check, and only then the
-    // global concurrency limit (a semaphore shared by every route: Router::layer wraps each
-    // route) with the request timeout. So a request refused for its rate or its missing
-    // certificate never holds a slot, and its body is never read.
+    // global concurrency limit (one semaphore, shared by every route's layer) with the
+    // request timeout. So a request refused for its rate or its missing certificate never
+    // holds a slot, and its body is not read before the answer.
     let slots = Arc::new(limits::Slots {
         slots: tokio::sync::Semaphore::new(settings.max_concurrent_requests),
         timeout: settings.request_timeout,
