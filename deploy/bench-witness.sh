@@ -46,6 +46,7 @@ key_label = "witness"
 state_dir = "$work"
 listen = "$listen"
 plain_http = true
+max_connections_per_address = 4096
 log_level = "warn"
 
 [hsm]
