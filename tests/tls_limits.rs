@@ -788,10 +788,16 @@ fn silent_and_slow_connections_are_closed_at_the_deadline_while_others_are_serve
     // Closed by the deadline means: not before it, and not long after it.
     const SLACK: Duration = Duration::from_secs(3);
     let app = Appliance::new("ecdsa-p256");
-    app.write_config(&[(
-        "plain_http = true\n",
-        "plain_http = true\nheader_timeout_ms = 2000\nidle_timeout_ms = 3000\nmax_connections_per_address = 16\n",
-    )]);
+    app.write_config(&[
+        (
+            "plain_http = true\n",
+            "plain_http = true\nheader_timeout_ms = 2000\nidle_timeout_ms = 3000\n",
+        ),
+        (
+            "max_connections_per_address = 1024\n",
+            "max_connections_per_address = 16\n",
+        ),
+    ]);
     let server = app.start();
     let rt = rt();
     // The well-behaved client has an address of its own (the attacker's is 127.0.0.1).

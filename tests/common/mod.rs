@@ -155,6 +155,8 @@ listen = "127.0.0.1:0"
 plain_http = true
 max_body_bytes = 16384
 rate_limit = {{ per_second = 0 }}
+# Every test client comes from 127.0.0.1 (some open 200 connections at once).
+max_connections_per_address = 1024
 
 [chain]
 key_label = "chain"
