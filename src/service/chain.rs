@@ -69,6 +69,8 @@ pub struct ChainService {
     published: RwLock<Option<Arc<Published>>>,
     due: tokio::sync::Notify,
     witnesses: super::cosign::Witnesses,
+    /// The newest sealed checkpoint, as sealed: what each witness's submitter submits next.
+    to_witness: tokio::sync::watch::Sender<Option<Arc<Published>>>,
 }
 
 impl std::fmt::Debug for ChainService {
@@ -95,6 +97,11 @@ pub struct EventProof {
 
 fn damaged(what: String) -> ServiceError {
     ServiceError::Chain(what)
+}
+
+/// `d` in whole milliseconds, for the log.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn tree(e: tlog::TlogError) -> ServiceError {
@@ -176,6 +183,7 @@ impl ChainService {
                 );
             }
         }
+        let to_witness = tokio::sync::watch::Sender::new(published.clone());
         Ok(ChainService {
             log,
             signer,
@@ -187,6 +195,7 @@ impl ChainService {
             published: RwLock::new(published),
             due: tokio::sync::Notify::new(),
             witnesses: super::cosign::Witnesses::default(),
+            to_witness,
         })
     }
 
@@ -251,7 +260,32 @@ impl ChainService {
 
     /// Seals every `seal_interval`, or when enough events wait, until `stop` completes;
     /// then seals once more, so that what was acknowledged before shutdown is sealed.
+    /// Meanwhile each witness's submitter runs beside it (see [`super::cosign`]), starting
+    /// with the checkpoint stored at the last run if that witness has not cosigned it; a
+    /// submission still in flight at the end is dropped (the next start submits again).
     pub async fn run_sealer(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let submitters: Vec<_> = match self.witnesses.client() {
+            None => Vec::new(),
+            Some(client) => self
+                .witnesses
+                .links()
+                .iter()
+                .map(|link| {
+                    tokio::spawn(self.clone().run_submitter(
+                        link.clone(),
+                        client.clone(),
+                        self.to_witness.subscribe(),
+                    ))
+                })
+                .collect(),
+        };
+        self.sealing(stop).await;
+        for s in submitters {
+            s.abort();
+        }
+    }
+
+    async fn sealing(self: &Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -267,7 +301,6 @@ impl ChainService {
     async fn seal_logging(self: &Arc<Self>) {
         match self.seal().await {
             Ok(Some(b)) => {
-                self.spawn_cosigning();
                 tracing::debug!(
                     height = b.header.height,
                     size = b.header.tree_size,
@@ -361,54 +394,106 @@ impl ChainService {
         state.prev_hash = block.header.hash();
         state.sealed_size = size;
         state.sealed_root = root;
+        let published = Arc::new(Published {
+            block: block.clone(),
+            checkpoint,
+        });
         *self
             .published
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(Published {
-            block: block.clone(),
-            checkpoint,
-        }));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(published.clone());
+        self.to_witness.send_replace(Some(published));
         Ok(Some(block))
     }
 
-    /// Sends the published checkpoint to every witness, in the background; each verified
-    /// cosignature is added to the published checkpoint (if it is still the latest).
-    fn spawn_cosigning(self: &Arc<Self>) {
-        let (Some(client), Some(published)) = (self.witnesses.client(), self.published()) else {
-            return;
-        };
-        for link in self.witnesses.links() {
-            let (link, client, this) = (link.clone(), client.clone(), self.clone());
-            let published = published.clone();
-            tokio::spawn(async move {
-                let h = &published.block.header;
-                let size = h.tree_size;
-                let sig = link
-                    .submit(&client, &published.checkpoint, size, |old| {
-                        this.consistency(old, size).map_err(|e| e.to_string())
-                    })
-                    .await;
-                if let Some(sig) = sig {
-                    if let Err(e) = this.add_cosignature(h.height, sig) {
-                        tracing::error!(error = %e, "cannot publish a cosignature");
+    /// One witness's submitter: waits for a sealed checkpoint newer than the last one the
+    /// witness cosigned, submits it (when several were sealed meanwhile, only the newest)
+    /// and publishes the cosignature; after a failure, waits as `Backoff` says and tries
+    /// again with the newest checkpoint. Runs until aborted.
+    async fn run_submitter(
+        self: Arc<Self>,
+        link: Arc<super::cosign::WitnessLink>,
+        client: super::cosign::WitnessClient,
+        mut sealed: tokio::sync::watch::Receiver<Option<Arc<Published>>>,
+    ) {
+        // The height of the newest checkpoint this witness cosigned.
+        let mut done: Option<u64> = None;
+        let mut backoff = super::cosign::Backoff::default();
+        loop {
+            let newer = |p: &Option<Arc<Published>>| {
+                p.as_ref()
+                    .is_some_and(|p| done.is_none_or(|d| p.block.header.height > d))
+            };
+            let next = match sealed.wait_for(newer).await {
+                Ok(p) => p.clone(),
+                // The chain service is gone.
+                Err(_) => return,
+            };
+            let Some(next) = next else { continue };
+            let (height, size) = (next.block.header.height, next.block.header.tree_size);
+            if link.has_cosigned(&next.checkpoint, size) {
+                done = Some(height);
+                continue;
+            }
+            let submitted = link
+                .submit(&client, &next.checkpoint, size, |old| {
+                    self.consistency(old, size).map_err(|e| e.to_string())
+                })
+                .await;
+            let wait = match submitted.map(|sig| self.add_cosignature(height, sig)) {
+                Ok(Ok(published)) => {
+                    if !published {
+                        tracing::debug!(
+                            witness = %link.name(),
+                            size,
+                            "a newer checkpoint was sealed while this one was being cosigned; submitting that one"
+                        );
                     }
+                    done = Some(height);
+                    backoff.reset();
+                    continue;
                 }
-            });
+                Ok(Err(e)) => {
+                    let wait = backoff.next_wait();
+                    tracing::error!(
+                        witness = %link.name(),
+                        size,
+                        error = %e,
+                        retry_in_ms = millis(wait),
+                        "cannot store a witness's cosignature; submitting the checkpoint again"
+                    );
+                    wait
+                }
+                Err(why) => {
+                    let wait = backoff.next_wait();
+                    tracing::warn!(
+                        witness = %link.name(),
+                        size,
+                        reason = %why,
+                        retry_in_ms = millis(wait),
+                        "witness did not cosign"
+                    );
+                    wait
+                }
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
     /// Adds (or replaces) a witness's cosignature on the checkpoint of block `height`, if
-    /// that is still the published one, and stores the cosigned checkpoint.
-    fn add_cosignature(&self, height: u64, sig: NoteSignature) -> Result<(), ServiceError> {
+    /// that is still the published one, and stores the cosigned checkpoint; whether it was.
+    /// (A cosignature covers one checkpoint: an older one's is not kept, its witness's
+    /// submitter submits the newer one next.)
+    fn add_cosignature(&self, height: u64, sig: NoteSignature) -> Result<bool, ServiceError> {
         let mut published = self
             .published
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(current) = published.as_ref() else {
-            return Ok(());
+            return Ok(false);
         };
         if current.block.header.height != height {
-            return Ok(());
+            return Ok(false);
         }
         let mut note = SignedNote::parse(&current.checkpoint)
             .map_err(|e| damaged(format!("the published checkpoint: {e}")))?;
@@ -421,7 +506,7 @@ impl ChainService {
             block: current.block.clone(),
             checkpoint,
         }));
-        Ok(())
+        Ok(true)
     }
 
     /// Sealed block `height`.

@@ -2,10 +2,13 @@
 //! witness with a consistency proof from the size that witness last cosigned; the
 //! cosignatures that come back are verified and published with the checkpoint.
 //!
-//! A witness that is down, slow or refusing never holds anything up: submissions run in
-//! the background, one at a time per witness (a witness still busy with an older
-//! checkpoint is sent the newest one next time), with a timeout; failures are logged and
-//! counted.
+//! Each witness has one submitter (run by the chain service) that always submits the newest
+//! sealed checkpoint the witness has not cosigned yet: checkpoints sealed while a submission
+//! is in flight are coalesced, and the newest of them goes out as soon as that submission
+//! returns; a failed submission is tried again after a [`Backoff`] wait, with whatever
+//! checkpoint is the newest by then, until one is cosigned. A witness that is down, slow or
+//! refusing never holds anything up: submissions run in the background with a timeout;
+//! failures are logged and counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -92,13 +95,13 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// One witness's link: its target, what it last cosigned, one submission at a time.
+/// One witness's link: its target, what it last cosigned, its counters. Its one submitter
+/// (the chain service's) makes one submission at a time.
 #[derive(Debug)]
 pub struct WitnessLink {
     target: WitnessTarget,
     /// The size this witness last cosigned for this log (u64::MAX: not known yet).
     known_size: AtomicU64,
-    busy: tokio::sync::Mutex<()>,
     cosigned: AtomicU64,
     failed: AtomicU64,
 }
@@ -124,7 +127,6 @@ impl WitnessLink {
         WitnessLink {
             target,
             known_size: AtomicU64::new(UNKNOWN),
-            busy: tokio::sync::Mutex::new(()),
             cosigned: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         }
@@ -146,19 +148,30 @@ impl WitnessLink {
         }
     }
 
+    /// Whether `note` (the signed checkpoint of a tree of `size`, as stored) already carries
+    /// a valid cosignature of this witness; if so, the witness is known to have cosigned
+    /// `size` (a hint for the next submission's old size: a 409 corrects it).
+    pub fn has_cosigned(&self, note: &str, size: u64) -> bool {
+        let cosigned =
+            SignedNote::parse(note).is_ok_and(|n| self.target.cosigner.verify(&n).is_ok());
+        if cosigned && self.known_size.load(Ordering::Relaxed) == UNKNOWN {
+            self.known_size.store(size, Ordering::Relaxed);
+        }
+        cosigned
+    }
+
     /// Submits `note` (the signed checkpoint of a tree of `size`) and returns the verified
-    /// cosignature, or `None`. `proof(old)` gives the consistency proof from `old` to
-    /// `size`. Returns at once with `None` when a submission to this witness is under way.
+    /// cosignature, or why there is none (the failure is counted; the caller logs it).
+    /// `proof(old)` gives the consistency proof from `old` to `size`. The old size sent is
+    /// the size this witness last cosigned (0 when not known), or the size its 409 names.
+    /// Only the link's one submitter calls this, so submissions never overlap.
     pub async fn submit(
         &self,
         client: &WitnessClient,
         note: &str,
         size: u64,
         proof: impl Fn(u64) -> Result<Vec<Hash>, String>,
-    ) -> Option<NoteSignature> {
-        let Ok(_busy) = self.busy.try_lock() else {
-            return None;
-        };
+    ) -> Result<NoteSignature, String> {
         let mut old = match self.known_size.load(Ordering::Relaxed) {
             UNKNOWN => 0,
             s => s,
@@ -166,35 +179,30 @@ impl WitnessLink {
         // At most: the first try, and one more from the size a 409 names.
         for _ in 0..2 {
             if old > size {
-                self.fail(format!(
+                return Err(self.fail(format!(
                     "it has cosigned {old} entries, more than this checkpoint's {size}"
-                ));
-                return None;
+                )));
             }
             match self.try_once(client, note, size, old, &proof).await {
                 Outcome::Cosigned(sig) => {
                     self.known_size.store(size, Ordering::Relaxed);
                     self.cosigned.fetch_add(1, Ordering::Relaxed);
-                    return Some(sig);
+                    return Ok(sig);
                 }
                 Outcome::Conflict(s) => {
                     self.known_size.store(s, Ordering::Relaxed);
                     old = s;
                 }
-                Outcome::Failed(why) => {
-                    self.fail(why);
-                    return None;
-                }
+                Outcome::Failed(why) => return Err(self.fail(why)),
             }
         }
-        self.fail("it keeps answering 409".into());
-        None
+        Err(self.fail("it keeps answering 409".into()))
     }
 
-    fn fail(&self, why: String) {
+    /// Counts a failure; its reason, with any user information in URLs redacted.
+    fn fail(&self, why: String) -> String {
         self.failed.fetch_add(1, Ordering::Relaxed);
-        let why = crate::client::redact_userinfo(&why);
-        tracing::warn!(witness = %self.name(), reason = %why, "witness did not cosign");
+        crate::client::redact_userinfo(&why)
     }
 
     async fn try_once(
@@ -283,5 +291,67 @@ impl Witnesses {
     /// The HTTP client, when there are witnesses.
     pub fn client(&self) -> Option<&WitnessClient> {
         self.client.as_ref()
+    }
+}
+
+/// When a failed submission is tried again: after [`Backoff::FIRST`], the wait doubling
+/// with each failure in a row up to [`Backoff::MAX`]; each wait is shortened by a random
+/// part of up to half, so that appliances that lost the same witness do not all come back
+/// to it at the same moment.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: std::time::Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+}
+
+impl Backoff {
+    /// The longest wait after the first failure.
+    pub const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+    /// The longest wait ever: how late a witness that is back can be tried again.
+    pub const MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// The wait before the next try, after one more failure.
+    pub fn next_wait(&mut self) -> std::time::Duration {
+        let full = self.next;
+        self.next = (full * 2).min(Self::MAX);
+        let mut r = [0u8; 4];
+        // Without randomness (never seen on Linux) the full wait is no worse.
+        let part = match getrandom::getrandom(&mut r) {
+            Ok(()) => f64::from(u32::from_le_bytes(r)) / f64::from(u32::MAX),
+            Err(_) => 1.0,
+        };
+        full / 2 + (full / 2).mul_f64(part)
+    }
+
+    /// After a success: the next failure waits [`Backoff::FIRST`] again.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_maximum_and_starts_again_after_a_success() {
+        let mut b = Backoff::default();
+        let mut full = Backoff::FIRST;
+        for _ in 0..12 {
+            let w = b.next_wait();
+            assert!(
+                w >= full / 2 && w <= full,
+                "{w:?} outside {full:?}/2..={full:?}"
+            );
+            full = (full * 2).min(Backoff::MAX);
+        }
+        assert_eq!(full, Backoff::MAX);
+        b.reset();
+        assert!(b.next_wait() <= Backoff::FIRST);
     }
 }
