@@ -700,7 +700,10 @@ pub fn spawn_server(mut cmd: Command, marker: &'static str) -> Server {
     let (tx, rx) = mpsc::channel();
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let log2 = log.clone();
+    // Dropped by the reader when the server's stderr ends.
+    let (ended_tx, ended) = mpsc::channel::<()>();
     std::thread::spawn(move || {
+        let _ended = ended_tx;
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
@@ -728,7 +731,8 @@ pub fn spawn_server(mut cmd: Command, marker: &'static str) -> Server {
         Err(_) => {
             let _ = child.kill();
             let status = child.wait().unwrap();
-            std::thread::sleep(Duration::from_millis(200));
+            // The whole log: wait until the reader has read it to the end.
+            let _ = ended.recv_timeout(Duration::from_secs(5));
             panic!("server did not start ({status}): {}", log.lock().unwrap());
         }
     }
