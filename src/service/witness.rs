@@ -19,6 +19,12 @@
 //!    checked ([`WitnessStore::replace`]): it is durable before the answer. If another
 //!    request changed the state meanwhile, step 3 runs again on the new state.
 //!
+//! The latest cosigned checkpoint submitted again (old size = its size) changes nothing:
+//! checkpoints are public, so anyone can replay it. Nothing is stored for it (its cosigned
+//! time, and with it staleness, stays that of the cosignature that stored it); the latest
+//! cosignature made for it is answered again for [`RECOSIGN_AFTER_SECS`], then one new one
+//! is made: a replay costs at most one HSM signature per log in that time.
+//!
 //! **Evidence.** A refusal in step 3 is only a refusal: a replayed checkpoint the witness
 //! cosigned before, a stale old size, a proof the submitter broke, or an older checkpoint
 //! of the log the witness cannot compare with anything it holds. Anyone can send those
@@ -44,12 +50,12 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use crate::chain::cosignature::{self, Cosigner};
-use crate::chain::note::{Checkpoint, SignedNote, VerifierKey};
-use crate::chain::tlog::{self, EMPTY_TREE_HASH};
+use crate::chain::note::{Checkpoint, NoteSignature, SignedNote, VerifierKey};
+use crate::chain::tlog::{self, Hash, EMPTY_TREE_HASH};
 use crate::chain::witness_protocol::{format_cosignatures, AddCheckpoint, ProtocolError};
 use crate::chain::witness_store::{
     Evidence, EvidenceCounts, EvidenceKind, EvidenceOutcome, LegacyAlert, LogState, Outcome,
@@ -63,6 +69,18 @@ const MAX_ATTEMPTS: usize = 8;
 /// Warnings about junk (posts without a valid signature) logged per minute at most; the
 /// rest are counted, and logged at debug level.
 const JUNK_WARNINGS_PER_MINUTE: u32 = 6;
+/// How long the latest cosignature of a log's latest checkpoint is answered again to a
+/// submission of that same checkpoint, before a new one is made.
+pub const RECOSIGN_AFTER_SECS: u64 = 60;
+
+/// The latest cosignature made for a log's latest checkpoint.
+#[derive(Debug, Clone)]
+struct Recent {
+    size: u64,
+    root: Hash,
+    at: u64,
+    line: NoteSignature,
+}
 
 /// A registered log: an appliance whose checkpoints this witness cosigns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,6 +329,8 @@ pub struct WitnessService {
     index: HashMap<String, usize>,
     /// Per log: posts without a valid signature by its key, since start.
     unsigned: Vec<AtomicU64>,
+    /// Per log: the latest cosignature of its latest checkpoint (answered again to replays).
+    recent: Vec<Mutex<Option<Recent>>>,
     junk_warnings: governor::DefaultDirectRateLimiter,
     store: WitnessStore,
     signer: Arc<dyn Signer>,
@@ -434,6 +454,7 @@ impl WitnessService {
             },
             settings,
             unsigned: logs.iter().map(|_| AtomicU64::new(0)).collect(),
+            recent: logs.iter().map(|_| Mutex::new(None)).collect(),
             junk_warnings: governor::RateLimiter::direct(quota),
             logs,
             index,
@@ -509,6 +530,13 @@ impl WitnessService {
                 }
                 return Err(refusal.into());
             }
+            let (size, root) = (req.checkpoint.size, req.checkpoint.root);
+            if recorded
+                .as_ref()
+                .is_some_and(|s| (s.size, s.root) == (size, root))
+            {
+                return self.cosign_again(i, &req).await;
+            }
             let now = self.now();
             let signature = self
                 .signer
@@ -524,12 +552,69 @@ impl WitnessService {
             match self.store.replace(origin, expected, new).await? {
                 Outcome::Stored => {
                     let line = self.cosigner.signature(now, &signature);
+                    self.remember(
+                        i,
+                        Recent {
+                            size,
+                            root,
+                            at: now,
+                            line: line.clone(),
+                        },
+                    );
                     return Ok(format_cosignatures(&[line]));
                 }
                 Outcome::Moved(current) => recorded = current,
             }
         }
         Err(WitnessError::Contention)
+    }
+
+    /// The answer to the latest cosigned checkpoint of log `i` submitted again: its latest
+    /// cosignature while it is recent, else a new one; nothing is stored either way.
+    async fn cosign_again(&self, i: usize, req: &AddCheckpoint) -> Result<String, WitnessError> {
+        let (size, root) = (req.checkpoint.size, req.checkpoint.root);
+        let now = self.now();
+        let cached = self.recent.get(i).and_then(|r| {
+            let r = r.lock().unwrap_or_else(PoisonError::into_inner);
+            r.as_ref()
+                .filter(|r| (r.size, r.root) == (size, root))
+                .filter(|r| now.saturating_sub(r.at) < RECOSIGN_AFTER_SECS)
+                .map(|r| r.line.clone())
+        });
+        let line = match cached {
+            Some(line) => line,
+            None => {
+                let signature = self
+                    .signer
+                    .sign_async(cosignature::message(now, &req.note.text))
+                    .await?;
+                let line = self.cosigner.signature(now, &signature);
+                self.remember(
+                    i,
+                    Recent {
+                        size,
+                        root,
+                        at: now,
+                        line: line.clone(),
+                    },
+                );
+                line
+            }
+        };
+        Ok(format_cosignatures(&[line]))
+    }
+
+    /// Keeps `recent` as log `i`'s latest cosignature, unless a later one is kept already.
+    fn remember(&self, i: usize, recent: Recent) {
+        if let Some(slot) = self.recent.get(i) {
+            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let newer = slot
+                .as_ref()
+                .is_some_and(|r| (r.size, r.at) > (recent.size, recent.at));
+            if !newer {
+                *slot = Some(recent);
+            }
+        }
     }
 
     /// Counts a post naming `log` that no signature by its key verifies, and says so in the
@@ -723,8 +808,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use crate::chain::note::{key_id, verifier_key, NoteSignature};
-    use crate::chain::tlog::Hash;
+    use crate::chain::note::{key_id, verifier_key};
     use crate::chain::witness_protocol::add_checkpoint_body;
     use crate::chain::witness_store::HISTORY;
     use ed25519_dalek::Signer as _;
@@ -1020,6 +1104,14 @@ mod tests {
     /// A witness in-process over SoftHSM, for `sims`, its store in `dir`; with the HSM
     /// handle that keeps its login.
     fn witness(dir: &std::path::Path, sims: &[&Sim]) -> (Arc<WitnessService>, crate::signer::Hsm) {
+        witness_with_clock(dir, sims, Arc::new(crate::clock::SystemClock))
+    }
+
+    fn witness_with_clock(
+        dir: &std::path::Path,
+        sims: &[&Sim],
+        clock: Arc<dyn Clock>,
+    ) -> (Arc<WitnessService>, crate::signer::Hsm) {
         use crate::chain::store::reopen_in_process;
         use crate::signer::{testsupport, KeyAlgorithm, KeyPurpose, SigningPool};
 
@@ -1048,7 +1140,7 @@ mod tests {
                 logs,
                 wstore,
                 Arc::new(pool),
-                Arc::new(crate::clock::SystemClock),
+                clock,
             )
             .unwrap(),
         );
@@ -1153,6 +1245,77 @@ mod tests {
             ));
             let (h, s) = service.readiness().await;
             assert_eq!((h, s), (Ok(()), Ok(())));
+        });
+    }
+
+    /// The latest cosigned checkpoint submitted again (anyone can: checkpoints are public)
+    /// stores nothing and keeps its cosigned time (so replays do not keep a silent log from
+    /// going stale); the HSM signs again only once the last cosignature is a minute old.
+    #[test]
+    fn replays_of_the_latest_checkpoint_store_nothing_and_sign_once_a_minute() {
+        use crate::chain::witness_protocol::parse_cosignatures;
+        use crate::service::tsa::tests::ManualClock;
+
+        const T0: u64 = 1_800_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Sim::new();
+        let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
+        let (service, _hsm) = witness_with_clock(dir.path(), &[&a], clock.clone());
+        let cosigner = Cosigner::parse(&service.verifier_key()).unwrap();
+        let time_of = |a: &Sim, lines: &str| {
+            let text = SignedNote::parse(&a.note(a.size, a.root(a.size)))
+                .unwrap()
+                .text;
+            cosigner
+                .verify(&parse_cosignatures(&text, lines).unwrap())
+                .unwrap()
+        };
+        rt().block_on(async {
+            a.grow(5);
+            let first = service
+                .add_checkpoint(a.body(0, 5).as_bytes())
+                .await
+                .unwrap();
+            let stored = service.store().latest(&a.origin).unwrap().unwrap();
+            assert_eq!(stored.cosigned_at, T0 / 1000);
+            for k in 1..=200u64 {
+                clock.0.store(T0 + k * 295, Ordering::SeqCst);
+                let again = service
+                    .add_checkpoint(a.body(5, 5).as_bytes())
+                    .await
+                    .unwrap();
+                assert_eq!(again, first, "replay {k}");
+            }
+            assert_eq!(service.store().latest(&a.origin).unwrap().unwrap(), stored);
+            // A minute later: one new cosignature, of the new time; still nothing stored.
+            clock.0.store(T0 + 61_000, Ordering::SeqCst);
+            let fresh = service
+                .add_checkpoint(a.body(5, 5).as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(time_of(&a, &fresh), T0 / 1000 + 61);
+            let again = service
+                .add_checkpoint(a.body(5, 5).as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(again, fresh);
+            assert_eq!(service.store().latest(&a.origin).unwrap().unwrap(), stored);
+            // Replays do not keep a log that stopped growing from going stale.
+            clock.0.store(T0 + 120_000, Ordering::SeqCst);
+            service
+                .add_checkpoint(a.body(5, 5).as_bytes())
+                .await
+                .unwrap();
+            assert!(service.status_of(&a.origin).unwrap().stale);
+            // The log moving on is cosigned and stored as before.
+            a.grow(3);
+            let next = service
+                .add_checkpoint(a.body(5, 8).as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(time_of(&a, &next), T0 / 1000 + 120);
+            let st = service.status_of(&a.origin).unwrap();
+            assert_eq!((st.state.unwrap().size, st.stale), (8, false));
         });
     }
 
