@@ -553,7 +553,24 @@ impl EventLog {
         Ok(())
     }
 
-    /// Replaces the latest checkpoint note (with the same body: cosignatures added).
+    /// Replaces the latest checkpoint note with `checkpoint` (the same body, cosignatures
+    /// added) if the stored one is still `current`, and makes it durable; whether it was
+    /// (false: another note was stored meanwhile, such as a newer block's).
+    pub fn replace_checkpoint(&self, current: &str, checkpoint: &str) -> Result<bool, LogError> {
+        let swapped = self.shared.tree.compare_and_swap(
+            META_CHECKPOINT,
+            Some(current.as_bytes()),
+            Some(checkpoint.as_bytes()),
+        )?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
+        self.shared.db.flush()?;
+        Ok(true)
+    }
+
+    /// Stores `checkpoint` as the latest checkpoint note, whatever was stored, and makes it
+    /// durable (at startup, to repair a note that is not the last block's).
     pub fn put_checkpoint(&self, checkpoint: &str) -> Result<(), LogError> {
         self.shared
             .tree

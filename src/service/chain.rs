@@ -66,6 +66,8 @@ pub struct ChainService {
     settings: ChainSettings,
     tsa: Arc<TsaService>,
     seal: tokio::sync::Mutex<SealState>,
+    /// Held while a witness's cosignature is added to the published checkpoint.
+    cosigning: tokio::sync::Mutex<()>,
     published: RwLock<Option<Arc<Published>>>,
     due: tokio::sync::Notify,
     witnesses: super::cosign::Witnesses,
@@ -106,6 +108,35 @@ fn millis(d: Duration) -> u64 {
 
 fn tree(e: tlog::TlogError) -> ServiceError {
     ServiceError::Chain(e.to_string())
+}
+
+/// The checkpoint body of `origin`'s tree of `size` events with `root`.
+fn checkpoint_body(origin: &str, size: u64, root: Hash) -> String {
+    Checkpoint {
+        origin: origin.to_owned(),
+        size,
+        root,
+        extensions: Vec::new(),
+    }
+    .body()
+}
+
+/// The checkpoint note of `body`, with `signature` by the chain key `public_key`.
+fn checkpoint_note(
+    origin: &str,
+    public_key: &[u8; 32],
+    body: String,
+    signature: Vec<u8>,
+) -> String {
+    SignedNote {
+        text: body,
+        signatures: vec![NoteSignature {
+            name: origin.to_owned(),
+            id: note::key_id(origin, public_key),
+            signature,
+        }],
+    }
+    .format()
 }
 
 /// The 32-byte Ed25519 key inside a SubjectPublicKeyInfo.
@@ -156,9 +187,32 @@ impl ChainService {
                         block.header.height
                     )));
                 }
-                let checkpoint = log
+                let mut checkpoint = log
                     .checkpoint()?
                     .ok_or_else(|| damaged("blocks exist but no checkpoint".into()))?;
+                let of_block = SignedNote::parse(&checkpoint)
+                    .ok()
+                    .and_then(|n| Checkpoint::parse(&n.text).ok())
+                    .is_some_and(|c| {
+                        (c.size, c.root) == (block.header.tree_size, block.header.root)
+                    });
+                if !of_block {
+                    // An earlier version could store an older checkpoint with a witness's
+                    // cosignature over a newer block's while sealing: sign the last block's
+                    // checkpoint again (its witnesses cosign it anew).
+                    tracing::warn!(
+                        height,
+                        "the stored checkpoint is not the last block's; signing the block's checkpoint again"
+                    );
+                    let body = checkpoint_body(
+                        &settings.origin,
+                        block.header.tree_size,
+                        block.header.root,
+                    );
+                    let signature = signer.sign(body.as_bytes())?;
+                    checkpoint = checkpoint_note(&settings.origin, &public_key, body, signature);
+                    log.put_checkpoint(&checkpoint)?;
+                }
                 let state = SealState {
                     next_height: height + 1,
                     prev_hash: block.header.hash(),
@@ -192,6 +246,7 @@ impl ChainService {
             settings,
             tsa,
             seal: tokio::sync::Mutex::new(state),
+            cosigning: tokio::sync::Mutex::new(()),
             published: RwLock::new(published),
             due: tokio::sync::Notify::new(),
             witnesses: super::cosign::Witnesses::default(),
@@ -350,27 +405,14 @@ impl ChainService {
             }
             root
         };
-        let body = Checkpoint {
-            origin: self.settings.origin.clone(),
-            size,
-            root,
-            extensions: Vec::new(),
-        }
-        .body();
-        let body_sig = self.signer.sign_async(body.clone().into_bytes()).await?;
-        let checkpoint = SignedNote {
-            text: body,
-            signatures: vec![NoteSignature {
-                name: self.settings.origin.clone(),
-                id: note::key_id(&self.settings.origin, &self.public_key),
-                signature: body_sig,
-            }],
-        }
-        .format();
         // The sealed time is the genTime of the block's token, from the TSA's clock guard:
         // never earlier than a genTime handed out before (so never earlier than the last
-        // block's), and no block is sealed while the clock is behind.
+        // block's), and no block is sealed while the clock is behind (taken before anything
+        // is signed, so a clock that is behind costs no HSM signature).
         let sealed_at = self.tsa.take_gen_time()?;
+        let body = checkpoint_body(&self.settings.origin, size, root);
+        let body_sig = self.signer.sign_async(body.clone().into_bytes()).await?;
+        let checkpoint = checkpoint_note(&self.settings.origin, &self.public_key, body, body_sig);
         let header = BlockHeader {
             height: state.next_height,
             prev_hash: state.prev_hash,
@@ -440,7 +482,11 @@ impl ChainService {
                     self.consistency(old, size).map_err(|e| e.to_string())
                 })
                 .await;
-            let wait = match submitted.map(|sig| self.add_cosignature(height, sig)) {
+            let added = match submitted {
+                Ok(sig) => Ok(self.add_cosignature(height, sig).await),
+                Err(why) => Err(why),
+            };
+            let wait = match added {
                 Ok(Ok(published)) => {
                     if !published {
                         tracing::debug!(
@@ -484,12 +530,14 @@ impl ChainService {
     /// that is still the published one, and stores the cosigned checkpoint; whether it was.
     /// (A cosignature covers one checkpoint: an older one's is not kept, its witness's
     /// submitter submits the newer one next.)
-    fn add_cosignature(&self, height: u64, sig: NoteSignature) -> Result<bool, ServiceError> {
-        let mut published = self
-            .published
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(current) = published.as_ref() else {
+    ///
+    /// Cosignatures are added one at a time, and the store takes the note only if it still
+    /// holds the one the cosignature was added to (a compare-and-swap): a cosigned older
+    /// checkpoint can never replace a newer block's, whatever the order of a seal and of
+    /// the witnesses' answers, and no lock readers wait on is held while it is written.
+    async fn add_cosignature(&self, height: u64, sig: NoteSignature) -> Result<bool, ServiceError> {
+        let _one_at_a_time = self.cosigning.lock().await;
+        let Some(current) = self.published() else {
             return Ok(false);
         };
         if current.block.header.height != height {
@@ -501,11 +549,24 @@ impl ChainService {
             .retain(|s| !(s.name == sig.name && s.id == sig.id));
         note.signatures.push(sig);
         let checkpoint = note.format();
-        self.log.put_checkpoint(&checkpoint)?;
-        *published = Some(Arc::new(Published {
-            block: current.block.clone(),
-            checkpoint,
-        }));
+        if !self
+            .log
+            .replace_checkpoint(&current.checkpoint, &checkpoint)?
+        {
+            // A newer block's checkpoint was stored meanwhile.
+            return Ok(false);
+        }
+        let mut published = self
+            .published
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Unless a newer block was published meanwhile.
+        if published.as_ref().is_some_and(|p| Arc::ptr_eq(p, &current)) {
+            *published = Some(Arc::new(Published {
+                block: current.block.clone(),
+                checkpoint,
+            }));
+        }
         Ok(true)
     }
 
@@ -658,6 +719,82 @@ mod tests {
             assert_eq!(second.header.sealed_at_ms, t0 + 5);
             assert_eq!(token_gen_time(&second), t0 + 5);
             assert!(second.header.sealed_at_ms >= token_gen_time(&first));
+        });
+    }
+
+    /// A witness's cosignature of an older checkpoint never replaces a newer block's
+    /// stored checkpoint, and a store where it did (an earlier version's race between a
+    /// seal and a cosignature) gets the last block's checkpoint signed again at startup.
+    #[test]
+    fn a_cosigned_older_checkpoint_never_replaces_a_newer_blocks() {
+        let hsm = testsupport::new_token().open();
+        let clock = Arc::new(ManualClock(0.into()));
+        let (tsa, (not_before_ms, _), _dir, log) = tsa_on(&hsm, clock.clone());
+        clock.0.store(not_before_ms + 1_000, Ordering::SeqCst);
+        hsm.generate_key("chain", KeyAlgorithm::Ed25519, KeyPurpose::Chain)
+            .unwrap();
+        let signer: Arc<dyn Signer> = Arc::new(SigningPool::start(&hsm, "chain", 1, true).unwrap());
+        let tsa = Arc::new(tsa);
+        let settings = ChainSettings {
+            origin: "test/log".into(),
+            seal_interval: Duration::from_secs(3600),
+            max_block_events: 1000,
+        };
+        let chain =
+            ChainService::new(log.clone(), signer.clone(), settings.clone(), tsa.clone()).unwrap();
+        let witness = NoteSignature {
+            name: "witness.test/w".into(),
+            id: [1, 2, 3, 4],
+            signature: vec![7; 72],
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let size_of = |note: &str| {
+            Checkpoint::parse(&SignedNote::parse(note).unwrap().text)
+                .unwrap()
+                .size
+        };
+        rt.block_on(async {
+            chain.append(vec![event(0)]).await.unwrap();
+            let first = chain.seal().await.unwrap().unwrap();
+            // A cosignature is added and stored.
+            assert!(chain.add_cosignature(0, witness.clone()).await.unwrap());
+            let cosigned = log.checkpoint().unwrap().unwrap();
+            assert!(cosigned.contains("witness.test/w"));
+            // The next block's checkpoint is stored (as a seal does) before it is published:
+            // a cosignature of the older one arriving now is not stored over it.
+            chain.append(vec![event(1)]).await.unwrap();
+            let newer = "test/log\n2\nnewer\n\n".to_owned();
+            log.put_checkpoint(&newer).unwrap();
+            let mut other = witness.clone();
+            other.name = "witness.test/w2".into();
+            assert!(!chain.add_cosignature(0, other).await.unwrap());
+            assert_eq!(log.checkpoint().unwrap().unwrap(), newer);
+
+            // A store left with an older block's checkpoint over the last block: at startup
+            // the last block's checkpoint is signed again.
+            log.put_checkpoint(&cosigned).unwrap();
+            let second = chain.seal().await.unwrap().unwrap();
+            assert_eq!(second.header.height, 1);
+            log.put_checkpoint(&cosigned).unwrap();
+            assert_eq!(
+                size_of(&log.checkpoint().unwrap().unwrap()),
+                first.header.tree_size
+            );
+            let again =
+                ChainService::new(log.clone(), signer.clone(), settings, tsa.clone()).unwrap();
+            let published = again.published().unwrap();
+            assert_eq!(published.block.header.height, 1);
+            assert_eq!(size_of(&published.checkpoint), second.header.tree_size);
+            assert_eq!(log.checkpoint().unwrap().unwrap(), published.checkpoint);
+            let note = SignedNote::parse(&published.checkpoint).unwrap();
+            let key = crate::chain::note::VerifierKey {
+                name: "test/log".into(),
+                id: note::key_id("test/log", &again.public_key),
+                public_key: again.public_key,
+            };
+            note.verify(&key).unwrap();
         });
     }
 }

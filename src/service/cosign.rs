@@ -179,6 +179,9 @@ impl WitnessLink {
         // At most: the first try, and one more from the size a 409 names.
         for _ in 0..2 {
             if old > size {
+                // Asked again next time with old size 0, so that a witness whose record
+                // was reset (or a stale size learned here) is heard from again.
+                self.known_size.store(UNKNOWN, Ordering::Relaxed);
                 return Err(self.fail(format!(
                     "it has cosigned {old} entries, more than this checkpoint's {size}"
                 )));
@@ -336,6 +339,8 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     #[test]
@@ -353,5 +358,34 @@ mod tests {
         assert_eq!(full, Backoff::MAX);
         b.reset();
         assert!(b.next_wait() <= Backoff::FIRST);
+    }
+
+    /// A witness that names more entries than the checkpoint has (its record was reset,
+    /// or a stale size was learned) is asked again with old size 0 next time, not skipped
+    /// forever.
+    #[test]
+    fn a_size_above_the_checkpoint_is_forgotten_after_the_failure() {
+        let link = WitnessLink::new(WitnessTarget {
+            url: "http://127.0.0.1:9".into(),
+            cosigner: Cosigner {
+                name: "witness.test/w".into(),
+                public_key: [1; 32],
+            },
+        });
+        link.known_size.store(100, Ordering::Relaxed);
+        let client = WitnessClient::new(
+            &crate::client::ClientTls::default(),
+            std::time::Duration::from_secs(1),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(link.submit(&client, "note", 10, |_| Ok(Vec::new())))
+            .unwrap_err();
+        assert!(e.contains("more than this checkpoint's 10"), "{e}");
+        assert_eq!(link.known_size.load(Ordering::Relaxed), UNKNOWN);
     }
 }
