@@ -203,17 +203,25 @@ impl SignedNote {
 
     /// Checks that `key` signed the text (Ed25519, strict verification).
     pub fn verify(&self, key: &VerifierKey) -> Result<(), NoteError> {
+        self.verified_by(key).map(|_| ())
+    }
+
+    /// [`Self::verify`], answering the signature line that verified (the first with the
+    /// key's name and id), so that a caller keeping the note keeps exactly that line.
+    pub fn verified_by(&self, key: &VerifierKey) -> Result<&NoteSignature, NoteError> {
         let not_signed = || NoteError::NotSigned(format!("{}+{}", key.name, hex::encode(key.id)));
         let vk = ed25519_dalek::VerifyingKey::from_bytes(&key.public_key)
             .map_err(|_| NoteError::BadKey("invalid Ed25519 point"))?;
-        let sig = self
+        let line = self
             .signatures
             .iter()
             .find(|s| s.name == key.name && s.id == key.id)
             .ok_or_else(not_signed)?;
-        let sig = ed25519_dalek::Signature::from_slice(&sig.signature).map_err(|_| not_signed())?;
+        let sig =
+            ed25519_dalek::Signature::from_slice(&line.signature).map_err(|_| not_signed())?;
         vk.verify_strict(self.text.as_bytes(), &sig)
-            .map_err(|_| not_signed())
+            .map_err(|_| not_signed())?;
+        Ok(line)
     }
 }
 

@@ -47,6 +47,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use sha2::{Digest, Sha256};
@@ -68,6 +69,9 @@ const COMPACT: u8 = 2;
 pub const HISTORY: usize = 4;
 /// Evidence records kept per log (more are counted, not stored).
 pub const MAX_EVIDENCE_PER_LOG: usize = 1000;
+/// Evidence not kept (its log at [`MAX_EVIDENCE_PER_LOG`]) remembered per log since start,
+/// so that the same submitted again is not counted again.
+const MAX_NOT_KEPT_IDS: usize = 10_000;
 /// Most jobs one commit takes (more wait for the next one).
 const MAX_COMMIT_JOBS: usize = 10_000;
 /// Domain separation of [`Evidence::id`].
@@ -394,7 +398,7 @@ pub type StoredEvidence = (String, Result<Evidence, WitnessStoreError>);
 pub struct EvidenceCounts {
     counts: [u64; 3],
     /// Evidence received since start that was not kept because the log already had
-    /// [`MAX_EVIDENCE_PER_LOG`] records.
+    /// [`MAX_EVIDENCE_PER_LOG`] records, each counted once however often it is submitted.
     pub not_kept: u64,
     /// Evidence records on disk that could not be read when the witness started (a damaged
     /// store): counted and reported, never silently left out.
@@ -486,7 +490,8 @@ impl LegacyAlerts {
     /// alerts, each u8 kind · u64 at · u64 old size · u64 size · u8 has-recorded-size · u64
     /// recorded size · u32 length + submitted · u8 has-recorded · u32 length + recorded.
     /// (Only tests write it now.)
-    pub fn encode(&self) -> Vec<u8> {
+    #[cfg(test)]
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![VERSION];
         for c in self.counts {
             out.extend_from_slice(&c.to_be_bytes());
@@ -616,6 +621,8 @@ struct Memory {
     history: VecDeque<LogState>,
     evidence_ids: HashSet<EvidenceId>,
     evidence: EvidenceCounts,
+    /// Evidence not kept since start (the log at its cap), so that each is counted once.
+    not_kept_ids: HashSet<EvidenceId>,
 }
 
 /// The state a caller checked a request against: the size and root of the latest
@@ -675,6 +682,8 @@ struct Shared {
     records: Vec<Mutex<Memory>>,
     /// Origins with state in the store that are not registered (kept, not served).
     unregistered: usize,
+    /// The last [`WitnessStore::record_bytes`] and when it was counted.
+    record_bytes: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Shared {
@@ -823,6 +832,7 @@ impl WitnessStore {
             origins: origins.to_vec(),
             records,
             unregistered: others.len(),
+            record_bytes: Mutex::new(None),
         });
         let (jobs, rx) = crossbeam_channel::unbounded();
         let for_committer = Arc::clone(&shared);
@@ -1007,6 +1017,24 @@ impl WitnessStore {
         Ok(total)
     }
 
+    /// [`Self::record_bytes`] counted at most once per `max_age` (each count reads every
+    /// record: `/metrics`, which anyone may scrape, uses this).
+    pub fn record_bytes_recent(&self, max_age: Duration) -> Result<u64, WitnessStoreError> {
+        let mut cached = self
+            .shared
+            .record_bytes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, n)) = *cached {
+            if at.elapsed() < max_age {
+                return Ok(n);
+            }
+        }
+        let n = self.record_bytes()?;
+        *cached = Some((Instant::now(), n));
+        Ok(n)
+    }
+
     /// Checks that the store answers reads and the committer runs (readiness probe).
     pub fn health(&self) -> Result<(), WitnessStoreError> {
         if self.committer.is_finished() {
@@ -1041,7 +1069,8 @@ struct Pending {
     history: VecDeque<LogState>,
     history_before: BTreeSet<u64>,
     evidence: Vec<(EvidenceId, Evidence)>,
-    not_kept: u64,
+    /// Evidence not kept (the log at its cap), each counted once.
+    not_kept: Vec<EvidenceId>,
 }
 
 impl Pending {
@@ -1056,7 +1085,7 @@ impl Pending {
             state_changed: false,
             history,
             evidence: Vec::new(),
-            not_kept: 0,
+            not_kept: Vec::new(),
         }
     }
 
@@ -1099,14 +1128,22 @@ fn commit(shared: &Shared, jobs: Vec<Job>) {
                     .entry(log)
                     .or_insert_with(|| Pending::of(shared, log));
                 let id = evidence.id();
-                let (kept, total) = shared
+                let (kept, total, counted) = shared
                     .lock(log)
-                    .map(|m| (m.evidence_ids.contains(&id), m.evidence.total()))
+                    .map(|m| {
+                        (
+                            m.evidence_ids.contains(&id),
+                            m.evidence.total(),
+                            m.not_kept_ids.contains(&id),
+                        )
+                    })
                     .unwrap_or_default();
                 if kept || p.evidence.iter().any(|(i, _)| *i == id) {
                     Answer::Evidence(EvidenceOutcome::AlreadyKept)
                 } else if total + p.evidence.len() as u64 >= MAX_EVIDENCE_PER_LOG as u64 {
-                    p.not_kept += 1;
+                    if !counted && !p.not_kept.contains(&id) {
+                        p.not_kept.push(id);
+                    }
                     Answer::Evidence(EvidenceOutcome::Full)
                 } else {
                     p.evidence.push((id, *evidence));
@@ -1170,7 +1207,13 @@ fn commit(shared: &Shared, jobs: Vec<Job>) {
                 m.evidence_ids.insert(id);
                 m.evidence.add(e.kind);
             }
-            m.evidence.not_kept = m.evidence.not_kept.saturating_add(p.not_kept);
+            for id in p.not_kept {
+                // The ids remembered are bounded; past that, a repeat is counted again.
+                if m.not_kept_ids.len() < MAX_NOT_KEPT_IDS {
+                    m.not_kept_ids.insert(id);
+                }
+                m.evidence.not_kept = m.evidence.not_kept.saturating_add(1);
+            }
         }
     }
     for (reply, answer) in answers {
@@ -1506,6 +1549,13 @@ mod tests {
             let counts = w.record(&o[0]).unwrap().evidence;
             assert_eq!(counts.total(), MAX_EVIDENCE_PER_LOG as u64);
             assert_eq!(counts.not_kept, 9);
+            // The same evidence not kept, submitted again: not counted again.
+            for _ in 0..5 {
+                let last = evidence(EvidenceKind::Rollback, MAX_EVIDENCE_PER_LOG as u64 + 9);
+                let r = rt.block_on(w.record_evidence(&o[0], last)).unwrap();
+                assert_eq!(r, EvidenceOutcome::Full);
+            }
+            assert_eq!(w.record(&o[0]).unwrap().evidence.not_kept, 9);
         }
         let store = reopen_in_process(dir.path());
         let w = WitnessStore::open(&store, &o).unwrap();

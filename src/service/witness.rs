@@ -332,6 +332,9 @@ pub struct WitnessService {
     /// Per log: the latest cosignature of its latest checkpoint (answered again to replays).
     recent: Vec<Mutex<Option<Recent>>>,
     junk_warnings: governor::DefaultDirectRateLimiter,
+    /// Errors about evidence not kept (a log at its cap), apart from junk's so that junk
+    /// cannot hide them.
+    full_warnings: governor::DefaultDirectRateLimiter,
     store: WitnessStore,
     signer: Arc<dyn Signer>,
     cosigner: Cosigner,
@@ -363,19 +366,14 @@ fn ed25519_key_of_spki(spki_der: &[u8]) -> Result<[u8; 32], WitnessError> {
         .map_err(|_| WitnessError::Identity("the witness key is not 32 bytes".into()))
 }
 
-/// The submitted note reduced to its text and the signature that verified with `key`: what
-/// is kept as the log's checkpoint, and in evidence. Both are byte for byte as received
+/// The submitted note reduced to its text and `verified`, the signature line that verified
+/// with the log's key ([`SignedNote::verified_by`]): what is kept as the log's checkpoint,
+/// and in evidence. Both are byte for byte as received
 /// (base64 decodes canonically, so the line formats back the same).
-fn kept_note(note: &SignedNote, key: &VerifierKey) -> String {
+fn kept_note(text: &str, verified: &NoteSignature) -> String {
     SignedNote {
-        text: note.text.clone(),
-        signatures: note
-            .signatures
-            .iter()
-            .find(|s| s.name == key.name && s.id == key.id)
-            .cloned()
-            .into_iter()
-            .collect(),
+        text: text.to_owned(),
+        signatures: vec![verified.clone()],
     }
     .format()
 }
@@ -384,9 +382,9 @@ fn kept_note(note: &SignedNote, key: &VerifierKey) -> String {
 /// and verifies, reduced like [`kept_note`].
 fn verified_checkpoint(note: &str, key: &VerifierKey) -> Option<(Checkpoint, String)> {
     let note = SignedNote::parse(note).ok()?;
-    note.verify(key).ok()?;
+    let verified = note.verified_by(key).ok()?;
     let checkpoint = Checkpoint::parse(&note.text).ok()?;
-    Some((checkpoint, kept_note(&note, key)))
+    Some((checkpoint, kept_note(&note.text, verified)))
 }
 
 /// The evidence an older version's alert proves: a fork (the same size, another root)
@@ -456,6 +454,7 @@ impl WitnessService {
             unsigned: logs.iter().map(|_| AtomicU64::new(0)).collect(),
             recent: logs.iter().map(|_| Mutex::new(None)).collect(),
             junk_warnings: governor::RateLimiter::direct(quota),
+            full_warnings: governor::RateLimiter::direct(quota),
             logs,
             index,
             store,
@@ -517,11 +516,11 @@ impl WitnessService {
             .get(origin)
             .and_then(|&i| Some((i, self.logs.get(i)?)))
             .ok_or_else(|| Refusal::UnknownOrigin(origin.to_owned()))?;
-        if req.note.verify(&log.key).is_err() {
+        let Ok(verified) = req.note.verified_by(&log.key) else {
             self.count_unsigned(i, log);
             return Err(Refusal::BadSignature.into());
-        }
-        let kept = kept_note(&req.note, &log.key);
+        };
+        let kept = kept_note(&req.note.text, verified);
         let mut recorded = self.store.latest(origin)?;
         for _ in 0..MAX_ATTEMPTS {
             if let Err(refusal) = evaluate(recorded.as_ref(), &req) {
@@ -684,7 +683,7 @@ impl WitnessService {
                 tracing::debug!(%origin, kind = kind.name(), "evidence already kept")
             }
             EvidenceOutcome::Full => {
-                if self.junk_warnings.check().is_ok() {
+                if self.full_warnings.check().is_ok() {
                     tracing::error!(
                         %origin,
                         kind = kind.name(),
@@ -722,6 +721,12 @@ impl WitnessService {
         Ok(done)
     }
 
+    /// Whether a log whose latest cosignature is `age_secs` old (`None`: never cosigned)
+    /// is stale.
+    fn is_stale(&self, age_secs: Option<u64>) -> bool {
+        age_secs.is_none_or(|a| a > self.settings.stale_after_secs)
+    }
+
     fn status_at(&self, i: usize, log: &RegisteredLog, now: u64) -> LogStatus {
         let record = self.store.record(&log.origin).unwrap_or_default();
         let age_secs = record
@@ -730,7 +735,7 @@ impl WitnessService {
             .map(|s| now.saturating_sub(s.cosigned_at));
         LogStatus {
             log: log.clone(),
-            stale: age_secs.is_none_or(|a| a > self.settings.stale_after_secs),
+            stale: self.is_stale(age_secs),
             age_secs,
             state: record.state,
             history: record.history,
@@ -779,7 +784,7 @@ impl WitnessService {
                 .ok()
                 .flatten()
                 .map(|st| now.saturating_sub(st.cosigned_at));
-            s.stale += u64::from(age.is_none_or(|a| a > self.settings.stale_after_secs));
+            s.stale += u64::from(self.is_stale(age));
             let evidence = self.store.evidence_counts(&log.origin).unwrap_or_default();
             for (n, kind) in s.evidence.iter_mut().zip(EvidenceKind::ALL) {
                 *n = n.saturating_add(evidence.count(kind));
@@ -1085,7 +1090,9 @@ mod tests {
         sim.grow(3);
         let mut req = sim.request(0, 3);
         let vk = sim.verifier();
-        let alone = kept_note(&req.note, &vk);
+        let keep =
+            |req: &AddCheckpoint| kept_note(&req.note.text, req.note.verified_by(&vk).unwrap());
+        let alone = keep(&req);
         assert_eq!(alone, sim.note(3, sim.root(3)), "byte for byte as signed");
         req.note.signatures.insert(
             0,
@@ -1095,10 +1102,10 @@ mod tests {
                 signature: vec![0; 72],
             },
         );
-        let kept = SignedNote::parse(&kept_note(&req.note, &vk)).unwrap();
+        let kept = SignedNote::parse(&keep(&req)).unwrap();
         assert_eq!(kept.signatures.len(), 1);
         kept.verify(&vk).unwrap();
-        assert_eq!(kept_note(&req.note, &vk), alone);
+        assert_eq!(keep(&req), alone);
     }
 
     /// A witness in-process over SoftHSM, for `sims`, its store in `dir`; with the HSM
