@@ -50,9 +50,10 @@ case $scheme in
         [ -r "$ca" ] || fail "cannot read $ca"
         name=${AUDITSTAMP_HEALTHCHECK_NAME:-}
         if [ -z "$name" ]; then
-            # The first DNS name of the certificate's subjectAltName, if it has one.
+            # The first DNS name of the certificate's subjectAltName that is not a wildcard
+            # (a wildcard cannot be resolved nor put in a URL), if it has one.
             name=$(openssl x509 -in "$cert_file" -noout -ext subjectAltName 2>/dev/null \
-                | tr ',' '\n' | sed -n 's/^ *DNS:\(.*\)$/\1/p' | head -n 1) || true
+                | tr ',' '\n' | sed -n 's/^ *DNS:\(.*\)$/\1/p' | grep -v '\*' | head -n 1) || true
         fi
         if [ -n "$name" ]; then
             curl_get --cacert "$ca" --resolve "$name:$port:$ip" "https://$name:$port/healthz"

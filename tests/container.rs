@@ -274,16 +274,30 @@ fn healthcheck_reaches_plain_and_tls_listeners() {
 
     // A certificate naming only a DNS name that does not resolve here (as a production
     // certificate would): the check connects to the listen address under that name.
-    let name = dns_only_leaf(&pki, "tsa.office.invalid");
+    let name = dns_only_leaf(&pki, &["tsa.office.invalid"]);
     tls_config(&app, &pki, &name.0, &name.1);
     let server = app.start();
     assert!(server.wait_for_log("TSA at https://"), "{}", server.log());
     assert_healthy(&healthcheck(&env_for(&app, &server)), "TLS, DNS name only");
     server.stop();
+
+    // A wildcard name first: the check uses the first name it can put in a URL.
+    let name = dns_only_leaf(&pki, &["*.office.invalid", "tsa.office.invalid"]);
+    tls_config(&app, &pki, &name.0, &name.1);
+    let server = app.start();
+    assert!(server.wait_for_log("TSA at https://"), "{}", server.log());
+    assert_healthy(
+        &healthcheck(&env_for(&app, &server)),
+        "TLS, a wildcard first",
+    );
+    server.stop();
 }
 
-/// A server certificate from the test server CA naming only `dns`; (cert, key) paths.
-fn dns_only_leaf(pki: &Pki, dns: &str) -> (String, String) {
+/// A server certificate from the test server CA naming only the DNS names `dns`; (cert,
+/// key) paths.
+fn dns_only_leaf(pki: &Pki, dns: &[&str]) -> (String, String) {
+    let san: Vec<String> = dns.iter().map(|d| format!("DNS:{d}")).collect();
+    let san = san.join(",");
     let (cert, key, csr, ext) = (
         pki.path("dns-only.pem"),
         pki.path("dns-only.key"),
@@ -292,9 +306,7 @@ fn dns_only_leaf(pki: &Pki, dns: &str) -> (String, String) {
     );
     std::fs::write(
         &ext,
-        format!(
-            "basicConstraints=CA:FALSE\nsubjectAltName=DNS:{dns}\nextendedKeyUsage=serverAuth\n"
-        ),
+        format!("basicConstraints=CA:FALSE\nsubjectAltName={san}\nextendedKeyUsage=serverAuth\n"),
     )
     .unwrap();
     openssl(&[
@@ -310,7 +322,7 @@ fn dns_only_leaf(pki: &Pki, dns: &str) -> (String, String) {
         "-out",
         &csr,
         "-subj",
-        &format!("/CN={dns}"),
+        &format!("/CN={}", dns.last().copied().unwrap_or("x")),
     ]);
     openssl(&[
         "x509",

@@ -6,7 +6,9 @@
 //! Two kinds of figures:
 //! - Counted as things happen ([`Metrics`], the witness's `WitnessMetrics`): registered
 //!   once; a labelled family's children are created up front (each shows, at 0, from the
-//!   first scrape) and kept as handles, so counting is one atomic add, never a lookup.
+//!   first scrape) and kept as handles, so counting is never a lookup: a counter is one
+//!   atomic add, a histogram observation takes the histogram's own short lock
+//!   (prometheus-client keeps a histogram's buckets behind a mutex).
 //! - Read when scraped ([`Gauges`], the store's figures, [`process_metrics`]): registered
 //!   in a [`Registry`] made for that one scrape.
 //!
