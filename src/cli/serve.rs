@@ -311,6 +311,20 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
         .map_err(|e| CliError::Other(format!("cannot open the event log: {e}")))?;
     let floor = crate::service::gen_time::gen_time_floor(&store, &log)
         .map_err(|e| CliError::Other(format!("cannot find the last genTime issued: {e}")))?;
+    if store.serial_next()?.is_none() && (floor.block_ms.is_some() || floor.events_ms.is_some()) {
+        return Err(CliError::Other(format!(
+            "the store at {}: the serial counter (tsa.serial.next) is missing although the \
+             event log holds tokens already issued{}. The server does not start (serial \
+             numbers must never repeat, and a missing counter would start again at 1): \
+             restore the store directory from a backup",
+            store_dir.display(),
+            if floor.block_ms.is_some() {
+                " and sealed blocks"
+            } else {
+                ""
+            }
+        )));
+    }
     tracing::info!(
         floor_ms = floor.ms,
         mark_ms = floor.mark.map(|m| m.gen_time_ms),
