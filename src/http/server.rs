@@ -4,7 +4,9 @@
 //!
 //! Bounds, so that no client can hold the server:
 //! - At most `max_connections` open, and at most `max_connections_per_address` from one IP
-//!   address: a new connection over either is closed at once.
+//!   address (an IPv4 address, or an IPv6 /64: one host is usually given a whole /64, so
+//!   counting single IPv6 addresses would let it open as many as it likes): a new
+//!   connection over either is closed at once.
 //! - One deadline per connection, `header_timeout` from accept: the TLS handshake, the
 //!   protocol detection (HTTP/1.1 or the HTTP/2 preface) and the first request's head must
 //!   all be done by then, or the connection is closed. A connection whose peer closes is
@@ -149,7 +151,7 @@ impl Drop for Counted {
     }
 }
 
-/// Connections open per IP address.
+/// Connections open per IP address (per IPv6 /64, see [`address_group`]).
 #[derive(Debug)]
 struct PerAddress {
     max: usize,
@@ -165,7 +167,7 @@ struct AddressSlot {
 impl PerAddress {
     /// A place for a connection from `ip`, unless it has `max` open already.
     fn take(self: &Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
-        let ip = ip.to_canonical();
+        let ip = address_group(ip);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let n = open.entry(ip).or_insert(0);
         if *n >= self.max {
@@ -176,6 +178,15 @@ impl PerAddress {
             table: self.clone(),
             ip,
         })
+    }
+}
+
+/// The address that `ip`'s connections are counted under: an IPv4 address as it is (also
+/// when it comes IPv4-mapped), an IPv6 address with its last 64 bits cleared.
+fn address_group(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
     }
 }
 
@@ -587,6 +598,18 @@ mod tests {
         drop(one);
         let three = table.take(a).unwrap();
         drop((two, three, other));
+        assert!(table.open.lock().unwrap().is_empty());
+
+        // IPv6: one /64 is one address; the next /64 is another.
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let first = table.take(v6("2001:db8:0:1::1")).unwrap();
+        let second = table.take(v6("2001:db8:0:1:ffff:ffff:ffff:fffe")).unwrap();
+        assert!(
+            table.take(v6("2001:db8:0:1:1234::9")).is_none(),
+            "addresses of one /64 share its places"
+        );
+        let next = table.take(v6("2001:db8:0:2::1")).unwrap();
+        drop((first, second, next));
         assert!(table.open.lock().unwrap().is_empty());
     }
 
