@@ -45,9 +45,9 @@
 //!
 //! Its one error type is [`WitnessStoreError`].
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use sha2::{Digest, Sha256};
@@ -682,8 +682,9 @@ struct Shared {
     records: Vec<Mutex<Memory>>,
     /// Origins with state in the store that are not registered (kept, not served).
     unregistered: usize,
-    /// The last [`WitnessStore::record_bytes`] and when it was counted.
-    record_bytes: Mutex<Option<(Instant, u64)>>,
+    /// Bytes of the records' keys and values ([`WitnessStore::record_bytes`]): counted
+    /// at open, then kept by the committer as it writes.
+    record_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -824,6 +825,7 @@ impl WitnessStore {
             let (k, _) = kv?;
             others.extend(origin_of_prefixed(&k).filter(|o| !index.contains_key(o)));
         }
+        let record_bytes = count_record_bytes(&tree, &evidence)?;
         let shared = Arc::new(Shared {
             db: store.db().clone(),
             tree,
@@ -832,7 +834,7 @@ impl WitnessStore {
             origins: origins.to_vec(),
             records,
             unregistered: others.len(),
-            record_bytes: Mutex::new(None),
+            record_bytes: AtomicU64::new(record_bytes),
         });
         let (jobs, rx) = crossbeam_channel::unbounded();
         let for_committer = Arc::clone(&shared);
@@ -1005,34 +1007,11 @@ impl WitnessStore {
         Ok(self.shared.db.size_on_disk()?)
     }
 
-    /// Bytes of the witness's keys and values (what the state is, before sled's overhead).
-    pub fn record_bytes(&self) -> Result<u64, WitnessStoreError> {
-        let mut total = 0u64;
-        for tree in [&self.shared.tree, &self.shared.evidence] {
-            for kv in tree.iter() {
-                let (k, v) = kv?;
-                total += (k.len() + v.len()) as u64;
-            }
-        }
-        Ok(total)
-    }
-
-    /// [`Self::record_bytes`] counted at most once per `max_age` (each count reads every
-    /// record: `/metrics`, which anyone may scrape, uses this).
-    pub fn record_bytes_recent(&self, max_age: Duration) -> Result<u64, WitnessStoreError> {
-        let mut cached = self
-            .shared
-            .record_bytes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, n)) = *cached {
-            if at.elapsed() < max_age {
-                return Ok(n);
-            }
-        }
-        let n = self.record_bytes()?;
-        *cached = Some((Instant::now(), n));
-        Ok(n)
+    /// Bytes of the witness's keys and values (what the state is, before sled's overhead),
+    /// as of the last commit: counted at open and kept up to date by each commit, so that
+    /// `/metrics`, which anyone may scrape, reads a number rather than every record.
+    pub fn record_bytes(&self) -> u64 {
+        self.shared.record_bytes.load(Ordering::Relaxed)
     }
 
     /// Checks that the store answers reads and the committer runs (readiness probe).
@@ -1062,12 +1041,13 @@ fn run(shared: &Shared, rx: &Receiver<Job>) {
 
 /// A log's changes within one batch.
 struct Pending {
-    /// The state as the batch leaves it (starts as the durable one).
+    /// The state as the batch leaves it (starts as the durable one), and the durable one.
     state: Option<LogState>,
+    state_before: Option<LogState>,
     state_changed: bool,
-    /// The history as the batch leaves it, and the sizes it had before.
+    /// The history as the batch leaves it, and the durable one by size.
     history: VecDeque<LogState>,
-    history_before: BTreeSet<u64>,
+    history_before: BTreeMap<u64, LogState>,
     evidence: Vec<(EvidenceId, Evidence)>,
     /// Evidence not kept (the log at its cap), each counted once.
     not_kept: Vec<EvidenceId>,
@@ -1080,7 +1060,8 @@ impl Pending {
             .map(|m| (m.state.clone(), m.history.clone()))
             .unwrap_or_default();
         Pending {
-            history_before: history.iter().map(|s| s.size).collect(),
+            history_before: history.iter().map(|s| (s.size, s.clone())).collect(),
+            state_before: state.clone(),
             state,
             state_changed: false,
             history,
@@ -1102,6 +1083,18 @@ impl Pending {
         self.state = Some(new);
         self.state_changed = true;
     }
+}
+
+/// Bytes of the keys and values in `trees` (the witness's records), read one by one.
+fn count_record_bytes(tree: &sled::Tree, evidence: &sled::Tree) -> Result<u64, WitnessStoreError> {
+    let mut total = 0u64;
+    for tree in [tree, evidence] {
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            total += (k.len() + v.len()) as u64;
+        }
+    }
+    Ok(total)
 }
 
 /// Decides every job against the durable state and the batch's own earlier changes, writes
@@ -1156,27 +1149,43 @@ fn commit(shared: &Shared, jobs: Vec<Job>) {
     let mut batch = sled::Batch::default();
     let mut evidence_batch = sled::Batch::default();
     let (mut writes, mut evidence_writes) = (0usize, 0usize);
+    // Record bytes added and removed by this commit.
+    let (mut added, mut removed) = (0u64, 0u64);
+    let len = |k: &[u8], v: &[u8]| (k.len() + v.len()) as u64;
     for (log, p) in &pending {
         let Some(origin) = shared.origins.get(*log) else {
             continue;
         };
         if let (true, Some(s)) = (p.state_changed, &p.state) {
-            batch.insert(key(STATE, origin), s.encode());
+            let (k, v) = (key(STATE, origin), s.encode());
+            added += len(&k, &v);
+            if let Some(old) = &p.state_before {
+                removed += len(&k, &old.encode());
+            }
+            batch.insert(k, v);
             writes += 1;
         }
         let after: BTreeSet<u64> = p.history.iter().map(|s| s.size).collect();
         for s in &p.history {
-            if !p.history_before.contains(&s.size) {
-                batch.insert(history_key(origin, s.size), encode_cosigned(s, origin));
+            if !p.history_before.contains_key(&s.size) {
+                let (k, v) = (history_key(origin, s.size), encode_cosigned(s, origin));
+                added += len(&k, &v);
+                batch.insert(k, v);
                 writes += 1;
             }
         }
-        for size in p.history_before.difference(&after) {
-            batch.remove(history_key(origin, *size));
-            writes += 1;
+        for (size, old) in &p.history_before {
+            if !after.contains(size) {
+                let k = history_key(origin, *size);
+                removed += len(&k, &encode_cosigned(old, origin));
+                batch.remove(k);
+                writes += 1;
+            }
         }
         for (id, e) in &p.evidence {
-            evidence_batch.insert(evidence_key(origin, id), e.encode());
+            let (k, v) = (evidence_key(origin, id), e.encode());
+            added += len(&k, &v);
+            evidence_batch.insert(k, v);
             evidence_writes += 1;
         }
     }
@@ -1196,6 +1205,10 @@ fn commit(shared: &Shared, jobs: Vec<Job>) {
             }
             return;
         }
+        // Only the committer writes the count.
+        let bytes = &shared.record_bytes;
+        let now = bytes.load(Ordering::Relaxed).saturating_add(added);
+        bytes.store(now.saturating_sub(removed), Ordering::Relaxed);
     }
     for (log, p) in pending {
         if let Some(mut m) = shared.lock(log) {
@@ -1326,6 +1339,70 @@ mod tests {
         }
     }
 
+    /// The record bytes kept by the committer are those a recount finds, after states
+    /// replaced past the history's length (history records written and removed), evidence
+    /// added, and a reopen; concurrent replaces share commits.
+    #[test]
+    fn record_bytes_are_kept_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = rt();
+        let o = origins(3);
+        let recount =
+            |w: &WitnessStore| count_record_bytes(&w.shared.tree, &w.shared.evidence).unwrap();
+        {
+            let store = reopen_in_process(dir.path());
+            let w = WitnessStore::open(&store, &o).unwrap();
+            assert_eq!(w.record_bytes(), 0);
+            let mut previous = None;
+            // Sizes with more digits as they go: the values' lengths change.
+            for (i, size) in [1u64, 9, 10, 99, 100, 1000, 10_000, 100_000]
+                .into_iter()
+                .enumerate()
+            {
+                let next = state(size, i as u8);
+                let r = rt
+                    .block_on(w.replace(&o[0], previous, next.clone()))
+                    .unwrap();
+                assert_eq!(r, Outcome::Stored);
+                previous = Some((next.size, next.root));
+                assert_eq!(w.record_bytes(), recount(&w), "after size {size}");
+            }
+            rt.block_on(async {
+                let tasks: Vec<_> = (1..=20u64)
+                    .map(|n| {
+                        let (w, o) = (w.clone(), o[1].clone());
+                        tokio::spawn(async move {
+                            // Each against "nothing": one is stored, the rest moved.
+                            w.replace(&o, None, state(n, n as u8)).await.unwrap()
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+            for n in 0..3 {
+                let r = rt
+                    .block_on(w.record_evidence(&o[2], evidence(EvidenceKind::Rollback, n)))
+                    .unwrap();
+                assert_eq!(r, EvidenceOutcome::Stored);
+            }
+            assert_eq!(w.record_bytes(), recount(&w));
+        }
+        let store = reopen_in_process(dir.path());
+        let w = WitnessStore::open(&store, &o[1..]).unwrap();
+        let before = w.record_bytes();
+        assert_eq!(
+            before,
+            recount(&w),
+            "unregistered origins' records count too"
+        );
+        let r = rt.block_on(w.replace(&o[2], None, state(3, 3))).unwrap();
+        assert_eq!(r, Outcome::Stored);
+        assert!(w.record_bytes() > before);
+        assert_eq!(w.record_bytes(), recount(&w));
+    }
+
     #[test]
     fn replace_is_a_compare_and_swap_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -1358,7 +1435,7 @@ mod tests {
                 .unwrap();
             assert_eq!(r, EvidenceOutcome::Stored);
             assert_eq!(w.latest(&o[0]).unwrap(), Some(state(9, 3)));
-            assert!(w.record_bytes().unwrap() > 0);
+            assert!(w.record_bytes() > 0);
             w.health().unwrap();
         }
         // Another registration: o[1] still there, o[0] kept on disk but not loaded.
@@ -1502,7 +1579,7 @@ mod tests {
                 .block_on(w.record_evidence(&o[0], first.clone()))
                 .unwrap();
             assert_eq!(r, EvidenceOutcome::Stored);
-            let bytes = w.record_bytes().unwrap();
+            let bytes = w.record_bytes();
             // The same again, also concurrently: nothing more written.
             let outcomes: Vec<EvidenceOutcome> = rt.block_on(async {
                 let tasks: Vec<_> = (0..50)
@@ -1520,7 +1597,7 @@ mod tests {
                 out
             });
             assert!(outcomes.iter().all(|r| *r == EvidenceOutcome::AlreadyKept));
-            assert_eq!(w.record_bytes().unwrap(), bytes);
+            assert_eq!(w.record_bytes(), bytes);
             // Two new ones at once in one batch: each once.
             let second = evidence(EvidenceKind::BadProof, 2);
             let (a, b) = rt.block_on(async {

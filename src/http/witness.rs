@@ -377,10 +377,7 @@ async fn get_metrics(State(state): State<WitnessState>) -> Response {
     let service = Arc::clone(&state.service);
     let bytes = tokio::task::spawn_blocking(move || {
         let store = service.store();
-        (
-            store.disk_bytes().ok(),
-            store.record_bytes_recent(Duration::from_secs(10)).ok(),
-        )
+        (store.disk_bytes().ok(), Some(store.record_bytes()))
     })
     .await
     .unwrap_or((None, None));

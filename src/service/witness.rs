@@ -1220,7 +1220,7 @@ mod tests {
             assert_eq!(sizes, [1, 5, 16, 17, 57][5 - HISTORY..]);
             // An old checkpoint replayed, and a forged one: refused, nothing kept; another
             // log untouched.
-            let bytes = service.store().record_bytes().unwrap();
+            let bytes = service.store().record_bytes();
             let e = service
                 .add_checkpoint(a.body(0, 3).as_bytes())
                 .await
@@ -1235,7 +1235,7 @@ mod tests {
                 matches!(e, WitnessError::Refused(Refusal::BadSignature)),
                 "{e}"
             );
-            assert_eq!(service.store().record_bytes().unwrap(), bytes);
+            assert_eq!(service.store().record_bytes(), bytes);
             let st = service.status_of(&a.origin).unwrap();
             assert_eq!((st.evidence.total(), st.unsigned), (0, 1));
             let summary = service.summary();
@@ -1359,7 +1359,7 @@ mod tests {
                 e,
                 WitnessError::Refused(Refusal::Fork { recorded: 30 })
             ));
-            let bytes = service.store().record_bytes().unwrap();
+            let bytes = service.store().record_bytes();
             let tasks: Vec<_> = (0..4)
                 .map(|t| {
                     let (service, junk) = (Arc::clone(&service), junk.clone());
@@ -1375,7 +1375,7 @@ mod tests {
             for t in tasks {
                 t.await.unwrap();
             }
-            assert_eq!(service.store().record_bytes().unwrap(), bytes);
+            assert_eq!(service.store().record_bytes(), bytes);
             assert_eq!(service.unsigned()[0].1, 5000);
         });
         let kept = service.evidence_of(ORIGIN).unwrap().unwrap();
