@@ -20,8 +20,10 @@
 //! Appends go to one committer thread. It takes every request waiting, gives the events
 //! their indexes, salts and time of receipt, computes their stored hashes, and commits
 //! them all at once with one sync ([`LogFiles::commit`]): concurrent requests share it,
-//! and each reply comes only after the commit is durable. Under load it starts a commit
-//! at most every 2 ms (`COMMIT_GAP`), so groups stay large. A crash before the commit is
+//! and each reply comes only after the commit is durable. It never waits to start one: a
+//! job that finds it idle is committed at once, and the jobs that arrive while a commit
+//! syncs form the next group (the sync is the batch window, so groups grow with the load
+//! and a lone client waits for one sync, never for a timer). A crash before the commit is
 //! durable loses the batch whole and acknowledges none of it; a failed commit publishes
 //! nothing, and the next one writes over its bytes.
 //!
@@ -30,7 +32,7 @@
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
@@ -50,11 +52,6 @@ const OLD_META_SIZE: &[u8] = b"m:size";
 const BUNDLE: u64 = 256;
 /// Most events one commit takes (more wait for the next one).
 const MAX_COMMIT_EVENTS: usize = 50_000;
-/// Under load, the shortest time from one commit's start to the next: the events that
-/// arrive meanwhile share the next commit's sync, and their waiters are woken together.
-/// Bigger groups cost less per event (measured with `bench tokens`); an idle log commits
-/// at once, so this bounds the latency a commit adds under load.
-const COMMIT_GAP: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// What can go wrong in the event log.
 #[derive(Debug, thiserror::Error)]
@@ -673,16 +670,10 @@ impl Committer {
     /// Takes the jobs waiting (at least one) and commits them together, until every
     /// [`EventLog`] is gone.
     fn run(&mut self, rx: &Receiver<Job>) {
-        let mut last_start: Option<Instant> = None;
         while let Ok(first) = rx.recv() {
             let mut count = first.events.len();
             let mut jobs = vec![first];
-            // Under load, commits start at most every COMMIT_GAP: what arrives meanwhile
-            // joins the group. An idle log commits at once.
-            if let Some(wait) = last_start.and_then(|t| COMMIT_GAP.checked_sub(t.elapsed())) {
-                std::thread::sleep(wait);
-            }
-            last_start = Some(Instant::now());
+            // Everything that is waiting joins: what arrived during the last commit.
             while count < MAX_COMMIT_EVENTS {
                 match rx.try_recv() {
                     Ok(job) => {
