@@ -4,10 +4,12 @@
 # one run on this machine:
 #   (a) the raw HSM limit: PKCS#11 signatures/s with 1 and 2 sessions, ECDSA P-256 and
 #       RSA-2048, with the CPU each costs, and the software verification verify-after-sign adds;
-#   (b) RFC 3161 tokens/s through HTTP (keep-alive, many connections) with p50/p99, the
-#       server's CPU per token and peak RSS, with verify-after-sign off and on, and p99 at
-#       half the maximum rate; beside it the HTTP floor (GET /healthz on the same server and
-#       client: what an exchange that does no work costs);
+#   (b) RFC 3161 tokens/s through HTTP (keep-alive; 1, 16 and 64 connections side by side,
+#       each also as a share of (a)'s raw rate) with p50/p99, the server's CPU per token
+#       (and the part outside the HSM's signature and the verification) and peak RSS, with
+#       verify-after-sign off and on, and p99 at half the maximum rate; beside it the HTTP
+#       floor (GET /healthz on the same server and client: what an exchange that does no
+#       work costs);
 #   (c) durable events/s (batches and 64 single clients), and in-process: append rate,
 #       proof time at 1M events and bytes per event;
 #   (d) tokens verified/s on one thread beside `openssl speed ecdsap256` (bench verify).
@@ -18,8 +20,8 @@
 #   AUDITSTAMP_BENCH_LISTEN   address for the server (default 127.0.0.1:8319)
 #   AUDITSTAMP_BENCH_SECONDS  seconds per phase (default 10)
 #   AUDITSTAMP_BENCH_EVENTS   events for `bench chain` (default 1000000)
-#   AUDITSTAMP_BENCH_CONNS    connections for the token load (default 128: fewer leave the
-#                             server waiting on round trips rather than on its CPU)
+#   AUDITSTAMP_BENCH_CONNS    connection counts for the token load, comma-separated
+#                             (default 1,16,64); the summary takes the last
 #   AUDITSTAMP_BENCH_SESSIONS the server's HSM sessions (default 1: SoftHSM signs on this
 #                             machine's CPUs, and a second session adds little but contention)
 #   AUDITSTAMP_BENCH_WORKERS  the server's HTTP worker threads (default: CPUs minus sessions,
@@ -35,7 +37,8 @@ bin=$PWD/target/release/auditstamp
 listen=${AUDITSTAMP_BENCH_LISTEN:-127.0.0.1:8319}
 seconds=${AUDITSTAMP_BENCH_SECONDS:-10}
 events=${AUDITSTAMP_BENCH_EVENTS:-1000000}
-conns=${AUDITSTAMP_BENCH_CONNS:-128}
+conns=${AUDITSTAMP_BENCH_CONNS:-1,16,64}
+last_conns=${conns##*,}
 sessions=${AUDITSTAMP_BENCH_SESSIONS:-1}
 workers=${AUDITSTAMP_BENCH_WORKERS:-$(( $(nproc) > sessions + 1 ? $(nproc) - sessions : 1 ))}
 
@@ -92,11 +95,13 @@ stop_server() {
 for mode in off on; do
     echo "== (b) tokens through HTTP, verify-after-sign $mode"
     start_server "$work/$mode.toml"
+    verify=()
+    if [ "$mode" = on ]; then verify=(--verify-us "$verify_us"); fi
     "$bin" bench tokens --url "http://$listen" --connections "$conns" --seconds "$seconds" \
-        --server-pid "$server" | tee "$work/tok-$mode"
+        --server-pid "$server" --hsm-rate "$raw" --hsm-cpu-us "$raw_cpu1" "${verify[@]}" | tee "$work/tok-$mode"
     max=$(field "$work/tok-$mode" rate)
     if [ "$mode" = off ]; then
-        "$bin" bench tokens --floor --url "http://$listen" --connections "$conns" --seconds "$seconds" \
+        "$bin" bench tokens --floor --url "http://$listen" --connections "$last_conns" --seconds "$seconds" \
             --server-pid "$server" | tee "$work/floor"
     fi
     "$bin" bench tokens --url "http://$listen" --connections 32 --seconds "$seconds" \

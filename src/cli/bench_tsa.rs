@@ -40,9 +40,11 @@ pub struct TokensArgs {
     /// TLS to the server (for an https:// URL).
     #[command(flatten)]
     pub tls: super::TlsArgs,
-    /// Concurrent keep-alive connections.
-    #[arg(long, default_value_t = 32)]
-    pub connections: usize,
+    /// Concurrent keep-alive connections: one measurement per count, comma-separated,
+    /// printed side by side (one connection is what an agency's client sending one request
+    /// after another sees; many, what a busy data center sees).
+    #[arg(long, default_value = "1,16,64", value_delimiter = ',', num_args = 1..)]
+    pub connections: Vec<usize>,
     /// Seconds to run.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
@@ -56,6 +58,31 @@ pub struct TokensArgs {
     /// spend on an HTTP exchange that does no work (the floor under every token's cost).
     #[arg(long)]
     pub floor: bool,
+    /// The HSM's raw signing rate measured in the same run (`bench hsm`, signatures/s): each
+    /// row is also given as a share of it.
+    #[arg(long)]
+    pub hsm_rate: Option<f64>,
+    /// The HSM's raw CPU per signature measured in the same run (`bench hsm`, µs): with
+    /// `--server-pid`, each row also gives the server's CPU per token outside the signature
+    /// (and outside the verification, with `--verify-us`).
+    #[arg(long)]
+    pub hsm_cpu_us: Option<f64>,
+    /// The CPU of one verify-after-sign verification (`bench hsm`, µs), when the server
+    /// verifies.
+    #[arg(long)]
+    pub verify_us: Option<f64>,
+}
+
+/// One measurement of `bench tokens`.
+struct Row {
+    connections: usize,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    errors: u64,
+    tokens: u64,
+    client_us: f64,
+    server_us: Option<f64>,
 }
 
 /// CPU time (user + system) of this process.
@@ -514,9 +541,10 @@ async fn probe(target: &Target, request: &[u8], url: &str) -> Result<(), CliErro
     Ok(())
 }
 
-/// Runs `bench tokens`: `connections` keep-alive HTTP/1.1 connections on one thread (a lean
-/// client, so that the machine's cores go to the server), each sending its next request
-/// when the last is answered, or on its own schedule with `--rate`.
+/// Runs `bench tokens`: for each count of connections, that many keep-alive HTTP/1.1
+/// connections on one thread (a lean client, so that the machine's cores go to the server),
+/// each sending its next request when the last is answered, or on its own schedule with
+/// `--rate`; then the rows side by side.
 pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
     let target = Arc::new(target(&a.url, a.floor, || {
         crate::client::rustls_config(&a.tls.client_tls())
@@ -532,7 +560,116 @@ pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
             .collect::<Result<_, _>>()?,
     );
     runtime.block_on(probe(&target, &requests[0], &a.url))?;
-    let connections = a.connections.max(1);
+    let what = if a.floor { "GET /healthz" } else { "tokens" };
+    let unit = if a.floor { "request" } else { "token" };
+    let mut rows = Vec::new();
+    for &connections in &a.connections {
+        let row = measure(&runtime, &target, &requests, connections.max(1), a)?;
+        println!(
+            "{what}, {} connection(s){}   {:>8.0} {unit}s/s   p50 {:.2} ms   p99 {:.2} ms   {}client CPU {:.1} µs/{unit}   ({} {unit}s, {} errors)",
+            row.connections,
+            if a.rate > 0 { format!(" at {} req/s", a.rate) } else { String::new() },
+            row.rate,
+            row.p50,
+            row.p99,
+            row.server_us.map_or(String::new(), |c| format!("server CPU {c:.1} µs/{unit}   ")),
+            row.client_us,
+            row.tokens,
+            row.errors,
+        );
+        rows.push(row);
+    }
+    print!("{}", side_by_side(&rows, a, unit));
+    let mut line = String::from("result");
+    for (i, row) in rows.iter().enumerate() {
+        let c = row.connections;
+        let mut fields = vec![
+            ("rate", format!("{:.0}", row.rate)),
+            ("p50_ms", format!("{:.3}", row.p50)),
+            ("p99_ms", format!("{:.3}", row.p99)),
+            ("errors", row.errors.to_string()),
+            ("client_cpu_us", format!("{:.1}", row.client_us)),
+        ];
+        if let Some(server) = row.server_us {
+            fields.push(("server_cpu_us", format!("{server:.1}")));
+        }
+        if let Some(outside) = outside_us(row, a) {
+            fields.push(("outside_us", format!("{outside:.1}")));
+        }
+        for (k, v) in &fields {
+            line.push_str(&format!(" {k}_{c}={v}"));
+        }
+        // The last row also without its count, for scripts that ask for one.
+        if i + 1 == rows.len() {
+            for (k, v) in &fields {
+                line.push_str(&format!(" {k}={v}"));
+            }
+        }
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// The server's CPU per token outside the HSM's signature (and the verification, when
+/// given), when the server's CPU and the HSM's were measured.
+fn outside_us(row: &Row, a: &TokensArgs) -> Option<f64> {
+    Some(row.server_us? - a.hsm_cpu_us? - a.verify_us.unwrap_or(0.0))
+}
+
+/// The rows as a table: rate, share of the HSM's raw rate, latencies, CPU.
+fn side_by_side(rows: &[Row], a: &TokensArgs, unit: &str) -> String {
+    let rate = format!("{unit}s/s");
+    let server = format!("server µs/{unit}");
+    let outside = format!(
+        "outside HSM{} µs",
+        if a.verify_us.is_some() { "+verify" } else { "" }
+    );
+    let client = format!("client µs/{unit}");
+    let width = |label: &str| label.chars().count();
+    let mut out = format!(
+        "connections   {rate}   of raw HSM   p50 ms   p99 ms   {server}   {outside}   {client}\n"
+    );
+    let or_dash = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.1}"));
+    for row in rows {
+        out.push_str(&format!(
+            "{:>11}   {:>rw$.0}   {:>10}   {:>6.2}   {:>6.2}   {:>sw$}   {:>ow$}   {:>cw$.1}\n",
+            row.connections,
+            row.rate,
+            a.hsm_rate
+                .filter(|r| *r > 0.0)
+                .map_or("–".to_owned(), |r| format!(
+                    "{:.0}%",
+                    100.0 * row.rate / r
+                )),
+            row.p50,
+            row.p99,
+            or_dash(row.server_us),
+            or_dash(outside_us(row, a)),
+            row.client_us,
+            rw = width(&rate),
+            sw = width(&server),
+            ow = width(&outside),
+            cw = width(&client),
+        ));
+    }
+    if let Some(r) = a.hsm_rate {
+        out.push_str(&format!(
+            "raw HSM rate (bench hsm, same run): {r:.0} signatures/s{}\n",
+            a.hsm_cpu_us
+                .map_or(String::new(), |c| format!(", {c:.1} µs CPU each"))
+        ));
+    }
+    out
+}
+
+/// One measurement: `connections` connections for `a.seconds`.
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    target: &Arc<Target>,
+    requests: &Arc<Vec<Vec<u8>>>,
+    connections: usize,
+    a: &TokensArgs,
+) -> Result<Row, CliError> {
     let cpu0 = a.server_pid.map(process_cpu).transpose()?;
     let own0 = own_cpu();
     let start = Instant::now();
@@ -570,27 +707,22 @@ pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
     });
     let secs = start.elapsed().as_secs_f64();
     let tokens = latencies.len() as u64;
-    let rate = tokens as f64 / secs;
     let (p50, p99) = percentiles(latencies);
-    let client_us = own_cpu().saturating_sub(own0).as_secs_f64() * 1e6 / tokens.max(1) as f64;
-    let cpu_us = match (a.server_pid, cpu0) {
-        (Some(pid), Some(c0)) => {
-            Some(process_cpu(pid)?.saturating_sub(c0).as_secs_f64() * 1e6 / tokens.max(1) as f64)
-        }
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / tokens.max(1) as f64;
+    let server_us = match (a.server_pid, cpu0) {
+        (Some(pid), Some(c0)) => Some(per(process_cpu(pid)?.saturating_sub(c0))),
         _ => None,
     };
-    let what = if a.floor { "GET /healthz" } else { "tokens" };
-    let unit = if a.floor { "request" } else { "token" };
-    println!(
-        "{what}, {connections} connections{}   {rate:>8.0} {unit}s/s   p50 {p50:.2} ms   p99 {p99:.2} ms   {}client CPU {client_us:.1} µs/{unit}   ({tokens} {unit}s, {errors} errors)",
-        if a.rate > 0 { format!(" at {} req/s", a.rate) } else { String::new() },
-        cpu_us.map_or(String::new(), |c| format!("server CPU {c:.1} µs/{unit}   ")),
-    );
-    println!(
-        "result rate={rate:.0} p50_ms={p50:.3} p99_ms={p99:.3} errors={errors} client_cpu_us={client_us:.1}{}",
-        cpu_us.map_or(String::new(), |c| format!(" server_cpu_us={c:.1}"))
-    );
-    Ok(())
+    Ok(Row {
+        connections,
+        rate: tokens as f64 / secs,
+        p50,
+        p99,
+        errors,
+        tokens,
+        client_us: per(own_cpu().saturating_sub(own0)),
+        server_us,
+    })
 }
 
 #[cfg(test)]
@@ -620,6 +752,62 @@ mod tests {
             (t.addr.as_str(), t.path.as_str(), t.floor),
             ("localhost:80", "/appliance/healthz", true)
         );
+    }
+
+    /// The rows are given side by side under their headings, each as a share of the HSM's
+    /// raw rate, with the CPU outside the signature and the verification.
+    #[test]
+    fn rows_are_side_by_side_with_the_raw_rate_as_base() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: super::TokensArgs,
+        }
+        let a = Cli::parse_from([
+            "x",
+            "--url",
+            "http://h:1",
+            "--hsm-rate",
+            "8000",
+            "--hsm-cpu-us",
+            "100",
+            "--verify-us",
+            "50",
+        ])
+        .a;
+        assert_eq!(a.connections, [1, 16, 64], "the default counts");
+        let row = |connections, rate, server_us| super::Row {
+            connections,
+            rate,
+            p50: 0.5,
+            p99: 1.0,
+            errors: 0,
+            tokens: 10,
+            client_us: 20.0,
+            server_us,
+        };
+        let table = super::side_by_side(
+            &[row(1, 800.0, Some(400.0)), row(64, 4000.0, None)],
+            &a,
+            "token",
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("outside HSM+verify µs"), "{table}");
+        assert!(
+            lines[1].contains("10%") && lines[1].contains("250.0"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("50%") && lines[2].contains('–'),
+            "{table}"
+        );
+        let width = |l: &str| l.chars().count();
+        assert!(
+            lines[..3].iter().all(|l| width(l) == width(lines[0])),
+            "columns line up:\n{table}"
+        );
+        assert!(lines[3].contains("8000 signatures/s, 100.0 µs CPU each"));
     }
 
     #[test]
