@@ -10,7 +10,7 @@
 #       verify-after-sign off and on, and p99 at half the maximum rate; beside it the HTTP
 #       floor (GET /healthz on the same server and client: what an exchange that does no
 #       work costs);
-#   (c) durable events/s (batches and 64 single clients), and in-process: append rate,
+#   (c) durable events/s (batches, and 1 and 64 single clients), and in-process: append rate,
 #       proof time at 1M events and bytes per event;
 #   (d) tokens verified/s on one thread beside `openssl speed ecdsap256` (bench verify).
 # and prints (b)/(a), the server's CPU per token over (raw CPU per signature + one

@@ -65,9 +65,10 @@ pub struct EventsArgs {
     /// Seconds each phase runs.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Concurrent clients posting single events.
-    #[arg(long, default_value_t = 64)]
-    pub clients: usize,
+    /// Concurrent clients posting single events, one after another each: one phase per
+    /// count, comma-separated (one client is an agency posting as its events happen).
+    #[arg(long, default_value = "1,64", value_delimiter = ',', num_args = 1..)]
+    pub clients: Vec<usize>,
     /// Concurrent clients posting batches.
     #[arg(long, default_value_t = 4)]
     pub batch_clients: usize,
@@ -263,7 +264,14 @@ async fn events(a: EventsArgs) -> Result<(), CliError> {
     let client = a
         .tls
         .http_client(Duration::from_secs(60))?
-        .pool_max_idle_per_host(a.clients.max(a.batch_clients))
+        .pool_max_idle_per_host(
+            a.clients
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(1)
+                .max(a.batch_clients),
+        )
         .build()
         .map_err(|e| CliError::caused("cannot start the HTTP client", e))?;
     let probe = client
@@ -299,19 +307,23 @@ async fn events(a: EventsArgs) -> Result<(), CliError> {
     )
     .await;
     report(&format!("batch {}x{}", a.batch_clients, a.batch_size), p);
-    let singles: Vec<String> = (0..4096)
-        .map(|n| event_json(&agency, n).to_string())
-        .collect();
-    let p = phase(
-        &client,
-        format!("{base}/v1/events"),
-        Arc::new(singles),
-        1,
-        a.clients,
-        a.seconds,
-    )
-    .await;
-    report(&format!("single, {} clients", a.clients), p);
+    let singles: Arc<Vec<String>> = Arc::new(
+        (0..4096)
+            .map(|n| event_json(&agency, n).to_string())
+            .collect(),
+    );
+    for &clients in &a.clients {
+        let p = phase(
+            &client,
+            format!("{base}/v1/events"),
+            singles.clone(),
+            1,
+            clients.max(1),
+            a.seconds,
+        )
+        .await;
+        report(&format!("single, {clients} client(s)"), p);
+    }
     Ok(())
 }
 
