@@ -118,12 +118,14 @@ awk -v raw="$raw" -v rawcpu="$raw_cpu" -v rawcpu1="$raw_cpu1" -v ver="$verify_us
     -v cpuoff="$(field "$work/tok-off" server_cpu_us)" -v cpuon="$(field "$work/tok-on" server_cpu_us)" \
     -v p99off="$(field "$work/half-off" p99_ms)" -v p99on="$(field "$work/half-on" p99_ms)" \
     -v fsrv="$(field "$work/floor" server_cpu_us)" -v fcli="$(field "$work/floor" client_cpu_us)" \
-    -v frate="$(field "$work/floor" rate)" -v cores="$(nproc)" 'BEGIN {
+    -v frate="$(field "$work/floor" rate)" -v cores="$(nproc)" -v last="$last_conns" \
+    -v outoff="$(field "$work/tok-off" outside_us)" -v outon="$(field "$work/tok-on" outside_us)" 'BEGIN {
     printf "== summary (ECDSA P-256)\n"
     printf "raw HSM: %d signatures/s (the better of 1 and 2 sessions); %.1f us CPU each with both CPUs signing, %.1f us with one; software verify %.1f us\n", raw, rawcpu, rawcpu1, ver
     printf "through the signing pool (async callers): %d signatures/s = %.0f%% of raw\n", pool, 100*pool/raw
-    printf "tokens/s, verify-after-sign off: %d = %.0f%% of raw (target 75%%)\n", off, 100*off/raw
-    printf "tokens/s, verify-after-sign on:  %d = %.0f%% of raw (target 55%%)\n", on, 100*on/raw
+    printf "tokens/s at %d connections, verify-after-sign off: %d = %.0f%% of raw (target 75%%)\n", last, off, 100*off/raw
+    printf "tokens/s at %d connections, verify-after-sign on:  %d = %.0f%% of raw (target 55%%)\n", last, on, 100*on/raw
+    printf "server CPU per token outside the signature (off): %.1f us; outside the signature and the verification (on): %.1f us\n", outoff, outon
     printf "server CPU per token, on: %.1f us = %.2fx (raw CPU per signature with both CPUs signing + one verify; target 1.25x)\n", cpuon, cpuon/(rawcpu+ver)
     printf "   ... = %.2fx with the raw CPU per signature of one session alone on the machine (%.1f us)\n", cpuon/(rawcpu1+ver), rawcpu1
     printf "server CPU per token, off: %.1f us = %.2fx raw CPU per signature\n", cpuoff, cpuoff/rawcpu
