@@ -273,15 +273,11 @@ fn certificate_not_valid_yet_stops_startup() {
     );
 }
 
-/// A serial counter in the store that is not one stops startup with a message naming the
-/// key and the problem (today's code restarted the counter at 1: serial numbers repeated).
-#[test]
-fn damaged_serial_counter_stops_startup() {
-    let app = Appliance::new("ecdsa-p256");
-    // One token, so that a counter is stored.
+/// Starts `app`, has it grant one token, and stops it.
+fn issue_one_token(app: &Appliance) {
     let server = app.start();
     let data = app.path().join("doc.txt");
-    std::fs::write(&data, "serial\n").unwrap();
+    std::fs::write(&data, "one token\n").unwrap();
     let tsq = std::fs::read(ts_query(app.path(), &data, "-sha256", true, false, "q")).unwrap();
     let (status, _, reply) = rt().block_on(post(
         &reqwest::Client::new(),
@@ -295,6 +291,15 @@ fn damaged_serial_counter_stops_startup() {
         .token
         .is_some());
     server.stop();
+}
+
+/// A serial counter in the store that is not one stops startup with a message naming the
+/// key and the problem (today's code restarted the counter at 1: serial numbers repeated).
+#[test]
+fn damaged_serial_counter_stops_startup() {
+    let app = Appliance::new("ecdsa-p256");
+    // One token, so that a counter is stored.
+    issue_one_token(&app);
 
     app.with_store(|store| {
         let meta = store.tree("meta").unwrap();
@@ -319,18 +324,7 @@ fn damaged_serial_counter_stops_startup() {
 #[test]
 fn missing_serial_counter_with_issued_tokens_stops_startup() {
     let app = Appliance::new("ecdsa-p256");
-    let server = app.start();
-    let data = app.path().join("doc.txt");
-    std::fs::write(&data, "missing\n").unwrap();
-    let tsq = std::fs::read(ts_query(app.path(), &data, "-sha256", true, false, "q")).unwrap();
-    let (status, _, _) = rt().block_on(post(
-        &reqwest::Client::new(),
-        &server.url("/tsa"),
-        "application/timestamp-query",
-        tsq,
-    ));
-    assert_eq!(status, 200);
-    server.stop();
+    issue_one_token(&app);
 
     app.with_store(|store| {
         let meta = store.tree("meta").unwrap();
