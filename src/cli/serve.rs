@@ -311,7 +311,14 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
         .map_err(|e| CliError::Other(format!("cannot open the event log: {e}")))?;
     let floor = crate::service::gen_time::gen_time_floor(&store, &log)
         .map_err(|e| CliError::Other(format!("cannot find the last genTime issued: {e}")))?;
-    if store.serial_next()?.is_none() && (floor.block_ms.is_some() || floor.events_ms.is_some()) {
+    // A counter is stored before the first token: without one, no token may have been issued
+    // (the scan from the start runs only then, and stops at the first token's event).
+    if store.serial_next()?.is_none()
+        && (floor.block_ms.is_some()
+            || floor.events_ms.is_some()
+            || crate::service::gen_time::any_token_issued(&log)
+                .map_err(|e| CliError::Other(format!("cannot read the event log: {e}")))?)
+    {
         return Err(CliError::Other(format!(
             "the store at {}: the serial counter (tsa.serial.next) is missing although the \
              event log holds tokens already issued{}. The server does not start (serial \

@@ -117,6 +117,20 @@ pub fn gen_time_floor(store: &Store, log: &EventLog) -> Result<GenTimeFloor, Ser
     })
 }
 
+/// Whether any event of `log` is a `tsa.issued` one (read from the start, stopping at the
+/// first): whether this TSA ever answered a token through `POST /tsa`.
+pub fn any_token_issued(log: &EventLog) -> Result<bool, ServiceError> {
+    for item in log.events_from(0) {
+        let (index, leaf) = item?;
+        let stored = StoredEvent::from_leaf_bytes(&leaf)
+            .map_err(|e| ServiceError::Chain(format!("event {index} is damaged: {e}")))?;
+        if stored.event.action == Action::TsaIssued {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -151,5 +165,29 @@ mod tests {
         rt.block_on(log.append(vec![issued(-1)])).unwrap();
         let e = gen_time_floor(&store, &log).unwrap_err().to_string();
         assert!(e.contains("event 2") && e.contains("before 1970"), "{e}");
+    }
+
+    /// A log of events that are not tokens has issued none; one `tsa.issued` among them,
+    /// however far back, is found.
+    #[test]
+    fn any_token_issued_finds_a_token_among_other_events() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = EventLog::open(&store).unwrap();
+        assert!(!any_token_issued(&log).unwrap());
+        let other = Event {
+            action: Action::Access,
+            auditor: "auditor".into(),
+            ..issued(5_000_000_000)
+        };
+        rt.block_on(log.append(vec![other.clone(); 300])).unwrap();
+        assert!(!any_token_issued(&log).unwrap());
+        rt.block_on(log.append(vec![issued(6_000_000_000)]))
+            .unwrap();
+        rt.block_on(log.append(vec![other; 10])).unwrap();
+        assert!(any_token_issued(&log).unwrap());
     }
 }
