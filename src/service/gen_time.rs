@@ -149,16 +149,22 @@ mod tests {
         }
     }
 
-    /// The floor is the latest `tsa.issued` genTime; an event whose time is not one the
-    /// TSA writes (before 1970) is an error naming it, never a genTime of 0.
-    #[test]
-    fn a_tsa_issued_event_before_1970_is_damage_not_a_zero_floor() {
+    /// A runtime, and an empty store with its event log (in a directory removed on drop).
+    fn new_log() -> (tokio::runtime::Runtime, tempfile::TempDir, Store, EventLog) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let log = EventLog::open(&store).unwrap();
+        (rt, dir, store, log)
+    }
+
+    /// The floor is the latest `tsa.issued` genTime; an event whose time is not one the
+    /// TSA writes (before 1970) is an error naming it, never a genTime of 0.
+    #[test]
+    fn a_tsa_issued_event_before_1970_is_damage_not_a_zero_floor() {
+        let (rt, _dir, store, log) = new_log();
         rt.block_on(log.append(vec![issued(5_000_000_000), issued(9_000_000_000)]))
             .unwrap();
         assert_eq!(gen_time_floor(&store, &log).unwrap().ms, 9_000);
@@ -171,12 +177,7 @@ mod tests {
     /// however far back, is found.
     #[test]
     fn any_token_issued_finds_a_token_among_other_events() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let log = EventLog::open(&store).unwrap();
+        let (rt, _dir, _store, log) = new_log();
         assert!(!any_token_issued(&log).unwrap());
         let other = Event {
             action: Action::Access,
