@@ -111,6 +111,41 @@ impl Default for ClientTls {
     }
 }
 
+/// The TLS options of every command that talks to a server over `https://` (flattened
+/// into the `verify`, `bench` and `witness` subcommands' arguments).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// The CA certificates (PEM) the server's certificate must chain to, instead of the
+    /// system's roots: pin the appliance's (or witness's) private CA.
+    #[arg(long, value_name = "CA.pem")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM, with its intermediates) for a server that requires
+    /// mutual TLS; with --tls-key.
+    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (a PEM file; never given on the command line).
+    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The client's TLS settings these options name.
+    pub fn client_tls(&self) -> ClientTls {
+        ClientTls {
+            trust: match &self.tls_ca {
+                Some(ca) => Trust::Only(vec![ca.clone()]),
+                None => Trust::System,
+            },
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+        }
+    }
+
+    /// A reqwest client builder with these options and `timeout` per request ([`builder`]).
+    pub fn http_client(&self, timeout: Duration) -> Result<reqwest::ClientBuilder, ClientError> {
+        builder(&self.client_tls(), timeout)
+    }
+}
+
 /// The rustls client configuration for `tls`, on the AWS-LC provider: TLS 1.2 and 1.3,
 /// ALPN `http/1.1` (the same protocol as over plain HTTP).
 pub fn rustls_config(tls: &ClientTls) -> Result<rustls::ClientConfig, ClientError> {

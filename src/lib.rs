@@ -14,8 +14,10 @@
 //! - [`http`]: the axum router; the one place errors become HTTP statuses or failInfos.
 //! - [`config`]: the TOML configuration, validated at startup.
 //! - [`provision`]: key generation, certificates and their checks, through the HSM.
-//! - [`cli`]: the command line; wires everything.
+//! - [`bench`]: the load generators behind `auditstamp bench` (figures, never pass/fail).
+//! - [`cli`]: the command line: parses arguments, calls the library, prints.
 
+pub mod bench;
 pub mod chain;
 pub mod cli;
 pub mod client;

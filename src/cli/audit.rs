@@ -278,7 +278,8 @@ impl HttpSource {
             )));
         }
         let client = tls
-            .http_client(std::time::Duration::from_secs(60))?
+            .http_client(std::time::Duration::from_secs(60))
+            .map_err(|e| CliError::caused("cannot set up the HTTPS client", e))?
             .build()
             .map_err(|e| CliError::caused("cannot start the HTTP client", e))?;
         let runtime = tokio::runtime::Builder::new_current_thread()

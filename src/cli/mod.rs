@@ -10,8 +10,6 @@
 
 mod audit;
 mod bench;
-mod bench_tsa;
-mod bench_witness;
 mod chain;
 mod keys;
 mod listener;
@@ -23,6 +21,8 @@ mod witness;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+
+pub use crate::client::TlsArgs;
 use secrecy::SecretString;
 
 use crate::config::{self, ConfigError, HsmConfig, PinSource, Validated};
@@ -48,6 +48,9 @@ pub enum CliError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] crate::chain::store::StoreError),
+    /// A benchmark could not run.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     File {
@@ -91,44 +94,6 @@ impl CliError {
 /// chain of causes (`...: caused by: ...`), URLs' user information redacted.
 pub fn report(e: &CliError) -> String {
     crate::client::error_chain(e)
-}
-
-/// The TLS options of every command that talks to a server over `https://`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct TlsArgs {
-    /// The CA certificates (PEM) the server's certificate must chain to, instead of the
-    /// system's roots: pin the appliance's (or witness's) private CA.
-    #[arg(long, value_name = "CA.pem")]
-    pub tls_ca: Option<PathBuf>,
-    /// A client certificate (PEM, with its intermediates) for a server that requires
-    /// mutual TLS; with --tls-key.
-    #[arg(long, value_name = "CERT.pem", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// The client certificate's private key (a PEM file; never given on the command line).
-    #[arg(long, value_name = "KEY.pem", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-}
-
-impl TlsArgs {
-    /// The client's TLS settings these options name.
-    pub fn client_tls(&self) -> crate::client::ClientTls {
-        crate::client::ClientTls {
-            trust: match &self.tls_ca {
-                Some(ca) => crate::client::Trust::Only(vec![ca.clone()]),
-                None => crate::client::Trust::System,
-            },
-            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
-        }
-    }
-
-    /// A reqwest client builder with these options and `timeout` per request.
-    pub(crate) fn http_client(
-        &self,
-        timeout: std::time::Duration,
-    ) -> Result<reqwest::ClientBuilder, CliError> {
-        crate::client::builder(&self.client_tls(), timeout)
-            .map_err(|e| CliError::caused("cannot set up the HTTPS client", e))
-    }
 }
 
 impl CliError {

@@ -29,7 +29,7 @@ use clap::Args;
 use ed25519_dalek::Signer as _;
 use sha2::{Digest, Sha256};
 
-use super::CliError;
+use super::BenchError;
 use crate::chain::cosignature::Cosigner;
 use crate::chain::note::{self, Checkpoint, NoteSignature, SignedNote};
 use crate::chain::tlog::{self, Hash};
@@ -45,7 +45,7 @@ pub struct WitnessArgs {
     pub url: String,
     /// TLS to the witness (for an https:// URL).
     #[command(flatten)]
-    pub tls: super::TlsArgs,
+    pub tls: crate::client::TlsArgs,
     /// Simulated appliances (registered with `bench witness-config` and the same seed).
     #[arg(long, default_value_t = 1000)]
     pub logs: u64,
@@ -97,8 +97,8 @@ pub fn signing_key(seed: u64, index: u64) -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&h.finalize().into())
 }
 
-/// Writes the `[[log]]` entries of `bench witness-config`.
-pub fn witness_config(a: &WitnessConfigArgs) -> Result<(), CliError> {
+/// The `[[log]]` entries of `bench witness-config` (the caller writes them to `a.out`).
+pub fn witness_config(a: &WitnessConfigArgs) -> String {
     let mut out = format!(
         "# {} simulated appliances of `auditstamp bench witness --seed {}` (software keys:\n\
          # for benchmarks only). Append to a witness configuration.\n",
@@ -112,13 +112,7 @@ pub fn witness_config(a: &WitnessConfigArgs) -> Result<(), CliError> {
             note::verifier_key(&o, &key.verifying_key().to_bytes())
         ));
     }
-    match &a.out {
-        Some(path) => super::write_file(path, out.as_bytes()),
-        None => {
-            print!("{out}");
-            Ok(())
-        }
-    }
+    out
 }
 
 /// One simulated appliance: its key, its tree, and what the witness last cosigned.
@@ -154,7 +148,7 @@ impl SimLog {
         }
     }
 
-    fn grow_to(&mut self, size: u64) -> Result<(), CliError> {
+    fn grow_to(&mut self, size: u64) -> Result<(), BenchError> {
         while self.size < size {
             let mut leaf = [0u8; 24];
             leaf[..8].copy_from_slice(&self.seed.to_be_bytes());
@@ -162,7 +156,7 @@ impl SimLog {
             leaf[16..].copy_from_slice(&self.size.to_be_bytes());
             let add =
                 tlog::stored_hashes_for_record(self.size, tlog::leaf_hash(&leaf), &self.hashes)
-                    .map_err(|e| CliError::Other(e.to_string()))?;
+                    .map_err(|e| BenchError::Other(e.to_string()))?;
             self.hashes.extend(add);
             self.size += 1;
         }
@@ -179,8 +173,8 @@ impl SimLog {
 
     /// The request body for the current tree from the last cosigned size, and the
     /// checkpoint's note text.
-    fn request(&self) -> Result<(String, String), CliError> {
-        let err = |e: tlog::TlogError| CliError::Other(e.to_string());
+    fn request(&self) -> Result<(String, String), BenchError> {
+        let err = |e: tlog::TlogError| BenchError::Other(e.to_string());
         let root = tlog::tree_hash(self.size, &self.hashes).map_err(err)?;
         let text = Checkpoint {
             origin: self.origin.clone(),
@@ -199,7 +193,7 @@ impl SimLog {
         };
         let proof = tlog::prove_consistency(self.size, self.cosigned, &self.hashes).map_err(err)?;
         let body = add_checkpoint_body(self.cosigned, &proof, &note.format())
-            .map_err(|e| CliError::Other(e.to_string()))?;
+            .map_err(|e| BenchError::Other(e.to_string()))?;
         Ok((body, note.text))
     }
 }
@@ -343,27 +337,6 @@ async fn connection(run: Arc<Run>, mut logs: Vec<SimLog>) -> Vec<u32> {
     latencies
 }
 
-/// (p50, p99) of microsecond latencies.
-fn percentiles(mut v: Vec<u32>) -> (f64, f64) {
-    if v.is_empty() {
-        return (0.0, 0.0);
-    }
-    v.sort_unstable();
-    let at = |q: f64| {
-        let i = ((v.len() - 1) as f64 * q).round() as usize;
-        f64::from(v[i.min(v.len() - 1)]) / 1000.0
-    };
-    (at(0.50), at(0.99))
-}
-
-fn median(mut v: Vec<u64>) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
 /// A sample's value from Prometheus text.
 fn metric(text: &str, name: &str) -> Option<u64> {
     text.lines()
@@ -371,30 +344,31 @@ fn metric(text: &str, name: &str) -> Option<u64> {
 }
 
 /// Runs `bench witness`.
-pub async fn witness(a: WitnessArgs) -> Result<(), CliError> {
+pub async fn witness(a: WitnessArgs) -> Result<(), BenchError> {
     let base = a.url.trim_end_matches('/').to_owned();
     let clients = a.clients.max(1);
     let client = a
         .tls
-        .http_client(Duration::from_secs(60))?
+        .http_client(Duration::from_secs(60))
+        .map_err(|e| BenchError::caused("cannot set up the HTTPS client", e))?
         .pool_max_idle_per_host(clients)
         .tcp_nodelay(true)
         .build()
-        .map_err(|e| CliError::caused("cannot start the HTTP client", e))?;
+        .map_err(|e| BenchError::caused("cannot start the HTTP client", e))?;
     let status_url = format!("{base}/status");
     let status: serde_json::Value = client
         .get(&status_url)
         .send()
         .await
-        .map_err(|e| CliError::caused(format!("GET {status_url}"), e.without_url()))?
+        .map_err(|e| BenchError::caused(format!("GET {status_url}"), e.without_url()))?
         .json()
         .await
-        .map_err(|e| CliError::caused(format!("GET {status_url}"), e.without_url()))?;
+        .map_err(|e| BenchError::caused(format!("GET {status_url}"), e.without_url()))?;
     let cosigner = status["witness"]["verifier_key"]
         .as_str()
         .and_then(|k| Cosigner::parse(k).ok());
     if cosigner.is_none() {
-        return Err(CliError::Other(format!(
+        return Err(BenchError::Other(format!(
             "{base}/status does not name the witness's verifier key"
         )));
     }
@@ -491,9 +465,10 @@ pub async fn witness(a: WitnessArgs) -> Result<(), CliError> {
     let per_second = if samples.is_empty() {
         (cosigned as f64 / elapsed.max(1e-9)).round() as u64
     } else {
-        median(samples.clone())
+        super::percentiles(samples.clone()).0
     };
-    let (p50, p99) = percentiles(latencies);
+    let (p50, p99) = super::percentiles(latencies);
+    let (p50, p99) = (f64::from(p50) / 1000.0, f64::from(p99) / 1000.0);
     let metrics = match client.get(format!("{base}/metrics")).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::CliError;
+use super::BenchError;
+use crate::signer::pkcs11::Hsm;
 use crate::signer::pool::SigningPool;
 use crate::signer::soft_verify::SoftVerifier;
 use crate::signer::Signer;
@@ -39,7 +40,7 @@ pub struct TokensArgs {
     pub url: String,
     /// TLS to the server (for an https:// URL).
     #[command(flatten)]
-    pub tls: super::TlsArgs,
+    pub tls: crate::client::TlsArgs,
     /// Concurrent keep-alive connections: one measurement per count, comma-separated,
     /// printed side by side (one connection is what an agency's client sending one request
     /// after another sees; many, what a busy data center sees).
@@ -104,14 +105,14 @@ fn own_cpu() -> Duration {
 }
 
 /// CPU time of process `pid` from /proc/PID/stat (utime + stime).
-fn process_cpu(pid: u32) -> Result<Duration, CliError> {
+fn process_cpu(pid: u32) -> Result<Duration, BenchError> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| CliError::Other(format!("/proc/{pid}/stat: {e}")))?;
+        .map_err(|e| BenchError::Other(format!("/proc/{pid}/stat: {e}")))?;
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat
         .rsplit_once(')')
         .map(|(_, r)| r)
-        .ok_or_else(|| CliError::Other(format!("/proc/{pid}/stat: unexpected format")))?;
+        .ok_or_else(|| BenchError::Other(format!("/proc/{pid}/stat: unexpected format")))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| {
         fields
@@ -128,22 +129,9 @@ fn process_cpu(pid: u32) -> Result<Duration, CliError> {
     ))
 }
 
-fn percentiles(mut v: Vec<u64>) -> (f64, f64) {
-    if v.is_empty() {
-        return (0.0, 0.0);
-    }
-    v.sort_unstable();
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
-    (at(0.5), at(0.99))
-}
-
 /// Runs `bench hsm`.
-pub fn hsm(a: &HsmArgs) -> Result<(), CliError> {
-    let (_cfg, hsm) = super::open_hsm(&a.config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Other(e.to_string()))?;
+pub fn hsm(a: &HsmArgs, hsm: &Hsm) -> Result<(), BenchError> {
+    let runtime = super::runtime()?;
     let message = vec![0x5au8; 200];
     println!(
         "auditstamp bench hsm: key {:?}, {} s per run",
@@ -165,7 +153,7 @@ pub fn hsm(a: &HsmArgs) -> Result<(), CliError> {
             "sign {algorithm:?}, {sessions} session(s), raw      {rate:>9.0} signatures/s   {cpu_us:>7.1} µs CPU each (a thread per session in a loop, SoftHSM included)"
         );
         // The same through the signing pool, as the server signs (queue, worker threads).
-        let pool = Arc::new(SigningPool::start(&hsm, &a.label, sessions, false)?);
+        let pool = Arc::new(SigningPool::start(hsm, &a.label, sessions, false)?);
         let cpu0 = own_cpu();
         let start = Instant::now();
         let deadline = start + Duration::from_secs(a.seconds);
@@ -214,13 +202,13 @@ pub fn hsm(a: &HsmArgs) -> Result<(), CliError> {
                 use p256::pkcs8::DecodePublicKey;
                 use signature::Verifier as _;
                 let key = p256::ecdsa::VerifyingKey::from_public_key_der(pool.public_key_der())
-                    .map_err(|e| CliError::Other(e.to_string()))?;
+                    .map_err(|e| BenchError::Other(e.to_string()))?;
                 let der = p256::ecdsa::DerSignature::try_from(sig.as_slice())
-                    .map_err(|e| CliError::Other(e.to_string()))?;
+                    .map_err(|e| BenchError::Other(e.to_string()))?;
                 let t = Instant::now();
                 for _ in 0..n {
                     key.verify(&message, &der)
-                        .map_err(|e| CliError::Other(e.to_string()))?;
+                        .map_err(|e| BenchError::Other(e.to_string()))?;
                 }
                 let rc = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
                 println!("verify {algorithm:?} in software (RustCrypto p256, not used)   {rc:>7.1} µs each");
@@ -247,11 +235,11 @@ pub fn hsm(a: &HsmArgs) -> Result<(), CliError> {
 }
 
 /// A time-stamp request for a digest made from `n`, with a nonce and certReq.
-fn request(n: u64) -> Result<Vec<u8>, CliError> {
+fn request(n: u64) -> Result<Vec<u8>, BenchError> {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(n.to_be_bytes());
     let nonce = der::asn1::Int::new(&(n | 1 << 62).to_be_bytes())
-        .map_err(|e| CliError::Other(e.to_string()))?;
+        .map_err(|e| BenchError::Other(e.to_string()))?;
     crate::tsp::encode_request(&crate::tsp::RequestParams {
         hash: crate::tsp::HashAlgorithm::Sha256,
         digest: &digest,
@@ -259,12 +247,12 @@ fn request(n: u64) -> Result<Vec<u8>, CliError> {
         nonce: Some(&nonce),
         cert_req: true,
     })
-    .map_err(|e| CliError::Other(e.to_string()))
+    .map_err(|e| BenchError::Other(e.to_string()))
 }
 
 /// The whole HTTP/1.1 request `bench tokens` sends: `GET /healthz` for the floor, else a
 /// time-stamp request for a digest made from `n`.
-fn http_request(target: &Target, n: u64) -> Result<Vec<u8>, CliError> {
+fn http_request(target: &Target, n: u64) -> Result<Vec<u8>, BenchError> {
     if target.floor {
         return Ok(format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
@@ -301,13 +289,13 @@ struct Target {
 fn target(
     url: &str,
     floor: bool,
-    tls: impl FnOnce() -> Result<rustls::ClientConfig, CliError>,
-) -> Result<Target, CliError> {
+    tls: impl FnOnce() -> Result<rustls::ClientConfig, BenchError>,
+) -> Result<Target, BenchError> {
     let (rest, https) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
         (Some(rest), _) => (rest, false),
         (None, Some(rest)) => (rest, true),
         (None, None) => {
-            return Err(CliError::Other(format!(
+            return Err(BenchError::Other(format!(
                 "bench tokens: {}: give an https:// (or http://) URL",
                 crate::client::redact_userinfo(url)
             )))
@@ -315,7 +303,7 @@ fn target(
     };
     let (host, base) = rest.split_once('/').unwrap_or((rest, ""));
     if host.is_empty() || host.contains('@') {
-        return Err(CliError::Other(format!(
+        return Err(BenchError::Other(format!(
             "bench tokens: {}: give host[:port], without user information",
             crate::client::redact_userinfo(url)
         )));
@@ -325,7 +313,7 @@ fn target(
         Some(v6) => match v6.split_once(']') {
             Some((ip, port)) => (ip, port.starts_with(':')),
             None => {
-                return Err(CliError::Other(format!(
+                return Err(BenchError::Other(format!(
                     "bench tokens: {url}: unclosed [ in the host"
                 )))
             }
@@ -349,7 +337,7 @@ fn target(
     };
     let tls = if https {
         let server = rustls::pki_types::ServerName::try_from(name.to_owned()).map_err(|e| {
-            CliError::Other(format!(
+            BenchError::Other(format!(
                 "bench tokens: {url}: {name:?} is not a server name: {e}"
             ))
         })?;
@@ -520,20 +508,20 @@ impl Connection {
 
 /// One exchange before the run, so that a server that cannot be reached (refused, a TLS
 /// handshake that fails, a client certificate it requires) is a clear error, not a count.
-async fn probe(target: &Target, request: &[u8], url: &str) -> Result<(), CliError> {
+async fn probe(target: &Target, request: &[u8], url: &str) -> Result<(), BenchError> {
     let url = crate::client::redact_userinfo(url);
     let mut conn = Connection::open(target)
         .await
-        .map_err(|e| CliError::caused(format!("bench tokens: cannot connect to {url}"), e))?;
+        .map_err(|e| BenchError::caused(format!("bench tokens: cannot connect to {url}"), e))?;
     let (status, body) = conn
         .exchange(request)
         .await
-        .map_err(|e| CliError::caused(format!("bench tokens: {url}"), e))?;
+        .map_err(|e| BenchError::caused(format!("bench tokens: {url}"), e))?;
     if !(200..300).contains(&status) {
         let said = String::from_utf8_lossy(&body[..body.len().min(300)])
             .trim()
             .to_owned();
-        return Err(CliError::Other(format!(
+        return Err(BenchError::Other(format!(
             "bench tokens: {url}{}: answered {status}: {said}",
             target.path
         )));
@@ -545,15 +533,15 @@ async fn probe(target: &Target, request: &[u8], url: &str) -> Result<(), CliErro
 /// connections on one thread (a lean client, so that the machine's cores go to the server),
 /// each sending its next request when the last is answered, or on its own schedule with
 /// `--rate`; then the rows side by side.
-pub fn tokens(a: &TokensArgs) -> Result<(), CliError> {
+pub fn tokens(a: &TokensArgs) -> Result<(), BenchError> {
     let target = Arc::new(target(&a.url, a.floor, || {
         crate::client::rustls_config(&a.tls.client_tls())
-            .map_err(|e| CliError::caused("cannot set up TLS", e))
+            .map_err(|e| BenchError::caused("cannot set up TLS", e))
     })?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Other(e.to_string()))?;
+        .map_err(|e| BenchError::Other(e.to_string()))?;
     let requests: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..1024)
             .map(|n| http_request(&target, n))
@@ -669,7 +657,7 @@ fn measure(
     requests: &Arc<Vec<Vec<u8>>>,
     connections: usize,
     a: &TokensArgs,
-) -> Result<Row, CliError> {
+) -> Result<Row, BenchError> {
     let cpu0 = a.server_pid.map(process_cpu).transpose()?;
     let own0 = own_cpu();
     let start = Instant::now();
@@ -707,7 +695,8 @@ fn measure(
     });
     let secs = start.elapsed().as_secs_f64();
     let tokens = latencies.len() as u64;
-    let (p50, p99) = percentiles(latencies);
+    let (p50, p99) = super::percentiles(latencies);
+    let (p50, p99) = (p50 as f64 / 1000.0, p99 as f64 / 1000.0);
     let per = |d: Duration| d.as_secs_f64() * 1e6 / tokens.max(1) as f64;
     let server_us = match (a.server_pid, cpu0) {
         (Some(pid), Some(c0)) => Some(per(process_cpu(pid)?.saturating_sub(c0))),
@@ -729,14 +718,14 @@ fn measure(
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use super::CliError;
+    use super::BenchError;
 
-    fn no_tls() -> Result<rustls::ClientConfig, CliError> {
+    fn no_tls() -> Result<rustls::ClientConfig, BenchError> {
         crate::client::rustls_config(&crate::client::ClientTls::default())
-            .map_err(|e| CliError::Other(e.to_string()))
+            .map_err(|e| BenchError::Other(e.to_string()))
     }
 
-    fn target(url: &str, floor: bool) -> Result<super::Target, CliError> {
+    fn target(url: &str, floor: bool) -> Result<super::Target, BenchError> {
         super::target(url, floor, no_tls)
     }
 
