@@ -1,5 +1,6 @@
 //! The deployment files are valid: the systemd unit passes `systemd-analyze verify` and
-//! keeps its exposure score low, and the shell scripts parse.
+//! keeps its exposure score low, the shell scripts parse, and the documentation's links
+//! resolve inside the repository.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -206,5 +207,131 @@ fn ensure_rust_checks_the_installed_rustc_against_rust_version() {
     assert!(
         stderr.contains("rustup update stable") || stderr.contains("sh.rustup.rs"),
         "{stderr}"
+    );
+}
+
+/// The anchor GitHub gives a Markdown heading: lower case, spaces to `-`, every character
+/// but letters, digits, `-` and `_` dropped.
+fn heading_slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of `text`'s headings (outside fenced code), with GitHub's `-1`, `-2`
+/// suffixes for repeated ones.
+fn anchors(text: &str) -> std::collections::HashSet<String> {
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut out = std::collections::HashSet::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        let Some(rest) = (!fenced).then(|| line.trim_start_matches('#')) else {
+            continue;
+        };
+        if rest.len() == line.len() || !rest.starts_with(' ') {
+            continue;
+        }
+        let slug = heading_slug(&rest.replace('`', ""));
+        let n = seen.entry(slug.clone()).or_default();
+        out.insert(if *n == 0 {
+            slug.clone()
+        } else {
+            format!("{slug}-{n}")
+        });
+        *n += 1;
+    }
+    out
+}
+
+/// Every relative link of `text` (outside fenced code): `](target)`.
+fn relative_links(text: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        for (i, _) in line.match_indices("](") {
+            let rest = &line[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            if !target.contains("://") && !target.starts_with("mailto:") {
+                links.push(target.to_owned());
+            }
+        }
+    }
+    links
+}
+
+#[test]
+fn documentation_links_resolve_inside_the_repository() {
+    let mut pages = vec![
+        root().join("README.md"),
+        root().join("firmware-config/README.md"),
+    ];
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    assert!(pages.len() > 4, "docs/ holds the documentation pages");
+    let repo = root().canonicalize().unwrap();
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for link in relative_links(&text) {
+            let (file, anchor) = link.split_once('#').unwrap_or((&link, ""));
+            let target = if file.is_empty() {
+                page.clone()
+            } else {
+                page.parent().unwrap().join(file)
+            };
+            let shown = format!("{}: ({link})", page.strip_prefix(root()).unwrap().display());
+            let Ok(resolved) = target.canonicalize() else {
+                broken.push(format!("{shown}: no such file"));
+                continue;
+            };
+            if !resolved.starts_with(&repo) {
+                broken.push(format!("{shown}: outside the repository"));
+                continue;
+            }
+            if !anchor.is_empty() {
+                let target_text = std::fs::read_to_string(&resolved).unwrap_or_default();
+                if !anchors(&target_text).contains(anchor) {
+                    broken.push(format!("{shown}: no heading #{anchor}"));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn heading_anchors_follow_github() {
+    let text = "# Operator's runbook\n## `bench tokens` figures\n```\n# not a heading\n```\n## Witness\n## Witness\n#nospace\n";
+    let a = anchors(text);
+    for want in ["operators-runbook", "bench-tokens-figures", "witness", "witness-1"] {
+        assert!(a.contains(want), "{want} in {a:?}");
+    }
+    assert_eq!(a.len(), 4, "{a:?}");
+    assert_eq!(
+        relative_links("[a](docs/x.md#y) [b](https://e.org) `x`\n```\n[c](z.md)\n```"),
+        vec!["docs/x.md#y".to_owned()]
     );
 }

@@ -23,7 +23,7 @@
 //! tile `N` at level `L` holds up to 256 consecutive hashes of the tree's level `8·L`, at
 //! `tile/<L>/<N>[.p/<W>]`; entries are served in bundles at `tile/entries/<N>[.p/<W>]`.
 //! See [`Tile`], [`tile_path`], [`parse_tile_path`], [`read_tile_data`] and
-//! [`encode_entry_bundle`]. The formats are described in the README (section "Event chain formats").
+//! [`encode_entry_bundle`]. The formats are described in docs/formats.md ("Event chain formats").
 //!
 //! This module is pure: no I/O, no storage; storage plugs in through [`HashReader`]. Its one
 //! error type is [`TlogError`].

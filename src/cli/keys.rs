@@ -482,7 +482,7 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
             if !damaged.is_empty() {
                 return Err(CliError::Other(format!(
                     "{} damaged record(s) on the token; nothing is done with their keys until \
-                     they are restored (README: \"Damaged key records\"):\n  {}",
+                     they are restored (docs/operations.md: \"Damaged key records\"):\n  {}",
                     damaged.len(),
                     damaged.join("\n  ")
                 )));

@@ -131,7 +131,7 @@ pub enum SignerError {
     /// nothing is done with the key until it is repaired.
     #[error(
         "{0}; nothing is done with a key whose record cannot be read: restore the record \
-         from a backup of the token (README: \"Damaged key records\")"
+         from a backup of the token (docs/operations.md: \"Damaged key records\")"
     )]
     DamagedRecord(super::records::RecordDamage),
     /// The key was retired and can no longer be activated.
