@@ -1,9 +1,10 @@
 //! `auditstamp chain verify` and `auditstamp chain export`: the event chain, offline.
 //!
-//! `verify` re-hashes every event of a stopped appliance's store (`--state DIR`) or of an
-//! export (`--dir DIR`), compares the hashes with the stored Merkle tree (or the export's
-//! level-0 tiles), and checks every block (link, coverage, root, Ed25519 signature, RFC
-//! 3161 token) and the checkpoint; it names the first bad event index or block height.
+//! `verify` is `verify chain` ([`super::audit`]): it re-hashes every event of a stopped
+//! appliance's store (`--state DIR`), an export (`--dir DIR`) or a live appliance
+//! (`--url`), compares the hashes with the stored Merkle tree (or the level-0 tiles), and
+//! checks every block (link, coverage, root, Ed25519 signature, RFC 3161 token) and the
+//! checkpoint; it names the first bad event index or block height.
 //!
 //! An export is a static C2SP tlog-tiles log plus the blocks:
 //! ```text
@@ -16,66 +17,31 @@
 //! ```
 //! Any tlog-tiles client can read it from a static web server; a verifier trusts the keys
 //! it is given (`--key`), not the ones in the export.
-//!
-//! The audit drivers (events, hash comparison, blocks, checkpoint, output) are in
-//! [`super::audit`], shared with `verify chain`, which also reads a live appliance.
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use super::audit::{self, HashStream};
+use super::audit;
 use super::CliError;
 use crate::chain::block::SealedBlock;
 use crate::chain::log::EventLog;
 use crate::chain::store::Store;
-use crate::chain::tlog::{self, Hash, Tile};
-use crate::verify::chain::{ed25519_key_of, AuditOptions, ChainAudit};
+use crate::chain::tlog::{self, Tile};
+use crate::verify::chain::ed25519_key_of;
 
 /// `auditstamp chain ...`
 #[derive(Debug, Subcommand)]
 pub enum ChainCommand {
-    /// Re-hash and check a whole chain offline; names the first bad event or block.
-    Verify(VerifyArgs),
+    /// Re-hash and check a whole chain; names the first bad event or block (the same as
+    /// `verify chain`).
+    Verify(super::audit::AuditArgs),
     /// Write the chain (events, tiles, blocks, checkpoint) to a directory another machine
     /// can verify.
     Export(ExportArgs),
     /// Print the chain key's note verifier key (`origin+id+key`), read from the HSM: what a
     /// witness registers and a verifier passes as `--key`.
     VerifierKey(super::ConfigArg),
-}
-
-/// Where a chain is read from.
-#[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
-pub struct Source {
-    /// The appliance's state directory (`node.state_dir`); the server must be stopped.
-    #[arg(long)]
-    pub state: Option<PathBuf>,
-    /// A directory written by `auditstamp chain export`.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-}
-
-/// `chain verify`
-#[derive(Debug, Args)]
-pub struct VerifyArgs {
-    /// Where the chain is.
-    #[command(flatten)]
-    pub source: Source,
-    /// A trusted chain key, as a note verifier key (`name+id+key`, `GET /v1/events/{i}`
-    /// shows it). May be given more than once: each keeps its own name, and only a key
-    /// named the chain's origin counts. Without it, the keys recorded beside the
-    /// chain are used, which proves integrity but not who signed.
-    #[arg(long = "key")]
-    pub keys: Vec<String>,
-    /// Root CA certificates (PEM) to check each block's time-stamp token against.
-    /// Without it, only each token's imprint is checked.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// Print one JSON object instead of lines for people.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `chain export`
@@ -92,7 +58,7 @@ pub struct ExportArgs {
 /// Runs a `chain` subcommand.
 pub fn run(cmd: ChainCommand) -> Result<(), CliError> {
     match cmd {
-        ChainCommand::Verify(a) => verify(&a),
+        ChainCommand::Verify(a) => super::audit::run(&a),
         ChainCommand::Export(a) => export(&a),
         ChainCommand::VerifierKey(a) => verifier_key(&a.config),
     }
@@ -110,7 +76,8 @@ fn verifier_key(config: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-fn open_log(state: &Path) -> Result<EventLog, CliError> {
+/// The event log of a stopped appliance's state directory.
+pub(super) fn open_log(state: &Path) -> Result<EventLog, CliError> {
     let dir = state.join("store");
     if !dir.is_dir() {
         return Err(CliError::Other(format!(
@@ -134,97 +101,6 @@ fn open_log(state: &Path) -> Result<EventLog, CliError> {
         }
     })?;
     EventLog::open(&store).map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))
-}
-
-/// The store's stored hashes, all levels, in order.
-struct StoreHashes<I> {
-    values: I,
-    current: Vec<u8>,
-    base: u64,
-}
-
-impl<I: Iterator<Item = Result<(u64, Vec<u8>), crate::chain::log::LogError>>> HashStream
-    for StoreHashes<I>
-{
-    fn next_hash(&mut self, index: u64) -> Result<Option<Hash>, CliError> {
-        while index >= self.base + (self.current.len() / 32) as u64 {
-            match self.values.next() {
-                None => return Ok(None),
-                Some(v) => {
-                    let (n, bytes) = v.map_err(|e| CliError::Other(e.to_string()))?;
-                    self.base = n * 256;
-                    self.current = bytes;
-                }
-            }
-        }
-        let at = usize::try_from(index - self.base).unwrap_or(usize::MAX) * 32;
-        Ok(self
-            .current
-            .get(at..at + 32)
-            .and_then(|s| s.try_into().ok()))
-    }
-}
-
-fn verify(a: &VerifyArgs) -> Result<(), CliError> {
-    let checker = audit::token_check(a.ca.as_deref())?;
-    let outcome = if let Some(state) = &a.source.state {
-        let log = open_log(state)?;
-        let err = |e: crate::chain::log::LogError| CliError::Other(e.to_string());
-        let checkpoint = log.checkpoint().map_err(err)?;
-        // The log's origin is its checkpoint's first line (a checkpoint that does not parse
-        // is reported by the audit).
-        let origin = checkpoint
-            .as_deref()
-            .and_then(|c| crate::chain::note::SignedNote::parse(c).ok())
-            .and_then(|n| crate::chain::note::Checkpoint::parse(&n.text).ok())
-            .map(|c| c.origin);
-        let audit::Trusted {
-            keys,
-            from_args: keys_trusted,
-        } = audit::trusted_keys(
-            &a.keys,
-            log.chain_keys()
-                .map_err(|e| CliError::Other(e.to_string()))?,
-            origin.as_deref(),
-        )?;
-        let mut audit = ChainAudit::new(AuditOptions {
-            keys,
-            origin,
-            token_check: checker.as_ref(),
-        });
-        let mut stored = StoreHashes {
-            values: log.stored_hash_values(),
-            current: Vec::new(),
-            base: 0,
-        };
-        let origin = audit::run_audit(
-            &mut audit,
-            log.events().map(|r| r.map_err(err)),
-            log.size(),
-            log.blocks().map(|r| r.map_err(err)),
-            &mut stored,
-            checkpoint.as_deref(),
-        )?;
-        let summary = audit.summary();
-        audit::Outcome {
-            summary,
-            unsealed: log.size() - summary.sealed,
-            keys_trusted,
-            tokens_chained: a.ca.is_some(),
-            origin,
-        }
-    } else if let Some(dir) = &a.source.dir {
-        audit::audit_tiles(
-            &mut audit::DirSource { dir },
-            &a.keys,
-            checker.as_ref(),
-            a.ca.is_some(),
-        )?
-    } else {
-        return Err(CliError::Other("give --state DIR or --dir EXPORT".into()));
-    };
-    audit::print_outcome(&outcome, a.json);
-    Ok(())
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), CliError> {

@@ -30,7 +30,7 @@ use crate::chain::note::{Checkpoint, SignedNote, VerifierKey};
 use crate::chain::proof::TlogProof;
 use crate::chain::tlog::{self, Hash};
 use crate::tsp::HashAlgorithm;
-use crate::verify::chain::ed25519_key_id;
+use crate::verify::chain::{ed25519_key_id, tiles};
 use crate::verify::{verify_any_detailed, Report, Rule, TokenOptions, ValidAt, VerifiedToken};
 
 /// `auditstamp verify ...`
@@ -41,8 +41,9 @@ pub enum VerifyCommand {
     Token(TokenArgs),
     /// Check an event's proof bundle (`GET /v1/events/{i}`) or a bare C2SP tlog-proof.
     Proof(ProofArgs),
-    /// Audit a whole appliance log, from an export or a live appliance.
-    Chain(ChainArgs),
+    /// Audit a whole appliance log: a stopped appliance's store, an export, or a live
+    /// appliance (`chain verify` is the same command).
+    Chain(super::audit::AuditArgs),
 }
 
 /// When the TSA's certificate path must be valid.
@@ -142,49 +143,12 @@ pub struct ProofArgs {
     pub json: bool,
 }
 
-/// Where `verify chain` reads a log.
-#[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
-pub struct ChainSource {
-    /// A live appliance's base URL (`https://host:port`; see --tls-ca, --tls-cert): read
-    /// through `/checkpoint`, `/tile/...` and `/v1/blocks/{h}`.
-    #[arg(long)]
-    pub url: Option<String>,
-    /// A directory written by `auditstamp chain export`.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-}
-
-/// `verify chain`
-#[derive(Debug, Args)]
-pub struct ChainArgs {
-    /// Where the log is.
-    #[command(flatten)]
-    pub source: ChainSource,
-    /// A trusted chain key, as a note verifier key (`name+id+key`); may be given more than
-    /// once (e.g. every appliance's): each keeps its own name, and only a key named the
-    /// log's origin counts. Without it, the key published beside the log is used, which
-    /// proves integrity but not who signed.
-    #[arg(long = "key")]
-    pub keys: Vec<String>,
-    /// Root CA certificates (PEM) to check each block's time-stamp token against; without
-    /// it only each token's imprint is checked.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// Print one JSON object instead of lines for people.
-    #[arg(long)]
-    pub json: bool,
-    /// TLS to the appliance (with --url).
-    #[command(flatten)]
-    pub tls: super::TlsArgs,
-}
-
 /// Runs a `verify` subcommand.
 pub fn run(cmd: VerifyCommand) -> Result<(), CliError> {
     match cmd {
         VerifyCommand::Token(a) => token(&a),
         VerifyCommand::Proof(a) => proof(&a),
-        VerifyCommand::Chain(a) => chain(&a),
+        VerifyCommand::Chain(a) => super::audit::run(&a),
     }
 }
 
@@ -951,7 +915,7 @@ fn proof(a: &ProofArgs) -> Result<(), CliError> {
         .block
         .as_ref()
         .ok_or_else(|| "the bundle has no block".to_owned())
-        .and_then(audit::block_from_json);
+        .and_then(tiles::block_from_json);
     let block = match block {
         Ok(block) => {
             checks.push(Check::new(
@@ -1056,50 +1020,6 @@ fn check_block(
         ),
         Err(e) => Check::new("token", State::Fail, format!("[{}] {e}", e.rule())),
     });
-}
-
-// ---------------------------------------------------------------------------------------
-// verify chain
-// ---------------------------------------------------------------------------------------
-
-fn chain(a: &ChainArgs) -> Result<(), CliError> {
-    let checker = audit::token_check(a.ca.as_deref())?;
-    let result = match (&a.source.url, &a.source.dir) {
-        (Some(url), _) => audit::audit_tiles(
-            &mut audit::HttpSource::new(url, &a.tls)?,
-            &a.keys,
-            checker.as_ref(),
-            a.ca.is_some(),
-        ),
-        (None, Some(dir)) => {
-            if !dir.is_dir() {
-                return Err(CliError::Other(format!(
-                    "{}: not a directory (give an export written by `auditstamp chain export`)",
-                    dir.display()
-                )));
-            }
-            audit::audit_tiles(
-                &mut audit::DirSource { dir },
-                &a.keys,
-                checker.as_ref(),
-                a.ca.is_some(),
-            )
-        }
-        (None, None) => return Err(CliError::Other("give --url URL or --dir EXPORT".into())),
-    };
-    match result {
-        Ok(outcome) => {
-            audit::print_outcome(&outcome, a.json);
-            Ok(())
-        }
-        Err(CliError::Invalid(why)) => {
-            if a.json {
-                println!("{}", json!({ "ok": false, "error": why }));
-            }
-            Err(CliError::Invalid(why))
-        }
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,11 @@
 //! hashes can compare them one by one and name the first event whose hash differs.
 //!
 //! Every failure is an [`AuditError`] naming the event index or block height at fault.
+//!
+//! [`tiles`] holds the drivers that feed an audit from where a log is (an export, a live
+//! appliance, any streams of events, blocks and stored hashes), with their own error type.
+
+pub mod tiles;
 
 use std::collections::HashMap;
 
