@@ -8,15 +8,14 @@
 //! - `verify token` runs the whole checklist of `auditstamp::verify` on a TimeStampResp or
 //!   a bare token ([`verify_any_detailed`]).
 //! - `verify proof` checks an event's proof bundle (`GET /v1/events/{i}`) or a bare C2SP
-//!   tlog-proof: the leaf, the inclusion proof, the checkpoint's signature, and for a
-//!   bundle the block header, its signature and its RFC 3161 token.
-//! - `verify chain` audits a whole log, from an export or from a live appliance's public
-//!   read API, with the drivers `chain verify` uses ([`super::audit`]).
+//!   tlog-proof ([`crate::verify::proof`]): the leaf, the inclusion proof, the
+//!   checkpoint's signature, and for a bundle the block header, its signature and its RFC
+//!   3161 token.
+//! - `verify chain` (also `chain verify`) audits a whole log: a stopped appliance's store,
+//!   an export, or a live appliance's public read API ([`super::audit`]).
 
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use clap::{Args, Subcommand, ValueEnum};
 use const_oid::ObjectIdentifier;
 use der::Decode;
@@ -24,13 +23,11 @@ use serde_json::{json, Value};
 
 use super::audit;
 use super::CliError;
-use crate::chain::block::SealedBlock;
-use crate::chain::event::StoredEvent;
-use crate::chain::note::{Checkpoint, SignedNote, VerifierKey};
-use crate::chain::proof::TlogProof;
-use crate::chain::tlog::{self, Hash};
+use crate::chain::note::VerifierKey;
 use crate::tsp::HashAlgorithm;
-use crate::verify::chain::{ed25519_key_id, tiles};
+use crate::verify::proof::{
+    rfc3339, subject_of, Check, CheckState as State, ProofError, ProofInput,
+};
 use crate::verify::{verify_any_detailed, Report, Rule, TokenOptions, ValidAt, VerifiedToken};
 
 /// `auditstamp verify ...`
@@ -156,61 +153,34 @@ pub fn run(cmd: VerifyCommand) -> Result<(), CliError> {
 // Lines of checks
 // ---------------------------------------------------------------------------------------
 
-/// The state of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Ok,
-    Fail,
-    /// Not asked for by the options, or not possible for this input.
-    Skipped,
-    /// Not reached: an earlier check failed.
-    NotChecked,
+/// One check, as printed on a line.
+fn line(c: &Check) -> String {
+    let tag = match c.state {
+        State::Ok => "ok",
+        State::Fail => "FAIL",
+        State::Skipped => "skip",
+        State::NotChecked => "-",
+    };
+    format!("{tag:<4} {:<19} {}", c.name, c.detail)
 }
 
-/// One check, as printed.
-#[derive(Debug, Clone)]
-struct Check {
-    name: &'static str,
-    state: State,
-    detail: String,
-}
-
-impl Check {
-    fn new(name: &'static str, state: State, detail: impl Into<String>) -> Check {
-        Check {
-            name,
-            state,
-            detail: detail.into(),
-        }
-    }
-
-    fn line(&self) -> String {
-        let tag = match self.state {
+/// One check, as JSON.
+fn check_json(c: &Check) -> Value {
+    json!({
+        "rule": c.name,
+        "ok": match c.state {
+            State::Ok => Value::Bool(true),
+            State::Fail => Value::Bool(false),
+            State::Skipped | State::NotChecked => Value::Null,
+        },
+        "status": match c.state {
             State::Ok => "ok",
-            State::Fail => "FAIL",
-            State::Skipped => "skip",
-            State::NotChecked => "-",
-        };
-        format!("{tag:<4} {:<19} {}", self.name, self.detail)
-    }
-
-    fn json(&self) -> Value {
-        json!({
-            "rule": self.name,
-            "ok": match self.state {
-                State::Ok => Value::Bool(true),
-                State::Fail => Value::Bool(false),
-                State::Skipped | State::NotChecked => Value::Null,
-            },
-            "status": match self.state {
-                State::Ok => "ok",
-                State::Fail => "fail",
-                State::Skipped => "skipped",
-                State::NotChecked => "not-checked",
-            },
-            "detail": self.detail,
-        })
-    }
+            State::Fail => "fail",
+            State::Skipped => "skipped",
+            State::NotChecked => "not-checked",
+        },
+        "detail": c.detail,
+    })
 }
 
 /// Prints `checks` (lines, or the JSON `extra` with `valid` and `checks` added); the
@@ -225,7 +195,7 @@ fn finish(
         extra.insert("valid".into(), Value::Bool(failed.is_none()));
         extra.insert(
             "checks".into(),
-            Value::Array(checks.iter().map(Check::json).collect()),
+            Value::Array(checks.iter().map(check_json).collect()),
         );
         extra.insert(
             "failed".into(),
@@ -234,7 +204,7 @@ fn finish(
         println!("{}", Value::Object(extra));
     } else {
         for c in checks {
-            println!("{}", c.line());
+            println!("{}", line(c));
         }
         println!("{}", if failed.is_some() { "INVALID" } else { "VALID" });
     }
@@ -305,16 +275,6 @@ fn token_imprint_algorithm(der: &[u8]) -> Option<HashAlgorithm> {
 
 fn hex_of(bytes: &[u8]) -> String {
     format!("0x{}", hex::encode(bytes))
-}
-
-fn rfc3339(t: std::time::SystemTime) -> String {
-    time::OffsetDateTime::from(t)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn subject_of(cert: &x509_cert::Certificate) -> String {
-    cert.tbs_certificate.subject.to_string()
 }
 
 /// What each passed rule says, for people.
@@ -594,220 +554,6 @@ fn verifier_key(arg: &str) -> Result<VerifierKey, CliError> {
     })
 }
 
-/// A proof bundle's parts, as found (each may be missing or malformed: the check that
-/// needs it says so).
-struct Bundle {
-    index: Option<u64>,
-    leaf: Result<Vec<u8>, String>,
-    leaf_hash: Option<String>,
-    tree_size: Option<u64>,
-    path: Result<Vec<Hash>, String>,
-    checkpoint: Option<String>,
-    tlog_proof: Option<String>,
-    block: Option<Value>,
-}
-
-fn parse_bundle(v: &Value) -> Bundle {
-    let b64 = |name: &str| -> Result<Vec<u8>, String> {
-        let text = v
-            .get(name)
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("the bundle has no {name}"))?;
-        B64.decode(text)
-            .map_err(|_| format!("{name} is not base64"))
-    };
-    let path = match v.get("inclusion_proof").and_then(Value::as_array) {
-        None => Err("the bundle has no inclusion_proof list".to_owned()),
-        Some(list) => list
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                h.as_str()
-                    .and_then(|s| B64.decode(s).ok())
-                    .and_then(|b| Hash::try_from(b).ok())
-                    .ok_or_else(|| format!("inclusion_proof[{i}] is not a base64 SHA-256 hash"))
-            })
-            .collect(),
-    };
-    Bundle {
-        index: v
-            .get("event")
-            .and_then(|e| e.get("index"))
-            .and_then(Value::as_u64),
-        leaf: b64("leaf"),
-        leaf_hash: v
-            .get("leaf_hash")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        tree_size: v.get("tree_size").and_then(Value::as_u64),
-        path,
-        checkpoint: v
-            .get("checkpoint")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        tlog_proof: v
-            .get("tlog_proof")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        block: v.get("block").cloned(),
-    }
-}
-
-/// The checks every proof has: leaf, inclusion, checkpoint. Returns the checkpoint when
-/// its signature verified.
-/// What a proof says, bundle or tlog-proof (each part may be missing: the check that needs
-/// it says so).
-struct ProofParts<'a> {
-    /// The event's index.
-    index: Option<u64>,
-    /// The leaf bytes.
-    leaf: Result<&'a [u8], String>,
-    /// The leaf hash shown beside them (hex).
-    claimed_leaf_hash: Option<&'a str>,
-    /// The event shown beside them: its JSON text as found, or why it could not be found.
-    claimed_event: Option<Result<&'a str, String>>,
-    /// The tree size the proof is for.
-    tree_size: Option<u64>,
-    /// The inclusion proof.
-    path: Result<&'a [Hash], String>,
-    /// The signed checkpoint note.
-    checkpoint: Option<&'a str>,
-}
-
-fn proof_core(
-    checks: &mut Vec<Check>,
-    key: &VerifierKey,
-    parts: ProofParts<'_>,
-) -> Option<Checkpoint> {
-    let ProofParts {
-        index,
-        leaf,
-        claimed_leaf_hash,
-        claimed_event,
-        tree_size,
-        path,
-        checkpoint,
-    } = parts;
-    // The leaf.
-    let mut leaf_hash = None;
-    let leaf_check = (|| -> Result<String, String> {
-        let leaf = leaf?;
-        let h = tlog::leaf_hash(leaf);
-        leaf_hash = Some(h);
-        if let Some(claimed) = claimed_leaf_hash {
-            if claimed != hex::encode(h) {
-                return Err(format!(
-                    "the leaf bytes hash to {}, not to the leaf_hash {claimed}",
-                    hex::encode(h)
-                ));
-            }
-        }
-        let event = StoredEvent::from_leaf_bytes(leaf)
-            .map_err(|e| format!("the leaf bytes are not an event: {e}"))?;
-        let index = index.ok_or("no event index in the proof")?;
-        if event.index != index {
-            return Err(format!(
-                "the leaf is event {}, but the proof is for event {index}",
-                event.index
-            ));
-        }
-        if let Some(claimed) = claimed_event {
-            // Compared exactly, in canonical form: a repeated key or a number written
-            // otherwise than in the leaf is a difference, though a JSON `Value` would hide it.
-            let exact = |text: &str| crate::chain::exact_json::canonical(text, "event", 128);
-            let claimed = claimed
-                .and_then(|text| exact(text).map_err(|e| e.to_string()))
-                .map_err(|e| format!("the event shown cannot be read exactly: {e}"))?;
-            let stored = serde_json::to_string(&event.view())
-                .map_err(|e| e.to_string())
-                .and_then(|text| exact(&text).map_err(|e| e.to_string()))
-                .map_err(|e| format!("the leaf's event cannot be shown: {e}"))?;
-            if claimed != stored {
-                return Err("the event shown is not what the leaf bytes say".into());
-            }
-        }
-        Ok(format!(
-            "event {index} ({} by {}), leaf hash {}",
-            event.event.action.name(),
-            event.event.auditor,
-            hex::encode(h)
-        ))
-    })();
-    checks.push(match leaf_check {
-        Ok(d) => Check::new("leaf", State::Ok, d),
-        Err(e) => Check::new("leaf", State::Fail, e),
-    });
-
-    // The checkpoint's signature.
-    let cp = (|| -> Result<(Checkpoint, String), String> {
-        let text = checkpoint.ok_or("the proof has no checkpoint")?;
-        let signed = SignedNote::parse(text).map_err(|e| format!("not a signed note: {e}"))?;
-        let cp = Checkpoint::parse(&signed.text).map_err(|e| format!("not a checkpoint: {e}"))?;
-        if cp.origin != key.name {
-            return Err(format!(
-                "its origin is {:?}, but --key names {:?}",
-                cp.origin, key.name
-            ));
-        }
-        signed
-            .verify(key)
-            .map_err(|e| format!("the signature does not verify with --key: {e}"))?;
-        let detail = format!(
-            "{} size {} signed by {}+{}",
-            cp.origin,
-            cp.size,
-            key.name,
-            hex::encode(key.id)
-        );
-        Ok((cp, detail))
-    })();
-
-    let verified = match cp {
-        Ok((cp, d)) => {
-            checks.push(Check::new("checkpoint", State::Ok, d));
-            Some(cp)
-        }
-        Err(e) => {
-            checks.push(Check::new("checkpoint", State::Fail, e));
-            None
-        }
-    };
-    // The inclusion proof against the checkpoint's root (checked even when the signature
-    // is not, to say which is wrong).
-    let parsed_cp = checkpoint
-        .and_then(|t| SignedNote::parse(t).ok())
-        .and_then(|s| Checkpoint::parse(&s.text).ok());
-    let inclusion = (|| -> Result<String, String> {
-        let path = path?;
-        let cp = parsed_cp
-            .as_ref()
-            .ok_or("no readable checkpoint to check against")?;
-        let index = index.ok_or("no event index")?;
-        let leaf_hash = leaf_hash.ok_or("no leaf to check")?;
-        if let Some(size) = tree_size {
-            if size != cp.size {
-                return Err(format!(
-                    "the proof is for tree size {size}, the checkpoint's is {}",
-                    cp.size
-                ));
-            }
-        }
-        tlog::verify_inclusion(path, cp.size, index, &cp.root, &leaf_hash).map_err(|e| {
-            format!("the inclusion proof does not lead to the checkpoint's root: {e}")
-        })?;
-        Ok(format!(
-            "{} hashes from event {index} to the root of tree size {}",
-            path.len(),
-            cp.size
-        ))
-    })();
-    checks.push(match inclusion {
-        Ok(d) => Check::new("inclusion", State::Ok, d),
-        Err(e) => Check::new("inclusion", State::Fail, e),
-    });
-    verified
-}
-
 fn proof(a: &ProofArgs) -> Result<(), CliError> {
     let key = verifier_key(&a.key)?;
     let bytes = read(&a.input)?;
@@ -817,209 +563,22 @@ fn proof(a: &ProofArgs) -> Result<(), CliError> {
             a.input.display()
         ))
     })?;
-    let trimmed = text.trim_start();
-    let mut checks = Vec::new();
-    let mut extra = serde_json::Map::new();
-    if trimmed.starts_with(crate::chain::proof::HEADER) {
-        // A bare tlog-proof: no block.
-        let p = TlogProof::parse(trimmed)
-            .map_err(|e| CliError::Invalid(format!("{}: {e}", a.input.display())))?;
-        extra.insert("form".into(), "tlog-proof".into());
-        proof_core(
-            &mut checks,
-            &key,
-            ProofParts {
-                index: Some(p.index),
-                leaf: p
-                    .extra
-                    .as_deref()
-                    .ok_or_else(|| "the tlog-proof has no extra (the leaf bytes)".to_owned()),
-                claimed_leaf_hash: None,
-                claimed_event: None,
-                tree_size: None,
-                path: Ok(&p.path),
-                checkpoint: Some(&p.checkpoint),
-            },
-        );
-        let why = "not checked: a bare tlog-proof has no block (only leaf, inclusion and checkpoint can be checked)";
-        for name in ["header", "header-tree", "header-signature", "token"] {
-            checks.push(Check::new(name, State::Skipped, why));
-        }
-        return finish(&checks, a.json, extra);
-    }
-    if !trimmed.starts_with('{') {
-        return Err(CliError::Other(format!(
-            "{}: neither a proof bundle (JSON) nor a tlog-proof ({})",
-            a.input.display(),
-            crate::chain::proof::HEADER
-        )));
-    }
-    let json: Value = serde_json::from_str(&text)
-        .map_err(|e| CliError::Other(format!("{}: not JSON: {e}", a.input.display())))?;
-    let ca = a.ca.as_deref().ok_or_else(|| {
-        CliError::Other("a proof bundle's block token needs --ca ROOTS.pem".into())
+    let input = ProofInput::parse(&text).map_err(|e| match e {
+        ProofError::Malformed(_) => CliError::Invalid(format!("{}: {e}", a.input.display())),
+        e => CliError::Other(format!("{}: {e}", a.input.display())),
     })?;
-    let roots = audit::read_roots(ca)?;
-    extra.insert("form".into(), "bundle".into());
-    let b = parse_bundle(&json);
-    /// The event of a bundle, as its text.
-    #[derive(serde::Deserialize)]
-    struct Shown<'a> {
-        #[serde(borrow)]
-        event: Option<&'a serde_json::value::RawValue>,
-    }
-    let shown = match serde_json::from_str::<Shown<'_>>(&text) {
-        // `Option` reads an `"event": null` as None: it is an event shown all the same.
-        Ok(Shown { event }) => event
-            .map(|e| Ok(e.get()))
-            .or_else(|| json.get("event").map(|_| Ok("null"))),
-        Err(e) => Some(Err(e.to_string())),
-    };
-    let cp = proof_core(
-        &mut checks,
-        &key,
-        ProofParts {
-            index: b.index,
-            leaf: b.leaf.as_deref().map_err(Clone::clone),
-            claimed_leaf_hash: b.leaf_hash.as_deref(),
-            claimed_event: shown,
-            tree_size: b.tree_size,
-            path: b.path.as_deref().map_err(Clone::clone),
-            checkpoint: b.checkpoint.as_deref(),
-        },
-    );
-    // The bundle's tlog_proof must say the same.
-    if let Some(tp) = &b.tlog_proof {
-        let same = TlogProof::parse(tp).ok().is_some_and(|p| {
-            Some(p.index) == b.index
-                && p.extra.as_deref() == b.leaf.as_deref().ok()
-                && Ok(p.path.as_slice()) == b.path.as_deref().map_err(|_| ())
-                && Some(p.checkpoint.as_str()) == b.checkpoint.as_deref()
-        });
-        checks.push(if same {
-            Check::new(
-                "tlog-proof",
-                State::Ok,
-                "says the same index, leaf, proof and checkpoint",
-            )
-        } else {
-            Check::new(
-                "tlog-proof",
-                State::Fail,
-                "the bundle's tlog_proof does not say the same as its other fields",
-            )
-        });
-    }
-    // The block.
-    let block = b
-        .block
-        .as_ref()
-        .ok_or_else(|| "the bundle has no block".to_owned())
-        .and_then(tiles::block_from_json);
-    let block = match block {
-        Ok(block) => {
-            checks.push(Check::new(
-                "header",
-                State::Ok,
-                format!(
-                    "block {}: header bytes decode and match the block's fields",
-                    block.header.height
-                ),
-            ));
-            Some(block)
-        }
-        Err(e) => {
-            checks.push(Check::new("header", State::Fail, e));
-            None
-        }
-    };
-    check_block(&mut checks, block.as_ref(), cp.as_ref(), &key, &roots);
-    finish(&checks, a.json, extra)
-}
-
-/// The header's tree against the checkpoint, its signature, its token.
-fn check_block(
-    checks: &mut Vec<Check>,
-    block: Option<&SealedBlock>,
-    cp: Option<&Checkpoint>,
-    key: &VerifierKey,
-    roots: &[x509_cert::Certificate],
-) {
-    let Some(block) = block else {
-        for name in ["header-tree", "header-signature", "token"] {
-            checks.push(Check::new(
-                name,
-                State::NotChecked,
-                "not checked: no readable header",
-            ));
-        }
-        return;
-    };
-    let h = &block.header;
-    checks.push(match cp {
-        None => Check::new(
-            "header-tree",
-            State::NotChecked,
-            "not checked: no verified checkpoint to compare with",
-        ),
-        Some(cp) if cp.size == h.tree_size && cp.root == h.root => Check::new(
-            "header-tree",
-            State::Ok,
-            format!("tree size {} and root are the checkpoint's", h.tree_size),
-        ),
-        Some(cp) => Check::new(
-            "header-tree",
-            State::Fail,
-            format!(
-                "the header seals tree size {} (root {}), the checkpoint states {} (root {})",
-                h.tree_size,
-                hex::encode(h.root),
-                cp.size,
-                hex::encode(cp.root)
-            ),
-        ),
-    });
-    let signature = (|| -> Result<String, String> {
-        let id = ed25519_key_id(&key.public_key);
-        if h.key_id != id {
-            return Err(format!(
-                "the header's key id {} is not --key's ({})",
-                hex::encode(h.key_id),
-                hex::encode(id)
-            ));
-        }
-        let vk = ed25519_dalek::VerifyingKey::from_bytes(&key.public_key)
-            .map_err(|_| "--key is not a valid Ed25519 key".to_owned())?;
-        let sig = ed25519_dalek::Signature::from_slice(&block.signature)
-            .map_err(|_| "the signature is not 64 bytes".to_owned())?;
-        vk.verify_strict(&h.encode(), &sig).map_err(|_| {
-            "the Ed25519 signature over the header does not verify with --key".to_owned()
+    let roots = if input.needs_roots() {
+        let ca = a.ca.as_deref().ok_or_else(|| {
+            CliError::Other("a proof bundle's block token needs --ca ROOTS.pem".into())
         })?;
-        Ok(format!("Ed25519 by key id {}", hex::encode(id)))
-    })();
-    checks.push(match signature {
-        Ok(d) => Check::new("header-signature", State::Ok, d),
-        Err(e) => Check::new("header-signature", State::Fail, e),
-    });
-    let header_hash = h.hash();
-    let opts = TokenOptions {
-        imprint: Some((HashAlgorithm::Sha256, &header_hash)),
-        ..TokenOptions::new(roots)
+        audit::read_roots(ca)?
+    } else {
+        Vec::new()
     };
-    checks.push(match crate::verify::verify_token(&block.token, &opts) {
-        Ok(v) => Check::new(
-            "token",
-            State::Ok,
-            format!(
-                "RFC 3161 over SHA-256(header) {}, genTime {}, by {} ({})",
-                hex::encode(header_hash),
-                rfc3339(v.tst_info.gen_time.to_system_time()),
-                subject_of(&v.signer),
-                v.signature_algorithm
-            ),
-        ),
-        Err(e) => Check::new("token", State::Fail, format!("[{}] {e}", e.rule())),
-    });
+    let checks = input.check(&key, &roots);
+    let mut extra = serde_json::Map::new();
+    extra.insert("form".into(), input.form().into());
+    finish(&checks, a.json, extra)
 }
 
 #[cfg(test)]

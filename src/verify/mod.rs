@@ -1,6 +1,7 @@
 //! Software verification for the data center (no HSM, no sled, no HTTP): RFC 3161
 //! time-stamp tokens with the strict checklist it runs (`TSA-PROFILE.md`, "Verifying"),
-//! and, in [`chain`], the offline audit of a whole event chain.
+//! and, in [`chain`], the offline audit of a whole event chain, and in [`proof`], the
+//! checks of one event's proof (a bundle or a bare tlog-proof).
 //!
 //! [`verify_response`] takes a `TimeStampResp`, [`verify_token`] a bare `TimeStampToken`
 //! (a CMS ContentInfo) and [`verify_any`] either; all three check every [`Rule`] against
@@ -59,6 +60,7 @@ mod asn1;
 pub mod chain;
 mod error;
 mod path;
+pub mod proof;
 mod signature;
 mod token;
 mod verifier;
