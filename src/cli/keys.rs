@@ -3,15 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use der::{Decode, Encode, EncodePem};
-use sha2::Digest;
+use der::{Decode, EncodePem};
 use x509_cert::Certificate;
 
-use super::serve::active_key;
 use super::{open_hsm, open_hsm_any, read_certificate_file, write_file, CliError, ConfigArg};
 use crate::config::PinSource;
 use crate::provision;
-use crate::signer::pkcs11::{init_token, KeyInfo};
+use crate::provision::lifecycle;
+use crate::signer::pkcs11::init_token;
 use crate::signer::{KeyAlgorithm, KeyPurpose, SignerError};
 
 /// Default label of the development root CA's key.
@@ -285,52 +284,6 @@ fn write_pem(path: &Path, cert: &Certificate) -> Result<(), CliError> {
     write_file(path, pem.as_bytes())
 }
 
-fn stored_certificate(
-    hsm: &crate::signer::pkcs11::Hsm,
-    key: &KeyInfo,
-) -> Result<Option<Certificate>, CliError> {
-    hsm.find_certificate(key)?
-        .map(|der| {
-            Certificate::from_der(&der).map_err(|e| {
-                CliError::Other(format!(
-                    "the certificate stored for key {:?} is not valid DER: {e}",
-                    key.label
-                ))
-            })
-        })
-        .transpose()
-}
-
-/// What `keys list` shows of the certificate stored beside `key` (JSON null if none).
-fn certificate_summary(
-    hsm: &crate::signer::pkcs11::Hsm,
-    key: &KeyInfo,
-    now: std::time::SystemTime,
-) -> Result<serde_json::Value, CliError> {
-    let Some(c) = stored_certificate(hsm, key)? else {
-        return Ok(serde_json::Value::Null);
-    };
-    let v = &c.tbs_certificate.validity;
-    let secs_left = v
-        .not_after
-        .to_system_time()
-        .duration_since(now)
-        .map_or_else(
-            |e| -i128::from(e.duration().as_secs()),
-            |d| i128::from(d.as_secs()),
-        );
-    let der = c.to_der().map_err(|e| CliError::Other(e.to_string()))?;
-    Ok(serde_json::json!({
-        "subject": c.tbs_certificate.subject.to_string(),
-        "issuer": c.tbs_certificate.issuer.to_string(),
-        "not_before": v.not_before.to_string(),
-        "not_after": v.not_after.to_string(),
-        "sha256_fingerprint": hex::encode(sha2::Sha256::digest(&der)),
-        "days_to_expiry": secs_left.div_euclid(86_400),
-        "expired": secs_left < 0,
-    }))
-}
-
 /// Sends SIGHUP to the server whose pid file is in `state_dir`, if it runs. The pid is
 /// only trusted when that process is an auditstamp (a stale file may name another one).
 fn notify_server(state_dir: &Path) -> Result<Option<i32>, String> {
@@ -376,74 +329,18 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
         }
         KeysCommand::List(a) => {
             let (cfg, hsm) = open_hsm_any(&a.config.config)?;
-            let inventory = hsm.key_inventory()?;
-            // Damaged records are listed, never hidden, and make the command fail after
-            // the list is shown.
-            let mut damaged: Vec<String> = Vec::new();
-            let pointer = match hsm.active_tsa_key_id() {
-                Ok(id) => id,
-                Err(SignerError::DamagedRecord(d)) => {
-                    damaged.push(d.to_string());
-                    None
-                }
-                Err(e) => return Err(e.into()),
-            };
-            // The key `serve` signs with: the one activated, or before any activation the
-            // configuration's; none known when the pointer is damaged.
-            let active = cfg.as_ref().and_then(|cfg| match &pointer {
-                Some(id) => Some(id.clone()),
-                None if damaged.is_empty() => inventory
-                    .keys
-                    .iter()
-                    .find(|k| k.label == cfg.raw.tsa.key_label)
-                    .map(|k| k.id.clone()),
-                None => None,
-            });
-            let now = std::time::SystemTime::now();
-            let mut rows = Vec::new();
-            for key in &inventory.keys {
-                let is_active = active.as_ref() == Some(&key.id);
-                let state = if is_active {
-                    "active"
-                } else if key.retired_at.is_some() {
-                    "retired"
-                } else if key.activated_at.is_some() {
-                    "previous"
-                } else {
-                    "standby"
-                };
-                rows.push(serde_json::json!({
-                    "label": key.label,
-                    "id": hex::encode(&key.id),
-                    "algorithm": key.algorithm.to_string(),
-                    "purpose": key.purpose.map(|p| p.to_string()),
-                    "active": is_active,
-                    "state": state,
-                    "activated_at": key.activated_at,
-                    "retired_at": key.retired_at,
-                    "certificate": certificate_summary(&hsm, key, now)?,
-                }));
-            }
-            for d in &inventory.damaged {
-                damaged.push(d.damage.to_string());
-                let key = d.key.as_ref();
-                rows.push(serde_json::json!({
-                    "label": d.damage.object,
-                    "id": key.map(|k| hex::encode(&k.id)),
-                    "algorithm": key.map(|k| k.algorithm.to_string()),
-                    "purpose": null,
-                    "active": false,
-                    "state": "damaged",
-                    "activated_at": null,
-                    "retired_at": null,
-                    "certificate": match key {
-                        Some(k) => certificate_summary(&hsm, k, now)?,
-                        None => serde_json::Value::Null,
-                    },
-                    "damage": d.damage.to_string(),
-                }));
-            }
-            rows.sort_by(|a, b| a["label"].as_str().cmp(&b["label"].as_str()));
+            let inventory = lifecycle::inventory(
+                &hsm,
+                cfg.as_ref().map(|cfg| cfg.raw.tsa.key_label.as_str()),
+                std::time::SystemTime::now(),
+            )?;
+            let rows: Vec<serde_json::Value> = inventory
+                .keys
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<_, _>>()
+                .map_err(|e| CliError::Other(format!("cannot show the keys: {e}")))?;
+            let damaged = inventory.damaged;
             if a.json {
                 println!("{}", serde_json::Value::Array(rows));
             } else {
@@ -508,7 +405,7 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
             let (_cfg, hsm) = open_hsm(&a.config.config)?;
             let key = hsm.find_key(&a.label)?;
             let existing = if a.if_missing {
-                stored_certificate(&hsm, &key)?
+                lifecycle::stored_certificate(&hsm, &key)?
             } else {
                 None
             };
@@ -591,13 +488,13 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
         }
         KeysCommand::Rotate(a) => {
             let (cfg, hsm) = open_hsm(&a.config.config)?;
-            let current = active_key(&cfg, &hsm)?;
-            let algorithm = match &a.algorithm {
-                Some(name) => name.parse()?,
-                None => current.algorithm,
+            let current = lifecycle::active_key(&hsm, &cfg.raw.tsa.key_label)?;
+            let algorithm: Option<KeyAlgorithm> = match &a.algorithm {
+                Some(name) => Some(name.parse()?),
+                None => None,
             };
-            let key = hsm.generate_key(&a.label, algorithm, KeyPurpose::Tsa)?;
-            let csr = provision::make_csr(&hsm, &key.label, &a.subject)?;
+            let (key, csr) = lifecycle::rotate(&hsm, &current, &a.label, algorithm, &a.subject)?;
+            let algorithm = key.algorithm;
             let pem = csr
                 .to_pem(der::pem::LineEnding::LF)
                 .map_err(|e| CliError::Other(format!("cannot encode the request as PEM: {e}")))?;
@@ -617,40 +514,12 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
         }
         KeysCommand::Activate(a) => {
             let (cfg, hsm) = open_hsm(&a.config.config)?;
-            let key = hsm.find_key(&a.label)?;
-            if key.purpose != Some(KeyPurpose::Tsa) {
-                return Err(CliError::Other(format!(
-                    "key {:?} is not a TSA key (purpose {})",
-                    a.label,
-                    key.purpose.map_or("not recorded", |p| p.as_str())
-                )));
-            }
-            if key.retired_at.is_some() {
-                return Err(SignerError::KeyRetired(a.label.clone()).into());
-            }
-            // A damaged record anywhere on the token stops the server from loading its
-            // keys (it may be a key whose certificate must stay published): not now.
-            if let Some(d) = hsm.key_inventory()?.damaged.into_iter().next() {
-                return Err(SignerError::DamagedRecord(d.damage).into());
-            }
-            let cert = stored_certificate(&hsm, &key)?.ok_or_else(|| {
-                CliError::Other(format!(
-                    "key {:?} has no certificate; import one first (keys import-cert)",
-                    a.label
-                ))
-            })?;
-            provision::check_tsa_certificate(&cert, std::time::SystemTime::now())?;
-            // The key signing until now keeps its certificate published.
-            if hsm.active_tsa_key_id()?.is_none() {
-                match hsm.find_key(&cfg.raw.tsa.key_label) {
-                    Ok(bootstrap) if bootstrap.id != key.id => {
-                        hsm.set_active_tsa_key(&bootstrap)?;
-                    }
-                    Ok(_) | Err(SignerError::KeyNotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            hsm.set_active_tsa_key(&key)?;
+            lifecycle::activate(
+                &hsm,
+                &cfg.raw.tsa.key_label,
+                &a.label,
+                std::time::SystemTime::now(),
+            )?;
             println!("key {:?} is now the active TSA key", a.label);
             match notify_server(cfg.state_dir()) {
                 Ok(Some(pid)) => {
@@ -666,29 +535,14 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
             Ok(())
         }
         KeysCommand::Retire(a) => {
-            let (cfg, hsm) = open_hsm(&a.config.config)?;
-            let key = hsm.find_key(&a.label)?;
-            if key.purpose == Some(KeyPurpose::Tsa) {
-                // Which key is active must be known (a damaged record is not "not this one").
-                match active_key(&cfg, &hsm) {
-                    Ok(active) if active.id == key.id => {
-                        return Err(CliError::Other(format!(
-                            "key {:?} is the active TSA key; activate its successor first",
-                            a.label
-                        )));
-                    }
-                    Err(e @ CliError::Signer(SignerError::DamagedRecord(_))) => return Err(e),
-                    Ok(_) | Err(_) => {}
-                }
-            }
             if a.destroy && a.confirm_destroy.as_deref() != Some(a.label.as_str()) {
                 return Err(CliError::Other(
                     "--destroy erases the key for good: confirm with --confirm-destroy <the same label>".into(),
                 ));
             }
-            hsm.retire_key(&key)?;
+            let (cfg, hsm) = open_hsm(&a.config.config)?;
+            lifecycle::retire(&hsm, &cfg.raw.tsa.key_label, &a.label, a.destroy)?;
             if a.destroy {
-                hsm.destroy_key(&key)?;
                 println!(
                     "key {:?} retired and destroyed; its certificate stays on the token",
                     a.label
@@ -701,7 +555,7 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
         KeysCommand::ExportCert(a) => {
             let (_cfg, hsm) = open_hsm(&a.config.config)?;
             let key = hsm.find_key(&a.label)?;
-            let cert = stored_certificate(&hsm, &key)?.ok_or_else(|| {
+            let cert = lifecycle::stored_certificate(&hsm, &key)?.ok_or_else(|| {
                 CliError::Other(format!("key {:?} has no certificate on the token", a.label))
             })?;
             write_pem(&a.out, &cert)?;

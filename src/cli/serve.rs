@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use der::{Decode, Encode};
 use x509_cert::Certificate;
 
 use super::{open_hsm_with, CliError};
@@ -16,7 +15,7 @@ use crate::http::{self, AppState, HttpSettings};
 use crate::provision;
 use crate::service::chain::{ChainService, ChainSettings};
 use crate::service::{SigningIdentity, TsaService, TsaSettings};
-use crate::signer::pkcs11::{Hsm, KeyInfo};
+use crate::signer::pkcs11::Hsm;
 use crate::signer::pool::SigningPool;
 use crate::signer::{KeyAlgorithm, KeyPurpose, Signer};
 use crate::tsp::{Accuracy, HashAlgorithm, RequestRules};
@@ -66,7 +65,7 @@ fn load_chain(cfg: &Validated) -> Result<Vec<Certificate>, CliError> {
     let mut chain = Vec::new();
     for (i, der) in super::read_certificate_file(path)?.iter().enumerate() {
         let what = format!("tsa.chain_file {} certificate {}", path.display(), i + 1);
-        chain.push(strict_certificate(der, &what)?);
+        chain.push(provision::identity::strict_certificate(der, &what)?);
     }
     if chain.is_empty() {
         return Err(CliError::Other(format!(
@@ -77,112 +76,28 @@ fn load_chain(cfg: &Validated) -> Result<Vec<Certificate>, CliError> {
     Ok(chain)
 }
 
-/// Refuses a certificate whose stored bytes are not the strict DER its decoded form
-/// re-encodes to: tokens carry the re-encoding and hash it (signingCertificateV2), so a
-/// verifier holding the original bytes would see a different certificate.
-fn require_strict_der(cert: &Certificate, original: &[u8], what: &str) -> Result<(), CliError> {
-    let reencoded = cert
-        .to_der()
-        .map_err(|e| CliError::Other(format!("{what} cannot be re-encoded: {e}")))?;
-    if reencoded != original {
-        return Err(CliError::Other(format!(
-            "{what} is not strict DER; re-issue it with a conforming CA"
-        )));
-    }
-    Ok(())
-}
-
-/// The key to sign with: the one `keys activate` recorded on the token, or, before any
-/// activation, the configuration's `tsa.key_label`.
-pub(crate) fn active_key(cfg: &Validated, hsm: &Hsm) -> Result<KeyInfo, CliError> {
-    match hsm.active_tsa_key_id()? {
-        Some(id) => hsm.find_key_by_id(&id)?.ok_or_else(|| {
-            CliError::Other(format!(
-                "the active TSA key recorded on the token (id {}) is not there any more; \
-                 make another key active with `auditstamp keys activate`",
-                hex::encode(&id)
-            ))
-        }),
-        None => Ok(hsm.find_key(&cfg.raw.tsa.key_label)?),
-    }
-}
-
-/// Decodes `der`, refusing anything that is not strict DER.
-fn strict_certificate(der: &[u8], what: &str) -> Result<Certificate, CliError> {
-    let cert = Certificate::from_der(der)
-        .map_err(|e| CliError::Other(format!("{what}: not a certificate: {e}")))?;
-    require_strict_der(&cert, der, what)?;
-    Ok(cert)
-}
-
-/// The chain above `leaf`, issuer first, from the certificates in `pool` (matched by
-/// name, up to a self-signed root or the last one found).
-fn build_chain(leaf: &Certificate, pool: &[Certificate]) -> Vec<Certificate> {
-    let mut chain: Vec<Certificate> = Vec::new();
-    let mut current = leaf;
-    while current.tbs_certificate.issuer != current.tbs_certificate.subject {
-        let next = pool.iter().find(|c| {
-            c.tbs_certificate.subject == current.tbs_certificate.issuer && !chain.contains(c)
-        });
-        let Some(next) = next else { break };
-        chain.push(next.clone());
-        current = next;
-    }
-    chain
-}
-
-/// Finds the active key, checks its certificate and chain, and starts signing with it.
-/// Every failure names its cause; nothing is served until all of it holds.
+/// Finds the active key, checks its certificate and chain ([`provision::identity`]), and
+/// starts signing with it. Every failure names its cause; nothing is served until all of
+/// it holds.
 pub(crate) fn signing_identity(cfg: &Validated, hsm: &Hsm) -> Result<SigningIdentity, CliError> {
-    let key = active_key(cfg, hsm)?;
-    let label = &key.label;
-    tracing::info!(key = %label, "signing key chosen");
-    let cert_der = hsm.find_certificate(&key)?.ok_or_else(|| {
-        CliError::Other(format!(
-            "key {label:?} has no certificate on the token; import one with `auditstamp keys import-cert` \
-             (or, for development, `auditstamp keys issue-dev-cert`)"
-        ))
-    })?;
-    let cert = strict_certificate(&cert_der, &format!("the certificate of key {label:?}"))?;
-    if !provision::cert_matches_key(&cert, &key) {
-        return Err(CliError::Other(format!(
-            "the certificate stored for key {label:?} is for another key: its public key is not the HSM key's"
-        )));
-    }
-    provision::check_tsa_certificate(&cert, SystemTime::now())
-        .map_err(|e| CliError::Other(format!("the certificate of key {label:?}: {e}")))?;
-    let mut pool = load_chain(cfg)?;
-    for (i, der) in hsm.authority_certificates()?.iter().enumerate() {
-        pool.push(strict_certificate(
-            der,
-            &format!("CA certificate {} on the token", i + 1),
-        )?);
-    }
-    let chain = build_chain(&cert, &pool);
-    if !pool.is_empty() && chain.is_empty() {
-        return Err(CliError::Other(format!(
-            "the issuer of key {label:?}'s certificate ({}) is not in tsa.chain_file nor on the token",
-            cert.tbs_certificate.issuer
-        )));
-    }
-    let mut previous = Vec::new();
-    for der in hsm.once_active_certificates()? {
-        if der != cert_der {
-            previous.push(strict_certificate(&der, "a previously active certificate")?);
-        }
-    }
+    let id = provision::identity::tsa_identity(
+        hsm,
+        &cfg.raw.tsa.key_label,
+        load_chain(cfg)?,
+        SystemTime::now(),
+    )?;
     let signer = SigningPool::start(
         hsm,
-        label,
+        &id.key.label,
         cfg.raw.hsm.sessions,
         cfg.raw.hsm.verify_after_sign,
     )?;
     Ok(SigningIdentity::new(
         Arc::new(signer),
-        cert,
-        chain,
+        id.certificate,
+        id.chain,
         cfg.raw.tsa.include_chain,
-        previous,
+        id.previous,
     )?)
 }
 

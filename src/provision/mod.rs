@@ -10,11 +10,17 @@
 //! startup to fail fast, with an error naming the cause, when the certificate does not
 //! fit the key or RFC 3161 / ETSI EN 319 422.
 //!
+//! [`lifecycle`] holds the rules of a TSA key's life (which key is active, rotation,
+//! activation, retirement) and [`identity`] the startup checks of the key, its certificate
+//! and its chain before the server signs.
+//!
 //! This module imports only [`crate::signer`]. Its one error type is [`ProvisionError`].
 
 mod certs;
 mod check;
 mod csr;
+pub mod identity;
+pub mod lifecycle;
 mod subject;
 
 pub use certs::{ensure_dev_ca, issue_dev_cert};
@@ -96,6 +102,10 @@ pub enum ProvisionError {
     /// The certificate's validity has ended.
     #[error("the certificate has expired (notAfter {0})")]
     Expired(String),
+    /// A rule of the key lifecycle or of the startup checks refuses: the message names the
+    /// key or certificate and what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 #[cfg(test)]
