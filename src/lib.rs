@@ -14,6 +14,8 @@
 //! - [`http`]: the axum router; the one place errors become HTTP statuses or failInfos.
 //! - [`config`]: the TOML configuration, validated at startup.
 //! - [`provision`]: key generation, certificates and their checks, through the HSM.
+//! - [`witness`]: the data center's witness (protocol, store, service, routes, its
+//!   configuration); the appliance shares only its protocol types.
 //! - [`bench`]: the load generators behind `auditstamp bench` (figures, never pass/fail).
 //! - [`cli`]: the command line: parses arguments, calls the library, prints.
 
@@ -29,3 +31,4 @@ pub mod service;
 pub mod signer;
 pub mod tsp;
 pub mod verify;
+pub mod witness;

@@ -326,7 +326,12 @@ fn documentation_links_resolve_inside_the_repository() {
 fn heading_anchors_follow_github() {
     let text = "# Operator's runbook\n## `bench tokens` figures\n```\n# not a heading\n```\n## Witness\n## Witness\n#nospace\n";
     let a = anchors(text);
-    for want in ["operators-runbook", "bench-tokens-figures", "witness", "witness-1"] {
+    for want in [
+        "operators-runbook",
+        "bench-tokens-figures",
+        "witness",
+        "witness-1",
+    ] {
         assert!(a.contains(want), "{want} in {a:?}");
     }
     assert_eq!(a.len(), 4, "{a:?}");

@@ -33,7 +33,7 @@ use super::BenchError;
 use crate::chain::cosignature::Cosigner;
 use crate::chain::note::{self, Checkpoint, NoteSignature, SignedNote};
 use crate::chain::tlog::{self, Hash};
-use crate::chain::witness_protocol::{
+use crate::witness::protocol::{
     add_checkpoint_body, parse_cosignatures, parse_size_body, ADD_CHECKPOINT_PATH,
 };
 

@@ -3,11 +3,9 @@
 //! Pure parts, without I/O: the event model and its leaf bytes ([`event`]), JSON read exactly
 //! and written canonically for event details ([`exact_json`]), the RFC 6962
 //! Merkle tree and C2SP tiles ([`tlog`]), block headers ([`block`]), C2SP signed notes and
-//! checkpoints ([`note`]), witness cosignatures ([`cosignature`]), the witness protocol's
-//! bodies ([`witness_protocol`]) and tlog-proofs ([`proof`]). Storage: the TSA's state in
+//! checkpoints ([`note`]), witness cosignatures ([`cosignature`]) and tlog-proofs ([`proof`]). Storage: the TSA's state in
 //! sled ([`store`]), the event log with group commit ([`log`]: events and hashes in
-//! append-only files ([`logfiles`]), blocks and checkpoints in sled) and the witness's
-//! state per log in sled ([`witness_store`]).
+//! append-only files ([`logfiles`]), blocks and checkpoints in sled).
 
 pub mod block;
 pub mod cosignature;
@@ -19,5 +17,3 @@ pub mod note;
 pub mod proof;
 pub mod store;
 pub mod tlog;
-pub mod witness_protocol;
-pub mod witness_store;

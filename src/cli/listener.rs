@@ -11,7 +11,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use super::CliError;
-use crate::config;
 
 /// What a health check needs to reach a listener from the same host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +37,9 @@ impl Listener {
 
 /// The listener of the appliance or witness configuration at `path`.
 pub fn listener(path: &Path) -> Result<Listener, CliError> {
-    let (listen, tls) = match config::load_any(path)? {
-        config::AnyConfig::Appliance(c) => (c.listen, c.tls),
-        config::AnyConfig::Witness(c) => (c.listen, c.tls),
+    let (listen, tls) = match crate::witness::config::load_any(path)? {
+        crate::witness::config::AnyConfig::Appliance(c) => (c.listen, c.tls),
+        crate::witness::config::AnyConfig::Witness(c) => (c.listen, c.tls),
     };
     if listen.port() == 0 {
         return Err(CliError::Other(format!(

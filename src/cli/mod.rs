@@ -230,12 +230,12 @@ pub(crate) fn open_hsm_from(hsm: &HsmConfig, pin: &PinSource) -> Result<Hsm, Cli
 /// Loads an appliance's or a witness's configuration (one with a `[witness]` table) and
 /// opens its token; the appliance's configuration is returned when it is one.
 pub(crate) fn open_hsm_any(config_path: &Path) -> Result<(Option<Validated>, Hsm), CliError> {
-    let any = config::load_any(config_path)?;
+    let any = crate::witness::config::load_any(config_path)?;
     let (hsm, pin) = any.hsm();
     let opened = open_hsm_from(hsm, pin)?;
     match any {
-        config::AnyConfig::Appliance(cfg) => Ok((Some(*cfg), opened)),
-        config::AnyConfig::Witness(_) => Ok((None, opened)),
+        crate::witness::config::AnyConfig::Appliance(cfg) => Ok((Some(*cfg), opened)),
+        crate::witness::config::AnyConfig::Witness(_) => Ok((None, opened)),
     }
 }
 

@@ -20,13 +20,14 @@ use super::{open_hsm_from, CliError, ConfigArg};
 use crate::chain::cosignature::Cosigner;
 use crate::chain::note::VerifierKey;
 use crate::chain::store::Store;
-use crate::chain::witness_store::WitnessStore;
 use crate::clock::SystemClock;
-use crate::config::{self, ConfigError, ValidatedWitness};
-use crate::http::witness::{self as http_witness, WitnessHttpSettings, WitnessState};
-use crate::service::witness::{RegisteredLog, WitnessService, WitnessSettings};
+use crate::config::ConfigError;
 use crate::signer::pkcs11::{Hsm, KeyInfo};
 use crate::signer::{KeyAlgorithm, KeyPurpose, SigningPool};
+use crate::witness::config::{self as witness_config, ValidatedWitness};
+use crate::witness::routes::{self as http_witness, WitnessHttpSettings, WitnessState};
+use crate::witness::service::{RegisteredLog, WitnessService, WitnessSettings};
+use crate::witness::store::WitnessStore;
 
 /// The store's directory inside `witness.state_dir`.
 pub const STORE_DIR: &str = "witness-store";
@@ -63,7 +64,7 @@ pub fn run(cmd: WitnessCommand) -> Result<(), CliError> {
         WitnessCommand::Serve(a) => serve(&a.config),
         WitnessCommand::VerifierKey(a) => {
             super::init_logging("warn", "text");
-            let cfg = config::load_witness(&a.config)?;
+            let cfg = witness_config::load_witness(&a.config)?;
             let hsm = open_hsm_from(&cfg.raw.hsm, &cfg.pin)?;
             let key = witness_key(&cfg, &hsm)?;
             println!("{}", cosigner(&cfg, &key)?.verifier_key());
@@ -71,7 +72,7 @@ pub fn run(cmd: WitnessCommand) -> Result<(), CliError> {
         }
         WitnessCommand::Evidence(a) => {
             super::init_logging("warn", "text");
-            let cfg = config::load_witness(&a.config.config)?;
+            let cfg = witness_config::load_witness(&a.config.config)?;
             print_evidence(&cfg, a.origin.as_deref())
         }
     }
@@ -184,7 +185,7 @@ fn registered_logs(cfg: &ValidatedWitness) -> Result<Vec<RegisteredLog>, CliErro
 }
 
 fn serve(config_path: &Path) -> Result<(), CliError> {
-    let cfg = config::load_witness(config_path)?;
+    let cfg = witness_config::load_witness(config_path)?;
     super::init_logging(&cfg.raw.witness.log_level, &cfg.raw.witness.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -312,13 +313,15 @@ mod tests {
     fn the_template_registers_its_example_log() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/witness.toml");
         let text = std::fs::read_to_string(path).unwrap();
-        let cfg = config::parse_witness(&text, &config::Overrides::default()).unwrap();
+        let cfg =
+            witness_config::parse_witness(&text, &crate::config::Overrides::default()).unwrap();
         let logs = registered_logs(&cfg).unwrap();
         assert_eq!(logs.len(), 1);
         assert_eq!(logs[0].key.name, logs[0].origin);
         // A key whose id does not match is refused, naming the entry.
         let bad = text.replace("+0a4998e1+", "+0a4998e2+");
-        let cfg = config::parse_witness(&bad, &config::Overrides::default()).unwrap();
+        let cfg =
+            witness_config::parse_witness(&bad, &crate::config::Overrides::default()).unwrap();
         let e = registered_logs(&cfg).unwrap_err().to_string();
         assert!(e.contains("log.key") && e.contains("#1"), "{e}");
     }

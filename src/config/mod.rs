@@ -11,7 +11,7 @@
 //! This module imports nothing else of this crate: it hands out plain validated values and
 //! `cli` turns them into each module's own settings. Its one error type is [`ConfigError`].
 //!
-//! The data center witness has a configuration file of its own: [`witness`].
+//! The data center witness has a configuration file of its own: [`crate::witness::config`].
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -21,13 +21,6 @@ use std::str::FromStr;
 use const_oid::ObjectIdentifier;
 use secrecy::SecretString;
 use serde::Deserialize;
-
-pub mod witness;
-
-pub use witness::{
-    load_any, load_witness, parse_witness, validate_hsm, AnyConfig, ValidatedWitness,
-    WitnessConfig, WitnessLogConfig, WitnessSection,
-};
 
 /// Environment variable that overrides `node.state_dir`.
 pub const ENV_STATE_DIR: &str = "AUDITSTAMP_STATE_DIR";
@@ -72,7 +65,7 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         message: message.into(),
@@ -189,7 +182,7 @@ pub struct HsmConfig {
     /// File that holds the user PIN (first line; relative to the state directory).
     pub pin_file: Option<PathBuf>,
     /// Refused with a clear message: PINs are never written in the configuration.
-    pin: Option<toml::Value>,
+    pub(crate) pin: Option<toml::Value>,
     /// PKCS#11 sessions (signing worker threads); default 2.
     #[serde(default = "default_sessions")]
     pub sessions: usize,

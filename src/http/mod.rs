@@ -15,14 +15,13 @@
 //!   `GET /v1/proofs/consistency`, and the C2SP tlog-tiles read API `GET /checkpoint`,
 //!   `GET /tile/...`.
 //!
-//! The data center's witness is another server with its own router: [`witness::router`].
+//! The data center's witness is another server with its own router: [`crate::witness::routes::router`].
 
 pub mod chain;
 pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod tls;
-pub mod witness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

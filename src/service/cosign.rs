@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::chain::cosignature::Cosigner;
 use crate::chain::note::{NoteSignature, SignedNote};
 use crate::chain::tlog::Hash;
-use crate::chain::witness_protocol::{add_checkpoint_body, parse_cosignatures, parse_size_body};
+use crate::witness::protocol::{add_checkpoint_body, parse_cosignatures, parse_size_body};
 
 /// The HTTP(S) client to witnesses: the one client of [`crate::client`] (reqwest, rustls on
 /// AWS-LC) trusting the configured CAs, every request bounded by a timeout.

@@ -1,6 +1,6 @@
 //! The appliance's use cases: issue an RFC 3161 time-stamp token ([`tsa`]); append
 //! auditor events, seal blocks and prove them ([`chain`]). The data center's witness,
-//! which cosigns appliances' checkpoints ([`witness`]), has its own error type.
+//! which cosigns appliances' checkpoints, is [`crate::witness`].
 //!
 //! Uses `tsp` (DER), `signer` (the HSM), `clock` (trusted time) and `chain` (the store).
 //! Its one error type is [`ServiceError`]; only the HTTP layer turns it into a status or
@@ -11,7 +11,6 @@ pub mod cosign;
 pub mod gen_time;
 pub mod serial;
 pub mod tsa;
-pub mod witness;
 
 pub use tsa::{GuardedTime, Readiness, SigningIdentity, TsaService, TsaSettings};
 

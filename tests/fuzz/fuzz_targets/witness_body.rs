@@ -2,7 +2,7 @@
 //! (cosignature lines, a 409 size). What parses formats back to itself. Never a panic.
 #![no_main]
 
-use auditstamp::chain::witness_protocol::{parse_cosignatures, parse_size_body, AddCheckpoint};
+use auditstamp::witness::protocol::{parse_cosignatures, parse_size_body, AddCheckpoint};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

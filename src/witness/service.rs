@@ -32,7 +32,7 @@
 //! signed checkpoints contradict each other does the witness keep evidence
 //! ([`find_inconsistency`], [`WitnessStore::record_evidence`]): the submitted checkpoint
 //! (signed by the log) and one the witness cosigned (the latest, or one of the
-//! [`HISTORY`](crate::chain::witness_store::HISTORY) before it) when
+//! [`HISTORY`](crate::witness::store::HISTORY) before it) when
 //! - they have the same size and different roots; or
 //! - the submission's consistency proof, from the cosigned one's size, leads to the
 //!   submitted root (so its nodes are the log's own tree, short of a SHA-256 collision) from
@@ -56,13 +56,13 @@ use std::time::SystemTime;
 use crate::chain::cosignature::{self, Cosigner};
 use crate::chain::note::{Checkpoint, NoteSignature, SignedNote, VerifierKey};
 use crate::chain::tlog::{self, Hash, EMPTY_TREE_HASH};
-use crate::chain::witness_protocol::{format_cosignatures, AddCheckpoint, ProtocolError};
-use crate::chain::witness_store::{
+use crate::clock::Clock;
+use crate::signer::{SignatureAlgorithm, Signer, SignerError};
+use crate::witness::protocol::{format_cosignatures, AddCheckpoint, ProtocolError};
+use crate::witness::store::{
     Evidence, EvidenceCounts, EvidenceKind, EvidenceOutcome, LegacyAlert, LogState, Outcome,
     WitnessStore, WitnessStoreError,
 };
-use crate::clock::Clock;
-use crate::signer::{SignatureAlgorithm, Signer, SignerError};
 
 /// How often a request is checked again when its state keeps changing under it.
 const MAX_ATTEMPTS: usize = 8;
@@ -814,8 +814,8 @@ mod tests {
 
     use super::*;
     use crate::chain::note::{key_id, verifier_key};
-    use crate::chain::witness_protocol::add_checkpoint_body;
-    use crate::chain::witness_store::HISTORY;
+    use crate::witness::protocol::add_checkpoint_body;
+    use crate::witness::store::HISTORY;
     use ed25519_dalek::Signer as _;
 
     /// A simulated appliance: its tree and key.
@@ -1166,7 +1166,7 @@ mod tests {
     /// without evidence leave nothing behind.
     #[test]
     fn cosigns_through_the_hsm_and_lets_one_concurrent_request_win() {
-        use crate::chain::witness_protocol::parse_cosignatures;
+        use crate::witness::protocol::parse_cosignatures;
 
         let dir = tempfile::tempdir().unwrap();
         let mut a = Sim::named("a.example/chain", 1);
@@ -1260,8 +1260,8 @@ mod tests {
     /// going stale); the HSM signs again only once the last cosignature is a minute old.
     #[test]
     fn replays_of_the_latest_checkpoint_store_nothing_and_sign_once_a_minute() {
-        use crate::chain::witness_protocol::parse_cosignatures;
         use crate::service::tsa::tests::ManualClock;
+        use crate::witness::protocol::parse_cosignatures;
 
         const T0: u64 = 1_800_000_000_000;
         let dir = tempfile::tempdir().unwrap();
@@ -1390,7 +1390,7 @@ mod tests {
     /// however often the witness starts); the rest is not carried over.
     #[test]
     fn forks_an_older_version_recorded_are_carried_over() {
-        use crate::chain::witness_store::{LegacyAlertKind, LegacyAlerts};
+        use crate::witness::store::{LegacyAlertKind, LegacyAlerts};
 
         let dir = tempfile::tempdir().unwrap();
         let mut a = Sim::new();

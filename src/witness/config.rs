@@ -16,7 +16,9 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::{invalid, ConfigError, HsmConfig, PinSource, Validated, ENV_LISTEN, ENV_STATE_DIR};
+use crate::config::{
+    invalid, ConfigError, HsmConfig, PinSource, Validated, ENV_LISTEN, ENV_STATE_DIR,
+};
 
 /// The witness's configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,7 +51,7 @@ pub struct WitnessSection {
     pub plain_http: bool,
     /// TLS (required unless `plain_http`); client certificates are not asked for (each
     /// checkpoint is authenticated by its appliance's signature).
-    pub tls: Option<super::TlsConfig>,
+    pub tls: Option<crate::config::TlsConfig>,
     /// An appliance whose last cosignature is older than this (or that has none) counts
     /// as stale in `/status` and `/metrics`; default 3600.
     #[serde(default = "default_stale_after")]
@@ -62,25 +64,25 @@ pub struct WitnessSection {
     pub max_body_bytes: usize,
     /// From accept, longest time for the TLS handshake and the first request's head
     /// together; on HTTP/1.1 also for each later head; in milliseconds; default 5000.
-    #[serde(default = "super::default_header_timeout")]
+    #[serde(default = "crate::config::default_header_timeout")]
     pub header_timeout_ms: u64,
     /// Most open connections; beyond, new ones are closed at once; default 4096.
-    #[serde(default = "super::default_max_connections")]
+    #[serde(default = "crate::config::default_max_connections")]
     pub max_connections: usize,
     /// Most open connections from one IP address; beyond, new ones are closed at once;
     /// default 64.
-    #[serde(default = "super::default_max_connections_per_address")]
+    #[serde(default = "crate::config::default_max_connections_per_address")]
     pub max_connections_per_address: usize,
     /// A connection with no request open for this long is closed, in milliseconds;
     /// default 30000.
-    #[serde(default = "super::default_idle_timeout")]
+    #[serde(default = "crate::config::default_idle_timeout")]
     pub idle_timeout_ms: u64,
     /// How often an HTTP/2 connection is pinged, in milliseconds; default 10000.
-    #[serde(default = "super::default_http2_ping_interval")]
+    #[serde(default = "crate::config::default_http2_ping_interval")]
     pub http2_ping_interval_ms: u64,
     /// How long a ping may go unanswered before its HTTP/2 connection is closed, in
     /// milliseconds; default 10000.
-    #[serde(default = "super::default_http2_ping_timeout")]
+    #[serde(default = "crate::config::default_http2_ping_timeout")]
     pub http2_ping_timeout_ms: u64,
     /// Log format: "text" (default) or "json".
     #[serde(default = "default_log_format")]
@@ -92,8 +94,8 @@ pub struct WitnessSection {
 
 impl WitnessSection {
     /// The listener's connection limits.
-    pub fn listener_limits(&self) -> super::ListenerLimits {
-        super::ListenerLimits {
+    pub fn listener_limits(&self) -> crate::config::ListenerLimits {
+        crate::config::ListenerLimits {
             header_timeout_ms: self.header_timeout_ms,
             max_connections: self.max_connections,
             max_connections_per_address: self.max_connections_per_address,
@@ -147,7 +149,7 @@ pub struct ValidatedWitness {
     /// Where the PIN comes from.
     pub pin: PinSource,
     /// `witness.tls` with its paths resolved against the state directory.
-    pub tls: Option<super::TlsConfig>,
+    pub tls: Option<crate::config::TlsConfig>,
 }
 
 impl ValidatedWitness {
@@ -193,8 +195,8 @@ fn with_path(path: &Path) -> impl FnOnce(ConfigError) -> ConfigError + '_ {
     }
 }
 
-fn env_overrides() -> super::Overrides {
-    super::Overrides {
+fn env_overrides() -> crate::config::Overrides {
+    crate::config::Overrides {
         state_dir: std::env::var_os(ENV_STATE_DIR).map(PathBuf::from),
         listen: std::env::var(ENV_LISTEN).ok(),
     }
@@ -219,7 +221,7 @@ pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
             .map(|c| AnyConfig::Witness(Box::new(c)))
             .map_err(with_path(path))
     } else {
-        super::parse(&text, &overrides)
+        crate::config::parse(&text, &overrides)
             .map(|c| AnyConfig::Appliance(Box::new(c)))
             .map_err(with_path(path))
     }
@@ -228,7 +230,7 @@ pub fn load_any(path: &Path) -> Result<AnyConfig, ConfigError> {
 /// Parses and validates witness configuration text.
 pub fn parse_witness(
     text: &str,
-    overrides: &super::Overrides,
+    overrides: &crate::config::Overrides,
 ) -> Result<ValidatedWitness, ConfigError> {
     let mut raw: WitnessConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
         path: PathBuf::from("<config>"),
@@ -364,9 +366,9 @@ fn validate_witness(raw: WitnessConfig) -> Result<ValidatedWitness, ConfigError>
             "must be between 100 and 600000",
         ));
     }
-    super::validate_listener(
+    crate::config::validate_listener(
         &w.listener_limits(),
-        &super::ListenerKeys {
+        &crate::config::ListenerKeys {
             header_timeout: "witness.header_timeout_ms",
             max_connections: "witness.max_connections",
             per_address: "witness.max_connections_per_address",
@@ -388,11 +390,11 @@ fn validate_witness(raw: WitnessConfig) -> Result<ValidatedWitness, ConfigError>
         ));
     }
     let pin = validate_hsm(&raw.hsm, &w.state_dir)?;
-    let tls = super::validate_tls_choice(
+    let tls = crate::config::validate_tls_choice(
         w.plain_http,
         w.tls.as_ref(),
         &w.state_dir,
-        &super::TlsKeys {
+        &crate::config::TlsKeys {
             tls: "witness.tls",
             plain: "witness.plain_http",
             require: "witness.tls.require_client_cert",

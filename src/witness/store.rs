@@ -53,9 +53,9 @@ use crossbeam_channel::{Receiver, Sender};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
-use super::note::{Checkpoint, NoteSignature, SignedNote};
-use super::store::{Store, StoreError};
-use super::tlog::Hash;
+use crate::chain::note::{Checkpoint, NoteSignature, SignedNote};
+use crate::chain::store::{Store, StoreError};
+use crate::chain::tlog::Hash;
 
 const TREE: &str = "witness";
 const EVIDENCE_TREE: &str = "witness-evidence";
@@ -293,7 +293,7 @@ pub type EvidenceId = [u8; 32];
 /// exists to catch. Anyone holding the log's verifier key can check it offline: both notes
 /// verify; for [`EvidenceKind::Fork`] and some [`EvidenceKind::Rollback`]s the sizes are
 /// equal and the roots differ; otherwise the consistency proof, from `cosigned_size` to
-/// `size` (RFC 9162 §2.1.4.2, see [`super::tlog::consistency_proof_roots`]), leads to the
+/// `size` (RFC 9162 §2.1.4.2, see [`crate::chain::tlog::consistency_proof_roots`]), leads to the
 /// submitted root from another root than the cosigned one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evidence {

@@ -24,8 +24,8 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
-use super::note::{Checkpoint, NoteError, NoteSignature, SignedNote};
-use super::tlog::Hash;
+use crate::chain::note::{Checkpoint, NoteError, NoteSignature, SignedNote};
+use crate::chain::tlog::Hash;
 
 /// The path of the call, after the witness's submission prefix.
 pub const ADD_CHECKPOINT_PATH: &str = "/add-checkpoint";
@@ -186,7 +186,7 @@ pub fn format_cosignatures(signatures: &[NoteSignature]) -> String {
 
 /// The client side: reads a 200 answer's `body` (signature lines) for the checkpoint whose
 /// note text is `checkpoint_text`, and returns the checkpoint with those signatures, ready
-/// for [`Cosigner::verify`](super::cosignature::Cosigner::verify). As the spec suggests,
+/// for [`Cosigner::verify`](crate::chain::cosignature::Cosigner::verify). As the spec suggests,
 /// the lines are read as the signatures of a note made of the checkpoint text and them.
 pub fn parse_cosignatures(checkpoint_text: &str, body: &str) -> Result<SignedNote, ProtocolError> {
     use ProtocolError::MalformedAnswer;

@@ -28,13 +28,13 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::chain::witness_protocol::{
+use crate::witness::protocol::{
     format_size_body, ADD_CHECKPOINT_PATH, COSIGNATURES_MEDIA_TYPE, SIZE_MEDIA_TYPE,
 };
-use crate::chain::witness_store::{Evidence, EvidenceKind, LogState};
-use crate::service::witness::{LogStatus, Refusal, WitnessError, WitnessService};
+use crate::witness::service::{LogStatus, Refusal, WitnessError, WitnessService};
+use crate::witness::store::{Evidence, EvidenceKind, LogState};
 
-use super::metrics::{self, Counter, Registry};
+use crate::http::metrics::{self, Counter, Registry};
 
 /// The witness's counters (since start; alert counts come from the store), and the
 /// registry they are exposed from.
@@ -99,7 +99,7 @@ pub struct WitnessState {
     /// Its counters.
     pub metrics: Arc<WitnessMetrics>,
     /// The listener's connection counters, also shown by `GET /metrics`.
-    pub connections: Arc<super::server::ConnectionCounts>,
+    pub connections: Arc<crate::http::server::ConnectionCounts>,
 }
 
 impl WitnessState {
