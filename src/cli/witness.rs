@@ -27,7 +27,7 @@ use crate::signer::{KeyAlgorithm, KeyPurpose, SigningPool};
 use crate::witness::config::{self as witness_config, ValidatedWitness};
 use crate::witness::routes::{self as http_witness, WitnessHttpSettings, WitnessState};
 use crate::witness::service::{RegisteredLog, WitnessService, WitnessSettings};
-use crate::witness::store::WitnessStore;
+use crate::witness::store::{SledWitnessStore, WitnessStore};
 
 /// The store's directory inside `witness.state_dir`.
 pub const STORE_DIR: &str = "witness-store";
@@ -93,7 +93,7 @@ fn print_evidence(cfg: &ValidatedWitness, origin: Option<&str>) -> Result<(), Cl
              evidence at GET /status/{{origin}}"
         ))
     })?;
-    let wstore = WitnessStore::open(&store, &[])
+    let wstore = SledWitnessStore::open(&store, &[])
         .map_err(|e| CliError::Other(format!("cannot open the witness store: {e}")))?;
     let all = wstore
         .all_evidence()
@@ -208,8 +208,10 @@ async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
     )?;
     let store = Store::open(&cfg.state_dir().join(STORE_DIR))?;
     let origins: Vec<String> = logs.iter().map(|l| l.origin.clone()).collect();
-    let wstore = WitnessStore::open(&store, &origins)
-        .map_err(|e| CliError::Other(format!("cannot open the witness store: {e}")))?;
+    let wstore: Arc<dyn WitnessStore> = Arc::new(
+        SledWitnessStore::open(&store, &origins)
+            .map_err(|e| CliError::Other(format!("cannot open the witness store: {e}")))?,
+    );
     if wstore.unregistered() > 0 {
         tracing::warn!(
             logs = wstore.unregistered(),

@@ -335,7 +335,7 @@ pub struct WitnessService {
     /// Errors about evidence not kept (a log at its cap), apart from junk's so that junk
     /// cannot hide them.
     full_warnings: governor::DefaultDirectRateLimiter,
-    store: WitnessStore,
+    store: Arc<dyn WitnessStore>,
     signer: Arc<dyn Signer>,
     cosigner: Cosigner,
     clock: Arc<dyn Clock>,
@@ -411,7 +411,7 @@ impl WitnessService {
     pub fn new(
         settings: WitnessSettings,
         logs: Vec<RegisteredLog>,
-        store: WitnessStore,
+        store: Arc<dyn WitnessStore>,
         signer: Arc<dyn Signer>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, WitnessError> {
@@ -479,8 +479,8 @@ impl WitnessService {
     }
 
     /// The store.
-    pub fn store(&self) -> &WitnessStore {
-        &self.store
+    pub fn store(&self) -> &dyn WitnessStore {
+        self.store.as_ref()
     }
 
     /// The registered logs, in configuration order.
@@ -815,7 +815,7 @@ mod tests {
     use super::*;
     use crate::chain::note::{key_id, verifier_key};
     use crate::witness::protocol::add_checkpoint_body;
-    use crate::witness::store::HISTORY;
+    use crate::witness::store::{SledWitnessStore, HISTORY};
     use ed25519_dalek::Signer as _;
 
     /// A simulated appliance: its tree and key.
@@ -1129,7 +1129,8 @@ mod tests {
         let pool = SigningPool::start(&hsm, "witness", 2, true).unwrap();
         let store = reopen_in_process(dir);
         let origins: Vec<String> = sims.iter().map(|s| s.origin.clone()).collect();
-        let wstore = WitnessStore::open(&store, &origins).unwrap();
+        let wstore: Arc<dyn WitnessStore> =
+            Arc::new(SledWitnessStore::open(&store, &origins).unwrap());
         let logs = sims
             .iter()
             .map(|s| RegisteredLog {
