@@ -16,7 +16,7 @@
 //! - [`provision`]: key generation, certificates and their checks, through the HSM.
 //! - [`witness`]: the data center's witness (protocol, store, service, routes, its
 //!   configuration); the appliance shares only its protocol types.
-//! - [`bench`]: the load generators behind `auditstamp bench` (figures, never pass/fail).
+//! - [`mod@bench`]: the load generators behind `auditstamp bench` (figures, never pass/fail).
 //! - [`cli`]: the command line: parses arguments, calls the library, prints.
 
 pub mod bench;

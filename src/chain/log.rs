@@ -27,7 +27,7 @@
 //! durable loses the batch whole and acknowledges none of it; a failed commit publishes
 //! nothing, and the next one writes over its bytes.
 //!
-//! The move out of sled is in [`migrate`]. Its one error type is [`LogError`].
+//! The move out of sled is in `log/migrate.rs`. Its one error type is [`LogError`].
 
 mod migrate;
 
