@@ -17,7 +17,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::config::{
-    invalid, ConfigError, HsmConfig, PinSource, Validated, ENV_LISTEN, ENV_STATE_DIR,
+    invalid, validate_hsm, ConfigError, HsmConfig, PinSource, Validated, ENV_LISTEN, ENV_STATE_DIR,
 };
 
 /// The witness's configuration file.
@@ -273,67 +273,6 @@ fn verifier_key_shape(key: &str) -> Result<(), String> {
         return Err("the key is not base64".into());
     }
     Ok(())
-}
-
-/// Checks `[hsm]` with the appliance's rules (module, exactly one of token label and
-/// serial, exactly one PIN source, never a PIN, 1..=64 sessions) and returns where the PIN
-/// comes from (`pin_file` resolved against `state_dir`).
-pub fn validate_hsm(hsm: &HsmConfig, state_dir: &Path) -> Result<PinSource, ConfigError> {
-    if hsm.pin.is_some() {
-        return Err(invalid(
-            "hsm.pin",
-            "PINs are never written in the configuration; name an environment variable \
-             with hsm.pin_env or a file with hsm.pin_file",
-        ));
-    }
-    if hsm.module.as_os_str().is_empty() {
-        return Err(invalid("hsm.module", "must name the PKCS#11 module file"));
-    }
-    match (&hsm.token_label, &hsm.token_serial) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "hsm.token_label",
-                "give either hsm.token_label or hsm.token_serial, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(invalid(
-                "hsm.token_label",
-                "name the token with hsm.token_label or hsm.token_serial",
-            ))
-        }
-        (Some(l), None) if l.is_empty() => return Err(invalid("hsm.token_label", "is empty")),
-        (None, Some(s)) if s.is_empty() => return Err(invalid("hsm.token_serial", "is empty")),
-        _ => {}
-    }
-    let pin = match (&hsm.pin_env, &hsm.pin_file) {
-        (Some(_), Some(_)) => {
-            return Err(invalid(
-                "hsm.pin_env",
-                "give either hsm.pin_env or hsm.pin_file, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(invalid(
-                "hsm.pin_env",
-                "say where the PIN comes from: hsm.pin_env or hsm.pin_file",
-            ))
-        }
-        (Some(name), None) => {
-            if name.is_empty() || name.contains('=') || name.contains('\0') {
-                return Err(invalid(
-                    "hsm.pin_env",
-                    "not a valid environment variable name",
-                ));
-            }
-            PinSource::Env(name.clone())
-        }
-        (None, Some(file)) => PinSource::File(state_dir.join(file)),
-    };
-    if !(1..=64).contains(&hsm.sessions) {
-        return Err(invalid("hsm.sessions", "must be between 1 and 64"));
-    }
-    Ok(pin)
 }
 
 fn validate_witness(raw: WitnessConfig) -> Result<ValidatedWitness, ConfigError> {
