@@ -7,41 +7,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use serde_json::{json, Value};
-
-fn event(n: u64) -> Value {
-    json!({
-        "agency": "agency-7",
-        "auditor": format!("auditor-{}", n % 5),
-        "action": "data_operation",
-        "subject": format!("dataset/{n}"),
-        "data_sha256": format!("{:064x}", n),
-        "occurred_at": "2026-12-01T10:00:00Z",
-        "details": {"n": n},
-    })
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let r = client.get(url).send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Waits until the last block seals at least `size` events; returns it.
-async fn wait_sealed(client: &reqwest::Client, server: &Server, size: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, block) = get_json(client, &server.url("/v1/blocks/latest")).await;
-        if status == 200 && block["tree_size"].as_u64().unwrap() >= size {
-            return block;
-        }
-        assert!(Instant::now() < deadline, "not sealed: {block}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use serde_json::Value;
 
 async fn post_events(
     client: &reqwest::Client,

@@ -73,21 +73,6 @@ async fn all_there(client: &reqwest::Client, server: &Server, acked: &BTreeMap<u
     }
 }
 
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| {
-            let m = e.metadata().unwrap();
-            if m.is_dir() {
-                dir_bytes(&e.path())
-            } else {
-                m.len()
-            }
-        })
-        .sum()
-}
-
 fn verify_chain(app: &Appliance, key: &str) {
     let ca = app.ca_pem();
     let out = app.cli(&[

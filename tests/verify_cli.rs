@@ -11,7 +11,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -385,36 +384,6 @@ fn errors_reading_the_input_exit_2() {
 // ---------------------------------------------------------------------------------------
 // Against a running appliance
 // ---------------------------------------------------------------------------------------
-
-fn event(n: u64) -> Value {
-    json!({
-        "agency": "agency-3",
-        "auditor": format!("auditor-{}", n % 3),
-        "action": "data_collection",
-        "subject": format!("dataset/{n}"),
-        "data_sha256": format!("{:064x}", n + 1),
-        "occurred_at": "2026-12-01T10:00:00Z",
-        "details": {"n": n},
-    })
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let r = client.get(url).send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn wait_sealed(client: &reqwest::Client, server: &Server, size: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, block) = get_json(client, &server.url("/v1/blocks/latest")).await;
-        if status == 200 && block["tree_size"].as_u64().unwrap() >= size {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not sealed: {block}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn write_json(dir: &Path, name: &str, v: &Value) -> String {
     let path = dir.join(name);

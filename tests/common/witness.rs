@@ -1,0 +1,116 @@
+//! The data center's witness fixture.
+#![allow(unused_imports)]
+
+use super::*;
+
+/// The data center's witness for end-to-end tests: a SoftHSM token of its own with the
+/// Ed25519 key "witness" (purpose witness, made with the project's CLI) and a witness
+/// configuration, in a temporary directory.
+pub struct WitnessNode {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+/// The cosigner name of the test witness.
+pub const WITNESS_NAME: &str = "witness.test.example/w1";
+
+impl WitnessNode {
+    /// A fresh token and key, and a configuration registering `logs` (`[[log]]` tables).
+    pub fn new(logs: &str) -> WitnessNode {
+        tls_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let w = WitnessNode {
+            config: dir.path().join("witness.toml"),
+            dir,
+        };
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(root.join("hsm-sim/create-token.sh"))
+            .arg(w.hsm_dir())
+            .arg("witness-token")
+            .env("AUDITSTAMP_BIN", bin())
+            .env("AUDITSTAMP_PKCS11_MODULE", module())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "create-token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w.write_config(logs);
+        w.cli_ok(&[
+            "keys",
+            "generate",
+            "--label",
+            "witness",
+            "--algorithm",
+            "ed25519",
+            "--purpose",
+            "witness",
+        ]);
+        w
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn hsm_dir(&self) -> PathBuf {
+        self.path().join("hsm")
+    }
+    /// The sled store's directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.path().join("witness-store")
+    }
+
+    /// Writes the configuration with `logs` as its `[[log]]` tables.
+    pub fn write_config(&self, logs: &str) {
+        let text = format!(
+            r#"[witness]
+name = "{WITNESS_NAME}"
+key_label = "witness"
+state_dir = "{state}"
+listen = "127.0.0.1:0"
+plain_http = true
+stale_after_seconds = 3600
+log_level = "info"
+
+[hsm]
+module = "{module}"
+token_label = "witness-token"
+pin_file = "hsm/user.pin"
+sessions = 2
+
+{logs}
+"#,
+            state = self.path().display(),
+            module = module(),
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env("SOFTHSM2_CONF", self.hsm_dir().join("softhsm2.conf"))
+            .env("AUDITSTAMP_CONFIG", &self.config)
+            .env_remove("AUDITSTAMP_STATE_DIR")
+            .env_remove("AUDITSTAMP_LISTEN")
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> Output {
+        let out = self.command(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "auditstamp {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Starts `auditstamp witness serve`; waits until it listens.
+    pub fn start(&self) -> Server {
+        spawn_server(self.command(&["witness", "serve"]), "witness listening on ")
+    }
+}
