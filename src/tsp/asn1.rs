@@ -22,6 +22,7 @@ use x509_cert::ext::pkix::name::{GeneralName, GeneralNames};
 use x509_cert::ext::Extensions;
 use x509_cert::serial_number::SerialNumber;
 
+pub(crate) use super::time::AccuracyDer;
 use super::time::GenTime;
 
 // ---------------------------------------------------------------------------------------
@@ -221,24 +222,6 @@ pub(crate) struct TstInfo<'a> {
     pub tsa: Option<GeneralName>,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
     pub extensions: Option<Extensions>,
-}
-
-/// The accuracy of genTime (RFC 3161 §2.4.2); absent fields mean zero.
-///
-/// ```text
-/// Accuracy ::= SEQUENCE {
-///    seconds        INTEGER           OPTIONAL,
-///    millis     [0] INTEGER  (1..999) OPTIONAL,
-///    micros     [1] INTEGER  (1..999) OPTIONAL  }
-/// ```
-#[derive(Clone, Copy, Debug, Eq, PartialEq, Sequence)]
-pub(crate) struct AccuracyDer {
-    #[asn1(optional = "true")]
-    pub seconds: Option<u32>,
-    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
-    pub millis: Option<u16>,
-    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
-    pub micros: Option<u16>,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -3,9 +3,10 @@
 use core::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use der::{DateTime, DecodeValue, EncodeValue, FixedTag, Header, Length, Reader, Tag, Writer};
+use der::{
+    DateTime, DecodeValue, EncodeValue, FixedTag, Header, Length, Reader, Sequence, Tag, Writer,
+};
 
-use super::asn1::AccuracyDer;
 use super::TspError;
 
 /// The longest genTime this type writes: `YYYYMMDDHHMMSS.fffZ`.
@@ -268,6 +269,24 @@ impl Accuracy {
             micros: in_range(a.micros)?,
         })
     }
+}
+
+/// The accuracy of genTime (RFC 3161 §2.4.2); absent fields mean zero.
+///
+/// ```text
+/// Accuracy ::= SEQUENCE {
+///    seconds        INTEGER           OPTIONAL,
+///    millis     [0] INTEGER  (1..999) OPTIONAL,
+///    micros     [1] INTEGER  (1..999) OPTIONAL  }
+/// ```
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Sequence)]
+pub(crate) struct AccuracyDer {
+    #[asn1(optional = "true")]
+    pub seconds: Option<u32>,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    pub millis: Option<u16>,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    pub micros: Option<u16>,
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@
 //! failed.
 
 mod asn1;
+mod cache;
 pub mod chain;
 mod error;
 mod path;

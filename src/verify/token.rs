@@ -18,9 +18,9 @@ use super::asn1::{
     check_der, der_elements, ContentInfoRef, LenientTstInfo, RevocationInfoChoice, SignedDataRef,
     SignerInfoRef, SigningCertificateV1,
 };
+use super::cache::{CertCache, PathCache, PathInputs};
 use super::path::{check_tsa_leaf, extension, search_path, CheckTime};
 use super::signature::{self, Backend};
-use super::verifier::{CertCache, PathCache, PathInputs};
 use super::{DerProblem, Rule, TokenError, TokenOptions, ValidAt, VerifiedToken};
 use crate::tsp::asn1::{IssuerSerial, SigningCertificateV2};
 use crate::tsp::{decode_tst_info, oid, GenTime, HashAlgorithm};
