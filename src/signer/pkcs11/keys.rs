@@ -66,7 +66,7 @@ pub(super) fn read_key_info(
     label: &str,
 ) -> Result<KeyInfo, SignerError> {
     let mut key = read_key_pair(session, private, label)?;
-    if let Some(record) = crate::signer::records::read_record(session, label)? {
+    if let Some(record) = super::record::read_record(session, label)? {
         key.purpose = record.purpose;
         key.activated_at = record.activated_at;
         key.retired_at = record.retired_at;
@@ -261,7 +261,7 @@ impl Hsm {
                     return Err(SignerError::LabelExists(label.to_owned()));
                 }
             }
-            crate::signer::records::ensure_label_reusable(s, label)?;
+            super::record::ensure_label_reusable(s, label)?;
             let id = s.generate_random_vec(KEY_ID_LEN)?;
             let mut public_template = vec![
                 Attribute::Token(true),
@@ -287,7 +287,7 @@ impl Hsm {
             ];
             let (_public, private) =
                 s.generate_key_pair(&mechanism, &public_template, &private_template)?;
-            crate::signer::records::create_record(s, label, &id, purpose)?;
+            super::record::create_record(s, label, &id, purpose)?;
             read_key_info(s, private, label)
         })?;
         tracing::info!(label, %algorithm, %purpose, "generated a key pair in the HSM");

@@ -3,7 +3,8 @@
 //!
 //! Parts: `module.rs` (loading the module and re-initialising it), `session.rs` (the slot,
 //! sessions and login), `public_key.rs` (public keys and their SubjectPublicKeyInfo),
-//! `keys.rs` (key management and certificates); here, the token selector, [`KeyInfo`] and
+//! `keys.rs` (key management and certificates), `record.rs` (the key records' format on
+//! the token, which key generation writes); here, the token selector, [`KeyInfo`] and
 //! [`Hsm`] itself.
 //!
 //! Facts this code relies on (see `shared/FIELD-NOTES.md`):
@@ -47,11 +48,13 @@ use x509_cert::Certificate;
 mod keys;
 mod module;
 mod public_key;
+mod record;
 mod session;
 
 pub use self::keys::*;
 pub(crate) use self::module::*;
 use self::public_key::*;
+pub use self::record::*;
 pub(crate) use self::session::*;
 
 use super::signing::sign_message;
