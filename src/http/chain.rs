@@ -19,7 +19,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::limits::ClientInfo;
-use super::{has_media_type, AppState};
+use super::{has_media_type, AppState, HttpError};
 use crate::chain::block::SealedBlock;
 use crate::chain::event::{Event, EventInput, EventView};
 use crate::chain::tlog;
@@ -32,65 +32,27 @@ pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// Media type of newline-delimited JSON batches.
 pub const NDJSON: &str = "application/x-ndjson";
 
-/// A client error or an internal failure, answered as JSON `{"error": "..."}`.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    retry_after: Option<u32>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, message)
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-impl From<ServiceError> for ApiError {
+impl From<ServiceError> for HttpError {
     fn from(e: ServiceError) -> Self {
         tracing::error!(error = %e, "event chain request failed");
         if matches!(&e, ServiceError::Log(l) if l.is_storage_full()) {
-            return ApiError {
-                status: StatusCode::INSUFFICIENT_STORAGE,
-                message: "the appliance's storage is full: nothing of this request was stored"
-                    .into(),
-                retry_after: Some(60),
-            };
+            return HttpError::api(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "the appliance's storage is full: nothing of this request was stored",
+            )
+            .retry_after(60);
         }
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: "the event store cannot answer now; try again later".into(),
-            retry_after: Some(1),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut resp = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if let Some(s) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
-        resp
+        HttpError::api(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event store cannot answer now; try again later",
+        )
+        .retry_after(1)
     }
 }
 
 /// The 413 answer for a body over `max` bytes (refused by the body-limit layer).
 pub fn body_too_large(max: usize) -> Response {
-    ApiError::new(
+    HttpError::api(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("the request body is larger than {max} bytes"),
     )
@@ -99,7 +61,7 @@ pub fn body_too_large(max: usize) -> Response {
 
 /// The JSON decoder's error: 400 for broken syntax, 422 for a well-formed value of the
 /// wrong shape (a missing or unknown field, a wrong type).
-fn json_error(prefix: &str, e: &serde_json::Error) -> ApiError {
+fn json_error(prefix: &str, e: &serde_json::Error) -> HttpError {
     use serde_json::error::Category;
     let status = match e.classify() {
         Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
@@ -110,24 +72,24 @@ fn json_error(prefix: &str, e: &serde_json::Error) -> ApiError {
     } else {
         ""
     };
-    ApiError::new(status, format!("{prefix}{what}{e}"))
+    HttpError::api(status, format!("{prefix}{what}{e}"))
 }
 
 /// Decodes and checks one event; errors name the field (`prefix` locates it in a batch).
-fn parse_event(text: &str, prefix: &str) -> Result<Event, ApiError> {
+fn parse_event(text: &str, prefix: &str) -> Result<Event, HttpError> {
     let input: EventInput = serde_json::from_str(text).map_err(|e| json_error(prefix, &e))?;
     input
         .validate()
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{prefix}{e}")))
+        .map_err(|e| HttpError::api(StatusCode::UNPROCESSABLE_ENTITY, format!("{prefix}{e}")))
 }
 
-fn require_json(headers: &HeaderMap, ndjson_too: bool) -> Result<(), ApiError> {
+fn require_json(headers: &HeaderMap, ndjson_too: bool) -> Result<(), HttpError> {
     if has_media_type(headers, "application/json")
         || (ndjson_too && has_media_type(headers, NDJSON))
     {
         return Ok(());
     }
-    Err(ApiError::new(
+    Err(HttpError::api(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         if ndjson_too {
             format!("Content-Type must be application/json or {NDJSON}")
@@ -138,13 +100,13 @@ fn require_json(headers: &HeaderMap, ndjson_too: bool) -> Result<(), ApiError> {
 }
 
 /// With a client certificate, every event's agency must be the caller's identity.
-fn check_agency(client: Option<&ClientInfo>, events: &[Event]) -> Result<(), ApiError> {
+fn check_agency(client: Option<&ClientInfo>, events: &[Event]) -> Result<(), HttpError> {
     let Some(identity) = client.and_then(|c| c.identity.as_deref()) else {
         return Ok(());
     };
     match events.iter().position(|e| e.agency != identity) {
         None => Ok(()),
-        Some(i) => Err(ApiError::new(
+        Some(i) => Err(HttpError::api(
             StatusCode::FORBIDDEN,
             format!(
                 "{}agency {:?} is not the caller's certificate identity {identity:?}",
@@ -159,8 +121,8 @@ fn check_agency(client: Option<&ClientInfo>, events: &[Event]) -> Result<(), Api
     }
 }
 
-fn utf8(body: &[u8]) -> Result<&str, ApiError> {
-    std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))
+fn utf8(body: &[u8]) -> Result<&str, HttpError> {
+    std::str::from_utf8(body).map_err(|_| HttpError::bad_request("the body is not UTF-8"))
 }
 
 /// `POST /v1/events`: one event; answers once it is durable.
@@ -169,14 +131,14 @@ pub async fn post_event(
     client: Option<axum::Extension<ClientInfo>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     require_json(&headers, false)?;
     let event = parse_event(utf8(&body)?, "")?;
     check_agency(client.as_deref(), std::slice::from_ref(&event))?;
     let appended = state.chain.append(vec![event]).await?;
     let a = appended
         .first()
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "nothing appended"))?;
+        .ok_or_else(|| HttpError::api(StatusCode::INTERNAL_SERVER_ERROR, "nothing appended"))?;
     Ok(Json(
         json!({ "index": a.index, "leaf_hash": hex::encode(a.leaf_hash) }),
     ))
@@ -189,12 +151,12 @@ pub async fn post_batch(
     client: Option<axum::Extension<ClientInfo>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     require_json(&headers, true)?;
     let text = utf8(&body)?;
     let mut events = Vec::new();
     let too_many = || {
-        ApiError::new(
+        HttpError::api(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("a batch holds at most {MAX_BATCH_EVENTS} events"),
         )
@@ -220,7 +182,7 @@ pub async fn post_batch(
         }
     }
     if events.is_empty() {
-        return Err(ApiError::new(
+        return Err(HttpError::api(
             StatusCode::UNPROCESSABLE_ENTITY,
             "the batch holds no event",
         ));
@@ -253,17 +215,17 @@ pub fn block_json(b: &SealedBlock) -> Value {
     })
 }
 
-fn parse_u64(what: &str, s: &str) -> Result<u64, ApiError> {
+fn parse_u64(what: &str, s: &str) -> Result<u64, HttpError> {
     s.parse()
-        .map_err(|_| ApiError::bad_request(format!("{what} must be a non-negative integer")))
+        .map_err(|_| HttpError::bad_request(format!("{what} must be a non-negative integer")))
 }
 
 /// `GET /v1/blocks/latest`
-pub async fn get_latest_block(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn get_latest_block(State(state): State<AppState>) -> Result<Json<Value>, HttpError> {
     let p = state
         .chain
         .published()
-        .ok_or_else(|| ApiError::not_found("no block sealed yet"))?;
+        .ok_or_else(|| HttpError::not_found("no block sealed yet"))?;
     Ok(Json(block_json(&p.block)))
 }
 
@@ -271,13 +233,13 @@ pub async fn get_latest_block(State(state): State<AppState>) -> Result<Json<Valu
 pub async fn get_block(
     State(state): State<AppState>,
     Path(height): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     let height = parse_u64("height", &height)?;
     let chain = state.chain.clone();
     let block = tokio::task::spawn_blocking(move || chain.block(height))
         .await
         .map_err(|e| ServiceError::Chain(format!("block task failed: {e}")))??
-        .ok_or_else(|| ApiError::not_found(format!("no block {height}")))?;
+        .ok_or_else(|| HttpError::not_found(format!("no block {height}")))?;
     Ok(Json(block_json(&block)))
 }
 
@@ -302,7 +264,7 @@ struct EventBundle<'a> {
 pub async fn get_event(
     State(state): State<AppState>,
     Path(index): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     let index = parse_u64("index", &index)?;
     let chain = state.chain.clone();
     let proof = tokio::task::spawn_blocking(move || chain.event_proof(index))
@@ -310,13 +272,12 @@ pub async fn get_event(
         .map_err(|e| ServiceError::Chain(format!("proof task failed: {e}")))??;
     let Some(p) = proof else {
         if index < state.chain.log().size() {
-            let mut e = ApiError::not_found(format!(
+            return Err(HttpError::not_found(format!(
                 "event {index} is stored but not sealed yet; retry after the next seal"
-            ));
-            e.retry_after = Some(1);
-            return Err(e);
+            ))
+            .retry_after(1));
         }
-        return Err(ApiError::not_found(format!("no event {index}")));
+        return Err(HttpError::not_found(format!("no event {index}")));
     };
     Ok(Json(EventBundle {
         block: block_json(&p.block),
@@ -344,13 +305,13 @@ pub struct ConsistencyQuery {
 pub async fn get_consistency(
     State(state): State<AppState>,
     query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, HttpError> {
     let Query(q) = query.map_err(|e| {
-        ApiError::bad_request(format!("need ?from=N&to=M with non-negative integers: {e}"))
+        HttpError::bad_request(format!("need ?from=N&to=M with non-negative integers: {e}"))
     })?;
     let sealed = state.chain.sealed_size();
     if q.from > q.to || q.to > sealed {
-        return Err(ApiError::bad_request(format!(
+        return Err(HttpError::bad_request(format!(
             "need 0 <= from <= to <= {sealed} (the sealed tree size)"
         )));
     }
@@ -366,11 +327,11 @@ pub async fn get_consistency(
 }
 
 /// `GET /checkpoint`: the latest signed checkpoint (C2SP tlog-tiles).
-pub async fn get_checkpoint(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn get_checkpoint(State(state): State<AppState>) -> Result<Response, HttpError> {
     let p = state
         .chain
         .published()
-        .ok_or_else(|| ApiError::not_found("no checkpoint yet"))?;
+        .ok_or_else(|| HttpError::not_found("no checkpoint yet"))?;
     Ok((
         [
             (
@@ -388,15 +349,15 @@ pub async fn get_checkpoint(State(state): State<AppState>) -> Result<Response, A
 pub async fn get_tile(
     State(state): State<AppState>,
     Path(path): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     let full_path = format!("tile/{path}");
     let (kind, tile) = tlog::parse_tile_path(&full_path)
-        .map_err(|e| ApiError::not_found(format!("{full_path}: {e}")))?;
+        .map_err(|e| HttpError::not_found(format!("{full_path}: {e}")))?;
     let chain = state.chain.clone();
     let bytes = tokio::task::spawn_blocking(move || chain.tile(kind, &tile))
         .await
         .map_err(|e| ServiceError::Chain(format!("tile task failed: {e}")))??
-        .ok_or_else(|| ApiError::not_found(format!("{full_path} is beyond the published tree")))?;
+        .ok_or_else(|| HttpError::not_found(format!("{full_path} is beyond the published tree")))?;
     let cache = if tile.is_partial() {
         "no-cache"
     } else {

@@ -2,7 +2,8 @@
 //!
 //! Protocol problems in a time-stamp request are answered as RFC 3161 rejections (HTTP 200,
 //! `application/timestamp-reply`, with the failInfo the profile names); only transport
-//! problems get 4xx/5xx ([`HttpError`]). Internal detail goes to the log, never to the client.
+//! problems get 4xx/5xx, and the event API answers its errors as JSON: both are the one
+//! [`HttpError`]. Internal detail goes to the log, never to the client.
 //!
 //! Routes (all in [`router`]):
 //! - `POST /tsa` — RFC 3161 over HTTP.
@@ -23,7 +24,6 @@ pub mod metrics;
 pub mod server;
 pub mod tls;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +43,9 @@ pub const TIMESTAMP_QUERY: &str = "application/timestamp-query";
 /// Media type of a time-stamp reply.
 pub const TIMESTAMP_REPLY: &str = "application/timestamp-reply";
 
-/// Transport-level failures: the only errors answered with a non-200 status.
+/// Every error a handler answers with a non-200 status: on the time-stamp routes, the
+/// transport problems (plain text; a refused request is an RFC 3161 rejection, a 200), and
+/// on the API routes a JSON `{"error": "..."}` with its status ([`HttpError::Api`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpError {
@@ -56,23 +58,72 @@ pub enum HttpError {
     /// Something failed inside the appliance; the detail is in the log.
     #[error("internal error; see the appliance log")]
     Internal,
-    /// The listener could not be bound or served.
-    #[error("cannot serve on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The I/O error.
-        source: std::io::Error,
+    /// A client error or an internal failure of the API, answered as JSON.
+    #[error("{message}")]
+    Api {
+        /// The status.
+        status: StatusCode,
+        /// What to tell the client (never internal detail).
+        message: String,
+        /// Seconds after which a retry may succeed (`Retry-After`).
+        retry_after: Option<u32>,
     },
+}
+
+impl HttpError {
+    /// An API error with `status` and `message`.
+    pub fn api(status: StatusCode, message: impl Into<String>) -> Self {
+        HttpError::Api {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A 404 API error.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        HttpError::api(StatusCode::NOT_FOUND, message)
+    }
+
+    /// A 400 API error.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        HttpError::api(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// The same error, telling the client to retry after `seconds` (API errors only).
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        if let HttpError::Api { retry_after, .. } = &mut self {
+            *retry_after = Some(seconds);
+        }
+        self
+    }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let status = match self {
-            HttpError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            HttpError::Internal | HttpError::Bind { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (status, format!("{self}\n")).into_response()
+        match self {
+            HttpError::Api {
+                status,
+                message,
+                retry_after,
+            } => {
+                let body = axum::Json(serde_json::json!({ "error": message }));
+                let mut resp = (status, body).into_response();
+                if let Some(s) = retry_after {
+                    resp.headers_mut().insert(
+                        axum::http::header::RETRY_AFTER,
+                        axum::http::HeaderValue::from(s),
+                    );
+                }
+                resp
+            }
+            HttpError::UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{self}\n")).into_response()
+            }
+            HttpError::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, format!("{self}\n")).into_response()
+            }
+        }
     }
 }
 
@@ -408,6 +459,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
     };
     (status, axum::Json(body)).into_response()
 }
+
+#[cfg(test)]
+mod router_tests;
 
 #[cfg(test)]
 mod tests {
