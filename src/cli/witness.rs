@@ -146,14 +146,8 @@ fn witness_key(cfg: &ValidatedWitness, hsm: &Hsm) -> Result<KeyInfo, CliError> {
 }
 
 fn cosigner(cfg: &ValidatedWitness, key: &KeyInfo) -> Result<Cosigner, CliError> {
-    use der::Decode as _;
-    let spki = spki::SubjectPublicKeyInfoOwned::from_der(&key.public_key_der)
-        .map_err(|e| CliError::Other(format!("cannot read the witness key: {e}")))?;
-    let public_key: [u8; 32] = spki
-        .subject_public_key
-        .raw_bytes()
-        .try_into()
-        .map_err(|_| CliError::Other("the witness key is not a 32-byte Ed25519 key".into()))?;
+    let public_key = crate::signer::ed25519::ed25519_key_of(&key.public_key_der)
+        .ok_or_else(|| CliError::Other("the witness key is not an Ed25519 key".into()))?;
     Ok(Cosigner {
         name: cfg.raw.witness.name.clone(),
         public_key,

@@ -16,9 +16,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use der::Decode;
 use sha2::{Digest, Sha256};
-use spki::SubjectPublicKeyInfoOwned;
 
 use super::tsa::TsaService;
 use super::ServiceError;
@@ -28,6 +26,7 @@ use crate::chain::log::{Appended, EventLog};
 use crate::chain::note::{self, Checkpoint, NoteSignature, SignedNote};
 use crate::chain::proof::TlogProof;
 use crate::chain::tlog::{self, Hash, Tile, TileKind};
+use crate::signer::ed25519::ed25519_key_of;
 use crate::signer::{SignatureAlgorithm, Signer};
 
 /// The chain's settings.
@@ -139,16 +138,6 @@ fn checkpoint_note(
     .format()
 }
 
-/// The 32-byte Ed25519 key inside a SubjectPublicKeyInfo.
-pub fn ed25519_key_of_spki(spki_der: &[u8]) -> Result<[u8; 32], ServiceError> {
-    let spki = SubjectPublicKeyInfoOwned::from_der(spki_der)
-        .map_err(|e| ServiceError::Identity(format!("cannot read the chain key: {e}")))?;
-    spki.subject_public_key
-        .raw_bytes()
-        .try_into()
-        .map_err(|_| ServiceError::Identity("the chain key is not a 32-byte Ed25519 key".into()))
-}
-
 impl ChainService {
     /// The chain over `log`, signing with `signer` (an Ed25519 key in the HSM) and
     /// time-stamping block headers with `tsa`. Refuses a stored chain whose last block
@@ -166,7 +155,8 @@ impl ChainService {
                     .into(),
             ));
         }
-        let public_key = ed25519_key_of_spki(signer.public_key_der())?;
+        let public_key = ed25519_key_of(signer.public_key_der())
+            .ok_or_else(|| ServiceError::Identity("the chain key is not an Ed25519 key".into()))?;
         let key_id: Hash = Sha256::digest(signer.public_key_der()).into();
         let (state, published) = match log.latest_block()? {
             None => (

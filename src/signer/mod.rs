@@ -100,6 +100,7 @@ pub struct SignerCounts {
     pub reconnects: u64,
 }
 
+pub mod ed25519;
 mod error;
 pub mod pkcs11;
 pub mod pool;

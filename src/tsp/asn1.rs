@@ -299,6 +299,11 @@ pub(crate) struct PkiStatusInfo<'a> {
 
 // ---------------------------------------------------------------------------------------
 // RFC 5652: the CMS SignedData of a token, as this module writes it
+//
+// The verifier reads tokens with its own `SignedDataRef` and `SignerInfoRef`
+// (verify/asn1.rs): these writer types carry the startup-encoded parts as finished elements
+// and only the fields written here, while a reader must accept every OPTIONAL field and keep
+// what was signed as the received octets. The module doc of verify/asn1.rs says more.
 // ---------------------------------------------------------------------------------------
 
 /// A CMS ContentInfo holding a SignedData (RFC 5652 §3).

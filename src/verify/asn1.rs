@@ -6,6 +6,16 @@
 //! ([`SetValue`], [`Tlv`]), never re-encoded: a verifier must check the bytes the signer
 //! signed. What no type here decodes (the values of attributes, the parameters of
 //! algorithms, what a CHOICE leaves open) is checked to be DER by [`check_der`].
+//!
+//! Why the CMS types are here a second time, beside `tsp`'s writer types: the writer's
+//! `SignedData` and `SignerInfo` hold the parts encoded once at startup as finished
+//! elements and have exactly the fields this appliance writes (one SignerInfo, no CRLs, no
+//! unsigned attributes). A verifier must read any token: every OPTIONAL field, SETs kept as
+//! received so that their elements can be counted and the signed attributes hashed as the
+//! octets that were signed, and algorithm identifiers decoded. One type cannot be both
+//! without making the token path re-encode or the verifier lose the received bytes. What is
+//! the same on both sides (`EncapsulatedContentInfo`, `MessageImprint`, `IssuerSerial`,
+//! `AccuracyDer`, [`Tlv`], [`SetValue`]) is `tsp`'s, used here.
 
 use der::asn1::{
     AnyRef, BitStringRef, IntRef, ObjectIdentifier, OctetString, OctetStringRef, UtcTime,
@@ -21,7 +31,9 @@ use x509_cert::time::Time;
 use x509_cert::Version;
 
 use super::DerProblem;
-use crate::tsp::asn1::{AccuracyDer, IssuerSerial, MessageImprint, SetValue, Tlv};
+use crate::tsp::asn1::{
+    AccuracyDer, EncapsulatedContentInfo, IssuerSerial, MessageImprint, SetValue, Tlv,
+};
 
 /// A CMS ContentInfo with its content as any element (RFC 5652 §3).
 ///
@@ -60,26 +72,12 @@ pub(super) struct ContentInfoRef<'a> {
 pub(super) struct SignedDataRef<'a> {
     pub version: u8,
     pub digest_algorithms: SetValue<'a>,
-    pub encap_content_info: EncapsulatedContentInfoRef<'a>,
+    pub encap_content_info: EncapsulatedContentInfo<'a>,
     #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
     pub certificates: Option<SetValue<'a>>,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
     pub crls: Option<SetValue<'a>>,
     pub signer_infos: SetValue<'a>,
-}
-
-/// The signed content and its type (RFC 5652 §5.2).
-///
-/// ```text
-/// EncapsulatedContentInfo ::= SEQUENCE {
-///    eContentType ContentType,
-///    eContent [0] EXPLICIT OCTET STRING OPTIONAL }
-/// ```
-#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
-pub(super) struct EncapsulatedContentInfoRef<'a> {
-    pub econtent_type: ObjectIdentifier,
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
-    pub econtent: Option<OctetStringRef<'a>>,
 }
 
 /// One signer (RFC 5652 §5.3), as received.

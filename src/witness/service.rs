@@ -57,6 +57,7 @@ use crate::chain::cosignature::{self, Cosigner};
 use crate::chain::note::{Checkpoint, NoteSignature, SignedNote, VerifierKey};
 use crate::chain::tlog::{self, Hash, EMPTY_TREE_HASH};
 use crate::clock::Clock;
+use crate::signer::ed25519::ed25519_key_of;
 use crate::signer::{SignatureAlgorithm, Signer, SignerError};
 use crate::witness::protocol::{format_cosignatures, AddCheckpoint, ProtocolError};
 use crate::witness::store::{
@@ -350,22 +351,6 @@ impl std::fmt::Debug for WitnessService {
     }
 }
 
-/// The 32-byte Ed25519 key inside an Ed25519 SubjectPublicKeyInfo.
-fn ed25519_key_of_spki(spki_der: &[u8]) -> Result<[u8; 32], WitnessError> {
-    use der::Decode as _;
-    let spki = spki::SubjectPublicKeyInfoOwned::from_der(spki_der)
-        .map_err(|e| WitnessError::Identity(format!("cannot read the witness key: {e}")))?;
-    if spki.algorithm.oid != crate::signer::oids::ED25519 {
-        return Err(WitnessError::Identity(
-            "the witness key is not an Ed25519 key".into(),
-        ));
-    }
-    spki.subject_public_key
-        .raw_bytes()
-        .try_into()
-        .map_err(|_| WitnessError::Identity("the witness key is not 32 bytes".into()))
-}
-
 /// The submitted note reduced to its text and `verified`, the signature line that verified
 /// with the log's key ([`SignedNote::verified_by`]): what is kept as the log's checkpoint,
 /// and in evidence. Both are byte for byte as received
@@ -428,7 +413,9 @@ impl WitnessService {
                 settings.name
             )));
         }
-        let public_key = ed25519_key_of_spki(signer.public_key_der())?;
+        let public_key = ed25519_key_of(signer.public_key_der()).ok_or_else(|| {
+            WitnessError::Identity("the witness key is not an Ed25519 key".into())
+        })?;
         let index: HashMap<String, usize> = logs
             .iter()
             .enumerate()

@@ -25,22 +25,7 @@ use crate::chain::event::StoredEvent;
 use crate::chain::note::{Checkpoint, SignedNote, VerifierKey};
 use crate::chain::tlog::{self, Hash};
 
-/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410); the key's 32 bytes follow.
-pub const ED25519_SPKI_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
-
-/// The DER SubjectPublicKeyInfo of Ed25519 key `key`.
-pub fn ed25519_spki(key: &[u8; 32]) -> Vec<u8> {
-    let mut out = ED25519_SPKI_PREFIX.to_vec();
-    out.extend_from_slice(key);
-    out
-}
-
-/// The Ed25519 key in a DER SubjectPublicKeyInfo, if it is one.
-pub fn ed25519_key_of(spki: &[u8]) -> Option<[u8; 32]> {
-    spki.strip_prefix(&ED25519_SPKI_PREFIX[..])?.try_into().ok()
-}
+pub use crate::signer::ed25519::{ed25519_key_of, ed25519_spki};
 
 /// What was found wrong, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
