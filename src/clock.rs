@@ -182,6 +182,11 @@ impl ClockGuard {
         unix_millis(self.clock.now())
     }
 
+    /// What the clock reads now, whether or not it can be trusted.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
     /// The last genTime issued (Unix milliseconds); before the first one, the floor the
     /// guard was started with.
     pub fn last_issued(&self) -> u64 {
@@ -211,57 +216,71 @@ impl ClockGuard {
     }
 }
 
+/// A clock a test sets by hand (Unix milliseconds), synchronised unless told otherwise.
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) struct ManualClock {
+    ms: std::sync::atomic::AtomicU64,
+    /// What [`Clock::sync_status`] answers.
+    pub(crate) status: Mutex<SyncStatus>,
+}
 
-    /// A clock the test sets by hand.
-    struct ManualClock {
-        ms: AtomicU64,
-        status: Mutex<SyncStatus>,
-    }
-
-    impl Clock for ManualClock {
-        fn now(&self) -> SystemTime {
-            UNIX_EPOCH + Duration::from_millis(self.ms.load(Ordering::SeqCst))
-        }
-        fn sync_status(&self) -> SyncStatus {
-            self.status.lock().unwrap().clone()
-        }
-    }
-
-    fn manual(ms: u64) -> Arc<ManualClock> {
+#[cfg(test)]
+impl ManualClock {
+    /// A clock reading `ms`.
+    pub(crate) fn at(ms: u64) -> Arc<ManualClock> {
         Arc::new(ManualClock {
-            ms: AtomicU64::new(ms),
+            ms: ms.into(),
             status: Mutex::new(SyncStatus::Synchronised { max_error_us: 10 }),
         })
     }
 
+    /// Sets the clock to `ms`.
+    pub(crate) fn set(&self, ms: u64) {
+        self.ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.ms.load(std::sync::atomic::Ordering::SeqCst))
+    }
+    fn sync_status(&self) -> SyncStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
     #[test]
     fn refuses_until_clock_passes_last_issued() {
-        let c = manual(5_000);
+        let c = ManualClock::at(5_000);
         let g = ClockGuard::new(c.clone(), false, Duration::from_secs(1), 4_000);
         assert_eq!(g.gen_time().unwrap(), 5_000);
-        c.ms.store(4_999, Ordering::SeqCst);
+        c.set(4_999);
         assert!(matches!(g.gen_time(), Err(ClockError::SteppedBack { .. })));
         assert!(g.check().is_err());
-        c.ms.store(5_000, Ordering::SeqCst);
+        c.set(5_000);
         assert_eq!(g.gen_time().unwrap(), 5_000);
         assert!(g.check().is_ok());
     }
 
     #[test]
     fn last_issued_from_before_restart_counts() {
-        let c = manual(1_000);
+        let c = ManualClock::at(1_000);
         let g = ClockGuard::new(c, false, Duration::from_secs(1), 2_000);
         assert!(g.gen_time().is_err());
     }
 
     #[test]
     fn sync_required_only_when_configured() {
-        let c = manual(10_000);
+        let c = ManualClock::at(10_000);
         *c.status.lock().unwrap() = SyncStatus::Unsynchronised("test".into());
         assert!(ClockGuard::new(c.clone(), false, Duration::from_secs(1), 0)
             .gen_time()

@@ -34,7 +34,6 @@ mod migrate;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
@@ -43,6 +42,7 @@ use super::event::{encode_leaf, Event, StoredEvent};
 use super::logfiles::{split_records, Batch, Hashes, LogFiles, LogFilesError};
 use super::store::{Store, StoreError};
 use super::tlog::{self, Hash, HashReader, TlogError};
+use crate::clock::{unix_millis, Clock, SystemClock};
 
 const TREE: &str = "log";
 /// The directory of the log's files, in the store's directory.
@@ -165,12 +165,6 @@ fn numbered(kv: Result<(sled::IVec, sled::IVec), sled::Error>) -> Result<(u64, V
     Ok((u64::from_be_bytes(n), v.to_vec()))
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Decodes `bytes` (records of `count` events from `first` on) into their leaves.
 fn decode_records(bytes: &[u8], first: u64, count: u64) -> Result<Vec<Vec<u8>>, LogError> {
     let leaves = split_records(bytes).ok_or_else(|| {
@@ -249,12 +243,20 @@ fn check_sealed(tree: &sled::Tree, files: &LogFiles) -> Result<(), LogError> {
 /// What only the committer thread touches.
 struct Committer {
     shared: Arc<Shared>,
+    /// Where each commit's `received_at` comes from.
+    clock: Arc<dyn Clock>,
 }
 
 impl EventLog {
     /// Opens the log in `store` (moving an older store's events out of sled first),
-    /// checks its last event against its hashes, and starts the committer thread.
+    /// checks its last event against its hashes, and starts the committer thread; events
+    /// are received at the system clock's time.
     pub fn open(store: &Store) -> Result<EventLog, LogError> {
+        EventLog::open_with_clock(store, Arc::new(SystemClock))
+    }
+
+    /// [`EventLog::open`] with the clock that gives each commit its receive time.
+    pub fn open_with_clock(store: &Store, clock: Arc<dyn Clock>) -> Result<EventLog, LogError> {
         let tree = store.tree(TREE)?;
         let dir = store.dir().join(LOG_DIR);
         let old = migrate::has_old_layout(&tree)?;
@@ -280,6 +282,7 @@ impl EventLog {
         let (jobs, rx) = crossbeam_channel::unbounded();
         let mut committer = Committer {
             shared: Arc::clone(&shared),
+            clock,
         };
         std::thread::Builder::new()
             .name("event-commit".into())
@@ -591,7 +594,7 @@ impl Committer {
         let mut bundle_ends = Vec::new();
         let records_end = files.end();
         let mut appended = Vec::with_capacity(total);
-        let received_at_ms = now_ms();
+        let received_at_ms = unix_millis(self.clock.now()).unwrap_or(0);
         let mut n = start;
         for (event, salt) in jobs
             .iter()

@@ -7,6 +7,7 @@ use der::{Decode, EncodePem};
 use x509_cert::Certificate;
 
 use super::{open_hsm, open_hsm_any, read_certificate_file, write_file, CliError, ConfigArg};
+use crate::clock::{Clock as _, SystemClock};
 use crate::config::PinSource;
 use crate::provision;
 use crate::provision::lifecycle;
@@ -332,7 +333,7 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
             let inventory = lifecycle::inventory(
                 &hsm,
                 cfg.as_ref().map(|cfg| cfg.raw.tsa.key_label.as_str()),
-                std::time::SystemTime::now(),
+                SystemClock.now(),
             )?;
             let rows: Vec<serde_json::Value> = inventory
                 .keys
@@ -388,7 +389,8 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
         }
         KeysCommand::DevCa(a) => {
             let (_cfg, hsm) = open_hsm(&a.config.config)?;
-            let cert = provision::ensure_dev_ca(&hsm, &a.label, &a.subject, a.days)?;
+            let cert =
+                provision::ensure_dev_ca(&hsm, &a.label, &a.subject, a.days, SystemClock.now())?;
             if let Some(out) = &a.out {
                 write_pem(out, &cert)?;
                 println!(
@@ -415,8 +417,14 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
                     c
                 }
                 None => {
-                    let c =
-                        provision::issue_dev_cert(&hsm, &a.ca_label, &a.label, &a.subject, a.days)?;
+                    let c = provision::issue_dev_cert(
+                        &hsm,
+                        &a.ca_label,
+                        &a.label,
+                        &a.subject,
+                        a.days,
+                        SystemClock.now(),
+                    )?;
                     println!(
                         "issued a DEVELOPMENT certificate for {:?}: {}",
                         a.label, a.subject
@@ -473,13 +481,8 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
                 None => Vec::new(),
             };
             let (_cfg, hsm) = open_hsm(&a.config.config)?;
-            let (_key, cert) = provision::import_certificate(
-                &hsm,
-                &a.label,
-                cert,
-                &chain,
-                std::time::SystemTime::now(),
-            )?;
+            let (_key, cert) =
+                provision::import_certificate(&hsm, &a.label, cert, &chain, SystemClock.now())?;
             println!(
                 "certificate {} (issuer {}) stored beside key {:?}",
                 cert.tbs_certificate.subject, cert.tbs_certificate.issuer, a.label
@@ -514,12 +517,7 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
         }
         KeysCommand::Activate(a) => {
             let (cfg, hsm) = open_hsm(&a.config.config)?;
-            lifecycle::activate(
-                &hsm,
-                &cfg.raw.tsa.key_label,
-                &a.label,
-                std::time::SystemTime::now(),
-            )?;
+            lifecycle::activate(&hsm, &cfg.raw.tsa.key_label, &a.label, SystemClock.now())?;
             println!("key {:?} is now the active TSA key", a.label);
             match notify_server(cfg.state_dir()) {
                 Ok(Some(pid)) => {
@@ -541,7 +539,13 @@ pub fn run(cmd: KeysCommand) -> Result<(), CliError> {
                 ));
             }
             let (cfg, hsm) = open_hsm(&a.config.config)?;
-            lifecycle::retire(&hsm, &cfg.raw.tsa.key_label, &a.label, a.destroy)?;
+            lifecycle::retire(
+                &hsm,
+                &cfg.raw.tsa.key_label,
+                &a.label,
+                a.destroy,
+                SystemClock.now(),
+            )?;
             if a.destroy {
                 println!(
                     "key {:?} retired and destroyed; its certificate stays on the token",

@@ -9,7 +9,7 @@ use x509_cert::Certificate;
 use super::{open_hsm_with, CliError};
 use crate::chain::log::EventLog;
 use crate::chain::store::Store;
-use crate::clock::{ClockGuard, SystemClock};
+use crate::clock::{Clock, ClockGuard, SystemClock};
 use crate::config::{self, Validated};
 use crate::http::{self, AppState, HttpSettings};
 use crate::provision;
@@ -79,13 +79,12 @@ fn load_chain(cfg: &Validated) -> Result<Vec<Certificate>, CliError> {
 /// Finds the active key, checks its certificate and chain ([`provision::identity`]), and
 /// starts signing with it. Every failure names its cause; nothing is served until all of
 /// it holds.
-pub(crate) fn signing_identity(cfg: &Validated, hsm: &Hsm) -> Result<SigningIdentity, CliError> {
-    let id = provision::identity::tsa_identity(
-        hsm,
-        &cfg.raw.tsa.key_label,
-        load_chain(cfg)?,
-        SystemTime::now(),
-    )?;
+pub(crate) fn signing_identity(
+    cfg: &Validated,
+    hsm: &Hsm,
+    now: SystemTime,
+) -> Result<SigningIdentity, CliError> {
+    let id = provision::identity::tsa_identity(hsm, &cfg.raw.tsa.key_label, load_chain(cfg)?, now)?;
     let signer = SigningPool::start(
         hsm,
         &id.key.label,
@@ -210,7 +209,9 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     let settings = tsa_settings(&cfg)?;
     // The HSM handle keeps the login session open for the life of the server.
     let hsm = open_hsm_with(&cfg)?;
-    let identity = signing_identity(&cfg, &hsm)?;
+    // The one clock of the server: genTimes, receive times, certificate checks.
+    let system: Arc<dyn Clock> = Arc::new(SystemClock);
+    let identity = signing_identity(&cfg, &hsm, system.now())?;
     let chain_signer = chain_signer(&cfg, &hsm)?;
     let store_dir = cfg.state_dir().join("store");
     let store = Store::open(&store_dir)?;
@@ -222,7 +223,7 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
             store_dir.display()
         ))
     })?;
-    let log = EventLog::open(&store)
+    let log = EventLog::open_with_clock(&store, system.clone())
         .map_err(|e| CliError::Other(format!("cannot open the event log: {e}")))?;
     let floor = crate::service::gen_time::gen_time_floor(&store, &log)
         .map_err(|e| CliError::Other(format!("cannot find the last genTime issued: {e}")))?;
@@ -257,7 +258,7 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
         "genTime floor: no token gets an earlier genTime"
     );
     let clock = ClockGuard::new(
-        Arc::new(SystemClock),
+        system,
         cfg.raw.clock.require_sync,
         cfg.raw.tsa.accuracy.as_duration(),
         floor.ms,
@@ -425,8 +426,7 @@ impl Drop for PidFile {
 
 /// Logs a warning when the active certificate expires within `warn_days` days.
 fn warn_if_expiring(tsa: &TsaService, warn_days: i64) {
-    let now = crate::clock::unix_millis(SystemTime::now()).unwrap_or(0);
-    let days = tsa.identity().days_remaining(now);
+    let days = tsa.identity().days_remaining(tsa.now_ms());
     if days <= warn_days {
         tracing::warn!(
             days_remaining = days,
@@ -451,8 +451,8 @@ async fn reload_on_sighup(
         };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the signing key");
-            let (cfg, hsm) = (cfg.clone(), hsm.clone());
-            match tokio::task::spawn_blocking(move || signing_identity(&cfg, &hsm)).await {
+            let (cfg, hsm, now) = (cfg.clone(), hsm.clone(), tsa.now());
+            match tokio::task::spawn_blocking(move || signing_identity(&cfg, &hsm, now)).await {
                 Ok(Ok(identity)) => {
                     tsa.replace_identity(identity);
                     tracing::info!("now signing with the active key");

@@ -414,7 +414,7 @@ async fn healthz() -> &'static str {
 
 async fn get_metrics(State(state): State<AppState>) -> Response {
     let identity = state.tsa.identity();
-    let now = crate::clock::unix_millis(std::time::SystemTime::now()).unwrap_or(0);
+    let now = state.tsa.now_ms();
     let published = state.chain.published();
     let gauges = metrics::Gauges {
         certificate_days_remaining: identity.days_remaining(now),

@@ -4,8 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Body;
 use axum::http::Request as HttpRequest;
 use tower::ServiceExt;
@@ -18,9 +16,9 @@ use crate::signer::{testsupport, KeyAlgorithm, KeyPurpose, SigningPool};
 /// A router over a TSA and an event chain, its clock inside the certificate's validity.
 fn app() -> (Router, tempfile::TempDir) {
     let hsm = testsupport::new_token().open();
-    let clock = Arc::new(ManualClock(0.into()));
+    let clock = ManualClock::at(0);
     let (tsa, (not_before_ms, _), dir, log) = tsa_on(&hsm, clock.clone());
-    clock.0.store(not_before_ms + 1_000, Ordering::SeqCst);
+    clock.set(not_before_ms + 1_000);
     hsm.generate_key("chain", KeyAlgorithm::Ed25519, KeyPurpose::Chain)
         .unwrap();
     let signer = SigningPool::start(&hsm, "chain", 1, true).unwrap();

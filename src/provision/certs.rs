@@ -151,7 +151,7 @@ fn require_dev_ca(key: &KeyInfo) -> Result<(), ProvisionError> {
 /// is (idempotent: `subject` and `days` are then ignored). Otherwise an ECDSA P-256 key
 /// (purpose dev-ca) is generated, or an existing dev-ca key without certificate is
 /// used, and a self-signed v3 certificate is made: random positive 16-byte serial,
-/// valid from one hour ago for `days` days, basicConstraints cA TRUE (critical),
+/// valid from one hour before `now` for `days` days, basicConstraints cA TRUE (critical),
 /// keyUsage keyCertSign + cRLSign (critical), subjectKeyIdentifier. It is signed by
 /// the HSM and stored on the token beside the key.
 pub fn ensure_dev_ca(
@@ -159,6 +159,7 @@ pub fn ensure_dev_ca(
     label: &str,
     subject: &str,
     days_valid: u32,
+    now: SystemTime,
 ) -> Result<Certificate, ProvisionError> {
     let subject = parse_subject(subject)?;
     let validity = days(days_valid)?;
@@ -178,7 +179,6 @@ pub fn ensure_dev_ca(
     };
     let spki = SubjectPublicKeyInfoOwned::from_der(&key.public_key_der)?;
     let ski = key_identifier(&spki)?;
-    let now = SystemTime::now();
     let cert = sign_certificate(
         hsm,
         &key,
@@ -271,7 +271,7 @@ pub(super) fn leaf_extensions(
 /// returns it.
 ///
 /// The certificate: v3, random serial, issuer = the CA's subject, valid from one hour
-/// ago until `days` days from now or the CA's notAfter, whichever is first;
+/// before `now` until `days` days after it or the CA's notAfter, whichever is first;
 /// basicConstraints cA FALSE (critical), keyUsage digitalSignature + nonRepudiation
 /// (critical), for a key of purpose tsa an extendedKeyUsage of only
 /// id-kp-timeStamping (critical), subjectKeyIdentifier, and authorityKeyIdentifier =
@@ -282,6 +282,7 @@ pub fn issue_dev_cert(
     key_label: &str,
     subject: &str,
     days_valid: u32,
+    now: SystemTime,
 ) -> Result<Certificate, ProvisionError> {
     let subject = parse_subject(subject)?;
     let validity = days(days_valid)?;
@@ -292,7 +293,6 @@ pub fn issue_dev_cert(
             "a development CA key cannot get a leaf certificate",
         ));
     }
-    let now = SystemTime::now();
     let ca_not_after = ca.cert.tbs_certificate.validity.not_after.to_system_time();
     if ca_not_after <= now {
         return Err(ProvisionError::CaExpired(

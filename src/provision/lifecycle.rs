@@ -261,24 +261,25 @@ pub fn activate(
     if hsm.active_tsa_key_id()?.is_none() {
         match hsm.find_key(configured_label) {
             Ok(bootstrap) if bootstrap.id != key.id => {
-                hsm.set_active_tsa_key(&bootstrap)?;
+                hsm.set_active_tsa_key(&bootstrap, now)?;
             }
             Ok(_) | Err(SignerError::KeyNotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    hsm.set_active_tsa_key(&key)?;
+    hsm.set_active_tsa_key(&key, now)?;
     Ok(key)
 }
 
-/// Retires `label` (and with `destroy`, erases its key pair; its certificate stays on the
-/// token). The active TSA key is refused: which one is active must be known, so a damaged
-/// record is an error, not "another key".
+/// Retires `label` at `now` (and with `destroy`, erases its key pair; its certificate stays
+/// on the token). The active TSA key is refused: which one is active must be known, so a
+/// damaged record is an error, not "another key".
 pub fn retire(
     hsm: &Hsm,
     configured_label: &str,
     label: &str,
     destroy: bool,
+    now: SystemTime,
 ) -> Result<KeyInfo, ProvisionError> {
     let key = hsm.find_key(label)?;
     if key.purpose == Some(KeyPurpose::Tsa) {
@@ -292,7 +293,7 @@ pub fn retire(
             Ok(_) | Err(_) => {}
         }
     }
-    hsm.retire_key(&key)?;
+    hsm.retire_key(&key, now)?;
     if destroy {
         hsm.destroy_key(&key)?;
     }

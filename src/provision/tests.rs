@@ -103,8 +103,8 @@ fn leaf_with(
 #[test]
 fn dev_ca_is_idempotent_and_a_proper_root() {
     let hsm = testsupport::new_token().open();
-    let first = ensure_dev_ca(&hsm, "dev-ca", CA_SUBJECT, 3650).unwrap();
-    let again = ensure_dev_ca(&hsm, "dev-ca", "CN=ignored", 1).unwrap();
+    let first = ensure_dev_ca(&hsm, "dev-ca", CA_SUBJECT, 3650, SystemTime::now()).unwrap();
+    let again = ensure_dev_ca(&hsm, "dev-ca", "CN=ignored", 1, SystemTime::now()).unwrap();
     assert_eq!(first, again);
     assert_eq!(hsm.list_keys().unwrap().len(), 1);
 
@@ -139,21 +139,28 @@ fn dev_ca_is_idempotent_and_a_proper_root() {
     // A key of another purpose is never taken for the CA.
     hsm.generate_key("tsa", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
         .unwrap();
-    let err = ensure_dev_ca(&hsm, "tsa", CA_SUBJECT, 10).unwrap_err();
+    let err = ensure_dev_ca(&hsm, "tsa", CA_SUBJECT, 10, SystemTime::now()).unwrap_err();
     assert!(matches!(err, ProvisionError::NotADevCa { .. }), "{err}");
-    let err = ensure_dev_ca(&hsm, "dev-ca-2", "CN=x,Bogus=y", 10).unwrap_err();
+    let err = ensure_dev_ca(&hsm, "dev-ca-2", "CN=x,Bogus=y", 10, SystemTime::now()).unwrap_err();
     assert!(err.to_string().contains("Bogus=y"), "{err}");
 }
 
 #[test]
 fn issued_tsa_certificate_satisfies_openssl_and_our_checks() {
     let hsm = testsupport::new_token().open();
-    let ca = ensure_dev_ca(&hsm, "dev-ca", CA_SUBJECT, 3650).unwrap();
+    let ca = ensure_dev_ca(&hsm, "dev-ca", CA_SUBJECT, 3650, SystemTime::now()).unwrap();
     let key = hsm
         .generate_key("tsa-1", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
         .unwrap();
-    let cert =
-        issue_dev_cert(&hsm, "dev-ca", "tsa-1", "CN=TSA 1,O=Audit Office,C=DE", 365).unwrap();
+    let cert = issue_dev_cert(
+        &hsm,
+        "dev-ca",
+        "tsa-1",
+        "CN=TSA 1,O=Audit Office,C=DE",
+        365,
+        SystemTime::now(),
+    )
+    .unwrap();
 
     let (ok, text) = openssl_verifies_for_timestamping(&ca, &cert);
     assert!(ok && text.contains("OK"), "openssl verify failed: {text}");
@@ -188,14 +195,30 @@ fn issued_tsa_certificate_satisfies_openssl_and_our_checks() {
     assert!(!cert_matches_key(&ca, &key));
 
     // The validity never outlives the CA's.
-    let long = issue_dev_cert(&hsm, "dev-ca", "tsa-2", "CN=TSA 2", 100_000).unwrap();
+    let long = issue_dev_cert(
+        &hsm,
+        "dev-ca",
+        "tsa-2",
+        "CN=TSA 2",
+        100_000,
+        SystemTime::now(),
+    )
+    .unwrap();
     assert_eq!(
         long.tbs_certificate.validity.not_after,
         ca.tbs_certificate.validity.not_after
     );
 
     // Issuing again replaces the stored certificate.
-    let renewed = issue_dev_cert(&hsm, "dev-ca", "tsa-1", "CN=TSA 1 renewed", 30).unwrap();
+    let renewed = issue_dev_cert(
+        &hsm,
+        "dev-ca",
+        "tsa-1",
+        "CN=TSA 1 renewed",
+        30,
+        SystemTime::now(),
+    )
+    .unwrap();
     assert_eq!(
         hsm.find_certificate(&key).unwrap(),
         Some(renewed.to_der().unwrap())
@@ -203,17 +226,17 @@ fn issued_tsa_certificate_satisfies_openssl_and_our_checks() {
 
     // Neither the CA key nor a missing key gets a leaf.
     assert!(matches!(
-        issue_dev_cert(&hsm, "dev-ca", "dev-ca", "CN=x", 1),
+        issue_dev_cert(&hsm, "dev-ca", "dev-ca", "CN=x", 1, SystemTime::now()),
         Err(ProvisionError::InvalidRequest(_))
     ));
     assert!(matches!(
-        issue_dev_cert(&hsm, "dev-ca", "absent", "CN=x", 1),
+        issue_dev_cert(&hsm, "dev-ca", "absent", "CN=x", 1, SystemTime::now()),
         Err(ProvisionError::Signer(
             crate::signer::SignerError::KeyNotFound(_)
         ))
     ));
     assert!(matches!(
-        issue_dev_cert(&hsm, "tsa-1", "tsa-2", "CN=x", 1),
+        issue_dev_cert(&hsm, "tsa-1", "tsa-2", "CN=x", 1, SystemTime::now()),
         Err(ProvisionError::NotADevCa { .. })
     ));
 }
@@ -221,10 +244,18 @@ fn issued_tsa_certificate_satisfies_openssl_and_our_checks() {
 #[test]
 fn rsa_and_ed25519_keys_get_certificates_too() {
     let hsm = testsupport::new_token().open();
-    let ca = ensure_dev_ca(&hsm, "dev-ca", CA_SUBJECT, 3650).unwrap();
+    let ca = ensure_dev_ca(&hsm, "dev-ca", CA_SUBJECT, 3650, SystemTime::now()).unwrap();
     hsm.generate_key("tsa-rsa", KeyAlgorithm::Rsa(2048), KeyPurpose::Tsa)
         .unwrap();
-    let cert = issue_dev_cert(&hsm, "dev-ca", "tsa-rsa", "CN=TSA RSA", 365).unwrap();
+    let cert = issue_dev_cert(
+        &hsm,
+        "dev-ca",
+        "tsa-rsa",
+        "CN=TSA RSA",
+        365,
+        SystemTime::now(),
+    )
+    .unwrap();
     let (ok, text) = openssl_verifies_for_timestamping(&ca, &cert);
     assert!(ok, "openssl verify failed: {text}");
     check_tsa_certificate(&cert, SystemTime::now()).unwrap();
@@ -232,7 +263,7 @@ fn rsa_and_ed25519_keys_get_certificates_too() {
     // A chain key gets no extendedKeyUsage, so it can never pass as a TSA certificate.
     hsm.generate_key("chain", KeyAlgorithm::Ed25519, KeyPurpose::Chain)
         .unwrap();
-    let cert = issue_dev_cert(&hsm, "dev-ca", "chain", "CN=Chain", 365).unwrap();
+    let cert = issue_dev_cert(&hsm, "dev-ca", "chain", "CN=Chain", 365, SystemTime::now()).unwrap();
     assert!(cert
         .tbs_certificate
         .get::<ExtendedKeyUsage>()
@@ -257,7 +288,7 @@ fn rsa_and_ed25519_keys_get_certificates_too() {
 #[test]
 fn check_tsa_certificate_refuses_unfit_certificates() {
     let hsm = testsupport::new_token().open();
-    let ca = ensure_dev_ca(&hsm, "dev-ca", CA_SUBJECT, 3650).unwrap();
+    let ca = ensure_dev_ca(&hsm, "dev-ca", CA_SUBJECT, 3650, SystemTime::now()).unwrap();
     let key = hsm
         .generate_key("tsa", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
         .unwrap();

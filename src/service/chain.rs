@@ -639,7 +639,6 @@ mod tests {
     use crate::chain::event::Action;
     use crate::service::tsa::tests::{tsa_on, ManualClock};
     use crate::signer::{testsupport, KeyAlgorithm, KeyPurpose, SigningPool};
-    use std::sync::atomic::Ordering;
 
     fn event(n: u64) -> Event {
         Event {
@@ -668,7 +667,7 @@ mod tests {
     fn a_block_is_sealed_at_its_tokens_guarded_gen_time_never_earlier() {
         let hsm = testsupport::new_token().open();
         // The injected clock is half an hour ahead of the system clock.
-        let clock = Arc::new(ManualClock(0.into()));
+        let clock = ManualClock::at(0);
         let (tsa, (not_before_ms, _), _dir, log) = tsa_on(&hsm, clock.clone());
         hsm.generate_key("chain", KeyAlgorithm::Ed25519, KeyPurpose::Chain)
             .unwrap();
@@ -689,21 +688,21 @@ mod tests {
             .unwrap();
         rt.block_on(async {
             let t0 = not_before_ms + 1_800_000;
-            clock.0.store(t0, Ordering::SeqCst);
+            clock.set(t0);
             chain.append(vec![event(0)]).await.unwrap();
             let first = chain.seal().await.unwrap().unwrap();
             assert_eq!(first.header.sealed_at_ms, t0, "sealed at the guarded time");
             assert_eq!(token_gen_time(&first), t0);
 
             // The clock steps back: nothing is sealed at an earlier time.
-            clock.0.store(t0 - 30_000, Ordering::SeqCst);
+            clock.set(t0 - 30_000);
             chain.append(vec![event(1)]).await.unwrap();
             let e = chain.seal().await.unwrap_err();
             assert!(matches!(e, ServiceError::Clock(_)), "{e}");
             assert_eq!(chain.published().unwrap().block.header.height, 0);
 
             // Back past the last genTime: the next block is sealed then.
-            clock.0.store(t0 + 5, Ordering::SeqCst);
+            clock.set(t0 + 5);
             let second = chain.seal().await.unwrap().unwrap();
             assert_eq!(second.header.height, 1);
             assert_eq!(second.header.sealed_at_ms, t0 + 5);
@@ -718,9 +717,9 @@ mod tests {
     #[test]
     fn a_cosigned_older_checkpoint_never_replaces_a_newer_blocks() {
         let hsm = testsupport::new_token().open();
-        let clock = Arc::new(ManualClock(0.into()));
+        let clock = ManualClock::at(0);
         let (tsa, (not_before_ms, _), _dir, log) = tsa_on(&hsm, clock.clone());
-        clock.0.store(not_before_ms + 1_000, Ordering::SeqCst);
+        clock.set(not_before_ms + 1_000);
         hsm.generate_key("chain", KeyAlgorithm::Ed25519, KeyPurpose::Chain)
             .unwrap();
         let signer: Arc<dyn Signer> = Arc::new(SigningPool::start(&hsm, "chain", 1, true).unwrap());

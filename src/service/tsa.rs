@@ -459,6 +459,19 @@ impl TsaService {
         })
     }
 
+    /// What the TSA's clock reads now (Unix milliseconds; 0 if it reads an impossible
+    /// time), whether or not it can be trusted: for figures such as a certificate's days
+    /// left.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms().unwrap_or(0)
+    }
+
+    /// What the TSA's clock reads now, whether or not it can be trusted: the time at
+    /// which a new signing identity is checked.
+    pub fn now(&self) -> std::time::SystemTime {
+        self.clock.now()
+    }
+
     /// The certificate chain as PEM: signer certificate first, root last.
     pub fn certificates_pem(&self) -> Result<String, ServiceError> {
         use der::EncodePem;
@@ -521,22 +534,11 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::chain::event::canonical_details;
-    use crate::clock::{Clock, SyncStatus};
     use crate::signer::Hsm;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::Duration;
 
     /// The clock a test sets by hand (synchronised).
-    pub(crate) struct ManualClock(pub(crate) AtomicU64);
-
-    impl Clock for ManualClock {
-        fn now(&self) -> SystemTime {
-            UNIX_EPOCH + Duration::from_millis(self.0.load(Ordering::SeqCst))
-        }
-        fn sync_status(&self) -> SyncStatus {
-            SyncStatus::Synchronised { max_error_us: 10 }
-        }
-    }
+    pub(crate) use crate::clock::ManualClock;
 
     /// A TSA over a real SoftHSM key (certificate valid for an hour from its notBefore),
     /// a real store and event log, and `clock`; with the certificate's (notBefore,
@@ -564,7 +566,7 @@ pub(crate) mod tests {
         let validity = (identity.not_before_ms(), identity.not_after_ms());
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let log = EventLog::open(&store).unwrap();
+        let log = EventLog::open_with_clock(&store, clock.clone()).unwrap();
         let policy: ObjectIdentifier = "1.3.6.1.5.5.7.13.1".parse().unwrap();
         let settings = TsaSettings {
             node_id: 1,
@@ -603,13 +605,13 @@ pub(crate) mod tests {
     /// notBefore on, tokens are issued; after notAfter, refused as expired.
     #[test]
     fn no_token_outside_the_certificate_validity() {
-        let clock = Arc::new(ManualClock(AtomicU64::new(0)));
+        let clock = ManualClock::at(0);
         let (tsa, (not_before_ms, not_after_ms), _dir) = tsa_with_clock(clock.clone());
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         rt.block_on(async {
-            clock.0.store(not_before_ms - 1_000, Ordering::SeqCst);
+            clock.set(not_before_ms - 1_000);
             let err = tsa.issue(&request(), None).await.unwrap_err();
             assert!(
                 matches!(err, ServiceError::CertificateNotYetValid { .. }),
@@ -626,14 +628,14 @@ pub(crate) mod tests {
             assert!(why.contains("not valid before"), "{why}");
             assert_eq!(tsa.log.size(), 0, "a refused token was recorded");
 
-            clock.0.store(not_before_ms, Ordering::SeqCst);
+            clock.set(not_before_ms);
             let reply = tsa.issue(&request(), None).await.unwrap();
             let token = crate::tsp::granted_token(&reply).unwrap();
             let info = crate::tsp::decode_tst_info_from_token(token).unwrap();
             assert_eq!(info.gen_time.unix_millis(), not_before_ms);
             assert!(tsa.readiness().await.certificate.is_ok());
 
-            clock.0.store(not_after_ms + 1, Ordering::SeqCst);
+            clock.set(not_after_ms + 1);
             assert!(matches!(
                 tsa.issue(&request(), None).await,
                 Err(ServiceError::CertificateExpired)

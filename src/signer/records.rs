@@ -28,6 +28,7 @@
 //! back to another key. [`Hsm::key_inventory`] lists damaged records beside the keys.
 
 use std::collections::BTreeSet;
+use std::time::SystemTime;
 
 use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass};
 use der::{Decode, Encode};
@@ -56,16 +57,16 @@ impl Hsm {
         Ok(self.list_keys()?.into_iter().find(|k| k.id == id))
     }
 
-    /// Makes `key` the active TSA key (one write on the token) and records when it was
-    /// first activated. The caller checks the key is fit (certificate, not retired).
-    pub fn set_active_tsa_key(&self, key: &KeyInfo) -> Result<(), SignerError> {
+    /// Makes `key` the active TSA key (one write on the token) and records `at` as when it
+    /// was first activated. The caller checks the key is fit (certificate, not retired).
+    pub fn set_active_tsa_key(&self, key: &KeyInfo, at: SystemTime) -> Result<(), SignerError> {
         self.with_session(|s| {
             let mut record = read_record(s, &key.label)?.unwrap_or_default();
             if record.retired_at.is_some() {
                 return Err(SignerError::KeyRetired(key.label.clone()));
             }
             if record.activated_at.is_none() {
-                record.activated_at = Some(now_secs());
+                record.activated_at = Some(unix_secs(at));
                 record.id = key.id.clone();
                 record.purpose = record.purpose.or(key.purpose);
                 write_data(s, &key.label, record.render().into_bytes())?;
@@ -76,13 +77,13 @@ impl Hsm {
         Ok(())
     }
 
-    /// Marks `key` retired: it can never be activated again. Its certificate stays.
-    pub fn retire_key(&self, key: &KeyInfo) -> Result<(), SignerError> {
+    /// Marks `key` retired at `at`: it can never be activated again. Its certificate stays.
+    pub fn retire_key(&self, key: &KeyInfo, at: SystemTime) -> Result<(), SignerError> {
         self.with_session(|s| {
             let mut record = read_record(s, &key.label)?.unwrap_or_default();
             record.id = key.id.clone();
             record.purpose = record.purpose.or(key.purpose);
-            record.retired_at.get_or_insert_with(now_secs);
+            record.retired_at.get_or_insert(unix_secs(at));
             write_data(s, &key.label, record.render().into_bytes())
         })?;
         tracing::info!(label = %key.label, "retired the key");
@@ -373,9 +374,9 @@ mod tests {
         let new = hsm
             .generate_key("tsa-new", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
             .unwrap();
-        hsm.set_active_tsa_key(&old).unwrap();
-        hsm.set_active_tsa_key(&new).unwrap();
-        hsm.retire_key(&old).unwrap();
+        hsm.set_active_tsa_key(&old, SystemTime::now()).unwrap();
+        hsm.set_active_tsa_key(&new, SystemTime::now()).unwrap();
+        hsm.retire_key(&old, SystemTime::now()).unwrap();
         let id = hex::encode(&old.id);
         damage(
             &hsm,
@@ -396,8 +397,8 @@ mod tests {
         named(hsm.list_keys().unwrap_err());
         named(hsm.find_key_by_id(&old.id).unwrap_err());
         named(hsm.once_active_certificates().unwrap_err());
-        named(hsm.set_active_tsa_key(&old).unwrap_err());
-        named(hsm.retire_key(&old).unwrap_err());
+        named(hsm.set_active_tsa_key(&old, SystemTime::now()).unwrap_err());
+        named(hsm.retire_key(&old, SystemTime::now()).unwrap_err());
         // The record is left as it was: nothing rewrote it without the retirement.
         named(hsm.find_key("tsa-old").unwrap_err());
         // A key whose record reads is still found.
@@ -428,9 +429,9 @@ mod tests {
         let gone = hsm
             .generate_key("gone", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
             .unwrap();
-        hsm.set_active_tsa_key(&gone).unwrap();
-        hsm.set_active_tsa_key(&good).unwrap();
-        hsm.retire_key(&gone).unwrap();
+        hsm.set_active_tsa_key(&gone, SystemTime::now()).unwrap();
+        hsm.set_active_tsa_key(&good, SystemTime::now()).unwrap();
+        hsm.retire_key(&gone, SystemTime::now()).unwrap();
         hsm.destroy_key(&gone).unwrap();
         damage(&hsm, "bad", b"purpose=tsa\nretired=x\n");
         damage(

@@ -136,7 +136,7 @@ impl<'a> TokenOptions<'a> {
             valid_at: ValidAt::GenTime,
             allow_granted_with_mods: false,
             legacy_ess_v1: false,
-            now: SystemTime::now(),
+            now: crate::clock::Clock::now(&crate::clock::SystemClock),
         }
     }
 }

@@ -250,3 +250,25 @@ fn reads_beyond_the_committed_size_are_refused() {
     assert!(tlog::tree_hash(6, &log.hashes_at(6)).is_err());
     assert!(tlog::tree_hash(5, &log.hashes_at(5)).is_ok());
 }
+
+/// Each commit's receive time is read from the log's clock (the server's one clock), not
+/// from the system clock: a test drives it.
+#[test]
+fn events_are_received_at_the_clock_s_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::chain::store::reopen_in_process(dir.path());
+    let clock = crate::clock::ManualClock::at(1_234_567);
+    let log = EventLog::open_with_clock(&store, clock.clone()).unwrap();
+    let rt = rt();
+    rt.block_on(log.append(vec![event(0)])).unwrap();
+    clock.set(2_000_000);
+    rt.block_on(log.append(vec![event(1), event(2)])).unwrap();
+    let received: Vec<u64> = (0..3)
+        .map(|i| {
+            StoredEvent::from_leaf_bytes(&log.leaf(i).unwrap().unwrap())
+                .unwrap()
+                .received_at_ms
+        })
+        .collect();
+    assert_eq!(received, [1_234_567, 2_000_000, 2_000_000]);
+}

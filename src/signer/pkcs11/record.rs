@@ -150,10 +150,9 @@ impl KeyRecord {
     }
 }
 
-pub(in crate::signer) fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// Seconds since the Unix epoch of `t` (0 before it), as a record stores its times.
+pub(in crate::signer) fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 pub(in crate::signer) fn data_object(label: &str, value: Vec<u8>) -> Vec<Attribute> {

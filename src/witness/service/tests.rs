@@ -455,7 +455,7 @@ fn replays_of_the_latest_checkpoint_store_nothing_and_sign_once_a_minute() {
     const T0: u64 = 1_800_000_000_000;
     let dir = tempfile::tempdir().unwrap();
     let mut a = Sim::new();
-    let clock = Arc::new(ManualClock(AtomicU64::new(T0)));
+    let clock = ManualClock::at(T0);
     let (service, _hsm) = witness_with_clock(dir.path(), &[&a], clock.clone());
     let cosigner = Cosigner::parse(&service.verifier_key()).unwrap();
     let time_of = |a: &Sim, lines: &str| {
@@ -475,7 +475,7 @@ fn replays_of_the_latest_checkpoint_store_nothing_and_sign_once_a_minute() {
         let stored = service.store().latest(&a.origin).unwrap().unwrap();
         assert_eq!(stored.cosigned_at, T0 / 1000);
         for k in 1..=200u64 {
-            clock.0.store(T0 + k * 295, Ordering::SeqCst);
+            clock.set(T0 + k * 295);
             let again = service
                 .add_checkpoint(a.body(5, 5).as_bytes())
                 .await
@@ -484,7 +484,7 @@ fn replays_of_the_latest_checkpoint_store_nothing_and_sign_once_a_minute() {
         }
         assert_eq!(service.store().latest(&a.origin).unwrap().unwrap(), stored);
         // A minute later: one new cosignature, of the new time; still nothing stored.
-        clock.0.store(T0 + 61_000, Ordering::SeqCst);
+        clock.set(T0 + 61_000);
         let fresh = service
             .add_checkpoint(a.body(5, 5).as_bytes())
             .await
@@ -497,7 +497,7 @@ fn replays_of_the_latest_checkpoint_store_nothing_and_sign_once_a_minute() {
         assert_eq!(again, fresh);
         assert_eq!(service.store().latest(&a.origin).unwrap().unwrap(), stored);
         // Replays do not keep a log that stopped growing from going stale.
-        clock.0.store(T0 + 120_000, Ordering::SeqCst);
+        clock.set(T0 + 120_000);
         service
             .add_checkpoint(a.body(5, 5).as_bytes())
             .await
