@@ -14,6 +14,7 @@ use crate::config::{self, Validated};
 use crate::http::{self, AppState, HttpSettings};
 use crate::provision;
 use crate::service::chain::{ChainService, ChainSettings};
+use crate::service::EventWriter;
 use crate::service::{SigningIdentity, TsaService, TsaSettings};
 use crate::signer::pkcs11::Hsm;
 use crate::signer::pool::SigningPool;
@@ -266,15 +267,17 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     if let Err(e) = clock.check() {
         tracing::warn!(error = %e, "the clock is not trustworthy now; tokens are refused (timeNotAvailable, /readyz 503) until it is");
     }
+    // The log's one writer: the TSA's tsa.issued records and the chain's events.
+    let writer = Arc::new(EventWriter::new(log));
     let tsa = Arc::new(TsaService::new(
         settings,
         identity,
         clock,
         store,
-        log.clone(),
+        writer.clone(),
     ));
     let chain = Arc::new(
-        ChainService::new(log, chain_signer, chain_settings(&cfg), tsa.clone())
+        ChainService::new(writer, chain_signer, chain_settings(&cfg), tsa.clone())
             .map_err(|e| CliError::Other(format!("event chain: {e}")))?
             .with_witnesses(witnesses(&cfg)?),
     );

@@ -19,6 +19,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::tsa::TsaService;
+use super::writer::EventWriter;
 use super::ServiceError;
 use crate::chain::block::{BlockHeader, SealedBlock};
 use crate::chain::event::{Event, StoredEvent};
@@ -58,7 +59,8 @@ struct SealState {
 
 /// The event chain of this appliance.
 pub struct ChainService {
-    log: EventLog,
+    /// The log's one writer, shared with the TSA.
+    writer: Arc<EventWriter>,
     signer: Arc<dyn Signer>,
     public_key: [u8; 32],
     key_id: Hash,
@@ -68,7 +70,6 @@ pub struct ChainService {
     /// Held while a witness's cosignature is added to the published checkpoint.
     cosigning: tokio::sync::Mutex<()>,
     published: RwLock<Option<Arc<Published>>>,
-    due: tokio::sync::Notify,
     witnesses: super::cosign::Witnesses,
     /// The newest sealed checkpoint, as sealed: what each witness's submitter submits next.
     to_witness: tokio::sync::watch::Sender<Option<Arc<Published>>>,
@@ -78,7 +79,7 @@ impl std::fmt::Debug for ChainService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChainService")
             .field("settings", &self.settings)
-            .field("size", &self.log.size())
+            .field("size", &self.log().size())
             .finish_non_exhaustive()
     }
 }
@@ -143,7 +144,7 @@ impl ChainService {
     /// time-stamping block headers with `tsa`. Refuses a stored chain whose last block
     /// does not decode, or was signed by another key.
     pub fn new(
-        log: EventLog,
+        writer: Arc<EventWriter>,
         signer: Arc<dyn Signer>,
         settings: ChainSettings,
         tsa: Arc<TsaService>,
@@ -158,6 +159,7 @@ impl ChainService {
         let public_key = ed25519_key_of(signer.public_key_der())
             .ok_or_else(|| ServiceError::Identity("the chain key is not an Ed25519 key".into()))?;
         let key_id: Hash = Sha256::digest(signer.public_key_der()).into();
+        let log = writer.log();
         let (state, published) = match log.latest_block()? {
             None => (
                 SealState {
@@ -228,8 +230,9 @@ impl ChainService {
             }
         }
         let to_witness = tokio::sync::watch::Sender::new(published.clone());
+        writer.attach_sealer(state.sealed_size, settings.max_block_events);
         Ok(ChainService {
-            log,
+            writer,
             signer,
             public_key,
             key_id,
@@ -238,7 +241,6 @@ impl ChainService {
             seal: tokio::sync::Mutex::new(state),
             cosigning: tokio::sync::Mutex::new(()),
             published: RwLock::new(published),
-            due: tokio::sync::Notify::new(),
             witnesses: super::cosign::Witnesses::default(),
             to_witness,
         })
@@ -257,7 +259,7 @@ impl ChainService {
 
     /// The log.
     pub fn log(&self) -> &EventLog {
-        &self.log
+        self.writer.log()
     }
 
     /// The settings.
@@ -280,14 +282,9 @@ impl ChainService {
         self.signer.public_key_der()
     }
 
-    /// Appends `events`; returns once they are durable.
+    /// Appends `events` through the log's one writer; returns once they are durable.
     pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>, ServiceError> {
-        let appended = self.log.append(events).await?;
-        let sealed = self.sealed_size();
-        if self.log.size().saturating_sub(sealed) >= self.settings.max_block_events {
-            self.due.notify_one();
-        }
-        Ok(appended)
+        Ok(self.writer.append(events).await?)
     }
 
     /// The last block and checkpoint, if one was sealed.
@@ -335,7 +332,7 @@ impl ChainService {
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                () = self.due.notified() => {},
+                () = self.writer.block_full() => {},
                 () = tokio::time::sleep(self.settings.seal_interval) => {},
             }
             self.seal_logging().await;
@@ -351,9 +348,6 @@ impl ChainService {
                     size = b.header.tree_size,
                     "sealed a block"
                 );
-                if self.log.size() - b.header.tree_size >= self.settings.max_block_events {
-                    self.due.notify_one();
-                }
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "sealing failed; retrying at the next interval"),
@@ -364,7 +358,7 @@ impl ChainService {
     /// any.
     pub async fn seal(&self) -> Result<Option<SealedBlock>, ServiceError> {
         let mut state = self.seal.lock().await;
-        let size = self.log.size().min(
+        let size = self.log().size().min(
             state
                 .sealed_size
                 .saturating_add(self.settings.max_block_events),
@@ -373,7 +367,7 @@ impl ChainService {
             return Ok(None);
         }
         let root = {
-            let r = self.log.hashes_at(size);
+            let r = self.log().hashes_at(size);
             let root = tlog::tree_hash(size, &r).map_err(tree)?;
             if state.sealed_size > 0 {
                 // Never sign a tree that does not extend the one the last block signed.
@@ -420,7 +414,7 @@ impl ChainService {
             signature,
             token,
         };
-        self.log
+        self.log()
             .put_block(block.header.height, &block.encode(), &checkpoint)?;
         state.next_height += 1;
         state.prev_hash = block.header.hash();
@@ -435,6 +429,8 @@ impl ChainService {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(published.clone());
         self.to_witness.send_replace(Some(published));
+        // Wakes the sealer again at once if another block's worth waits.
+        self.writer.sealed_up_to(size);
         Ok(Some(block))
     }
 
@@ -540,7 +536,7 @@ impl ChainService {
         note.signatures.push(sig);
         let checkpoint = note.format();
         if !self
-            .log
+            .log()
             .replace_checkpoint(&current.checkpoint, &checkpoint)?
         {
             // A newer block's checkpoint was stored meanwhile.
@@ -562,7 +558,7 @@ impl ChainService {
 
     /// Sealed block `height`.
     pub fn block(&self, height: u64) -> Result<Option<SealedBlock>, ServiceError> {
-        self.log
+        self.log()
             .block(height)?
             .map(|b| SealedBlock::decode(&b).map_err(|e| damaged(format!("block {height}: {e}"))))
             .transpose()
@@ -579,12 +575,12 @@ impl ChainService {
             return Ok(None);
         }
         let leaf = self
-            .log
+            .log()
             .leaf(index)?
             .ok_or_else(|| damaged(format!("event {index} is missing")))?;
         let event = StoredEvent::from_leaf_bytes(&leaf)
             .map_err(|e| damaged(format!("event {index} is damaged: {e}")))?;
-        let path = tlog::prove_inclusion(size, index, &self.log.hashes_at(size)).map_err(tree)?;
+        let path = tlog::prove_inclusion(size, index, &self.log().hashes_at(size)).map_err(tree)?;
         Ok(Some(EventProof {
             event,
             proof: TlogProof {
@@ -600,7 +596,7 @@ impl ChainService {
 
     /// A consistency proof from tree size `from` to `to` (both at most the sealed size).
     pub fn consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, ServiceError> {
-        tlog::prove_consistency(to, from, &self.log.hashes_at(to)).map_err(tree)
+        tlog::prove_consistency(to, from, &self.log().hashes_at(to)).map_err(tree)
     }
 
     /// The bytes of a C2SP tile or entry bundle within the published tree, and whether it
@@ -612,18 +608,18 @@ impl ChainService {
         }
         match kind {
             TileKind::Hashes => {
-                let data = tlog::read_tile_data(tile, &self.log.hashes_at(size)).map_err(tree)?;
+                let data = tlog::read_tile_data(tile, &self.log().hashes_at(size)).map_err(tree)?;
                 Ok(Some(data))
             }
             TileKind::Entries => {
                 if !tile.is_partial() {
                     // Complete bundles are stored in exactly the served form.
-                    if let Some(b) = self.log.full_bundle(tile.index())? {
+                    if let Some(b) = self.log().full_bundle(tile.index())? {
                         return Ok(Some(b));
                     }
                 }
                 let range = tlog::entries_tile_range(tile);
-                let leaves = self.log.leaves(range)?;
+                let leaves = self.log().leaves(range)?;
                 let refs: Vec<&[u8]> = leaves.iter().map(Vec::as_slice).collect();
                 Ok(Some(tlog::encode_entry_bundle(&refs).map_err(tree)?))
             }
@@ -711,6 +707,69 @@ mod tests {
         });
     }
 
+    /// The TSA's own `tsa.issued` records go through the log's one writer: a block's worth
+    /// of them wakes the sealer at once, as auditors' events do (the seal interval here is
+    /// an hour, so only the wake-up can seal within the wait).
+    #[test]
+    fn tokens_alone_fill_a_block_and_wake_the_sealer() {
+        let hsm = testsupport::new_token().open();
+        let clock = ManualClock::at(0);
+        let (tsa, (not_before_ms, _), _dir, log) = tsa_on(&hsm, clock.clone());
+        clock.set(not_before_ms + 1_000);
+        hsm.generate_key("chain", KeyAlgorithm::Ed25519, KeyPurpose::Chain)
+            .unwrap();
+        let signer = SigningPool::start(&hsm, "chain", 1, true).unwrap();
+        let tsa = Arc::new(tsa);
+        let chain = Arc::new(
+            ChainService::new(
+                log,
+                Arc::new(signer),
+                ChainSettings {
+                    origin: "test/log".into(),
+                    seal_interval: Duration::from_secs(3600),
+                    max_block_events: 2,
+                },
+                tsa.clone(),
+            )
+            .unwrap(),
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let sealer = tokio::spawn(chain.clone().run_sealer(async {
+                let _ = stopped.await;
+            }));
+            let request = crate::tsp::encode_request(&crate::tsp::RequestParams {
+                hash: crate::tsp::HashAlgorithm::Sha256,
+                digest: &[7u8; 32],
+                policy: None,
+                nonce: None,
+                cert_req: false,
+            })
+            .unwrap();
+            for _ in 0..2 {
+                tsa.issue(&request, None).await.unwrap();
+            }
+            let sealed = tokio::time::timeout(Duration::from_secs(60), async {
+                while chain.sealed_size() < 2 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert!(sealed.is_ok(), "two tokens' events did not wake the sealer");
+            let _ = stop.send(());
+            tokio::time::timeout(Duration::from_secs(60), sealer)
+                .await
+                .unwrap()
+                .unwrap();
+        });
+        assert_eq!(chain.published().unwrap().block.header.event_count, 2);
+    }
+
     /// A witness's cosignature of an older checkpoint never replaces a newer block's
     /// stored checkpoint, and a store where it did (an earlier version's race between a
     /// seal and a cosignature) gets the last block's checkpoint signed again at startup.
@@ -749,26 +808,26 @@ mod tests {
             let first = chain.seal().await.unwrap().unwrap();
             // A cosignature is added and stored.
             assert!(chain.add_cosignature(0, witness.clone()).await.unwrap());
-            let cosigned = log.checkpoint().unwrap().unwrap();
+            let cosigned = log.log().checkpoint().unwrap().unwrap();
             assert!(cosigned.contains("witness.test/w"));
             // The next block's checkpoint is stored (as a seal does) before it is published:
             // a cosignature of the older one arriving now is not stored over it.
             chain.append(vec![event(1)]).await.unwrap();
             let newer = "test/log\n2\nnewer\n\n".to_owned();
-            log.put_checkpoint(&newer).unwrap();
+            log.log().put_checkpoint(&newer).unwrap();
             let mut other = witness.clone();
             other.name = "witness.test/w2".into();
             assert!(!chain.add_cosignature(0, other).await.unwrap());
-            assert_eq!(log.checkpoint().unwrap().unwrap(), newer);
+            assert_eq!(log.log().checkpoint().unwrap().unwrap(), newer);
 
             // A store left with an older block's checkpoint over the last block: at startup
             // the last block's checkpoint is signed again.
-            log.put_checkpoint(&cosigned).unwrap();
+            log.log().put_checkpoint(&cosigned).unwrap();
             let second = chain.seal().await.unwrap().unwrap();
             assert_eq!(second.header.height, 1);
-            log.put_checkpoint(&cosigned).unwrap();
+            log.log().put_checkpoint(&cosigned).unwrap();
             assert_eq!(
-                size_of(&log.checkpoint().unwrap().unwrap()),
+                size_of(&log.log().checkpoint().unwrap().unwrap()),
                 first.header.tree_size
             );
             let again =
@@ -776,7 +835,10 @@ mod tests {
             let published = again.published().unwrap();
             assert_eq!(published.block.header.height, 1);
             assert_eq!(size_of(&published.checkpoint), second.header.tree_size);
-            assert_eq!(log.checkpoint().unwrap().unwrap(), published.checkpoint);
+            assert_eq!(
+                log.log().checkpoint().unwrap().unwrap(),
+                published.checkpoint
+            );
             let note = SignedNote::parse(&published.checkpoint).unwrap();
             let key = crate::chain::note::VerifierKey {
                 name: "test/log".into(),

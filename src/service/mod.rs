@@ -1,5 +1,6 @@
 //! The appliance's use cases: issue an RFC 3161 time-stamp token ([`tsa`]); append
-//! auditor events, seal blocks and prove them ([`chain`]). The data center's witness,
+//! auditor events, seal blocks and prove them ([`chain`]). Both append to the event log
+//! only through its one writer ([`writer`]), which wakes the sealer when a block is full. The data center's witness,
 //! which cosigns appliances' checkpoints, is [`crate::witness`].
 //!
 //! Uses `tsp` (DER), `signer` (the HSM), `clock` (trusted time) and `chain` (the store).
@@ -11,8 +12,10 @@ pub mod cosign;
 pub mod gen_time;
 pub mod serial;
 pub mod tsa;
+pub mod writer;
 
 pub use tsa::{GuardedTime, Readiness, SigningIdentity, TsaService, TsaSettings};
+pub use writer::EventWriter;
 
 use crate::chain::log::LogError;
 use crate::chain::store::StoreError;

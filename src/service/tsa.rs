@@ -16,9 +16,9 @@ use spki::{AlgorithmIdentifierOwned, ObjectIdentifier, SubjectPublicKeyInfoOwned
 use x509_cert::Certificate;
 
 use super::serial::SerialAllocator;
+use super::writer::EventWriter;
 use super::ServiceError;
 use crate::chain::event::{Action, Event};
-use crate::chain::log::EventLog;
 use crate::chain::store::Store;
 use crate::clock::ClockGuard;
 use crate::signer::{SignatureAlgorithm, Signer};
@@ -236,7 +236,8 @@ pub struct TsaService {
     clock: ClockGuard,
     serials: SerialAllocator,
     store: Store,
-    log: EventLog,
+    /// The event log's one writer, shared with the chain.
+    writer: Arc<EventWriter>,
 }
 
 /// A genTime the clock guard handed out ([`TsaService::take_gen_time`]), in Unix
@@ -279,13 +280,13 @@ impl std::fmt::Debug for TsaService {
 
 impl TsaService {
     /// A TSA signing with `identity`, handing out genTimes from `clock` and serial numbers
-    /// from `store`, and recording every token in `log`.
+    /// from `store`, and recording every token in the event log through `writer`.
     pub fn new(
         settings: TsaSettings,
         identity: SigningIdentity,
         clock: ClockGuard,
         store: Store,
-        log: EventLog,
+        writer: Arc<EventWriter>,
     ) -> Self {
         let serials = SerialAllocator::new(
             settings.node_id,
@@ -298,7 +299,7 @@ impl TsaService {
             clock,
             serials,
             store,
-            log,
+            writer,
         }
     }
 
@@ -343,7 +344,7 @@ impl TsaService {
             .await?;
         let token = crate::tsp::granted_token(&issued.response)?;
         let event = self.issued_event(&issued, &req, token, requester)?;
-        self.log.append(vec![event]).await?;
+        self.writer.append(vec![event]).await?;
         Ok(issued.response)
     }
 
@@ -521,7 +522,7 @@ impl TsaService {
     pub fn persist_clock(&self) -> Result<(), ServiceError> {
         // In this order: a genTime later than the one read was handed out after the size
         // was read, and its event is committed after that.
-        let log_size = self.log.size();
+        let log_size = self.writer.log().size();
         let gen_time = self.clock.last_issued();
         self.store.record_gen_time(gen_time, log_size)?;
         Ok(())
@@ -549,11 +550,11 @@ pub(crate) mod tests {
         (tsa, validity, dir)
     }
 
-    /// [`tsa_with_clock`] with its key on `hsm`'s token; with the event log.
+    /// [`tsa_with_clock`] with its key on `hsm`'s token; with the event log's writer.
     pub(crate) fn tsa_on(
         hsm: &Hsm,
         clock: Arc<ManualClock>,
-    ) -> (TsaService, (u64, u64), tempfile::TempDir, EventLog) {
+    ) -> (TsaService, (u64, u64), tempfile::TempDir, Arc<EventWriter>) {
         use crate::signer::{testsupport, KeyAlgorithm, KeyPurpose, SigningPool};
         let key = hsm
             .generate_key("tsa", KeyAlgorithm::EcdsaP256, KeyPurpose::Tsa)
@@ -566,7 +567,8 @@ pub(crate) mod tests {
         let validity = (identity.not_before_ms(), identity.not_after_ms());
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let log = EventLog::open_with_clock(&store, clock.clone()).unwrap();
+        let log = crate::chain::log::EventLog::open_with_clock(&store, clock.clone()).unwrap();
+        let log = Arc::new(EventWriter::new(log));
         let policy: ObjectIdentifier = "1.3.6.1.5.5.7.13.1".parse().unwrap();
         let settings = TsaSettings {
             node_id: 1,
@@ -626,7 +628,7 @@ pub(crate) mod tests {
             assert!(!ready.ready());
             let why = ready.certificate.unwrap_err();
             assert!(why.contains("not valid before"), "{why}");
-            assert_eq!(tsa.log.size(), 0, "a refused token was recorded");
+            assert_eq!(tsa.writer.log().size(), 0, "a refused token was recorded");
 
             clock.set(not_before_ms);
             let reply = tsa.issue(&request(), None).await.unwrap();
