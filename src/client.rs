@@ -7,7 +7,7 @@
 //! CAs and to nothing else (pinning the private CA of an appliance or a witness, the norm
 //! here); without, to one of the system's roots.
 //!
-//! Also here, because the listeners' TLS ([`crate::http::tls`]) and this client both need
+//! Also here, because the listeners' TLS (`http::tls`) and this client both need
 //! them: the PEM loading of certificates and private keys (an error names the file, never
 //! a key's contents), the cause chain of an error as one line ([`error_chain`]), and the
 //! redaction of user information in URLs ([`redact_userinfo`]). Imports nothing of ours.

@@ -277,13 +277,13 @@ fn kill_9_under_tokens_and_events_reuses_no_serial_and_loses_no_event() {
 /// The clock a test sets by hand (synchronised), for the appliance's clock guard.
 struct ManualClock(std::sync::atomic::AtomicU64);
 
-impl auditstamp::clock::Clock for ManualClock {
+impl auditstamp::internal::Clock for ManualClock {
     fn now(&self) -> std::time::SystemTime {
         std::time::UNIX_EPOCH
             + Duration::from_millis(self.0.load(std::sync::atomic::Ordering::SeqCst))
     }
-    fn sync_status(&self) -> auditstamp::clock::SyncStatus {
-        auditstamp::clock::SyncStatus::Synchronised { max_error_us: 10 }
+    fn sync_status(&self) -> auditstamp::internal::SyncStatus {
+        auditstamp::internal::SyncStatus::Synchronised { max_error_us: 10 }
     }
 }
 
@@ -375,8 +375,8 @@ fn gen_time_never_goes_back_across_kill_9() {
 
     // The floor the server starts from, computed over the store the killed server left.
     let floor = app.with_store(|store| {
-        let log = auditstamp::chain::log::EventLog::open(store).unwrap();
-        auditstamp::service::gen_time::gen_time_floor(store, &log).unwrap()
+        let log = auditstamp::internal::EventLog::open(store).unwrap();
+        auditstamp::internal::gen_time_floor(store, &log).unwrap()
     });
     assert!(
         floor.ms >= answered,
@@ -389,14 +389,18 @@ fn gen_time_never_goes_back_across_kill_9() {
     );
     // With the clock set back below the floor, nothing is issued until it passes it.
     let clock = Arc::new(ManualClock(answered.saturating_sub(1_000).into()));
-    let guard =
-        auditstamp::clock::ClockGuard::new(clock.clone(), true, Duration::from_secs(1), floor.ms);
+    let guard = auditstamp::internal::ClockGuard::new(
+        clock.clone(),
+        true,
+        Duration::from_secs(1),
+        floor.ms,
+    );
     for behind in [answered.saturating_sub(1_000), answered - 1, floor.ms - 1] {
         clock.0.store(behind, std::sync::atomic::Ordering::SeqCst);
         assert!(
             matches!(
                 guard.gen_time(),
-                Err(auditstamp::clock::ClockError::SteppedBack { .. })
+                Err(auditstamp::internal::ClockError::SteppedBack { .. })
             ),
             "a genTime at {behind} ms, before the floor {} ms",
             floor.ms

@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::client::TlsArgs;
 use secrecy::SecretString;
 
 use crate::config::{self, ConfigError, HsmConfig, PinSource, Validated};

@@ -126,7 +126,6 @@ fn tsa_settings(cfg: &Validated) -> Result<TsaSettings, CliError> {
             default_policy: cfg.default_policy,
         },
         accuracy,
-        include_chain: cfg.raw.tsa.include_chain,
         include_tsa_name: cfg.raw.tsa.include_tsa_name,
         appliance_name: cfg.raw.node.name.clone(),
     })

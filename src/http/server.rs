@@ -98,6 +98,7 @@ pub struct ConnectionCounts {
 
 impl ConnectionCounts {
     /// Connections open now.
+    #[cfg(test)]
     pub fn open(&self) -> u64 {
         self.open.load(Ordering::Relaxed)
     }

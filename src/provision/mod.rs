@@ -24,7 +24,7 @@ pub mod lifecycle;
 mod subject;
 
 pub use certs::{ensure_dev_ca, issue_dev_cert};
-pub use check::{cert_matches_key, check_tsa_certificate, check_validity};
+pub use check::{cert_matches_key, check_tsa_certificate};
 pub use csr::{import_certificate, make_csr};
 pub use subject::parse_subject;
 

@@ -18,8 +18,9 @@ use x509_cert::Certificate;
 
 use super::certs::{extension, leaf_extensions, load_dev_ca, sign_certificate, CertTemplate};
 use super::*;
+use crate::signer::soft_verify::SoftVerifier;
 use crate::signer::testsupport;
-use crate::signer::{Hsm, KeyAlgorithm, KeyInfo, KeyPurpose, SoftVerifier};
+use crate::signer::{Hsm, KeyAlgorithm, KeyInfo, KeyPurpose};
 
 const OPENSSL: &str = "/usr/bin/openssl";
 const CA_SUBJECT: &str = "CN=auditstamp development CA,O=Audit Office,C=DE";

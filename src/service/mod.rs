@@ -14,7 +14,7 @@ pub mod serial;
 pub mod tsa;
 pub mod writer;
 
-pub use tsa::{GuardedTime, Readiness, SigningIdentity, TsaService, TsaSettings};
+pub use tsa::{SigningIdentity, TsaService, TsaSettings};
 pub use writer::EventWriter;
 
 use crate::chain::log::LogError;

@@ -36,9 +36,6 @@ pub struct TsaSettings {
     pub rules: RequestRules,
     /// The accuracy stated in every token.
     pub accuracy: Accuracy,
-    /// Include the signer certificate's intermediates (not only the signer certificate)
-    /// when a request sets certReq.
-    pub include_chain: bool,
     /// Put the signer's subject in the TSTInfo's `tsa` field.
     pub include_tsa_name: bool,
     /// The appliance's name: the `agency` of its own `tsa.issued` events.
@@ -163,6 +160,7 @@ impl SigningIdentity {
     }
 
     /// When the signer certificate's validity begins (Unix milliseconds).
+    #[cfg(test)]
     pub fn not_before_ms(&self) -> u64 {
         self.not_before_ms
     }
@@ -578,7 +576,6 @@ pub(crate) mod tests {
                 default_policy: policy,
             },
             accuracy: Accuracy::new(1, 0, 0).unwrap(),
-            include_chain: false,
             include_tsa_name: false,
             appliance_name: "test-appliance".into(),
         };

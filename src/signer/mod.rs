@@ -48,8 +48,6 @@ pub enum DigestAlgorithm {
     Sha256,
     /// SHA-384 (2.16.840.1.101.3.4.2.2).
     Sha384,
-    /// SHA-512 (2.16.840.1.101.3.4.2.3).
-    Sha512,
 }
 
 /// What a key is for; recorded on the token so that `keys list` can show it.
@@ -111,10 +109,8 @@ pub mod soft_verify;
 pub(crate) mod testsupport;
 
 pub use error::{Pkcs11Failure, SignerError};
-pub use pkcs11::{init_token, Hsm, KeyInfo, TokenSelector};
+pub use pkcs11::{Hsm, KeyInfo, TokenSelector};
 pub use pool::SigningPool;
-pub use records::{DamagedKey, KeyInventory, RecordDamage};
-pub use soft_verify::SoftVerifier;
 
 use std::fmt;
 use std::str::FromStr;
@@ -152,13 +148,12 @@ pub mod oids {
     pub const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
     /// id-sha384 (NIST CSOR).
     pub const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
-    /// id-sha512 (NIST CSOR).
-    pub const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 }
 
+#[cfg(test)]
 impl KeyAlgorithm {
-    /// Every name [`FromStr`] accepts, in the order `keys generate --help` should list them.
-    pub const NAMES: [&'static str; 6] = [
+    /// Every name [`FromStr`] accepts.
+    const NAMES: [&'static str; 6] = [
         "ecdsa-p256",
         "ecdsa-p384",
         "rsa-2048",
@@ -166,15 +161,6 @@ impl KeyAlgorithm {
         "rsa-4096",
         "ed25519",
     ];
-
-    /// The OID of the SubjectPublicKeyInfo algorithm for this kind of key.
-    pub fn oid(self) -> ObjectIdentifier {
-        match self {
-            KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 => oids::EC_PUBLIC_KEY,
-            KeyAlgorithm::Rsa(_) => oids::RSA_ENCRYPTION,
-            KeyAlgorithm::Ed25519 => oids::ED25519,
-        }
-    }
 }
 
 impl fmt::Display for KeyAlgorithm {
@@ -238,20 +224,6 @@ impl SignatureAlgorithm {
             parameters,
         }
     }
-
-    /// The digest this scheme is paired with: the one the signer hashes the message
-    /// with for ECDSA and RSA. Ed25519 hashes internally (the signer passes it the whole
-    /// message); for it this returns SHA-512, the digest RFC 8419 pairs with Ed25519
-    /// in CMS SignerInfos.
-    pub fn digest(self) -> DigestAlgorithm {
-        match self {
-            SignatureAlgorithm::EcdsaSha256 | SignatureAlgorithm::RsaPkcs1Sha256 => {
-                DigestAlgorithm::Sha256
-            }
-            SignatureAlgorithm::EcdsaSha384 => DigestAlgorithm::Sha384,
-            SignatureAlgorithm::Ed25519 => DigestAlgorithm::Sha512,
-        }
-    }
 }
 
 impl DigestAlgorithm {
@@ -260,7 +232,6 @@ impl DigestAlgorithm {
         match self {
             DigestAlgorithm::Sha256 => oids::SHA256,
             DigestAlgorithm::Sha384 => oids::SHA384,
-            DigestAlgorithm::Sha512 => oids::SHA512,
         }
     }
 
@@ -270,7 +241,6 @@ impl DigestAlgorithm {
         match self {
             DigestAlgorithm::Sha256 => sha2::Sha256::digest(data).to_vec(),
             DigestAlgorithm::Sha384 => sha2::Sha384::digest(data).to_vec(),
-            DigestAlgorithm::Sha512 => sha2::Sha512::digest(data).to_vec(),
         }
     }
 }
@@ -351,10 +321,6 @@ mod tests {
         assert_eq!(
             hex::encode(ec.to_der().unwrap()),
             "300a06082a8648ce3d040302"
-        );
-        assert_eq!(
-            SignatureAlgorithm::for_key(KeyAlgorithm::EcdsaP384).digest(),
-            DigestAlgorithm::Sha384
         );
     }
 }

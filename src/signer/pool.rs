@@ -281,13 +281,9 @@ impl SigningPool {
     }
 
     /// The key this pool signs with.
-    pub fn key_info(&self) -> &KeyInfo {
+    #[cfg(test)]
+    pub(crate) fn key_info(&self) -> &KeyInfo {
         &self.key
-    }
-
-    /// The scheme this pool's signatures are made with.
-    pub fn algorithm(&self) -> SignatureAlgorithm {
-        self.algorithm
     }
 
     /// The DER SubjectPublicKeyInfo of the signing key, as read from the HSM.

@@ -28,7 +28,8 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 use x509_cert::Certificate;
 
-use super::{init_token, Hsm, KeyInfo, TokenSelector};
+use super::pkcs11::init_token;
+use super::{Hsm, KeyInfo, TokenSelector};
 
 /// The user PIN of every test token.
 pub(crate) const USER_PIN: &str = "test-user-pin-5081";

@@ -3,20 +3,20 @@
 //! (C2SP tlog-witness, tlog-cosignature) and keeps the evidence when an appliance's own
 //! signatures show it forked or rolled back.
 //!
-//! - [`protocol`]: the tlog-witness bodies (add-checkpoint, its answers), pure; the
+//! - [`protocol`] (public): the tlog-witness bodies (add-checkpoint, its answers), pure; the
 //!   appliance's own witness client (`service::cosign`) shares these types and nothing
 //!   else of this module.
-//! - [`store`]: what the witness keeps per log (the latest cosigned checkpoint, a short
+//! - `store`: what the witness keeps per log (the latest cosigned checkpoint, a short
 //!   history, alerts and their evidence), in sled.
-//! - [`service`]: the rules: verify a submission, check consistency, cosign, refuse.
-//! - [`routes`]: its HTTP router.
-//! - [`config`]: its own TOML file (`[witness]`, `[hsm]`, `[[log]]`).
+//! - `service`: the rules: verify a submission, check consistency, cosign, refuse.
+//! - `routes`: its HTTP router.
+//! - `config`: its own TOML file (`[witness]`, `[hsm]`, `[[log]]`).
 //!
 //! It uses `chain`'s tlog and note code, `signer` for the cosigner key, and `http`'s
 //! listener and metrics; nothing on the appliance's side imports it except [`protocol`].
 
-pub mod config;
+pub(crate) mod config;
 pub mod protocol;
-pub mod routes;
-pub mod service;
-pub mod store;
+pub(crate) mod routes;
+pub(crate) mod service;
+pub(crate) mod store;

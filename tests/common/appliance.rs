@@ -315,9 +315,9 @@ impl Appliance {
     /// Opens the appliance's store in this process (no server may be running), runs `f`
     /// on it, closes it, and waits (10 s at most) until sled's file lock is released, so
     /// that a server started next can open it.
-    pub fn with_store<T>(&self, f: impl FnOnce(&auditstamp::chain::store::Store) -> T) -> T {
+    pub fn with_store<T>(&self, f: impl FnOnce(&auditstamp::internal::Store) -> T) -> T {
         let out = {
-            let store = auditstamp::chain::store::Store::open(&self.store_dir()).unwrap();
+            let store = auditstamp::internal::Store::open(&self.store_dir()).unwrap();
             f(&store)
         };
         // sled releases its lock (a flock on `db`) from a background thread after the

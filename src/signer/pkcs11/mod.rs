@@ -84,7 +84,8 @@ pub struct TokenSelector {
 
 impl TokenSelector {
     /// A selector for the token labelled `label` on `module`.
-    pub fn by_label(module: impl Into<PathBuf>, label: impl Into<String>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn by_label(module: impl Into<PathBuf>, label: impl Into<String>) -> Self {
         TokenSelector {
             module: module.into(),
             token_label: Some(label.into()),
@@ -93,7 +94,8 @@ impl TokenSelector {
     }
 
     /// A selector for the token with serial number `serial` on `module`.
-    pub fn by_serial(module: impl Into<PathBuf>, serial: impl Into<String>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn by_serial(module: impl Into<PathBuf>, serial: impl Into<String>) -> Self {
         TokenSelector {
             module: module.into(),
             token_label: None,

@@ -447,16 +447,6 @@ impl LegacyAlertKind {
         LegacyAlertKind::BadProof,
         LegacyAlertKind::BadSignature,
     ];
-
-    /// The kind's name: `rollback`, `fork`, `bad-proof` or `bad-signature`.
-    pub fn name(self) -> &'static str {
-        match self {
-            LegacyAlertKind::Rollback => "rollback",
-            LegacyAlertKind::Fork => "fork",
-            LegacyAlertKind::BadProof => "bad-proof",
-            LegacyAlertKind::BadSignature => "bad-signature",
-        }
-    }
 }
 
 /// One refused submission an older version recorded as an alert. Its notes were not all
