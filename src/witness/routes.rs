@@ -262,20 +262,22 @@ async fn get_status(State(state): State<WitnessState>) -> Response {
 }
 
 async fn get_status_of(State(state): State<WitnessState>, Path(origin): Path<String>) -> Response {
-    let (service, wanted) = (Arc::clone(&state.service), origin.clone());
-    let found = tokio::task::spawn_blocking(move || {
-        let status = service.status_of(&wanted)?;
-        Some((status, service.evidence_of(&wanted)?))
-    })
-    .await;
+    let found = match state.service.status_of(&origin) {
+        None => None,
+        Some(status) => state
+            .service
+            .evidence_of(&origin)
+            .await
+            .map(|evidence| (status, evidence)),
+    };
     match found {
-        Ok(Some((s, Ok(evidence)))) => {
+        Some((s, Ok(evidence))) => {
             let mut body = status_json(&s);
             body["history"] = s.history.iter().map(cosigned_json).collect();
             body["evidence"] = evidence.iter().map(evidence_json).collect();
             Json(body).into_response()
         }
-        Ok(Some((_, Err(e)))) => {
+        Some((_, Err(e))) => {
             tracing::error!(error = %e, "cannot read evidence records");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -283,11 +285,7 @@ async fn get_status_of(State(state): State<WitnessState>, Path(origin): Path<Str
             )
                 .into_response()
         }
-        Err(e) => {
-            tracing::error!(error = %e, "status task failed");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-        Ok(None) => (
+        None => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("no appliance with origin {origin:?} is registered") })),
         )

@@ -511,8 +511,16 @@ impl WitnessService {
         let mut recorded = self.store.latest(origin)?;
         for _ in 0..MAX_ATTEMPTS {
             if let Err(refusal) = evaluate(recorded.as_ref(), &req) {
-                if let Some(latest) = &recorded {
-                    self.keep_evidence(log, latest, &req, &kept).await?;
+                // A refusal (and the evidence it may carry) is decided on what is durable
+                // now: another witness server sharing the store may have moved the log on.
+                let current = self.store.current(origin).await?;
+                if current.state != recorded {
+                    recorded = current.state;
+                    continue;
+                }
+                if let Some(latest) = &current.state {
+                    self.keep_evidence(log, latest, &current.history, &req, &kept)
+                        .await?;
                 }
                 return Err(refusal.into());
             }
@@ -623,21 +631,21 @@ impl WitnessService {
     }
 
     /// Keeps the evidence a refused signed submission carries against what the witness
-    /// cosigned, if any.
+    /// cosigned (`latest`, and the `history` before it), if any.
     async fn keep_evidence(
         &self,
         log: &RegisteredLog,
         latest: &LogState,
+        history: &[LogState],
         req: &AddCheckpoint,
         kept: &str,
     ) -> Result<(), WitnessError> {
         let origin = log.origin.as_str();
         let cosigned = |size: u64| {
-            if size == latest.size {
-                Some(latest.clone())
-            } else {
-                self.store.cosigned(origin, size).ok().flatten()
-            }
+            std::iter::once(latest)
+                .chain(history)
+                .find(|s| s.size == size)
+                .cloned()
         };
         let Some(found) = find_inconsistency(latest.size, cosigned, req) else {
             return Ok(());
@@ -689,7 +697,7 @@ impl WitnessService {
     pub async fn carry_over_legacy_alerts(&self) -> Result<CarriedOver, WitnessError> {
         let mut done = CarriedOver::default();
         for log in &self.logs {
-            let alerts = match self.store.legacy_alerts(&log.origin) {
+            let alerts = match self.store.legacy_alerts(&log.origin).await {
                 Ok(Some(a)) => a,
                 Ok(None) => continue,
                 Err(e) => {
@@ -752,9 +760,14 @@ impl WitnessService {
     }
 
     /// One log's evidence records, oldest first, if it is registered.
-    pub fn evidence_of(&self, origin: &str) -> Option<Result<Vec<Evidence>, WitnessError>> {
+    pub async fn evidence_of(&self, origin: &str) -> Option<Result<Vec<Evidence>, WitnessError>> {
         self.index.get(origin)?;
-        Some(self.store.evidence(origin).map_err(WitnessError::from))
+        Some(
+            self.store
+                .evidence(origin)
+                .await
+                .map_err(WitnessError::from),
+        )
     }
 
     /// Figures over every registered log.

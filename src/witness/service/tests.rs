@@ -567,7 +567,7 @@ fn ten_thousand_junk_posts_after_a_fork_leave_its_evidence() {
         assert_eq!(service.store().record_bytes(), bytes);
         assert_eq!(service.unsigned()[0].1, 5000);
     });
-    let kept = service.evidence_of(ORIGIN).unwrap().unwrap();
+    let kept = rt.block_on(service.evidence_of(ORIGIN)).unwrap().unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].kind, EvidenceKind::Fork);
     assert_eq!(kept[0].cosigned, cosigned);
@@ -652,7 +652,7 @@ fn forks_an_older_version_recorded_are_carried_over() {
                 evidence: 2
             }
         );
-        let kept = service.evidence_of(ORIGIN).unwrap().unwrap();
+        let kept = rt.block_on(service.evidence_of(ORIGIN)).unwrap().unwrap();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].kind, EvidenceKind::Fork);
         assert_eq!(kept[0].seen_at, 1_700_000_010);

@@ -646,8 +646,18 @@ pub trait WitnessStore: Send + Sync + std::fmt::Debug {
     /// How many origins have records in the store without being registered.
     fn unregistered(&self) -> usize;
 
-    /// The durable record of `origin` (a copy).
+    /// The durable record of `origin` (a copy), as this process knows it: an engine shared
+    /// by several witness servers may be behind what another one stored since it last
+    /// looked ([`WitnessStore::current`] reads what is durable now).
     fn record(&self, origin: &str) -> Result<LogRecord, WitnessStoreError>;
+
+    /// The durable record of `origin` as it is now, read again from the engine when other
+    /// witness servers share it (and remembered for [`WitnessStore::record`]): what a
+    /// refusal is decided on.
+    fn current<'a>(
+        &'a self,
+        origin: &'a str,
+    ) -> BoxFuture<'a, Result<LogRecord, WitnessStoreError>>;
 
     /// The latest durable cosigned checkpoint of `origin`.
     fn latest(&self, origin: &str) -> Result<Option<LogState>, WitnessStoreError>;
@@ -655,19 +665,17 @@ pub trait WitnessStore: Send + Sync + std::fmt::Debug {
     /// The evidence records of `origin`, counted.
     fn evidence_counts(&self, origin: &str) -> Result<EvidenceCounts, WitnessStoreError>;
 
-    /// The checkpoint of `size` the witness cosigned for `origin`, if it is the latest or
-    /// one of the [`HISTORY`] before it.
-    fn cosigned(&self, origin: &str, size: u64) -> Result<Option<LogState>, WitnessStoreError>;
-
     /// The evidence records of `origin`, oldest first.
-    fn evidence(&self, origin: &str) -> Result<Vec<Evidence>, WitnessStoreError>;
-
-    /// Every evidence record in the store, registered origin or not, by origin then oldest
-    /// first; damaged records are reported as errors beside them.
-    fn all_evidence(&self) -> Result<Vec<StoredEvidence>, WitnessStoreError>;
+    fn evidence<'a>(
+        &'a self,
+        origin: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Evidence>, WitnessStoreError>>;
 
     /// The alerts an older version recorded for `origin`, if any.
-    fn legacy_alerts(&self, origin: &str) -> Result<Option<LegacyAlerts>, WitnessStoreError>;
+    fn legacy_alerts<'a>(
+        &'a self,
+        origin: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LegacyAlerts>, WitnessStoreError>>;
 
     /// Makes `new` the latest state of `origin` if its current state is still `expected`
     /// (compare-and-swap), durably; returns once it is stored, or [`Outcome::Moved`]. The

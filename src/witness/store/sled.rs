@@ -237,6 +237,65 @@ impl SledWitnessStore {
             .ok_or_else(|| WitnessStoreError::UnknownOrigin(origin.to_owned()))
     }
 
+    /// The evidence records of `origin`, oldest first (read from disk).
+    pub fn evidence(&self, origin: &str) -> Result<Vec<Evidence>, WitnessStoreError> {
+        self.log(origin)?;
+        let mut out = Vec::new();
+        for kv in self.shared.evidence.scan_prefix(origin_prefix(origin)) {
+            let (_, v) = kv?;
+            match Evidence::decode(&v) {
+                Ok(e) => out.push(e),
+                Err(e) => tracing::error!(%origin, error = %e, "a damaged evidence record"),
+            }
+        }
+        out.sort_by_key(|e| e.seen_at);
+        Ok(out)
+    }
+
+    /// Every evidence record in the store, registered origin or not, by origin then oldest
+    /// first; damaged records are reported as errors beside them.
+    pub fn all_evidence(&self) -> Result<Vec<StoredEvidence>, WitnessStoreError> {
+        let mut out = Vec::new();
+        for kv in self.shared.evidence.iter() {
+            let (k, v) = kv?;
+            let origin = origin_of_prefixed(&k).unwrap_or_default();
+            out.push((origin, Evidence::decode(&v)));
+        }
+        out.sort_by(|(a, x), (b, y)| {
+            let at = |e: &Result<Evidence, _>| e.as_ref().map_or(0, |e| e.seen_at);
+            a.cmp(b).then(at(x).cmp(&at(y)))
+        });
+        Ok(out)
+    }
+
+    /// The alerts an older version recorded for `origin`, if any (read from disk).
+    pub fn legacy_alerts(&self, origin: &str) -> Result<Option<LegacyAlerts>, WitnessStoreError> {
+        self.log(origin)?;
+        self.shared
+            .tree
+            .get(key(LEGACY_ALERTS, origin))?
+            .map(|v| LegacyAlerts::decode(&v))
+            .transpose()
+    }
+
+    /// The checkpoint of `size` the witness cosigned for `origin`, if it is the latest or
+    /// one of the [`HISTORY`] before it.
+    #[cfg(test)]
+    pub(crate) fn cosigned(
+        &self,
+        origin: &str,
+        size: u64,
+    ) -> Result<Option<LogState>, WitnessStoreError> {
+        let log = self.log(origin)?;
+        Ok(self.shared.lock(log).and_then(|m| {
+            m.state
+                .iter()
+                .chain(m.history.iter())
+                .find(|s| s.size == size)
+                .cloned()
+        }))
+    }
+
     async fn submit(&self, op: Op) -> Result<Answer, WitnessStoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
@@ -287,58 +346,34 @@ impl WitnessStore for SledWitnessStore {
             .unwrap_or_default())
     }
 
-    /// The checkpoint of `size` the witness cosigned for `origin`, if it is the latest or
-    /// one of the [`HISTORY`] before it.
-    fn cosigned(&self, origin: &str, size: u64) -> Result<Option<LogState>, WitnessStoreError> {
-        let log = self.log(origin)?;
-        Ok(self.shared.lock(log).and_then(|m| {
-            m.state
-                .iter()
-                .chain(m.history.iter())
-                .find(|s| s.size == size)
-                .cloned()
-        }))
+    fn current<'a>(
+        &'a self,
+        origin: &'a str,
+    ) -> BoxFuture<'a, Result<LogRecord, WitnessStoreError>> {
+        // This process is the store's one writer: its memory is what is durable.
+        Box::pin(std::future::ready(self.record(origin)))
     }
 
-    /// The evidence records of `origin`, oldest first (read from disk).
-    fn evidence(&self, origin: &str) -> Result<Vec<Evidence>, WitnessStoreError> {
-        self.log(origin)?;
-        let mut out = Vec::new();
-        for kv in self.shared.evidence.scan_prefix(origin_prefix(origin)) {
-            let (_, v) = kv?;
-            match Evidence::decode(&v) {
-                Ok(e) => out.push(e),
-                Err(e) => tracing::error!(%origin, error = %e, "a damaged evidence record"),
-            }
-        }
-        out.sort_by_key(|e| e.seen_at);
-        Ok(out)
+    fn evidence<'a>(
+        &'a self,
+        origin: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Evidence>, WitnessStoreError>> {
+        // Read from disk: off the runtime's threads.
+        let (store, origin) = (self.clone(), origin.to_owned());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || SledWitnessStore::evidence(&store, &origin))
+                .await
+                .map_err(|e| WitnessStoreError::CommitFailed(format!("evidence read: {e}")))?
+        })
     }
 
-    /// Every evidence record in the store, registered origin or not, by origin then oldest
-    /// first; damaged records are reported as errors beside them.
-    fn all_evidence(&self) -> Result<Vec<StoredEvidence>, WitnessStoreError> {
-        let mut out = Vec::new();
-        for kv in self.shared.evidence.iter() {
-            let (k, v) = kv?;
-            let origin = origin_of_prefixed(&k).unwrap_or_default();
-            out.push((origin, Evidence::decode(&v)));
-        }
-        out.sort_by(|(a, x), (b, y)| {
-            let at = |e: &Result<Evidence, _>| e.as_ref().map_or(0, |e| e.seen_at);
-            a.cmp(b).then(at(x).cmp(&at(y)))
-        });
-        Ok(out)
-    }
-
-    /// The alerts an older version recorded for `origin`, if any (read from disk).
-    fn legacy_alerts(&self, origin: &str) -> Result<Option<LegacyAlerts>, WitnessStoreError> {
-        self.log(origin)?;
-        self.shared
-            .tree
-            .get(key(LEGACY_ALERTS, origin))?
-            .map(|v| LegacyAlerts::decode(&v))
-            .transpose()
+    fn legacy_alerts<'a>(
+        &'a self,
+        origin: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LegacyAlerts>, WitnessStoreError>> {
+        Box::pin(std::future::ready(SledWitnessStore::legacy_alerts(
+            self, origin,
+        )))
     }
 
     /// Makes `new` the latest state of `origin` if its current state is still `expected`
