@@ -9,6 +9,8 @@
 //! - `witness evidence --config FILE [--origin ORIGIN]`: prints the evidence records the
 //!   store keeps (JSON), with the witness stopped (a running witness serves them at
 //!   `GET /status/{origin}`).
+//! - `witness migrate --config FILE`: creates or moves on the PostgreSQL schema of
+//!   `[witness.store] kind = "postgres"`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +29,9 @@ use crate::signer::{KeyAlgorithm, KeyPurpose, SigningPool};
 use crate::witness::config::{self as witness_config, ValidatedWitness};
 use crate::witness::routes::{self as http_witness, WitnessHttpSettings, WitnessState};
 use crate::witness::service::{RegisteredLog, WitnessService, WitnessSettings};
-use crate::witness::store::{SledWitnessStore, WitnessStore};
+use crate::witness::store::{
+    PostgresWitnessStore, SledWitnessStore, StoredEvidence, WitnessStore, WitnessStoreError,
+};
 
 /// The store's directory inside `witness.state_dir`.
 pub const STORE_DIR: &str = "witness-store";
@@ -45,6 +49,10 @@ pub enum WitnessCommand {
     /// appliance that cannot both be true, with both notes as signed. Reads the store, so
     /// the witness must be stopped; a running one serves them at GET /status/{origin}.
     Evidence(EvidenceArgs),
+    /// Create the witness's PostgreSQL schema, or move it on to this version's
+    /// (`[witness.store] kind = "postgres"`); safe to run again, and from several hosts at
+    /// once (they wait for each other). Servers refuse to start on an older schema.
+    Migrate(ConfigArg),
 }
 
 /// `witness evidence` arguments.
@@ -70,6 +78,10 @@ pub fn run(cmd: WitnessCommand) -> Result<(), CliError> {
             println!("{}", cosigner(&cfg, &key)?.verifier_key());
             Ok(())
         }
+        WitnessCommand::Migrate(a) => {
+            super::init_logging("warn", "text");
+            migrate_store(&a.config)
+        }
         WitnessCommand::Evidence(a) => {
             super::init_logging("warn", "text");
             let cfg = witness_config::load_witness(&a.config.config)?;
@@ -80,24 +92,15 @@ pub fn run(cmd: WitnessCommand) -> Result<(), CliError> {
 
 /// Prints the store's evidence records (of `origin`, or all) as a JSON array.
 fn print_evidence(cfg: &ValidatedWitness, origin: Option<&str>) -> Result<(), CliError> {
-    let dir = cfg.state_dir().join(STORE_DIR);
-    if !dir.is_dir() {
-        return Err(CliError::Other(format!(
-            "no witness store at {} (witness.state_dir)",
-            dir.display()
-        )));
-    }
-    let store = Store::open(&dir).map_err(|e| {
-        CliError::Other(format!(
-            "{e}; is `auditstamp witness serve` running on it? A running witness serves its \
-             evidence at GET /status/{{origin}}"
-        ))
-    })?;
-    let wstore = SledWitnessStore::open(&store, &[])
-        .map_err(|e| CliError::Other(format!("cannot open the witness store: {e}")))?;
-    let all = wstore
-        .all_evidence()
-        .map_err(|e| CliError::Other(format!("cannot read the evidence: {e}")))?;
+    let all = match cfg.store.postgres_settings()? {
+        None => sled_evidence(cfg)?,
+        Some(settings) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?
+            .block_on(crate::witness::store::all_postgres_evidence(&settings))
+            .map_err(|e| CliError::Other(format!("cannot read the evidence: {e}")))?,
+    };
     let mut out = Vec::new();
     for (o, e) in all {
         if origin.is_some_and(|wanted| wanted != o) {
@@ -116,6 +119,28 @@ fn print_evidence(cfg: &ValidatedWitness, origin: Option<&str>) -> Result<(), Cl
         .map_err(|e| CliError::Other(format!("cannot format the evidence: {e}")))?;
     println!("{text}");
     Ok(())
+}
+
+/// Every evidence record of the (stopped) witness's sled store.
+fn sled_evidence(cfg: &ValidatedWitness) -> Result<Vec<StoredEvidence>, CliError> {
+    let dir = cfg.state_dir().join(STORE_DIR);
+    if !dir.is_dir() {
+        return Err(CliError::Other(format!(
+            "no witness store at {} (witness.state_dir)",
+            dir.display()
+        )));
+    }
+    let store = Store::open(&dir).map_err(|e| {
+        CliError::Other(format!(
+            "{e}; is `auditstamp witness serve` running on it? A running witness serves its \
+             evidence at GET /status/{{origin}}"
+        ))
+    })?;
+    let wstore = SledWitnessStore::open(&store, &[])
+        .map_err(|e| CliError::Other(format!("cannot open the witness store: {e}")))?;
+    wstore
+        .all_evidence()
+        .map_err(|e| CliError::Other(format!("cannot read the evidence: {e}")))
 }
 
 /// The witness key named by `witness.key_label`: there, Ed25519, purpose witness.
@@ -178,6 +203,53 @@ fn registered_logs(cfg: &ValidatedWitness) -> Result<Vec<RegisteredLog>, CliErro
     Ok(logs)
 }
 
+/// The witness store `[witness.store]` names, opened for `origins`.
+/// With sled, also its database, flushed at the end.
+async fn open_store(
+    cfg: &ValidatedWitness,
+    origins: &[String],
+) -> Result<(Arc<dyn WitnessStore>, Option<Store>), CliError> {
+    let cannot =
+        |e: WitnessStoreError| CliError::Other(format!("cannot open the witness store: {e}"));
+    match cfg.store.postgres_settings()? {
+        None => {
+            let store = Store::open(&cfg.state_dir().join(STORE_DIR))?;
+            let witness = SledWitnessStore::open(&store, origins).map_err(cannot)?;
+            Ok((Arc::new(witness), Some(store)))
+        }
+        Some(settings) => {
+            let store = PostgresWitnessStore::open(&settings, origins)
+                .await
+                .map_err(cannot)?;
+            tracing::info!(pool = settings.pool_size, "the witness store is PostgreSQL");
+            Ok((Arc::new(store), None))
+        }
+    }
+}
+
+/// `witness migrate`: creates or moves on the PostgreSQL schema.
+fn migrate_store(config_path: &Path) -> Result<(), CliError> {
+    let cfg = witness_config::load_witness(config_path)?;
+    let Some(settings) = cfg.store.postgres_settings()? else {
+        return Err(CliError::Other(
+            "witness.store is sled, which needs no migration (kind = \"postgres\" does)".into(),
+        ));
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
+    let (before, after) = runtime
+        .block_on(crate::witness::store::migrate(&settings))
+        .map_err(|e| CliError::Other(format!("witness migrate: {e}")))?;
+    if before == after {
+        println!("the witness schema is at version {after}: nothing to do");
+    } else {
+        println!("the witness schema moved from version {before} to {after}");
+    }
+    Ok(())
+}
+
 fn serve(config_path: &Path) -> Result<(), CliError> {
     let cfg = witness_config::load_witness(config_path)?;
     super::init_logging(&cfg.raw.witness.log_level, &cfg.raw.witness.log_format);
@@ -200,12 +272,8 @@ async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
         cfg.raw.hsm.sessions,
         cfg.raw.hsm.verify_after_sign,
     )?;
-    let store = Store::open(&cfg.state_dir().join(STORE_DIR))?;
     let origins: Vec<String> = logs.iter().map(|l| l.origin.clone()).collect();
-    let wstore: Arc<dyn WitnessStore> = Arc::new(
-        SledWitnessStore::open(&store, &origins)
-            .map_err(|e| CliError::Other(format!("cannot open the witness store: {e}")))?,
-    );
+    let (wstore, store) = open_store(&cfg, &origins).await?;
     if wstore.unregistered() > 0 {
         tracing::warn!(
             logs = wstore.unregistered(),
@@ -291,8 +359,11 @@ async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
         connections,
     );
     let served = crate::http::server::serve(listener, router, options, signals.terminated()).await;
-    // Every acknowledged write was flushed before its answer; this is for the rest.
-    store.flush()?;
+    // Every acknowledged write was flushed (or committed) before its answer; this is for
+    // the rest of sled's.
+    if let Some(store) = &store {
+        store.flush()?;
+    }
     served.map_err(|e| CliError::Other(format!("server failed: {e}")))?;
     tracing::info!("witness stopped");
     drop(service);

@@ -444,31 +444,42 @@ pub enum PinSource {
 impl PinSource {
     /// Reads the PIN. Errors name the source, never the PIN.
     pub fn read(&self) -> Result<SecretString, ConfigError> {
+        self.read_secret(["hsm.pin_env", "hsm.pin_file"], "PIN")
+    }
+
+    /// Reads a secret (its first line) from this source; `keys` are the configuration keys
+    /// of the environment and file forms, `what` names the secret in errors, which never
+    /// show it.
+    pub fn read_secret(
+        &self,
+        keys: [&'static str; 2],
+        what: &str,
+    ) -> Result<SecretString, ConfigError> {
+        let key = match self {
+            PinSource::Env(_) => keys[0],
+            PinSource::File(_) => keys[1],
+        };
         let raw = match self {
             PinSource::Env(name) => std::env::var(name).map_err(|_| ConfigError::Pin {
-                key: "hsm.pin_env",
+                key,
                 message: format!("environment variable {name} is not set (or not UTF-8)"),
             })?,
             PinSource::File(path) => {
                 warn_if_readable_by_others(path);
                 std::fs::read_to_string(path).map_err(|e| ConfigError::Pin {
-                    key: "hsm.pin_file",
+                    key,
                     message: format!("cannot read {}: {e}", path.display()),
                 })?
             }
         };
-        let pin = raw.lines().next().unwrap_or("").trim_end_matches('\r');
-        if pin.is_empty() {
-            let key = match self {
-                PinSource::Env(_) => "hsm.pin_env",
-                PinSource::File(_) => "hsm.pin_file",
-            };
+        let secret = raw.lines().next().unwrap_or("").trim_end_matches('\r');
+        if secret.is_empty() {
             return Err(ConfigError::Pin {
                 key,
-                message: "the PIN is empty".into(),
+                message: format!("the {what} is empty"),
             });
         }
-        Ok(SecretString::from(pin.to_owned()))
+        Ok(SecretString::from(secret.to_owned()))
     }
 }
 

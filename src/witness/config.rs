@@ -7,18 +7,21 @@
 //! relative to the state directory.
 //!
 //! Verifier keys are checked for shape here (`name+hex id+base64`); the `cli` parses them
-//! with `chain::note` (this module imports nothing else of the crate).
+//! with `chain::note`. `[witness.store]` chooses the store engine: sled (the default) or
+//! PostgreSQL, whose settings ([`PostgresSettings`]) are made here.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config::{
     invalid, validate_hsm, ConfigError, HsmConfig, PinSource, Validated, ENV_LISTEN, ENV_STATE_DIR,
 };
+use crate::witness::store::PostgresSettings;
 
 /// The witness's configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +93,202 @@ pub struct WitnessSection {
     /// A tracing filter, e.g. "info"; `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Where the witness keeps its state: `[witness.store]`; sled in the state directory
+    /// when absent.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// `[witness.store]`: the store engine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `"sled"` (the default: embedded, in `<state_dir>/witness-store`, one server) or
+    /// `"postgres"` (one database that several witness servers share).
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// PostgreSQL: a libpq connection string or URL without a password, e.g.
+    /// `host=/run/postgresql dbname=witness user=witness`.
+    pub url: Option<String>,
+    /// PostgreSQL: a file whose first line is the password (relative paths are relative to
+    /// the state directory).
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL: an environment variable that holds the password.
+    pub password_env: Option<String>,
+    /// PostgreSQL: connections in this server's pool; default 16.
+    pub pool_size: Option<usize>,
+    /// PostgreSQL: how long a connection (or a free one from the pool) is waited for, in
+    /// milliseconds; default 5000.
+    pub connect_timeout_ms: Option<u64>,
+    /// PostgreSQL: how often every log's record is read again (the other servers' writes;
+    /// also the readiness probe), in milliseconds; default 2000.
+    pub refresh_ms: Option<u64>,
+}
+
+/// The store engines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// sled, embedded (the default).
+    #[default]
+    Sled,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The validated `[witness.store]`.
+#[derive(Debug, Clone)]
+pub enum StoreChoice {
+    /// sled in `<state_dir>/witness-store`.
+    Sled,
+    /// PostgreSQL: where and how (the password is read when the store is opened).
+    Postgres {
+        /// The connection string, without a password.
+        url: String,
+        /// Where the password comes from, if the server asks for one.
+        password: Option<PinSource>,
+        /// Connections in the pool.
+        pool_size: usize,
+        /// How long a connection is waited for.
+        connect_timeout: Duration,
+        /// How often the records are read again.
+        refresh: Duration,
+    },
+}
+
+impl StoreChoice {
+    /// The PostgreSQL store's settings, with its password read (errors name the source,
+    /// never the password); `None` for sled.
+    pub fn postgres_settings(&self) -> Result<Option<PostgresSettings>, ConfigError> {
+        let StoreChoice::Postgres {
+            url,
+            password,
+            pool_size,
+            connect_timeout,
+            refresh,
+        } = self
+        else {
+            return Ok(None);
+        };
+        let password = password
+            .as_ref()
+            .map(|p| {
+                p.read_secret(
+                    ["witness.store.password_env", "witness.store.password_file"],
+                    "database password",
+                )
+            })
+            .transpose()?;
+        Ok(Some(PostgresSettings {
+            url: url.clone(),
+            password,
+            pool_size: *pool_size,
+            connect_timeout: *connect_timeout,
+            refresh: *refresh,
+        }))
+    }
+}
+
+fn validate_store(c: &StoreConfig, state_dir: &Path) -> Result<StoreChoice, ConfigError> {
+    if c.kind == StoreKind::Sled {
+        let set = [
+            ("url", c.url.is_some()),
+            ("password_file", c.password_file.is_some()),
+            ("password_env", c.password_env.is_some()),
+            ("pool_size", c.pool_size.is_some()),
+            ("connect_timeout_ms", c.connect_timeout_ms.is_some()),
+            ("refresh_ms", c.refresh_ms.is_some()),
+        ];
+        if let Some((name, _)) = set.iter().find(|(_, is)| *is) {
+            return Err(invalid(
+                "witness.store",
+                format!("{name} is a setting of kind = \"postgres\"; the sled store takes none"),
+            ));
+        }
+        return Ok(StoreChoice::Sled);
+    }
+    let url = c.url.clone().ok_or_else(|| {
+        invalid(
+            "witness.store.url",
+            "kind = \"postgres\" needs the database's connection string \
+             (e.g. \"host=/run/postgresql dbname=witness user=witness\")",
+        )
+    })?;
+    let parsed: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| invalid("witness.store.url", format!("does not parse: {e}")))?;
+    if parsed.get_password().is_some() {
+        return Err(invalid(
+            "witness.store.url",
+            "holds a password: give it in witness.store.password_file or password_env",
+        ));
+    }
+    if parsed.get_hosts().is_empty() {
+        return Err(invalid(
+            "witness.store.url",
+            "names no host (host=/run/postgresql for the local socket)",
+        ));
+    }
+    for host in parsed.get_hosts() {
+        if let tokio_postgres::config::Host::Tcp(name) = host {
+            let local = name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !local {
+                return Err(invalid(
+                    "witness.store.url",
+                    format!(
+                        "host {name:?} is reached over the network, and this version speaks \
+                         to PostgreSQL without TLS: use a Unix socket or a loopback address \
+                         (for a remote database, a local TLS tunnel or pooler)"
+                    ),
+                ));
+            }
+        }
+    }
+    let password = match (&c.password_file, &c.password_env) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "witness.store.password_file",
+                "give password_file or password_env, not both",
+            ))
+        }
+        (Some(f), None) => Some(PinSource::File(state_dir.join(f))),
+        (None, Some(e)) if e.is_empty() => {
+            return Err(invalid("witness.store.password_env", "must not be empty"))
+        }
+        (None, Some(e)) => Some(PinSource::Env(e.clone())),
+        (None, None) => None,
+    };
+    let pool_size = c.pool_size.unwrap_or(16);
+    if !(1..=256).contains(&pool_size) {
+        return Err(invalid(
+            "witness.store.pool_size",
+            "must be between 1 and 256",
+        ));
+    }
+    let connect_timeout_ms = c.connect_timeout_ms.unwrap_or(5000);
+    if !(100..=120_000).contains(&connect_timeout_ms) {
+        return Err(invalid(
+            "witness.store.connect_timeout_ms",
+            "must be between 100 and 120000",
+        ));
+    }
+    let refresh_ms = c.refresh_ms.unwrap_or(2000);
+    if !(50..=600_000).contains(&refresh_ms) {
+        return Err(invalid(
+            "witness.store.refresh_ms",
+            "must be between 50 and 600000",
+        ));
+    }
+    Ok(StoreChoice::Postgres {
+        url,
+        password,
+        pool_size,
+        connect_timeout: Duration::from_millis(connect_timeout_ms),
+        refresh: Duration::from_millis(refresh_ms),
+    })
 }
 
 impl WitnessSection {
@@ -150,6 +349,8 @@ pub struct ValidatedWitness {
     pub pin: PinSource,
     /// `witness.tls` with its paths resolved against the state directory.
     pub tls: Option<crate::config::TlsConfig>,
+    /// `[witness.store]`.
+    pub store: StoreChoice,
 }
 
 impl ValidatedWitness {
@@ -329,6 +530,7 @@ fn validate_witness(raw: WitnessConfig) -> Result<ValidatedWitness, ConfigError>
         ));
     }
     let pin = validate_hsm(&raw.hsm, &w.state_dir)?;
+    let store = validate_store(&w.store, &w.state_dir)?;
     let tls = crate::config::validate_tls_choice(
         w.plain_http,
         w.tls.as_ref(),
@@ -381,6 +583,7 @@ fn validate_witness(raw: WitnessConfig) -> Result<ValidatedWitness, ConfigError>
         listen,
         pin,
         tls,
+        store,
     })
 }
 
@@ -452,6 +655,77 @@ key = "a2.example/chain+89abcdef+AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/witness.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         parse_witness(&text, &Overrides::default()).unwrap();
+    }
+
+    /// `[witness.store]`: sled by default and without settings; PostgreSQL with a URL
+    /// that holds no password, a local host, and its password from a file or the
+    /// environment (read when the store opens, never shown).
+    #[test]
+    fn the_store_section_is_checked() {
+        let with =
+            |store: &str| GOOD.replace("[hsm]", &format!("[witness.store]\n{store}\n\n[hsm]"));
+        let ok = |store: &str| parse_witness(&with(store), &Overrides::default()).unwrap();
+        assert!(matches!(
+            parse_witness(GOOD, &Overrides::default()).unwrap().store,
+            StoreChoice::Sled
+        ));
+        assert!(matches!(ok("kind = \"sled\"").store, StoreChoice::Sled));
+        let pg = ok(
+            "kind = \"postgres\"\nurl = \"host=/run/postgresql dbname=w user=w\"\n\
+             password_file = \"db.password\"\npool_size = 8",
+        );
+        let StoreChoice::Postgres {
+            password,
+            pool_size,
+            refresh,
+            ..
+        } = &pg.store
+        else {
+            panic!("not postgres: {:?}", pg.store);
+        };
+        assert_eq!(*pool_size, 8);
+        assert_eq!(*refresh, Duration::from_millis(2000));
+        assert!(
+            matches!(password, Some(PinSource::File(p)) if p == Path::new("/tmp/w/db.password"))
+        );
+        // The password is read when asked for; a missing file is named, not shown.
+        let e = pg.store.postgres_settings().unwrap_err().to_string();
+        assert!(
+            e.contains("witness.store.password_file") && e.contains("db.password"),
+            "{e}"
+        );
+        assert!(
+            ok("kind = \"postgres\"\nurl = \"postgresql://w@localhost/w\"")
+                .store
+                .postgres_settings()
+                .unwrap()
+                .is_some()
+        );
+        let err_of = |store: &str| {
+            parse_witness(&with(store), &Overrides::default())
+                .unwrap_err()
+                .to_string()
+        };
+        for (store, key) in [
+            ("kind = \"sled\"\nurl = \"host=/tmp\"", "witness.store"),
+            ("kind = \"postgres\"", "witness.store.url"),
+            ("kind = \"mysql\"", "kind"),
+            ("kind = \"postgres\"\nurl = \"host=/tmp password=hunter2\"", "witness.store.url"),
+            ("kind = \"postgres\"\nurl = \"postgresql://w:hunter2@localhost/w\"", "witness.store.url"),
+            ("kind = \"postgres\"\nurl = \"host=db.example.org dbname=w\"", "witness.store.url"),
+            ("kind = \"postgres\"\nurl = \"dbname=w\"", "witness.store.url"),
+            (
+                "kind = \"postgres\"\nurl = \"host=/tmp\"\npassword_file = \"a\"\npassword_env = \"B\"",
+                "witness.store.password_file",
+            ),
+            ("kind = \"postgres\"\nurl = \"host=/tmp\"\npool_size = 0", "witness.store.pool_size"),
+            ("kind = \"postgres\"\nurl = \"host=/tmp\"\nrefresh_ms = 1", "witness.store.refresh_ms"),
+            ("kind = \"postgres\"\nurl = \"host=/tmp\"\nsecret = 1", "secret"),
+        ] {
+            let e = err_of(store);
+            assert!(e.contains(key), "{store}: {e}");
+            assert!(!e.contains("hunter2"), "{store}: {e}");
+        }
     }
 
     #[test]

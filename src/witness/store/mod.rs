@@ -49,8 +49,10 @@
 //!
 //! Its one error type is [`WitnessStoreError`].
 
+mod postgres;
 mod sled;
 
+pub use self::postgres::{all_postgres_evidence, migrate, PostgresSettings, PostgresWitnessStore};
 pub use self::sled::SledWitnessStore;
 
 use std::future::Future;
@@ -107,6 +109,10 @@ pub enum WitnessStoreError {
     /// A commit failed; nothing of it was acknowledged.
     #[error("not stored: {0}")]
     CommitFailed(String),
+    /// The database server (PostgreSQL) failed, refused or cannot be reached; what was
+    /// being written was not acknowledged.
+    #[error("witness database: {0}")]
+    Database(String),
 }
 
 /// A checkpoint the witness cosigned for a log.

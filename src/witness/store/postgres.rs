@@ -1,0 +1,921 @@
+//! The witness store on PostgreSQL: any number of `auditstamp witness serve` processes
+//! share one database.
+//!
+//! Tables (schema version [`SCHEMA_VERSION`], created and moved on by [`migrate`], never by
+//! a server):
+//! - `witness_log`: per origin, the latest cosigned checkpoint (size, root, cosigned_at, the
+//!   checkpoint note as kept).
+//! - `witness_history`: per origin and size, the [`HISTORY`] checkpoints cosigned before it.
+//! - `witness_evidence`: per origin and [`Evidence::id`], the evidence record
+//!   ([`Evidence::encode`]'s form), its kind and when it was seen. Never evicted nor
+//!   rewritten; at most [`MAX_EVIDENCE_PER_LOG`] per origin.
+//! - `witness_legacy_alerts`: alerts of older versions' sled stores, read at start so that
+//!   the forks they prove become evidence (for a sled store moved into the database).
+//! - `auditstamp_schema`: the schema version (component `witness`).
+//!
+//! The tlog-witness rule that checking the old size and storing the new checkpoint are one
+//! atomic step holds across processes: [`WitnessStore::replace`] is one call of the
+//! function `witness_replace`, which locks the origin's row, compares it with the expected
+//! size and root, and writes the new state and the history in the same transaction; the
+//! answer is given only after its commit. Two servers replacing the same state at once:
+//! one stores, the other gets [`Outcome::Moved`] with the state now recorded. Evidence is
+//! kept by `witness_keep_evidence`, which counts and inserts under a per-origin lock.
+//! PostgreSQL's own group commit (concurrent commits share one WAL flush) batches the
+//! pool's transactions.
+//!
+//! Each process keeps every registered log's record in memory, as the sled store does, so
+//! that the checks and the status pages never wait for the database; it is updated by the
+//! process's own writes and re-read every `refresh` (the writes of the other servers).
+//! Whatever is decided on it is safe: a replacement is a compare-and-swap in the database,
+//! and a refusal is decided on the state read again ([`WitnessStore::current`]). The same
+//! re-read is the readiness probe: [`WitnessStore::health`] fails while the last one did.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::NoTls;
+
+use super::{
+    BoxFuture, Evidence, EvidenceCounts, EvidenceId, EvidenceKind, EvidenceOutcome, Expected,
+    LegacyAlerts, LogRecord, LogState, Outcome, WitnessStore, WitnessStoreError, HISTORY,
+    MAX_EVIDENCE_PER_LOG, MAX_NOT_KEPT_IDS,
+};
+use crate::chain::tlog::Hash;
+
+/// The schema version this binary reads and writes.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The component's row in `auditstamp_schema`.
+const COMPONENT: &str = "witness";
+
+/// Serialises migrations (a transaction-scoped advisory lock; any constant of our own).
+const MIGRATION_LOCK: i64 = 0x6175_6469_7473_7461;
+
+/// The migrations, in order: the SQL that takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE witness_log (
+    origin      text PRIMARY KEY,
+    size        bigint NOT NULL CHECK (size >= 0),
+    root        bytea  NOT NULL CHECK (octet_length(root) = 32),
+    cosigned_at bigint NOT NULL,
+    checkpoint  text   NOT NULL
+);
+CREATE TABLE witness_history (
+    origin      text   NOT NULL,
+    size        bigint NOT NULL CHECK (size >= 0),
+    root        bytea  NOT NULL CHECK (octet_length(root) = 32),
+    cosigned_at bigint NOT NULL,
+    checkpoint  text   NOT NULL,
+    PRIMARY KEY (origin, size)
+);
+CREATE TABLE witness_evidence (
+    origin  text     NOT NULL,
+    id      bytea    NOT NULL CHECK (octet_length(id) = 32),
+    kind    smallint NOT NULL,
+    seen_at bigint   NOT NULL,
+    record  bytea    NOT NULL,
+    PRIMARY KEY (origin, id)
+);
+CREATE TABLE witness_legacy_alerts (
+    origin text PRIMARY KEY,
+    record bytea NOT NULL
+);
+
+-- The compare-and-swap of one origin's state: stores the new state when the current one
+-- is the expected one (none: p_expected false), moving the replaced one into the history
+-- when the new one is larger and keeping the p_history largest there; otherwise changes
+-- nothing. Answers whether it stored, and the state now recorded.
+CREATE FUNCTION witness_replace(
+    p_origin text, p_expected boolean, p_size bigint, p_root bytea,
+    n_size bigint, n_root bytea, n_cosigned_at bigint, n_checkpoint text, p_history integer,
+    OUT o_stored boolean, OUT o_size bigint, OUT o_root bytea, OUT o_cosigned_at bigint,
+    OUT o_checkpoint text)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    cur witness_log%ROWTYPE;
+BEGIN
+    SELECT * INTO cur FROM witness_log l WHERE l.origin = p_origin FOR UPDATE;
+    IF NOT FOUND THEN
+        IF NOT p_expected THEN
+            INSERT INTO witness_log (origin, size, root, cosigned_at, checkpoint)
+                VALUES (p_origin, n_size, n_root, n_cosigned_at, n_checkpoint)
+                ON CONFLICT (origin) DO NOTHING;
+            IF FOUND THEN
+                o_stored := true;
+                o_size := n_size; o_root := n_root;
+                o_cosigned_at := n_cosigned_at; o_checkpoint := n_checkpoint;
+                RETURN;
+            END IF;
+            SELECT * INTO cur FROM witness_log l WHERE l.origin = p_origin;
+        END IF;
+        o_stored := false;
+        o_size := cur.size; o_root := cur.root;
+        o_cosigned_at := cur.cosigned_at; o_checkpoint := cur.checkpoint;
+        RETURN;
+    END IF;
+    IF NOT p_expected OR cur.size <> p_size OR cur.root <> p_root THEN
+        o_stored := false;
+        o_size := cur.size; o_root := cur.root;
+        o_cosigned_at := cur.cosigned_at; o_checkpoint := cur.checkpoint;
+        RETURN;
+    END IF;
+    UPDATE witness_log l
+        SET size = n_size, root = n_root, cosigned_at = n_cosigned_at, checkpoint = n_checkpoint
+        WHERE l.origin = p_origin;
+    IF n_size > cur.size THEN
+        INSERT INTO witness_history (origin, size, root, cosigned_at, checkpoint)
+            VALUES (p_origin, cur.size, cur.root, cur.cosigned_at, cur.checkpoint)
+            ON CONFLICT (origin, size) DO UPDATE
+                SET root = EXCLUDED.root, cosigned_at = EXCLUDED.cosigned_at,
+                    checkpoint = EXCLUDED.checkpoint;
+        DELETE FROM witness_history h
+            WHERE h.origin = p_origin
+              AND h.size < (SELECT min(k.size) FROM (
+                  SELECT x.size FROM witness_history x WHERE x.origin = p_origin
+                  ORDER BY x.size DESC LIMIT p_history) k);
+    END IF;
+    o_stored := true;
+    o_size := n_size; o_root := n_root;
+    o_cosigned_at := n_cosigned_at; o_checkpoint := n_checkpoint;
+END
+$fn$;
+
+-- Keeps one evidence record: 'kept' when the same is kept already, 'full' when the
+-- origin has p_max records, else 'stored'. Serialised per origin, so the cap holds across
+-- servers.
+CREATE FUNCTION witness_keep_evidence(
+    p_origin text, p_id bytea, p_kind smallint, p_seen_at bigint, p_record bytea,
+    p_max integer) RETURNS text
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('auditstamp witness evidence ' || p_origin, 0));
+    IF EXISTS (SELECT 1 FROM witness_evidence e WHERE e.origin = p_origin AND e.id = p_id) THEN
+        RETURN 'kept';
+    END IF;
+    IF (SELECT count(*) FROM witness_evidence e WHERE e.origin = p_origin) >= p_max THEN
+        RETURN 'full';
+    END IF;
+    INSERT INTO witness_evidence (origin, id, kind, seen_at, record)
+        VALUES (p_origin, p_id, p_kind, p_seen_at, p_record);
+    RETURN 'stored';
+END
+$fn$;
+"#];
+
+/// Where the database is and how the pool reaches it.
+#[derive(Clone)]
+pub struct PostgresSettings {
+    /// A libpq connection string or URL without a password (`host=/run/postgresql
+    /// dbname=witness user=witness`, `postgresql://witness@db.example/witness`).
+    pub url: String,
+    /// The password, from a file or the environment (never the configuration).
+    pub password: Option<SecretString>,
+    /// Connections in this process's pool.
+    pub pool_size: usize,
+    /// How long a connection, or a free one from the pool, is waited for.
+    pub connect_timeout: Duration,
+    /// How often the records of every log are read again (the other servers' writes).
+    pub refresh: Duration,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("pool_size", &self.pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresSettings {
+    /// The connection's configuration: `url` parsed, with the password added. A URL that
+    /// carries a password itself is refused (it belongs in a file or the environment).
+    pub fn pg_config(&self) -> Result<tokio_postgres::Config, WitnessStoreError> {
+        let mut config: tokio_postgres::Config = self.url.parse().map_err(|e| {
+            WitnessStoreError::Database(format!("the database URL does not parse: {e}"))
+        })?;
+        if config.get_password().is_some() {
+            return Err(WitnessStoreError::Database(
+                "the database URL holds a password: give it in password_file or password_env"
+                    .into(),
+            ));
+        }
+        if let Some(p) = &self.password {
+            config.password(p.expose_secret().as_bytes());
+        }
+        config.connect_timeout(self.connect_timeout);
+        config.application_name("auditstamp-witness");
+        Ok(config)
+    }
+
+    fn pool(&self) -> Result<Pool, WitnessStoreError> {
+        let manager = Manager::from_config(
+            self.pg_config()?,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(self.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(self.connect_timeout))
+            .create_timeout(Some(self.connect_timeout))
+            .recycle_timeout(Some(self.connect_timeout))
+            .build()
+            .map_err(|e| WitnessStoreError::Database(format!("connection pool: {e}")))
+    }
+}
+
+fn db(e: &tokio_postgres::Error) -> WitnessStoreError {
+    let text = match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.severity(), d.message()),
+        None => crate::client::error_chain(e),
+    };
+    WitnessStoreError::Database(text)
+}
+
+fn pool_error(e: &deadpool_postgres::PoolError) -> WitnessStoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db(e),
+        other => WitnessStoreError::Database(format!("no database connection: {other}")),
+    }
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64, WitnessStoreError> {
+    i64::try_from(v).map_err(|_| WitnessStoreError::Corrupt(format!("{what} {v} is too large")))
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, WitnessStoreError> {
+    u64::try_from(v).map_err(|_| WitnessStoreError::Corrupt(format!("a negative {what}: {v}")))
+}
+
+fn to_hash(v: &[u8]) -> Result<Hash, WitnessStoreError> {
+    v.try_into()
+        .map_err(|_| WitnessStoreError::Corrupt(format!("a root of {} bytes", v.len())))
+}
+
+/// The schema version the database is at (`None`: no schema yet).
+async fn schema_version(
+    client: &impl tokio_postgres::GenericClient,
+) -> Result<Option<i32>, WitnessStoreError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('auditstamp_schema') IS NOT NULL", &[])
+        .await
+        .map_err(|e| db(&e))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            "SELECT version FROM auditstamp_schema WHERE component = $1",
+            &[&COMPONENT],
+        )
+        .await
+        .map_err(|e| db(&e))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Creates the schema, or moves it on to [`SCHEMA_VERSION`], in one transaction (two
+/// migrations at once wait for each other). Returns the versions before and after.
+/// Refuses a database whose schema is newer than this binary's.
+pub async fn migrate(settings: &PostgresSettings) -> Result<(i32, i32), WitnessStoreError> {
+    let (mut client, connection) = settings
+        .pg_config()?
+        .connect(NoTls)
+        .await
+        .map_err(|e| db(&e))?;
+    let task = tokio::spawn(connection);
+    let result = async {
+        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| db(&e))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS auditstamp_schema (
+                 component text PRIMARY KEY,
+                 version integer NOT NULL)",
+        )
+        .await
+        .map_err(|e| db(&e))?;
+        let before = schema_version(&tx).await?.unwrap_or(0);
+        if before > SCHEMA_VERSION {
+            return Err(newer(before));
+        }
+        for (from, sql) in MIGRATIONS.iter().enumerate().skip(before as usize) {
+            tx.batch_execute(sql).await.map_err(|e| {
+                let e = db(&e);
+                WitnessStoreError::Database(format!(
+                    "migration from version {from} to {}: {e}",
+                    from + 1
+                ))
+            })?;
+        }
+        tx.execute(
+            "INSERT INTO auditstamp_schema (component, version) VALUES ($1, $2)
+             ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
+            &[&COMPONENT, &SCHEMA_VERSION],
+        )
+        .await
+        .map_err(|e| db(&e))?;
+        tx.commit().await.map_err(|e| db(&e))?;
+        Ok((before, SCHEMA_VERSION))
+    }
+    .await;
+    drop(client);
+    let _ = task.await;
+    result
+}
+
+/// Every evidence record in the database, registered origin or not, by origin then oldest
+/// first; damaged records are reported as errors beside them.
+pub async fn all_postgres_evidence(
+    settings: &PostgresSettings,
+) -> Result<Vec<super::StoredEvidence>, WitnessStoreError> {
+    let (client, connection) = settings
+        .pg_config()?
+        .connect(NoTls)
+        .await
+        .map_err(|e| db(&e))?;
+    let task = tokio::spawn(connection);
+    let result = async {
+        match schema_version(&client).await? {
+            Some(SCHEMA_VERSION) => {}
+            Some(v) if v > SCHEMA_VERSION => return Err(newer(v)),
+            _ => return Ok(Vec::new()),
+        }
+        let rows = client
+            .query(
+                "SELECT origin, record FROM witness_evidence ORDER BY origin, seen_at, id",
+                &[],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    Evidence::decode(&r.get::<_, Vec<u8>>(1)),
+                )
+            })
+            .collect())
+    }
+    .await;
+    drop(client);
+    let _ = task.await;
+    result
+}
+
+fn newer(version: i32) -> WitnessStoreError {
+    WitnessStoreError::Database(format!(
+        "the witness schema is at version {version}, newer than this binary's \
+         ({SCHEMA_VERSION}): run a newer auditstamp"
+    ))
+}
+
+/// What this process knows of one log.
+#[derive(Debug, Default)]
+struct Memory {
+    record: LogRecord,
+    /// Evidence not kept since start (the log at its cap), each counted once.
+    not_kept_ids: HashSet<EvidenceId>,
+}
+
+impl Memory {
+    /// Takes `read` (the database's record) unless this process already knows a later
+    /// state (written after `read` was read); the counts of evidence only grow.
+    fn update(&mut self, read: LogRecord) {
+        let size = |r: &LogRecord| r.state.as_ref().map(|s| s.size);
+        if size(&read) >= size(&self.record) {
+            self.record.state = read.state;
+            self.record.history = read.history;
+        }
+        let (not_kept, damaged) = (self.record.evidence.not_kept, self.record.evidence.damaged);
+        let mut counts = read.evidence;
+        for kind in EvidenceKind::ALL {
+            let i = kind.index();
+            counts.counts[i] = counts.counts[i].max(self.record.evidence.counts[i]);
+        }
+        counts.not_kept = not_kept;
+        counts.damaged = damaged;
+        self.record.evidence = counts;
+    }
+}
+
+struct Inner {
+    pool: Pool,
+    origins: Vec<String>,
+    index: HashMap<String, usize>,
+    memory: Vec<Mutex<Memory>>,
+    unregistered: AtomicUsize,
+    record_bytes: AtomicU64,
+    disk_bytes: AtomicU64,
+    /// The last re-read's failure (`None`: it succeeded).
+    failure: Mutex<Option<String>>,
+}
+
+impl Inner {
+    fn memory(&self, log: usize) -> Option<std::sync::MutexGuard<'_, Memory>> {
+        self.memory
+            .get(log)
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn log(&self, origin: &str) -> Result<usize, WitnessStoreError> {
+        self.index
+            .get(origin)
+            .copied()
+            .ok_or_else(|| WitnessStoreError::UnknownOrigin(origin.to_owned()))
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, WitnessStoreError> {
+        self.pool.get().await.map_err(|e| pool_error(&e))
+    }
+
+    /// Reads every log's record, the figures and the unregistered origins again.
+    async fn refresh(&self) -> Result<(), WitnessStoreError> {
+        let client = self.client().await?;
+        let mut read: HashMap<String, LogRecord> = HashMap::new();
+        let mut unregistered = 0;
+        for row in client
+            .query(
+                "SELECT origin, size, root, cosigned_at, checkpoint FROM witness_log",
+                &[],
+            )
+            .await
+            .map_err(|e| db(&e))?
+        {
+            let origin: String = row.get(0);
+            if !self.index.contains_key(&origin) {
+                unregistered += 1;
+                continue;
+            }
+            read.entry(origin).or_default().state = Some(state_of(&row, 1)?);
+        }
+        for row in client
+            .query(
+                "SELECT origin, size, root, cosigned_at, checkpoint FROM witness_history
+                 ORDER BY origin, size",
+                &[],
+            )
+            .await
+            .map_err(|e| db(&e))?
+        {
+            let origin: String = row.get(0);
+            if let Some(r) = self.index.contains_key(&origin).then(|| read.entry(origin)) {
+                r.or_default().history.push(state_of(&row, 1)?);
+            }
+        }
+        for row in client
+            .query(
+                "SELECT origin, kind, count(*) FROM witness_evidence GROUP BY origin, kind",
+                &[],
+            )
+            .await
+            .map_err(|e| db(&e))?
+        {
+            let origin: String = row.get(0);
+            let kind: i16 = row.get(1);
+            let n: i64 = row.get(2);
+            let kind = u8::try_from(kind).ok().and_then(EvidenceKind::from_index);
+            if let (Some(kind), true) = (kind, self.index.contains_key(&origin)) {
+                let counts = &mut read.entry(origin).or_default().evidence;
+                counts.counts[kind.index()] = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        let bytes = client
+            .query_one(
+                "SELECT
+                   (SELECT coalesce(sum(octet_length(origin) + octet_length(checkpoint) + 56), 0)
+                      FROM witness_log)
+                 + (SELECT coalesce(sum(octet_length(origin) + octet_length(checkpoint) + 56), 0)
+                      FROM witness_history)
+                 + (SELECT coalesce(sum(octet_length(origin) + octet_length(record) + 50), 0)
+                      FROM witness_evidence),
+                 (SELECT sum(pg_total_relation_size(c))::bigint
+                    FROM unnest(ARRAY['witness_log', 'witness_history', 'witness_evidence',
+                                      'witness_legacy_alerts']::regclass[]) c)",
+                &[],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        let record_bytes: i64 = bytes.try_get(0).map_err(|e| db(&e))?;
+        let disk_bytes: Option<i64> = bytes.try_get(1).map_err(|e| db(&e))?;
+        self.record_bytes
+            .store(u64::try_from(record_bytes).unwrap_or(0), Ordering::Relaxed);
+        let disk_bytes = disk_bytes.unwrap_or(0);
+        self.disk_bytes
+            .store(u64::try_from(disk_bytes).unwrap_or(0), Ordering::Relaxed);
+        for (origin, record) in read {
+            if let Some(mut m) = self.log(&origin).ok().and_then(|i| self.memory(i)) {
+                m.update(record);
+            }
+        }
+        self.unregistered.store(unregistered, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads one log's record again.
+    async fn read_record(&self, origin: &str) -> Result<LogRecord, WitnessStoreError> {
+        let client = self.client().await?;
+        let mut record = LogRecord::default();
+        if let Some(row) = client
+            .query_opt(
+                "SELECT size, root, cosigned_at, checkpoint FROM witness_log WHERE origin = $1",
+                &[&origin],
+            )
+            .await
+            .map_err(|e| db(&e))?
+        {
+            record.state = Some(state_of(&row, 0)?);
+        }
+        for row in client
+            .query(
+                "SELECT size, root, cosigned_at, checkpoint FROM witness_history
+                 WHERE origin = $1 ORDER BY size",
+                &[&origin],
+            )
+            .await
+            .map_err(|e| db(&e))?
+        {
+            record.history.push(state_of(&row, 0)?);
+        }
+        for row in client
+            .query(
+                "SELECT kind, count(*) FROM witness_evidence WHERE origin = $1 GROUP BY kind",
+                &[&origin],
+            )
+            .await
+            .map_err(|e| db(&e))?
+        {
+            let kind: i16 = row.get(0);
+            let n: i64 = row.get(1);
+            if let Some(kind) = u8::try_from(kind).ok().and_then(EvidenceKind::from_index) {
+                record.evidence.counts[kind.index()] = u64::try_from(n).unwrap_or(0);
+            }
+        }
+        Ok(record)
+    }
+}
+
+/// A row's `size, root, cosigned_at, checkpoint` from column `at` on.
+fn state_of(row: &tokio_postgres::Row, at: usize) -> Result<LogState, WitnessStoreError> {
+    let root: Vec<u8> = row.try_get(at + 1).map_err(|e| db(&e))?;
+    Ok(LogState {
+        size: to_u64(row.try_get(at).map_err(|e| db(&e))?, "size")?,
+        root: to_hash(&root)?,
+        cosigned_at: to_u64(row.try_get(at + 2).map_err(|e| db(&e))?, "cosigned_at")?,
+        checkpoint: row.try_get(at + 3).map_err(|e| db(&e))?,
+    })
+}
+
+/// The witness store on PostgreSQL. Cheap to clone; the re-reading task stops with the
+/// last clone.
+#[derive(Clone)]
+pub struct PostgresWitnessStore {
+    inner: Arc<Inner>,
+    _refresher: Arc<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::fmt::Debug for PostgresWitnessStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresWitnessStore")
+            .field("logs", &self.inner.origins.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresWitnessStore {
+    /// Connects to the database, checks its schema is [`SCHEMA_VERSION`] (`auditstamp
+    /// witness migrate` makes it so), reads the records of the logs `origins` and starts
+    /// re-reading them every `settings.refresh`. Records of other origins stay untouched.
+    pub async fn open(
+        settings: &PostgresSettings,
+        origins: &[String],
+    ) -> Result<PostgresWitnessStore, WitnessStoreError> {
+        let mut index = HashMap::new();
+        for (i, o) in origins.iter().enumerate() {
+            if index.insert(o.clone(), i).is_some() {
+                return Err(WitnessStoreError::DuplicateOrigin(o.clone()));
+            }
+        }
+        let pool = settings.pool()?;
+        {
+            let client = pool.get().await.map_err(|e| pool_error(&e))?;
+            let client: &tokio_postgres::Client = &client;
+            match schema_version(client).await? {
+                Some(SCHEMA_VERSION) => {}
+                Some(v) if v > SCHEMA_VERSION => return Err(newer(v)),
+                found => {
+                    return Err(WitnessStoreError::Database(format!(
+                        "the witness schema is at version {}, this binary needs {SCHEMA_VERSION}: \
+                         run `auditstamp witness migrate --config <witness.toml>`",
+                        found.unwrap_or(0)
+                    )))
+                }
+            }
+        }
+        let inner = Arc::new(Inner {
+            pool,
+            origins: origins.to_vec(),
+            index,
+            memory: origins.iter().map(|_| Mutex::default()).collect(),
+            unregistered: AtomicUsize::new(0),
+            record_bytes: AtomicU64::new(0),
+            disk_bytes: AtomicU64::new(0),
+            failure: Mutex::new(None),
+        });
+        inner.refresh().await?;
+        let every = settings.refresh.max(Duration::from_millis(50));
+        let limit = (every + settings.connect_timeout) * 2;
+        let refresher = tokio::spawn(refresh_every(Arc::downgrade(&inner), every, limit));
+        Ok(PostgresWitnessStore {
+            inner,
+            _refresher: Arc::new(AbortOnDrop(refresher)),
+        })
+    }
+}
+
+/// Re-reads every `every` until the store is gone, giving up on a re-read after `limit`;
+/// keeps the last failure for `health`.
+async fn refresh_every(inner: std::sync::Weak<Inner>, every: Duration, limit: Duration) {
+    let mut next = Instant::now() + every;
+    loop {
+        tokio::time::sleep_until(next.into()).await;
+        next = Instant::now() + every;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let result = match tokio::time::timeout(limit, inner.refresh()).await {
+            Ok(r) => r,
+            Err(_) => Err(WitnessStoreError::Database(format!(
+                "no answer within {} ms",
+                limit.as_millis()
+            ))),
+        };
+        let mut failure = inner.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(()) => {
+                if failure.take().is_some() {
+                    tracing::info!("the witness database answers again");
+                }
+            }
+            Err(e) => {
+                if failure.is_none() {
+                    tracing::warn!(error = %e, "the witness database does not answer");
+                }
+                *failure = Some(e.to_string());
+            }
+        }
+    }
+}
+
+impl WitnessStore for PostgresWitnessStore {
+    fn origins(&self) -> &[String] {
+        &self.inner.origins
+    }
+
+    fn unregistered(&self) -> usize {
+        self.inner.unregistered.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, origin: &str) -> Result<LogRecord, WitnessStoreError> {
+        let log = self.inner.log(origin)?;
+        Ok(self
+            .inner
+            .memory(log)
+            .map(|m| m.record.clone())
+            .unwrap_or_default())
+    }
+
+    fn current<'a>(
+        &'a self,
+        origin: &'a str,
+    ) -> BoxFuture<'a, Result<LogRecord, WitnessStoreError>> {
+        Box::pin(async move {
+            let log = self.inner.log(origin)?;
+            let read = self.inner.read_record(origin).await?;
+            let mut m = self
+                .inner
+                .memory(log)
+                .ok_or_else(|| WitnessStoreError::UnknownOrigin(origin.to_owned()))?;
+            m.update(read.clone());
+            // What is durable now, with this process's own counts beside it.
+            Ok(LogRecord {
+                evidence: m.record.evidence,
+                ..read
+            })
+        })
+    }
+
+    fn latest(&self, origin: &str) -> Result<Option<LogState>, WitnessStoreError> {
+        Ok(self.record(origin)?.state)
+    }
+
+    fn evidence_counts(&self, origin: &str) -> Result<EvidenceCounts, WitnessStoreError> {
+        Ok(self.record(origin)?.evidence)
+    }
+
+    fn evidence<'a>(
+        &'a self,
+        origin: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Evidence>, WitnessStoreError>> {
+        Box::pin(async move {
+            self.inner.log(origin)?;
+            let client = self.inner.client().await?;
+            let rows = client
+                .query(
+                    "SELECT record FROM witness_evidence WHERE origin = $1 ORDER BY seen_at, id",
+                    &[&origin],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let bytes: Vec<u8> = row.get(0);
+                match Evidence::decode(&bytes) {
+                    Ok(e) => out.push(e),
+                    Err(e) => tracing::error!(%origin, error = %e, "a damaged evidence record"),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn legacy_alerts<'a>(
+        &'a self,
+        origin: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LegacyAlerts>, WitnessStoreError>> {
+        Box::pin(async move {
+            self.inner.log(origin)?;
+            let client = self.inner.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT record FROM witness_legacy_alerts WHERE origin = $1",
+                    &[&origin],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            row.map(|r| LegacyAlerts::decode(&r.get::<_, Vec<u8>>(0)))
+                .transpose()
+        })
+    }
+
+    fn replace<'a>(
+        &'a self,
+        origin: &'a str,
+        expected: Expected,
+        new: LogState,
+    ) -> BoxFuture<'a, Result<Outcome, WitnessStoreError>> {
+        Box::pin(async move {
+            let log = self.inner.log(origin)?;
+            let (expected_size, expected_root) = match expected {
+                Some((size, root)) => (to_i64(size, "size")?, root.to_vec()),
+                None => (0, Vec::new()),
+            };
+            let client = self.inner.client().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT o_stored, o_size, o_root, o_cosigned_at, o_checkpoint
+                     FROM witness_replace($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            let history = i32::try_from(HISTORY).unwrap_or(i32::MAX);
+            let row = client
+                .query_one(
+                    &statement,
+                    &[
+                        &origin,
+                        &expected.is_some(),
+                        &expected_size,
+                        &expected_root,
+                        &to_i64(new.size, "size")?,
+                        &new.root.to_vec(),
+                        &to_i64(new.cosigned_at, "cosigned_at")?,
+                        &new.checkpoint,
+                        &history,
+                    ],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            let stored: bool = row.get(0);
+            if stored {
+                if let Some(mut m) = self.inner.memory(log) {
+                    let record = &mut m.record;
+                    if let Some(old) = record.state.take() {
+                        if new.size > old.size {
+                            record.history.push(old);
+                        }
+                    }
+                    let keep_from = record.history.len().saturating_sub(HISTORY);
+                    record.history.drain(..keep_from);
+                    record.state = Some(new);
+                }
+                return Ok(Outcome::Stored);
+            }
+            // Moved on by another server (or the expected state was never there): the state
+            // recorded now, which this process also remembers (its history comes with the
+            // next re-read, or with `current`).
+            drop(client);
+            let size: Option<i64> = row.try_get(1).map_err(|e| db(&e))?;
+            let now = match size {
+                None => None,
+                Some(_) => Some(state_of(&row, 1)?),
+            };
+            if let (Some(now), Some(mut m)) = (&now, self.inner.memory(log)) {
+                if m.record.state.as_ref().is_none_or(|s| now.size > s.size) {
+                    m.record.state = Some(now.clone());
+                }
+            }
+            Ok(Outcome::Moved(now))
+        })
+    }
+
+    fn record_evidence<'a>(
+        &'a self,
+        origin: &'a str,
+        evidence: Evidence,
+    ) -> BoxFuture<'a, Result<EvidenceOutcome, WitnessStoreError>> {
+        Box::pin(async move {
+            let log = self.inner.log(origin)?;
+            let id = evidence.id();
+            let kind = i16::try_from(evidence.kind.index()).unwrap_or(i16::MAX);
+            let client = self.inner.client().await?;
+            let answer: String = client
+                .query_one(
+                    "SELECT witness_keep_evidence($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &origin,
+                        &id.to_vec(),
+                        &kind,
+                        &to_i64(evidence.seen_at, "seen_at")?,
+                        &evidence.encode(),
+                        &i32::try_from(MAX_EVIDENCE_PER_LOG).unwrap_or(i32::MAX),
+                    ],
+                )
+                .await
+                .map_err(|e| db(&e))?
+                .get(0);
+            let mut m = self
+                .inner
+                .memory(log)
+                .ok_or_else(|| WitnessStoreError::UnknownOrigin(origin.to_owned()))?;
+            Ok(match answer.as_str() {
+                "stored" => {
+                    m.record.evidence.add(evidence.kind);
+                    EvidenceOutcome::Stored
+                }
+                "kept" => EvidenceOutcome::AlreadyKept,
+                _ => {
+                    if m.not_kept_ids.len() < MAX_NOT_KEPT_IDS && m.not_kept_ids.insert(id) {
+                        m.record.evidence.not_kept = m.record.evidence.not_kept.saturating_add(1);
+                    }
+                    EvidenceOutcome::Full
+                }
+            })
+        })
+    }
+
+    /// Bytes of the witness's tables and their indexes, as of the last re-read.
+    fn disk_bytes(&self) -> Result<u64, WitnessStoreError> {
+        Ok(self.inner.disk_bytes.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of the records (keys and values), as of the last re-read.
+    fn record_bytes(&self) -> u64 {
+        self.inner.record_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Fails while the last re-read of the database failed.
+    fn health(&self) -> Result<(), WitnessStoreError> {
+        match self
+            .inner
+            .failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            None => Ok(()),
+            Some(e) => Err(WitnessStoreError::Database(e.clone())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
