@@ -10,12 +10,15 @@ ensure_debian_packages() {
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
-    # Extra needs as PROBE:PACKAGE arguments, the probe a command or an absolute path (the
-    # test suite checks the systemd unit and parses /metrics with Prometheus's Python client).
+    # Extra needs as PROBE:PACKAGE arguments, the probe a command or an absolute path, which
+    # may hold a * (the test suite checks the systemd unit, parses /metrics with Prometheus's
+    # Python client, and starts throw-away PostgreSQL servers).
     local need probe
     for need in "$@"; do
         probe=${need%%:*}
-        if [[ $probe == /* ]]; then
+        if [[ $probe == *'*'* ]]; then
+            compgen -G "$probe" >/dev/null || missing+=("${need#*:}")
+        elif [[ $probe == /* ]]; then
             [ -e "$probe" ] || missing+=("${need#*:}")
         else
             command -v "$probe" >/dev/null 2>&1 || missing+=("${need#*:}")

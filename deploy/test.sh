@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 . deploy/lib.sh
 
 ensure_debian_packages systemd-analyze:systemd \
-    /usr/lib/python3/dist-packages/prometheus_client:python3-prometheus-client
+    /usr/lib/python3/dist-packages/prometheus_client:python3-prometheus-client \
+    '/usr/lib/postgresql/*/bin/initdb:postgresql'
 ensure_rust
 
 cargo build --locked --all-targets

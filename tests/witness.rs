@@ -1,5 +1,6 @@
 //! The data center's witness end to end: `auditstamp witness serve` on a real socket, its
-//! key in a SoftHSM token of its own, its state in sled, against simulated appliances whose
+//! key in a SoftHSM token of its own, its state in sled or (each test again, `_on_postgres`)
+//! in a throw-away PostgreSQL, against simulated appliances whose
 //! trees are built here with `chain::tlog` and whose checkpoints are signed here with
 //! software Ed25519 keys registered in the witness's configuration.
 //!
@@ -244,9 +245,18 @@ fn witness_key(w: &WitnessNode) -> Cosigner {
 
 #[test]
 fn a_growing_sequence_is_cosigned_and_every_cosignature_verifies() {
+    a_growing_sequence_is_cosigned_and_every_cosignature_verifies_on(&Backend::Sled);
+}
+
+#[test]
+fn a_growing_sequence_is_cosigned_and_every_cosignature_verifies_on_postgres() {
+    a_growing_sequence_is_cosigned_and_every_cosignature_verifies_on(&Backend::postgres());
+}
+
+fn a_growing_sequence_is_cosigned_and_every_cosignature_verifies_on(backend: &Backend) {
     let mut a = Sim::new("appliance-a.example/chain", 1);
     let b = Sim::new("appliance-b.example/chain", 2);
-    let w = WitnessNode::new(&format!("{}\n{}", a.log_entry(), b.log_entry()));
+    let w = WitnessNode::on(backend, &format!("{}\n{}", a.log_entry(), b.log_entry()));
     let witness = witness_key(&w);
     assert_eq!(witness.name, WITNESS_NAME);
     // The key is a witness key on the token.
@@ -390,8 +400,17 @@ fn check_evidence(e: &Value, vk: &auditstamp::chain::note::VerifierKey) {
 /// Each gets the spec's status, and nothing is recorded: no alert, no evidence, not a byte.
 #[test]
 fn refusals_that_prove_nothing_leave_nothing_behind() {
+    refusals_that_prove_nothing_leave_nothing_behind_on(&Backend::Sled);
+}
+
+#[test]
+fn refusals_that_prove_nothing_leave_nothing_behind_on_postgres() {
+    refusals_that_prove_nothing_leave_nothing_behind_on(&Backend::postgres());
+}
+
+fn refusals_that_prove_nothing_leave_nothing_behind_on(backend: &Backend) {
     let mut a = Sim::new("appliance-a.example/chain", 1);
-    let w = WitnessNode::new(&a.log_entry());
+    let w = WitnessNode::on(backend, &a.log_entry());
     let witness = witness_key(&w);
     let c = Client::new(w.start());
     let origin = a.origin.clone();
@@ -479,8 +498,17 @@ fn refusals_that_prove_nothing_leave_nothing_behind() {
 /// stored once; it survives kill -9 and is printed by `auditstamp witness evidence`.
 #[test]
 fn forks_and_rollbacks_the_appliance_signed_are_kept_as_evidence() {
+    forks_and_rollbacks_the_appliance_signed_are_kept_as_evidence_on(&Backend::Sled);
+}
+
+#[test]
+fn forks_and_rollbacks_the_appliance_signed_are_kept_as_evidence_on_postgres() {
+    forks_and_rollbacks_the_appliance_signed_are_kept_as_evidence_on(&Backend::postgres());
+}
+
+fn forks_and_rollbacks_the_appliance_signed_are_kept_as_evidence_on(backend: &Backend) {
     let mut a = Sim::new("appliance-a.example/chain", 1);
-    let w = WitnessNode::new(&a.log_entry());
+    let w = WitnessNode::on(backend, &a.log_entry());
     let witness = witness_key(&w);
     let c = Client::new(w.start());
     let origin = a.origin.clone();
@@ -640,11 +668,25 @@ fn forks_and_rollbacks_the_appliance_signed_are_kept_as_evidence() {
     let s = c.status_of(&origin);
     assert_eq!(s["evidence"].as_array().unwrap().len(), 4);
     assert_eq!(s["size"], 50);
-    // While it runs, the CLI says where to read them instead.
     let out = w.command(&["witness", "evidence"]).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("GET /status/"), "{err}");
+    match backend {
+        // sled is the running witness's alone: the CLI says where to read them instead.
+        Backend::Sled => {
+            assert!(!out.status.success());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("GET /status/"), "{err}");
+        }
+        // The database is shared: the CLI reads it while witnesses run.
+        Backend::Postgres(_) => {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(again.as_array().unwrap(), printed);
+        }
+    }
     c.server.stop();
 }
 
@@ -653,8 +695,17 @@ fn forks_and_rollbacks_the_appliance_signed_are_kept_as_evidence() {
 /// fork's evidence is still there, both notes byte for byte.
 #[test]
 fn ten_thousand_junk_posts_never_crowd_out_a_fork() {
+    ten_thousand_junk_posts_never_crowd_out_a_fork_on(&Backend::Sled);
+}
+
+#[test]
+fn ten_thousand_junk_posts_never_crowd_out_a_fork_on_postgres() {
+    ten_thousand_junk_posts_never_crowd_out_a_fork_on(&Backend::postgres());
+}
+
+fn ten_thousand_junk_posts_never_crowd_out_a_fork_on(backend: &Backend) {
     let mut a = Sim::new("appliance-a.example/chain", 1);
-    let w = WitnessNode::new(&a.log_entry());
+    let w = WitnessNode::on(backend, &a.log_entry());
     let witness = witness_key(&w);
     let c = Client::new(w.start());
     let origin = a.origin.clone();
@@ -756,8 +807,17 @@ fn ten_thousand_junk_posts_never_crowd_out_a_fork() {
 
 #[test]
 fn unknown_origins_bad_signatures_and_malformed_bodies_are_refused() {
+    unknown_origins_bad_signatures_and_malformed_bodies_are_refused_on(&Backend::Sled);
+}
+
+#[test]
+fn unknown_origins_bad_signatures_and_malformed_bodies_are_refused_on_postgres() {
+    unknown_origins_bad_signatures_and_malformed_bodies_are_refused_on(&Backend::postgres());
+}
+
+fn unknown_origins_bad_signatures_and_malformed_bodies_are_refused_on(backend: &Backend) {
     let mut a = Sim::new("appliance-a.example/chain", 1);
-    let w = WitnessNode::new(&a.log_entry());
+    let w = WitnessNode::on(backend, &a.log_entry());
     let witness = witness_key(&w);
     let c = Client::new(w.start());
     assert_cosigned(&c.add(a.body(0, 3)), &a.text(3, a.root(3)), &witness);
@@ -852,8 +912,17 @@ fn unknown_origins_bad_signatures_and_malformed_bodies_are_refused() {
 
 #[test]
 fn concurrent_submissions_from_one_state_cosign_exactly_one() {
+    concurrent_submissions_from_one_state_cosign_exactly_one_on(&Backend::Sled);
+}
+
+#[test]
+fn concurrent_submissions_from_one_state_cosign_exactly_one_on_postgres() {
+    concurrent_submissions_from_one_state_cosign_exactly_one_on(&Backend::postgres());
+}
+
+fn concurrent_submissions_from_one_state_cosign_exactly_one_on(backend: &Backend) {
     let mut a = Sim::new("appliance-a.example/chain", 1);
-    let w = WitnessNode::new(&a.log_entry());
+    let w = WitnessNode::on(backend, &a.log_entry());
     let witness = witness_key(&w);
     let c = Client::new(w.start());
     assert_cosigned(&c.add(a.body(0, 50)), &a.text(50, a.root(50)), &witness);
@@ -894,8 +963,17 @@ fn concurrent_submissions_from_one_state_cosign_exactly_one() {
 
 #[test]
 fn state_survives_sigterm_and_kill_9_after_a_200() {
+    state_survives_sigterm_and_kill_9_after_a_200_on(&Backend::Sled);
+}
+
+#[test]
+fn state_survives_sigterm_and_kill_9_after_a_200_on_postgres() {
+    state_survives_sigterm_and_kill_9_after_a_200_on(&Backend::postgres());
+}
+
+fn state_survives_sigterm_and_kill_9_after_a_200_on(backend: &Backend) {
     let mut a = Sim::new("appliance-a.example/chain", 1);
-    let w = WitnessNode::new(&a.log_entry());
+    let w = WitnessNode::on(backend, &a.log_entry());
     let witness = witness_key(&w);
     let c = Client::new(w.start());
     assert_cosigned(&c.add(a.body(0, 7)), &a.text(7, a.root(7)), &witness);
@@ -1104,4 +1182,102 @@ fn a_thousand_appliances_keep_a_bounded_state_each() {
         );
     }
     c.server.stop();
+}
+
+/// Two witness servers on one PostgreSQL database, each with its own HSM session on the same
+/// cosigner key: of simultaneous submissions from one state, spread over both, exactly one
+/// is cosigned and every other one gets 409 with the size now recorded; a submission that
+/// names a state the other server stored is cosigned by either; both say 503 on /readyz
+/// while the database is down, and serve again by themselves when it is back.
+#[test]
+fn two_servers_on_one_database_cosign_exactly_one_of_simultaneous_submissions() {
+    let backend = Backend::postgres();
+    let mut a = Sim::new("appliance-a.example/chain", 1);
+    let w = WitnessNode::on(&backend, &a.log_entry());
+    let witness = witness_key(&w);
+    let one = Client::new(w.start());
+    let two = Client::new(w.start());
+    assert_cosigned(&one.add(a.body(0, 50)), &a.text(50, a.root(50)), &witness);
+    // The second server decides on the database's state, not on what it had read.
+    assert_cosigned(&two.add(a.body(50, 60)), &a.text(60, a.root(60)), &witness);
+    assert_conflict(&one.add(a.body(50, 70)), 60);
+    a.grow_to(100);
+    let bodies: Vec<(u64, String)> = (61..=92).map(|s| (s, a.body(60, s))).collect();
+    let urls = [
+        one.server.url("/add-checkpoint"),
+        two.server.url("/add-checkpoint"),
+    ];
+    let answers: Vec<(u64, u16, String)> = one.rt.block_on(async {
+        let tasks: Vec<_> = bodies
+            .into_iter()
+            .map(|(size, body)| {
+                let (http, url) = (one.http.clone(), urls[size as usize % 2].clone());
+                tokio::spawn(async move {
+                    let r = http.post(&url).body(body).send().await.unwrap();
+                    (size, r.status().as_u16(), r.text().await.unwrap())
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let winners: Vec<u64> = answers.iter().filter(|a| a.1 == 200).map(|a| a.0).collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    for (size, status, body) in &answers {
+        if *status != 200 {
+            assert_eq!(
+                (*status, body.clone()),
+                (409, format!("{}\n", winners[0])),
+                "size {size}"
+            );
+        }
+    }
+    // Both servers show the winner (the other one within its refresh).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for c in [&one, &two] {
+        while c.status_of("appliance-a.example/chain")["size"] != winners[0] {
+            assert!(
+                Instant::now() < deadline,
+                "a server does not show the new state"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // The database goes away: both servers say so, and come back by themselves.
+    let Backend::Postgres(pg) = &backend else {
+        unreachable!()
+    };
+    pg.stop_now().unwrap();
+    for c in [&one, &two] {
+        while c.get("/readyz").0 != 503 {
+            assert!(Instant::now() < deadline, "/readyz does not say 503");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(c.add(a.body(winners[0], 100)).status, 503);
+    }
+    pg.start_again().unwrap();
+    for c in [&one, &two] {
+        while c.get("/readyz").0 != 200 {
+            assert!(Instant::now() < deadline, "/readyz does not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut cosigned = None;
+    while cosigned.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no cosignature after the database came back"
+        );
+        let r = two.add(a.body(winners[0], 100));
+        if r.status == 200 {
+            cosigned = Some(r);
+        }
+    }
+    assert_cosigned(&cosigned.unwrap(), &a.text(100, a.root(100)), &witness);
+    one.server.stop();
+    two.server.stop();
 }

@@ -7,8 +7,8 @@
 //! - `witness verifier-key --config FILE`: prints the witness's cosigner verifier key, read
 //!   from the HSM, for the appliances that submit to it.
 //! - `witness evidence --config FILE [--origin ORIGIN]`: prints the evidence records the
-//!   store keeps (JSON), with the witness stopped (a running witness serves them at
-//!   `GET /status/{origin}`).
+//!   store keeps (JSON); with sled, while the witness is stopped (a running witness serves
+//!   them at `GET /status/{origin}`).
 //! - `witness migrate --config FILE`: creates or moves on the PostgreSQL schema of
 //!   `[witness.store] kind = "postgres"`.
 
@@ -46,8 +46,9 @@ pub enum WitnessCommand {
     /// the HSM: what appliances are configured with.
     VerifierKey(ConfigArg),
     /// Print the evidence the witness keeps (JSON): pairs of checkpoints signed by an
-    /// appliance that cannot both be true, with both notes as signed. Reads the store, so
-    /// the witness must be stopped; a running one serves them at GET /status/{origin}.
+    /// appliance that cannot both be true, with both notes as signed. Reads the store: a
+    /// sled store only while the witness is stopped (a running one serves them at
+    /// GET /status/{origin}), a PostgreSQL one at any time.
     Evidence(EvidenceArgs),
     /// Create the witness's PostgreSQL schema, or move it on to this version's
     /// (`[witness.store] kind = "postgres"`); safe to run again, and from several hosts at

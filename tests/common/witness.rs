@@ -9,19 +9,64 @@ use super::*;
 pub struct WitnessNode {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// The `[witness.store]` table written into the configuration (empty for sled).
+    store: String,
+}
+
+/// Where a test witness keeps its state: sled in its directory, or a throw-away PostgreSQL
+/// (stopped when the backend is dropped, after the servers of the test).
+pub enum Backend {
+    Sled,
+    Postgres(auditstamp::internal::TestPostgres),
+}
+
+impl Backend {
+    /// A fresh PostgreSQL cluster.
+    pub fn postgres() -> Backend {
+        Backend::Postgres(
+            auditstamp::internal::TestPostgres::start().unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
 }
 
 /// The cosigner name of the test witness.
 pub const WITNESS_NAME: &str = "witness.test.example/w1";
 
 impl WitnessNode {
-    /// A fresh token and key, and a configuration registering `logs` (`[[log]]` tables).
+    /// A fresh token and key, and a configuration registering `logs` (`[[log]]` tables),
+    /// on sled.
     pub fn new(logs: &str) -> WitnessNode {
+        WitnessNode::on(&Backend::Sled, logs)
+    }
+
+    /// [`WitnessNode::new`] on `backend` (for PostgreSQL: its password in a file of the
+    /// node, and the schema made with `auditstamp witness migrate`).
+    pub fn on(backend: &Backend, logs: &str) -> WitnessNode {
         tls_provider();
         let dir = tempfile::tempdir().unwrap();
+        let store = match backend {
+            Backend::Sled => String::new(),
+            Backend::Postgres(pg) => {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(dir.path().join("db.password"))
+                    .unwrap();
+                std::io::Write::write_all(&mut f, format!("{}\n", pg.password()).as_bytes())
+                    .unwrap();
+                format!(
+                    "[witness.store]\nkind = \"postgres\"\nurl = \"{}\"\n\
+                     password_file = \"db.password\"\nrefresh_ms = 200\n",
+                    pg.url("postgres")
+                )
+            }
+        };
         let w = WitnessNode {
             config: dir.path().join("witness.toml"),
             dir,
+            store,
         };
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let out = Command::new(root.join("hsm-sim/create-token.sh"))
@@ -47,6 +92,9 @@ impl WitnessNode {
             "--purpose",
             "witness",
         ]);
+        if matches!(backend, Backend::Postgres(_)) {
+            w.cli_ok(&["witness", "migrate"]);
+        }
         w
     }
 
@@ -73,6 +121,7 @@ plain_http = true
 stale_after_seconds = 3600
 log_level = "info"
 
+{store}
 [hsm]
 module = "{module}"
 token_label = "witness-token"
@@ -83,6 +132,7 @@ sessions = 2
 "#,
             state = self.path().display(),
             module = module(),
+            store = self.store,
         );
         std::fs::write(&self.config, text).unwrap();
     }

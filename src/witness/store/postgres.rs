@@ -415,7 +415,17 @@ struct Inner {
     index: HashMap<String, usize>,
     memory: Vec<Mutex<Memory>>,
     unregistered: AtomicUsize,
+    /// The records' bytes as the re-read counts them, moved on by this process's writes in
+    /// between.
     record_bytes: AtomicU64,
+    /// Writes this process made: a re-read during which some were made does not set
+    /// `record_bytes` exactly (its count may or may not include them).
+    writes: AtomicU64,
+    /// Bytes this process's writes added and removed since the last re-read began.
+    added_since: AtomicU64,
+    removed_since: AtomicU64,
+    /// Re-reads in a row that could not set `record_bytes` exactly.
+    inexact: AtomicU64,
     disk_bytes: AtomicU64,
     /// The last re-read's failure (`None`: it succeeded).
     failure: Mutex<Option<String>>,
@@ -441,6 +451,9 @@ impl Inner {
 
     /// Reads every log's record, the figures and the unregistered origins again.
     async fn refresh(&self) -> Result<(), WitnessStoreError> {
+        let writes = self.writes.load(Ordering::SeqCst);
+        self.added_since.store(0, Ordering::SeqCst);
+        self.removed_since.store(0, Ordering::SeqCst);
         let client = self.client().await?;
         let mut read: HashMap<String, LogRecord> = HashMap::new();
         let mut unregistered = 0;
@@ -508,8 +521,19 @@ impl Inner {
             .map_err(|e| db(&e))?;
         let record_bytes: i64 = bytes.try_get(0).map_err(|e| db(&e))?;
         let disk_bytes: Option<i64> = bytes.try_get(1).map_err(|e| db(&e))?;
-        self.record_bytes
-            .store(u64::try_from(record_bytes).unwrap_or(0), Ordering::Relaxed);
+        let record_bytes = u64::try_from(record_bytes).unwrap_or(0);
+        if self.writes.load(Ordering::SeqCst) == writes {
+            self.record_bytes.store(record_bytes, Ordering::SeqCst);
+            self.inexact.store(0, Ordering::SeqCst);
+        } else if self.inexact.fetch_add(1, Ordering::SeqCst) >= 4 {
+            // Busy: the count read, with this process's writes since it began (some of
+            // which it may hold already: off by at most those, until a quiet moment).
+            let now = record_bytes
+                .saturating_add(self.added_since.load(Ordering::SeqCst))
+                .saturating_sub(self.removed_since.load(Ordering::SeqCst));
+            self.record_bytes.store(now, Ordering::SeqCst);
+            self.inexact.store(0, Ordering::SeqCst);
+        }
         let disk_bytes = disk_bytes.unwrap_or(0);
         self.disk_bytes
             .store(u64::try_from(disk_bytes).unwrap_or(0), Ordering::Relaxed);
@@ -520,6 +544,18 @@ impl Inner {
         }
         self.unregistered.store(unregistered, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Counts a write of this process: `added` bytes of records stored, `removed` gone.
+    fn wrote(&self, added: u64, removed: u64) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.added_since.fetch_add(added, Ordering::SeqCst);
+        self.removed_since.fetch_add(removed, Ordering::SeqCst);
+        let _ = self
+            .record_bytes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                Some(b.saturating_add(added).saturating_sub(removed))
+            });
     }
 
     /// Reads one log's record again.
@@ -563,6 +599,12 @@ impl Inner {
         }
         Ok(record)
     }
+}
+
+/// The bytes of a state or history row, as the re-read counts them (origin, checkpoint,
+/// and 56 for size, root, cosigned_at).
+fn row_bytes(origin: &str, checkpoint: &str) -> u64 {
+    (origin.len() + checkpoint.len() + 56) as u64
 }
 
 /// A row's `size, root, cosigned_at, checkpoint` from column `at` on.
@@ -637,6 +679,10 @@ impl PostgresWitnessStore {
             memory: origins.iter().map(|_| Mutex::default()).collect(),
             unregistered: AtomicUsize::new(0),
             record_bytes: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            added_since: AtomicU64::new(0),
+            removed_since: AtomicU64::new(0),
+            inexact: AtomicU64::new(0),
             disk_bytes: AtomicU64::new(0),
             failure: Mutex::new(None),
         });
@@ -818,14 +864,21 @@ impl WitnessStore for PostgresWitnessStore {
             if stored {
                 if let Some(mut m) = self.inner.memory(log) {
                     let record = &mut m.record;
+                    let added = row_bytes(origin, &new.checkpoint);
+                    let mut removed = 0;
                     if let Some(old) = record.state.take() {
                         if new.size > old.size {
                             record.history.push(old);
+                        } else {
+                            removed += row_bytes(origin, &old.checkpoint);
                         }
                     }
                     let keep_from = record.history.len().saturating_sub(HISTORY);
-                    record.history.drain(..keep_from);
+                    for evicted in record.history.drain(..keep_from) {
+                        removed += row_bytes(origin, &evicted.checkpoint);
+                    }
                     record.state = Some(new);
+                    self.inner.wrote(added, removed);
                 }
                 return Ok(Outcome::Stored);
             }
@@ -856,6 +909,8 @@ impl WitnessStore for PostgresWitnessStore {
             let log = self.inner.log(origin)?;
             let id = evidence.id();
             let kind = i16::try_from(evidence.kind.index()).unwrap_or(i16::MAX);
+            let encoded = evidence.encode();
+            let encoded_len = encoded.len();
             let client = self.inner.client().await?;
             let answer: String = client
                 .query_one(
@@ -865,7 +920,7 @@ impl WitnessStore for PostgresWitnessStore {
                         &id.to_vec(),
                         &kind,
                         &to_i64(evidence.seen_at, "seen_at")?,
-                        &evidence.encode(),
+                        &encoded,
                         &i32::try_from(MAX_EVIDENCE_PER_LOG).unwrap_or(i32::MAX),
                     ],
                 )
@@ -879,6 +934,8 @@ impl WitnessStore for PostgresWitnessStore {
             Ok(match answer.as_str() {
                 "stored" => {
                     m.record.evidence.add(evidence.kind);
+                    self.inner
+                        .wrote(origin.len() as u64 + encoded_len as u64 + 50, 0);
                     EvidenceOutcome::Stored
                 }
                 "kept" => EvidenceOutcome::AlreadyKept,
