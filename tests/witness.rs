@@ -1281,3 +1281,61 @@ fn two_servers_on_one_database_cosign_exactly_one_of_simultaneous_submissions() 
     one.server.stop();
     two.server.stop();
 }
+
+/// A sled witness moves into PostgreSQL with `witness migrate` and `witness import-sled`
+/// (again: nothing changes), and goes on where it stopped: its state, history and evidence
+/// are there. Once the database has moved on, importing the old sled store is refused.
+#[test]
+fn a_sled_witness_moves_into_postgres_and_goes_on() {
+    let mut a = Sim::new("appliance-a.example/chain", 1);
+    let logs = a.log_entry();
+    let mut w = WitnessNode::new(&logs);
+    let witness = witness_key(&w);
+    let c = Client::new(w.start());
+    assert_cosigned(&c.add(a.body(0, 10)), &a.text(10, a.root(10)), &witness);
+    assert_cosigned(&c.add(a.body(10, 20)), &a.text(20, a.root(20)), &witness);
+    let mut f = a.fork();
+    f.grow_to(20);
+    assert_conflict(
+        &c.add(add_checkpoint_body(20, &[], &f.note(20)).unwrap()),
+        20,
+    );
+    c.server.stop();
+
+    let pg = Backend::postgres();
+    w.switch_to(&pg, &logs);
+    // Before the schema exists, the move says what to run.
+    let out = w.command(&["witness", "import-sled"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("witness migrate"));
+    w.cli_ok(&["witness", "migrate"]);
+    let moved = w.cli_ok(&["witness", "import-sled"]);
+    let text = String::from_utf8_lossy(&moved.stdout);
+    assert!(
+        text.contains("1 latest states, 1 earlier checkpoints, 1 evidence records"),
+        "{text}"
+    );
+    let again = w.cli_ok(&["witness", "import-sled"]);
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        text.contains("0 latest states, 0 earlier checkpoints, 0 evidence records"),
+        "{text}"
+    );
+
+    let c = Client::new(w.start());
+    let s = c.status_of(&a.origin);
+    assert_eq!(s["size"], 20);
+    assert_eq!(s["history"][0]["size"], 10);
+    assert_eq!(s["evidence"][0]["submitted"], f.note(20).as_str());
+    assert_conflict(&c.add(a.body(10, 30)), 20);
+    assert_cosigned(&c.add(a.body(20, 30)), &a.text(30, a.root(30)), &witness);
+    c.server.stop();
+    // The sled store is behind the database now: moving it again is refused, nothing moved.
+    let out = w.command(&["witness", "import-sled"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already holds another state"), "{err}");
+    let c = Client::new(w.start());
+    assert_eq!(c.status_of(&a.origin)["size"], 30);
+    c.server.stop();
+}

@@ -10,7 +10,8 @@
 //!   store keeps (JSON); with sled, while the witness is stopped (a running witness serves
 //!   them at `GET /status/{origin}`).
 //! - `witness migrate --config FILE`: creates or moves on the PostgreSQL schema of
-//!   `[witness.store] kind = "postgres"`.
+//!   `[witness.store] kind = "postgres"`; `witness import-sled --config FILE [--from DIR]`
+//!   moves a sled store into it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -54,6 +55,21 @@ pub enum WitnessCommand {
     /// (`[witness.store] kind = "postgres"`); safe to run again, and from several hosts at
     /// once (they wait for each other). Servers refuse to start on an older schema.
     Migrate(ConfigArg),
+    /// Move a sled witness store (every log's state, history and evidence) into the
+    /// PostgreSQL store of the configuration, in one transaction; run `witness migrate`
+    /// first, with the sled witness stopped. Safe to run again; refused, with nothing
+    /// moved, where the database already holds another state of a log.
+    ImportSled(ImportArgs),
+}
+
+/// `witness import-sled` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The sled store's directory; by default `<witness.state_dir>/witness-store`.
+    #[arg(long)]
+    from: Option<std::path::PathBuf>,
 }
 
 /// `witness evidence` arguments.
@@ -78,6 +94,10 @@ pub fn run(cmd: WitnessCommand) -> Result<(), CliError> {
             let key = witness_key(&cfg, &hsm)?;
             println!("{}", cosigner(&cfg, &key)?.verifier_key());
             Ok(())
+        }
+        WitnessCommand::ImportSled(a) => {
+            super::init_logging("warn", "text");
+            import_sled(&a.config.config, a.from.as_deref())
         }
         WitnessCommand::Migrate(a) => {
             super::init_logging("warn", "text");
@@ -226,6 +246,50 @@ async fn open_store(
             Ok((Arc::new(store), None))
         }
     }
+}
+
+/// `witness import-sled`: moves a sled store into the configured PostgreSQL store.
+fn import_sled(config_path: &Path, from: Option<&Path>) -> Result<(), CliError> {
+    let cfg = witness_config::load_witness(config_path)?;
+    let Some(settings) = cfg.store.postgres_settings()? else {
+        return Err(CliError::Other(
+            "witness.store is sled: set kind = \"postgres\" (and its url) to move a sled store \
+             into PostgreSQL"
+                .into(),
+        ));
+    };
+    let dir = from.map_or_else(|| cfg.state_dir().join(STORE_DIR), Path::to_owned);
+    if !dir.is_dir() {
+        return Err(CliError::Other(format!(
+            "no sled store at {}",
+            dir.display()
+        )));
+    }
+    let store = Store::open(&dir).map_err(|e| {
+        CliError::Other(format!(
+            "{e}; is a witness still serving from it? Stop it first"
+        ))
+    })?;
+    let logs = SledWitnessStore::open(&store, &[])
+        .and_then(|s| s.export())
+        .map_err(|e| CliError::Other(format!("cannot read the sled store: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(format!("cannot start the async runtime: {e}")))?;
+    let done = runtime
+        .block_on(crate::witness::store::import(&settings, &logs))
+        .map_err(|e| CliError::Other(format!("witness import-sled: {e}")))?;
+    println!(
+        "moved {} logs from {}: {} latest states, {} earlier checkpoints, {} evidence records \
+         written (what the database held already was left as it was)",
+        done.logs,
+        dir.display(),
+        done.states,
+        done.history,
+        done.evidence
+    );
+    Ok(())
 }
 
 /// `witness migrate`: creates or moves on the PostgreSQL schema.

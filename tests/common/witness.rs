@@ -44,25 +44,7 @@ impl WitnessNode {
     pub fn on(backend: &Backend, logs: &str) -> WitnessNode {
         tls_provider();
         let dir = tempfile::tempdir().unwrap();
-        let store = match backend {
-            Backend::Sled => String::new(),
-            Backend::Postgres(pg) => {
-                use std::os::unix::fs::OpenOptionsExt as _;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(dir.path().join("db.password"))
-                    .unwrap();
-                std::io::Write::write_all(&mut f, format!("{}\n", pg.password()).as_bytes())
-                    .unwrap();
-                format!(
-                    "[witness.store]\nkind = \"postgres\"\nurl = \"{}\"\n\
-                     password_file = \"db.password\"\nrefresh_ms = 200\n",
-                    pg.url("postgres")
-                )
-            }
-        };
+        let store = store_section(dir.path(), backend);
         let w = WitnessNode {
             config: dir.path().join("witness.toml"),
             dir,
@@ -96,6 +78,12 @@ impl WitnessNode {
             w.cli_ok(&["witness", "migrate"]);
         }
         w
+    }
+
+    /// Moves the configuration to `backend` (the store itself is moved by the test).
+    pub fn switch_to(&mut self, backend: &Backend, logs: &str) {
+        self.store = store_section(self.dir.path(), backend);
+        self.write_config(logs);
     }
 
     pub fn path(&self) -> &Path {
@@ -162,5 +150,29 @@ sessions = 2
     /// Starts `auditstamp witness serve`; waits until it listens.
     pub fn start(&self) -> Server {
         spawn_server(self.command(&["witness", "serve"]), "witness listening on ")
+    }
+}
+
+/// The `[witness.store]` table of `backend` for a node in `dir` (for PostgreSQL, its
+/// password written to `dir/db.password`, mode 0600).
+fn store_section(dir: &Path, backend: &Backend) -> String {
+    match backend {
+        Backend::Sled => String::new(),
+        Backend::Postgres(pg) => {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dir.join("db.password"))
+                .unwrap();
+            std::io::Write::write_all(&mut f, format!("{}\n", pg.password()).as_bytes()).unwrap();
+            format!(
+                "[witness.store]\nkind = \"postgres\"\nurl = \"{}\"\n\
+                 password_file = \"db.password\"\nrefresh_ms = 200\n",
+                pg.url("postgres")
+            )
+        }
     }
 }

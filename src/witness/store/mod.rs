@@ -52,7 +52,9 @@
 mod postgres;
 mod sled;
 
-pub use self::postgres::{all_postgres_evidence, migrate, PostgresSettings, PostgresWitnessStore};
+pub use self::postgres::{
+    all_postgres_evidence, import, migrate, PostgresSettings, PostgresWitnessStore,
+};
 pub use self::sled::SledWitnessStore;
 
 use std::future::Future;
@@ -490,8 +492,7 @@ impl LegacyAlerts {
     /// The form older versions wrote (version 1): `0x01` · 4 × u64 counts · u8 n · n
     /// alerts, each u8 kind · u64 at · u64 old size · u64 size · u8 has-recorded-size · u64
     /// recorded size · u32 length + submitted · u8 has-recorded · u32 length + recorded.
-    /// (Only tests write it now.)
-    #[cfg(test)]
+    /// (Written now only when a sled store moves into PostgreSQL, and by tests.)
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![VERSION];
         for c in self.counts {
@@ -612,6 +613,21 @@ pub struct LogRecord {
     pub history: Vec<LogState>,
     /// Its evidence records, counted.
     pub evidence: EvidenceCounts,
+}
+
+/// Everything a store holds of one origin, as moved from one engine to another.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportedLog {
+    /// The checkpoint origin.
+    pub origin: String,
+    /// The latest cosigned checkpoint.
+    pub state: Option<LogState>,
+    /// The earlier ones kept, by size.
+    pub history: Vec<LogState>,
+    /// Its evidence records.
+    pub evidence: Vec<Evidence>,
+    /// An older version's alerts.
+    pub legacy: Option<LegacyAlerts>,
 }
 
 /// The state a caller checked a request against: the size and root of the latest

@@ -373,6 +373,149 @@ pub async fn all_postgres_evidence(
     result
 }
 
+/// What [`import`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Origins with records.
+    pub logs: usize,
+    /// Latest states written (those already there, equal, are not counted).
+    pub states: usize,
+    /// History rows written.
+    pub history: usize,
+    /// Evidence records written.
+    pub evidence: usize,
+}
+
+/// Moves `logs` (a sled store's [`export`](super::SledWitnessStore::export)) into the
+/// database, in one transaction, with the schema at [`SCHEMA_VERSION`]. Safe to run again:
+/// what is there already is left; a latest state that differs from the database's is
+/// refused (the database has moved on: nothing is written).
+pub async fn import(
+    settings: &PostgresSettings,
+    logs: &[super::ExportedLog],
+) -> Result<Imported, WitnessStoreError> {
+    let (mut client, connection) = settings
+        .pg_config()?
+        .connect(NoTls)
+        .await
+        .map_err(|e| db(&e))?;
+    let task = tokio::spawn(connection);
+    let result = async {
+        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        match schema_version(&tx).await? {
+            Some(SCHEMA_VERSION) => {}
+            Some(v) if v > SCHEMA_VERSION => return Err(newer(v)),
+            found => {
+                return Err(WitnessStoreError::Database(format!(
+                    "the witness schema is at version {}: run `auditstamp witness migrate` first",
+                    found.unwrap_or(0)
+                )))
+            }
+        }
+        let mut done = Imported::default();
+        let insert_state = tx
+            .prepare(
+                "INSERT INTO witness_log (origin, size, root, cosigned_at, checkpoint)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (origin) DO NOTHING",
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        let insert_history = tx
+            .prepare(
+                "INSERT INTO witness_history (origin, size, root, cosigned_at, checkpoint)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (origin, size) DO NOTHING",
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        let insert_evidence = tx
+            .prepare(
+                "INSERT INTO witness_evidence (origin, id, kind, seen_at, record)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (origin, id) DO NOTHING",
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        for log in logs {
+            let origin = &log.origin;
+            done.logs += 1;
+            let row = |s: &LogState| -> Result<(i64, Vec<u8>, i64), WitnessStoreError> {
+                Ok((
+                    to_i64(s.size, "size")?,
+                    s.root.to_vec(),
+                    to_i64(s.cosigned_at, "cosigned_at")?,
+                ))
+            };
+            if let Some(state) = &log.state {
+                let (size, root, at) = row(state)?;
+                let n = tx
+                    .execute(
+                        &insert_state,
+                        &[origin, &size, &root, &at, &state.checkpoint],
+                    )
+                    .await
+                    .map_err(|e| db(&e))?;
+                if n == 1 {
+                    done.states += 1;
+                } else {
+                    let there = tx
+                        .query_one(
+                            "SELECT size, root, cosigned_at, checkpoint FROM witness_log
+                             WHERE origin = $1",
+                            &[origin],
+                        )
+                        .await
+                        .map_err(|e| db(&e))?;
+                    let there = state_of(&there, 0)?;
+                    if &there != state {
+                        return Err(WitnessStoreError::Database(format!(
+                            "the database already holds another state of {origin:?} (size {}, \
+                             the sled store's: {}): nothing moved",
+                            there.size, state.size
+                        )));
+                    }
+                }
+            }
+            for h in &log.history {
+                let (size, root, at) = row(h)?;
+                done.history += tx
+                    .execute(&insert_history, &[origin, &size, &root, &at, &h.checkpoint])
+                    .await
+                    .map_err(|e| db(&e))? as usize;
+            }
+            for e in &log.evidence {
+                let kind = i16::try_from(e.kind.index()).unwrap_or(i16::MAX);
+                done.evidence += tx
+                    .execute(
+                        &insert_evidence,
+                        &[
+                            origin,
+                            &e.id().to_vec(),
+                            &kind,
+                            &to_i64(e.seen_at, "seen_at")?,
+                            &e.encode(),
+                        ],
+                    )
+                    .await
+                    .map_err(|e| db(&e))? as usize;
+            }
+            if let Some(alerts) = &log.legacy {
+                tx.execute(
+                    "INSERT INTO witness_legacy_alerts (origin, record) VALUES ($1, $2)
+                     ON CONFLICT (origin) DO NOTHING",
+                    &[origin, &alerts.encode()],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            }
+        }
+        tx.commit().await.map_err(|e| db(&e))?;
+        Ok(done)
+    }
+    .await;
+    drop(client);
+    let _ = task.await;
+    result
+}
+
 fn newer(version: i32) -> WitnessStoreError {
     WitnessStoreError::Database(format!(
         "the witness schema is at version {version}, newer than this binary's \

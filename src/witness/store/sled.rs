@@ -10,9 +10,9 @@ use tokio::sync::oneshot;
 
 use super::{
     decode_cosigned, encode_cosigned, BoxFuture, Evidence, EvidenceCounts, EvidenceId,
-    EvidenceOutcome, Expected, LegacyAlerts, LogRecord, LogState, Outcome, Reader, StoredEvidence,
-    WitnessStore, WitnessStoreError, COSIGNED, EVIDENCE_TREE, HISTORY, LEGACY_ALERTS,
-    MAX_COMMIT_JOBS, MAX_EVIDENCE_PER_LOG, MAX_NOT_KEPT_IDS, STATE, TREE,
+    EvidenceOutcome, Expected, ExportedLog, LegacyAlerts, LogRecord, LogState, Outcome, Reader,
+    StoredEvidence, WitnessStore, WitnessStoreError, COSIGNED, EVIDENCE_TREE, HISTORY,
+    LEGACY_ALERTS, MAX_COMMIT_JOBS, MAX_EVIDENCE_PER_LOG, MAX_NOT_KEPT_IDS, STATE, TREE,
 };
 use crate::chain::store::Store;
 
@@ -227,6 +227,59 @@ impl SledWitnessStore {
             jobs,
             committer: Arc::new(committer),
         })
+    }
+
+    /// Everything the store holds, every origin (registered or not), for moving it to
+    /// another engine: each log's state, its history, its evidence and an older version's
+    /// alerts. A damaged record stops it (nothing is moved without all of it).
+    pub fn export(&self) -> Result<Vec<ExportedLog>, WitnessStoreError> {
+        let mut logs: BTreeMap<String, ExportedLog> = BTreeMap::new();
+        let damaged = |origin: &str, e: WitnessStoreError| {
+            WitnessStoreError::Corrupt(format!("log {origin:?}: {e}"))
+        };
+        for kv in self.shared.tree.iter() {
+            let (k, v) = kv?;
+            let (kind, rest) = k.split_first().ok_or_else(|| {
+                WitnessStoreError::Corrupt("an empty key in the witness tree".into())
+            })?;
+            let origin = match *kind {
+                COSIGNED => origin_of_prefixed(rest),
+                _ => Some(String::from_utf8_lossy(rest).into_owned()),
+            }
+            .ok_or_else(|| WitnessStoreError::Corrupt("a damaged history key".into()))?;
+            let log = logs.entry(origin.clone()).or_insert_with(|| ExportedLog {
+                origin: origin.clone(),
+                ..ExportedLog::default()
+            });
+            match *kind {
+                STATE => log.state = Some(LogState::decode(&v).map_err(|e| damaged(&origin, e))?),
+                COSIGNED => log
+                    .history
+                    .push(decode_cosigned(&v, &origin).map_err(|e| damaged(&origin, e))?),
+                LEGACY_ALERTS => {
+                    log.legacy = Some(LegacyAlerts::decode(&v).map_err(|e| damaged(&origin, e))?)
+                }
+                other => {
+                    return Err(WitnessStoreError::Corrupt(format!(
+                        "an unknown record kind {other:#04x} in the witness tree"
+                    )))
+                }
+            }
+        }
+        for kv in self.shared.evidence.iter() {
+            let (k, v) = kv?;
+            let origin = origin_of_prefixed(&k)
+                .ok_or_else(|| WitnessStoreError::Corrupt("a damaged evidence key".into()))?;
+            let evidence = Evidence::decode(&v).map_err(|e| damaged(&origin, e))?;
+            logs.entry(origin.clone())
+                .or_insert_with(|| ExportedLog {
+                    origin,
+                    ..ExportedLog::default()
+                })
+                .evidence
+                .push(evidence);
+        }
+        Ok(logs.into_values().collect())
     }
 
     fn log(&self, origin: &str) -> Result<usize, WitnessStoreError> {
