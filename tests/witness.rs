@@ -1339,3 +1339,182 @@ fn a_sled_witness_moves_into_postgres_and_goes_on() {
     assert_eq!(c.status_of(&a.origin)["size"], 30);
     c.server.stop();
 }
+
+/// What one simulated appliance saw while submitting under faults.
+struct Driven {
+    origin: String,
+    /// The largest size a witness acknowledged with a cosignature.
+    acked: u64,
+    /// The state the appliance ended believing the witnesses hold.
+    recorded: u64,
+    sim: Sim,
+}
+
+/// An appliance submitting growing checkpoints, alternating between the servers at `urls`,
+/// as the appliance's submitter does: on 409 it takes the size the witness names, on a
+/// failure it tries again (the other server). Checks every answer: a 409 never names a size
+/// below one acknowledged, nor one this appliance did not submit (no acknowledged state is
+/// lost, nothing foreign accepted).
+async fn drive(
+    mut sim: Sim,
+    urls: std::sync::Arc<std::sync::Mutex<[String; 2]>>,
+    http: reqwest::Client,
+    acks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Driven {
+    use std::sync::atomic::Ordering;
+    let (mut recorded, mut acked, mut k) = (0u64, 0u64, 0usize);
+    let mut submitted = std::collections::BTreeSet::new();
+    while !stop.load(Ordering::SeqCst) {
+        let size = recorded + 1 + (k as u64 % 3);
+        let body = sim.body(recorded, size);
+        submitted.insert(size);
+        let url = urls.lock().unwrap()[k % 2].clone();
+        k += 1;
+        let sent = http
+            .post(&url)
+            .timeout(Duration::from_secs(10))
+            .body(body)
+            .send()
+            .await;
+        let Ok(resp) = sent else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        match status {
+            200 => {
+                acked = acked.max(size);
+                recorded = size;
+                acks.fetch_add(1, Ordering::SeqCst);
+            }
+            409 => {
+                let now: u64 = text.trim().parse().unwrap();
+                assert!(now >= acked, "{}: 409 names {now}, below the acknowledged {acked}", sim.origin);
+                assert!(
+                    now == 0 || submitted.contains(&now),
+                    "{}: 409 names {now}, which it never submitted",
+                    sim.origin
+                );
+                recorded = now;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    Driven {
+        origin: sim.origin.clone(),
+        acked,
+        recorded,
+        sim,
+    }
+}
+
+/// Two witness servers on one PostgreSQL under the load of eight appliances: one server is
+/// killed with -9 and started again, then the database is stopped at once (as a crash) and
+/// started again. No acknowledged cosignature's state is lost, the servers recover by
+/// themselves (every appliance is cosigned again after each fault), and a fork submitted
+/// afterwards to either server is refused with the recorded size.
+#[test]
+fn kill_9_of_a_server_and_a_database_restart_under_load_lose_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    let backend = Backend::postgres();
+    let Backend::Postgres(pg) = &backend else {
+        unreachable!()
+    };
+    let sims: Vec<Sim> = (0..8)
+        .map(|i| Sim::new(&format!("appliance-{i}.example/chain"), 10 + i))
+        .collect();
+    let logs: Vec<String> = sims.iter().map(Sim::log_entry).collect();
+    let w = WitnessNode::on(&backend, &logs.join("\n"));
+    let witness = witness_key(&w);
+    let one = Client::new(w.start());
+    let mut two = Some(w.start());
+    let urls = Arc::new(Mutex::new([
+        one.server.url("/add-checkpoint"),
+        two.as_ref().unwrap().url("/add-checkpoint"),
+    ]));
+    let acks = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let drivers: Vec<_> = sims
+        .into_iter()
+        .map(|sim| {
+            one.rt.spawn(drive(
+                sim,
+                urls.clone(),
+                one.http.clone(),
+                acks.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    // Waits until `n` more cosignatures were acknowledged.
+    let progress = |n: u64| {
+        let from = acks.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while acks.load(Ordering::SeqCst) < from + n {
+            assert!(Instant::now() < deadline, "no progress: {} acks", acks.load(Ordering::SeqCst));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    progress(200);
+    // kill -9 of the second server in the middle of the load, then it starts again.
+    drop(two.take());
+    progress(100);
+    let restarted = w.start();
+    urls.lock().unwrap()[1] = restarted.url("/add-checkpoint");
+    progress(100);
+    // The database crashes and comes back.
+    pg.stop_now().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while one.get("/readyz").0 != 503 {
+        assert!(Instant::now() < deadline, "/readyz never said 503");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pg.start_again().unwrap();
+    progress(200);
+    stop.store(true, Ordering::SeqCst);
+    let driven: Vec<Driven> = drivers
+        .into_iter()
+        .map(|d| one.rt.block_on(d).unwrap())
+        .collect();
+
+    let restarted = Client::new(restarted);
+    for d in &driven {
+        assert!(d.acked > 0, "{} was never cosigned", d.origin);
+        let mut sizes = Vec::new();
+        for c in [&one, &restarted] {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let size = c.status_of(&d.origin)["size"].as_u64().unwrap();
+                if size == d.recorded || Instant::now() > deadline {
+                    sizes.push(size);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // What the appliance last recorded is what both servers hold, and never below
+        // what was acknowledged.
+        assert_eq!(sizes, [d.recorded, d.recorded], "{}", d.origin);
+        assert!(d.recorded >= d.acked, "{}", d.origin);
+    }
+    // A fork of an acknowledged size is refused by either server, and kept as evidence.
+    let mut d = driven.into_iter().next().unwrap();
+    let mut f = d.sim.fork();
+    f.grow_to(d.recorded);
+    let fork = add_checkpoint_body(d.recorded, &[], &f.note(d.recorded)).unwrap();
+    assert_conflict(&one.add(fork.clone()), d.recorded);
+    assert_conflict(&restarted.add(fork), d.recorded);
+    assert_eq!(one.status_of(&d.origin)["alerts"]["fork"], 1);
+    // And the appliance goes on.
+    let next = d.recorded + 5;
+    assert_cosigned(
+        &restarted.add(d.sim.body(d.recorded, next)),
+        &d.sim.text(next, d.sim.root(next)),
+        &witness,
+    );
+    one.server.stop();
+    restarted.server.stop();
+}
