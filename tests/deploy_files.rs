@@ -56,6 +56,7 @@ fn shell_scripts_parse() {
         "deploy/healthcheck.sh",
         "deploy/demo-witness.sh",
         "deploy/bench-witness.sh",
+        "deploy/bench-witness-postgres.sh",
         "hsm-sim/create-token.sh",
     ] {
         let out = Command::new("bash")

@@ -1391,7 +1391,11 @@ async fn drive(
             }
             409 => {
                 let now: u64 = text.trim().parse().unwrap();
-                assert!(now >= acked, "{}: 409 names {now}, below the acknowledged {acked}", sim.origin);
+                assert!(
+                    now >= acked,
+                    "{}: 409 names {now}, below the acknowledged {acked}",
+                    sim.origin
+                );
                 assert!(
                     now == 0 || submitted.contains(&now),
                     "{}: 409 names {now}, which it never submitted",
@@ -1454,7 +1458,11 @@ fn kill_9_of_a_server_and_a_database_restart_under_load_lose_nothing() {
         let from = acks.load(Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(120);
         while acks.load(Ordering::SeqCst) < from + n {
-            assert!(Instant::now() < deadline, "no progress: {} acks", acks.load(Ordering::SeqCst));
+            assert!(
+                Instant::now() < deadline,
+                "no progress: {} acks",
+                acks.load(Ordering::SeqCst)
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     };

@@ -40,9 +40,11 @@ use crate::witness::protocol::{
 /// `bench witness`
 #[derive(Debug, Args)]
 pub struct WitnessArgs {
-    /// The witness's base URL, e.g. https://witness.example:8320
-    #[arg(long)]
-    pub url: String,
+    /// The witness's base URL, e.g. https://witness.example:8320; repeat it for several
+    /// witness servers sharing one store (connections are spread over them, each
+    /// appliance stays with one).
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
     /// TLS to the witness (for an https:// URL).
     #[command(flatten)]
     pub tls: crate::client::TlsArgs,
@@ -224,7 +226,6 @@ const MAX_FAILURES: u32 = 5;
 /// What every connection of a run shares.
 struct Run {
     client: reqwest::Client,
-    url: String,
     rounds: Option<u64>,
     deadline: Instant,
     max_step: u64,
@@ -233,7 +234,7 @@ struct Run {
 }
 
 /// One connection: plays `logs` until the deadline or until each did `run.rounds`.
-async fn connection(run: Arc<Run>, mut logs: Vec<SimLog>) -> Vec<u32> {
+async fn connection(run: Arc<Run>, url: String, mut logs: Vec<SimLog>) -> Vec<u32> {
     let (rounds, deadline, max_step) = (run.rounds, run.deadline, run.max_step);
     let counters = &run.counters;
     let mut latencies = Vec::new();
@@ -272,7 +273,7 @@ async fn connection(run: Arc<Run>, mut logs: Vec<SimLog>) -> Vec<u32> {
             }
         };
         let started = Instant::now();
-        let answer = match run.client.post(&run.url).body(body).send().await {
+        let answer = match run.client.post(&url).body(body).send().await {
             Ok(r) => {
                 let status = r.status().as_u16();
                 r.text().await.map(|t| (status, t))
@@ -345,7 +346,12 @@ fn metric(text: &str, name: &str) -> Option<u64> {
 
 /// Runs `bench witness`.
 pub async fn witness(a: WitnessArgs) -> Result<(), BenchError> {
-    let base = a.url.trim_end_matches('/').to_owned();
+    let bases: Vec<String> = a
+        .url
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .collect();
+    let base = bases.first().cloned().unwrap_or_default();
     let clients = a.clients.max(1);
     let client = a
         .tls
@@ -378,9 +384,11 @@ pub async fn witness(a: WitnessArgs) -> Result<(), BenchError> {
             None => format!("{} s", a.seconds),
         };
         println!(
-            "auditstamp bench witness: {base}, {} appliances (seed {}), {clients} connections, {mode}; \
-             each 200 comes after the witness's flush",
-            a.logs, a.seed
+            "auditstamp bench witness: {}, {} appliances (seed {}), {clients} connections, {mode}; \
+             each 200 comes after the witness's commit",
+            bases.join(" + "),
+            a.logs,
+            a.seed
         );
     }
     // Where the witness is for each appliance (a previous run with the same seed).
@@ -406,7 +414,6 @@ pub async fn witness(a: WitnessArgs) -> Result<(), BenchError> {
     let deadline = started + Duration::from_secs(a.seconds);
     let run = Arc::new(Run {
         client: client.clone(),
-        url: format!("{base}{ADD_CHECKPOINT_PATH}"),
         rounds: a.rounds,
         deadline,
         max_step: a.max_step,
@@ -414,8 +421,9 @@ pub async fn witness(a: WitnessArgs) -> Result<(), BenchError> {
         cosigner,
     });
     let mut tasks = Vec::new();
-    for logs in shares {
-        tasks.push(tokio::spawn(connection(Arc::clone(&run), logs)));
+    for (c, logs) in shares.into_iter().enumerate() {
+        let url = format!("{}{ADD_CHECKPOINT_PATH}", bases[c % bases.len()]);
+        tasks.push(tokio::spawn(connection(Arc::clone(&run), url, logs)));
     }
     // Cosigned checkpoints per second, sampled about every second until the connections are
     // done; each sample divides by the time that really passed (a busy runtime delays ticks).

@@ -554,6 +554,8 @@ impl Memory {
 
 struct Inner {
     pool: Pool,
+    /// The compare-and-swaps, to the committer.
+    swaps: tokio::sync::mpsc::UnboundedSender<SwapJob>,
     origins: Vec<String>,
     index: HashMap<String, usize>,
     memory: Vec<Mutex<Memory>>,
@@ -689,6 +691,57 @@ impl Inner {
         Ok(())
     }
 
+    /// Runs `batch`'s compare-and-swaps in one transaction; their outcomes, in order, once
+    /// it has committed.
+    async fn swap_all(&self, batch: &[SwapJob]) -> Result<Vec<Swapped>, WitnessStoreError> {
+        let mut client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT o_stored, o_size, o_root, o_cosigned_at, o_checkpoint
+                 FROM witness_replace($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        let history = i32::try_from(HISTORY).unwrap_or(i32::MAX);
+        let tx = client.transaction().await.map_err(|e| db(&e))?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in batch {
+            let (expected_size, expected_root) = match job.expected {
+                Some((size, root)) => (to_i64(size, "size")?, root.to_vec()),
+                None => (0, Vec::new()),
+            };
+            let row = tx
+                .query_one(
+                    &statement,
+                    &[
+                        &job.origin,
+                        &job.expected.is_some(),
+                        &expected_size,
+                        &expected_root,
+                        &to_i64(job.new.size, "size")?,
+                        &job.new.root.to_vec(),
+                        &to_i64(job.new.cosigned_at, "cosigned_at")?,
+                        &job.new.checkpoint,
+                        &history,
+                    ],
+                )
+                .await
+                .map_err(|e| db(&e))?;
+            let stored: bool = row.try_get(0).map_err(|e| db(&e))?;
+            outcomes.push(if stored {
+                Swapped::Stored
+            } else {
+                let size: Option<i64> = row.try_get(1).map_err(|e| db(&e))?;
+                Swapped::Moved(match size {
+                    None => None,
+                    Some(_) => Some(state_of(&row, 1)?),
+                })
+            });
+        }
+        tx.commit().await.map_err(|e| db(&e))?;
+        Ok(outcomes)
+    }
+
     /// Counts a write of this process: `added` bytes of records stored, `removed` gone.
     fn wrote(&self, added: u64, removed: u64) {
         self.writes.fetch_add(1, Ordering::SeqCst);
@@ -767,6 +820,7 @@ fn state_of(row: &tokio_postgres::Row, at: usize) -> Result<LogState, WitnessSto
 pub struct PostgresWitnessStore {
     inner: Arc<Inner>,
     _refresher: Arc<AbortOnDrop>,
+    _committer: Arc<AbortOnDrop>,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -815,8 +869,10 @@ impl PostgresWitnessStore {
                 }
             }
         }
+        let (swaps, jobs) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             pool,
+            swaps,
             origins: origins.to_vec(),
             index,
             memory: origins.iter().map(|_| Mutex::default()).collect(),
@@ -831,12 +887,70 @@ impl PostgresWitnessStore {
         });
         inner.refresh().await?;
         let every = settings.refresh.max(Duration::from_millis(50));
+        let committer = tokio::spawn(commit_swaps(Arc::downgrade(&inner), jobs));
         let limit = (every + settings.connect_timeout) * 2;
         let refresher = tokio::spawn(refresh_every(Arc::downgrade(&inner), every, limit));
         Ok(PostgresWitnessStore {
             inner,
             _refresher: Arc::new(AbortOnDrop(refresher)),
+            _committer: Arc::new(AbortOnDrop(committer)),
         })
+    }
+}
+
+/// Most compare-and-swaps one transaction takes (more wait for the next one).
+const MAX_SWAPS_PER_COMMIT: usize = 512;
+
+/// A compare-and-swap waiting for the committer.
+struct SwapJob {
+    origin: String,
+    expected: Expected,
+    new: LogState,
+    reply: tokio::sync::oneshot::Sender<Result<Swapped, WitnessStoreError>>,
+}
+
+/// How one compare-and-swap ended.
+enum Swapped {
+    Stored,
+    /// Not stored; the state recorded now.
+    Moved(Option<LogState>),
+}
+
+/// The committer (group commit): takes every compare-and-swap waiting (at least one) and
+/// runs them in one transaction, in the order of their origins (so that two servers' batches
+/// lock rows in the same order and never deadlock) and, for one origin, in arrival order;
+/// answers them after its commit, or all with the error when it fails. Stops with the store.
+async fn commit_swaps(
+    inner: std::sync::Weak<Inner>,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<SwapJob>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_SWAPS_PER_COMMIT {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        batch.sort_by(|a, b| a.origin.cmp(&b.origin));
+        match inner.swap_all(&batch).await {
+            Ok(outcomes) => {
+                for (job, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                for job in batch {
+                    let _ = job
+                        .reply
+                        .send(Err(WitnessStoreError::Database(text.clone())));
+                }
+            }
+        }
     }
 }
 
@@ -973,73 +1087,55 @@ impl WitnessStore for PostgresWitnessStore {
     ) -> BoxFuture<'a, Result<Outcome, WitnessStoreError>> {
         Box::pin(async move {
             let log = self.inner.log(origin)?;
-            let (expected_size, expected_root) = match expected {
-                Some((size, root)) => (to_i64(size, "size")?, root.to_vec()),
-                None => (0, Vec::new()),
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.inner
+                .swaps
+                .send(SwapJob {
+                    origin: origin.to_owned(),
+                    expected,
+                    new: new.clone(),
+                    reply,
+                })
+                .map_err(|_| WitnessStoreError::Stopped)?;
+            let swapped = answer.await.map_err(|_| WitnessStoreError::Stopped)??;
+            let Some(mut m) = self.inner.memory(log) else {
+                return Err(WitnessStoreError::UnknownOrigin(origin.to_owned()));
             };
-            let client = self.inner.client().await?;
-            let statement = client
-                .prepare_cached(
-                    "SELECT o_stored, o_size, o_root, o_cosigned_at, o_checkpoint
-                     FROM witness_replace($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .await
-                .map_err(|e| db(&e))?;
-            let history = i32::try_from(HISTORY).unwrap_or(i32::MAX);
-            let row = client
-                .query_one(
-                    &statement,
-                    &[
-                        &origin,
-                        &expected.is_some(),
-                        &expected_size,
-                        &expected_root,
-                        &to_i64(new.size, "size")?,
-                        &new.root.to_vec(),
-                        &to_i64(new.cosigned_at, "cosigned_at")?,
-                        &new.checkpoint,
-                        &history,
-                    ],
-                )
-                .await
-                .map_err(|e| db(&e))?;
-            let stored: bool = row.get(0);
-            if stored {
-                if let Some(mut m) = self.inner.memory(log) {
-                    let record = &mut m.record;
-                    let added = row_bytes(origin, &new.checkpoint);
-                    let mut removed = 0;
-                    if let Some(old) = record.state.take() {
-                        if new.size > old.size {
-                            record.history.push(old);
-                        } else {
-                            removed += row_bytes(origin, &old.checkpoint);
+            match swapped {
+                Swapped::Stored => {
+                    // Unless a re-read already brought a later state (another server's).
+                    if m.record.state.as_ref().is_none_or(|s| s.size <= new.size) {
+                        let record = &mut m.record;
+                        let added = row_bytes(origin, &new.checkpoint);
+                        let mut removed = 0;
+                        if let Some(old) = record.state.take() {
+                            if new.size > old.size {
+                                record.history.push(old);
+                            } else {
+                                removed += row_bytes(origin, &old.checkpoint);
+                            }
+                        }
+                        let keep_from = record.history.len().saturating_sub(HISTORY);
+                        for evicted in record.history.drain(..keep_from) {
+                            removed += row_bytes(origin, &evicted.checkpoint);
+                        }
+                        record.state = Some(new);
+                        self.inner.wrote(added, removed);
+                    }
+                    Ok(Outcome::Stored)
+                }
+                // Moved on by another server (or the expected state was never there): the
+                // state recorded now, which this process also remembers (its history comes
+                // with the next re-read, or with `current`).
+                Swapped::Moved(now) => {
+                    if let Some(now) = &now {
+                        if m.record.state.as_ref().is_none_or(|s| now.size > s.size) {
+                            m.record.state = Some(now.clone());
                         }
                     }
-                    let keep_from = record.history.len().saturating_sub(HISTORY);
-                    for evicted in record.history.drain(..keep_from) {
-                        removed += row_bytes(origin, &evicted.checkpoint);
-                    }
-                    record.state = Some(new);
-                    self.inner.wrote(added, removed);
-                }
-                return Ok(Outcome::Stored);
-            }
-            // Moved on by another server (or the expected state was never there): the state
-            // recorded now, which this process also remembers (its history comes with the
-            // next re-read, or with `current`).
-            drop(client);
-            let size: Option<i64> = row.try_get(1).map_err(|e| db(&e))?;
-            let now = match size {
-                None => None,
-                Some(_) => Some(state_of(&row, 1)?),
-            };
-            if let (Some(now), Some(mut m)) = (&now, self.inner.memory(log)) {
-                if m.record.state.as_ref().is_none_or(|s| now.size > s.size) {
-                    m.record.state = Some(now.clone());
+                    Ok(Outcome::Moved(now))
                 }
             }
-            Ok(Outcome::Moved(now))
         })
     }
 
