@@ -20,8 +20,9 @@
 //! answer is given only after its commit. Two servers replacing the same state at once:
 //! one stores, the other gets [`Outcome::Moved`] with the state now recorded. Evidence is
 //! kept by `witness_keep_evidence`, which counts and inserts under a per-origin lock.
-//! PostgreSQL's own group commit (concurrent commits share one WAL flush) batches the
-//! pool's transactions.
+//! Group commit: one committer per process takes every compare-and-swap waiting and runs
+//! them in one transaction (one WAL flush), in the order of their origins, so that two
+//! servers' transactions take row locks in the same order and never deadlock.
 //!
 //! Each process keeps every registered log's record in memory, as the sled store does, so
 //! that the checks and the status pages never wait for the database; it is updated by the
