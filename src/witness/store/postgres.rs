@@ -261,6 +261,33 @@ fn to_hash(v: &[u8]) -> Result<Hash, WitnessStoreError> {
         .map_err(|_| WitnessStoreError::Corrupt(format!("a root of {} bytes", v.len())))
 }
 
+/// One connection outside the pool (migrate, import, the evidence command), with the task
+/// that drives it.
+struct Direct {
+    client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+impl Direct {
+    async fn open(settings: &PostgresSettings) -> Result<Direct, WitnessStoreError> {
+        let (client, connection) = settings
+            .pg_config()?
+            .connect(NoTls)
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(Direct {
+            client,
+            task: tokio::spawn(connection),
+        })
+    }
+
+    /// Closes the connection and waits for its task.
+    async fn close(self) {
+        drop(self.client);
+        let _ = self.task.await;
+    }
+}
+
 /// The schema version the database is at (`None`: no schema yet).
 async fn schema_version(
     client: &impl tokio_postgres::GenericClient,
@@ -287,12 +314,8 @@ async fn schema_version(
 /// migrations at once wait for each other). Returns the versions before and after.
 /// Refuses a database whose schema is newer than this binary's.
 pub async fn migrate(settings: &PostgresSettings) -> Result<(i32, i32), WitnessStoreError> {
-    let (mut client, connection) = settings
-        .pg_config()?
-        .connect(NoTls)
-        .await
-        .map_err(|e| db(&e))?;
-    let task = tokio::spawn(connection);
+    let mut direct = Direct::open(settings).await?;
+    let client = &mut direct.client;
     let result = async {
         let tx = client.transaction().await.map_err(|e| db(&e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -329,8 +352,7 @@ pub async fn migrate(settings: &PostgresSettings) -> Result<(i32, i32), WitnessS
         Ok((before, SCHEMA_VERSION))
     }
     .await;
-    drop(client);
-    let _ = task.await;
+    direct.close().await;
     result
 }
 
@@ -339,14 +361,10 @@ pub async fn migrate(settings: &PostgresSettings) -> Result<(i32, i32), WitnessS
 pub async fn all_postgres_evidence(
     settings: &PostgresSettings,
 ) -> Result<Vec<super::StoredEvidence>, WitnessStoreError> {
-    let (client, connection) = settings
-        .pg_config()?
-        .connect(NoTls)
-        .await
-        .map_err(|e| db(&e))?;
-    let task = tokio::spawn(connection);
+    let direct = Direct::open(settings).await?;
+    let client = &direct.client;
     let result = async {
-        match schema_version(&client).await? {
+        match schema_version(client).await? {
             Some(SCHEMA_VERSION) => {}
             Some(v) if v > SCHEMA_VERSION => return Err(newer(v)),
             _ => return Ok(Vec::new()),
@@ -369,8 +387,7 @@ pub async fn all_postgres_evidence(
             .collect())
     }
     .await;
-    drop(client);
-    let _ = task.await;
+    direct.close().await;
     result
 }
 
@@ -395,12 +412,8 @@ pub async fn import(
     settings: &PostgresSettings,
     logs: &[super::ExportedLog],
 ) -> Result<Imported, WitnessStoreError> {
-    let (mut client, connection) = settings
-        .pg_config()?
-        .connect(NoTls)
-        .await
-        .map_err(|e| db(&e))?;
-    let task = tokio::spawn(connection);
+    let mut direct = Direct::open(settings).await?;
+    let client = &mut direct.client;
     let result = async {
         let tx = client.transaction().await.map_err(|e| db(&e))?;
         match schema_version(&tx).await? {
@@ -512,8 +525,7 @@ pub async fn import(
         Ok(done)
     }
     .await;
-    drop(client);
-    let _ = task.await;
+    direct.close().await;
     result
 }
 
