@@ -21,21 +21,16 @@ use clap::Subcommand;
 
 use super::{open_hsm_from, CliError, ConfigArg};
 use crate::chain::cosignature::Cosigner;
-use crate::chain::note::VerifierKey;
-use crate::chain::store::Store;
 use crate::clock::SystemClock;
-use crate::config::ConfigError;
-use crate::signer::pkcs11::{Hsm, KeyInfo};
-use crate::signer::{KeyAlgorithm, KeyPurpose, SigningPool};
+use crate::signer::pkcs11::KeyInfo;
+use crate::signer::SigningPool;
 use crate::witness::config::{self as witness_config, ValidatedWitness};
 use crate::witness::routes::{self as http_witness, WitnessHttpSettings, WitnessState};
-use crate::witness::service::{RegisteredLog, WitnessService, WitnessSettings};
-use crate::witness::store::{
-    PostgresWitnessStore, SledWitnessStore, StoredEvidence, WitnessStore, WitnessStoreError,
+use crate::witness::service::{WitnessService, WitnessSettings};
+use crate::witness::startup::{
+    open_store, registered_logs, stopped_sled, witness_key, OpenedStore, STORE_DIR,
 };
-
-/// The store's directory inside `witness.state_dir`.
-pub const STORE_DIR: &str = "witness-store";
+use crate::witness::store::StoredEvidence;
 
 /// `auditstamp witness ...`
 #[derive(Debug, Subcommand)]
@@ -91,7 +86,7 @@ pub fn run(cmd: WitnessCommand) -> Result<(), CliError> {
             super::init_logging("warn", "text");
             let cfg = witness_config::load_witness(&a.config)?;
             let hsm = open_hsm_from(&cfg.raw.hsm, &cfg.pin)?;
-            let key = witness_key(&cfg, &hsm)?;
+            let key = witness_key(&cfg, &hsm).map_err(|e| CliError::Other(e.to_string()))?;
             println!("{}", cosigner(&cfg, &key)?.verifier_key());
             Ok(())
         }
@@ -144,51 +139,11 @@ fn print_evidence(cfg: &ValidatedWitness, origin: Option<&str>) -> Result<(), Cl
 
 /// Every evidence record of the (stopped) witness's sled store.
 fn sled_evidence(cfg: &ValidatedWitness) -> Result<Vec<StoredEvidence>, CliError> {
-    let dir = cfg.state_dir().join(STORE_DIR);
-    if !dir.is_dir() {
-        return Err(CliError::Other(format!(
-            "no witness store at {} (witness.state_dir)",
-            dir.display()
-        )));
-    }
-    let store = Store::open(&dir).map_err(|e| {
-        CliError::Other(format!(
-            "{e}; is `auditstamp witness serve` running on it? A running witness serves its \
-             evidence at GET /status/{{origin}}"
-        ))
-    })?;
-    let wstore = SledWitnessStore::open(&store, &[])
-        .map_err(|e| CliError::Other(format!("cannot open the witness store: {e}")))?;
-    wstore
+    let busy = "A running witness serves its evidence at GET /status/{origin}";
+    stopped_sled(&cfg.state_dir().join(STORE_DIR), busy)
+        .map_err(CliError::Other)?
         .all_evidence()
         .map_err(|e| CliError::Other(format!("cannot read the evidence: {e}")))
-}
-
-/// The witness key named by `witness.key_label`: there, Ed25519, purpose witness.
-fn witness_key(cfg: &ValidatedWitness, hsm: &Hsm) -> Result<KeyInfo, CliError> {
-    let label = &cfg.raw.witness.key_label;
-    let how = format!(
-        "auditstamp keys generate --config FILE --label {label} --algorithm ed25519 --purpose witness"
-    );
-    let key = hsm.find_key(label).map_err(|e| {
-        CliError::Other(format!(
-            "witness.key_label {label:?}: {e}; create it with `{how}`"
-        ))
-    })?;
-    if key.algorithm != KeyAlgorithm::Ed25519 {
-        return Err(CliError::Other(format!(
-            "witness.key_label {label:?} is an {} key; a witness cosigns with Ed25519 (`{how}`)",
-            key.algorithm
-        )));
-    }
-    if key.purpose != Some(KeyPurpose::Witness) {
-        return Err(CliError::Other(format!(
-            "witness.key_label {label:?} is not a witness key (purpose {}); a cosigner needs \
-             a key of its own (`{how}`)",
-            key.purpose.map_or("not recorded", |p| p.as_str())
-        )));
-    }
-    Ok(key)
 }
 
 fn cosigner(cfg: &ValidatedWitness, key: &KeyInfo) -> Result<Cosigner, CliError> {
@@ -198,54 +153,6 @@ fn cosigner(cfg: &ValidatedWitness, key: &KeyInfo) -> Result<Cosigner, CliError>
         name: cfg.raw.witness.name.clone(),
         public_key,
     })
-}
-
-/// The `[[log]]` entries with their verifier keys parsed; an error names the entry.
-fn registered_logs(cfg: &ValidatedWitness) -> Result<Vec<RegisteredLog>, CliError> {
-    let mut logs = Vec::with_capacity(cfg.raw.log.len());
-    for (i, l) in cfg.raw.log.iter().enumerate() {
-        let key = VerifierKey::parse(&l.key).map_err(|e| ConfigError::Invalid {
-            key: "log.key",
-            message: format!("[[log]] #{} ({}): {e}", i + 1, l.origin),
-        })?;
-        if key.name != l.origin {
-            tracing::warn!(
-                origin = %l.origin,
-                key_name = %key.name,
-                "the log's key name is not its origin (allowed, but unusual)"
-            );
-        }
-        logs.push(RegisteredLog {
-            origin: l.origin.clone(),
-            key,
-            url: l.url.clone(),
-        });
-    }
-    Ok(logs)
-}
-
-/// The witness store `[witness.store]` names, opened for `origins`.
-/// With sled, also its database, flushed at the end.
-async fn open_store(
-    cfg: &ValidatedWitness,
-    origins: &[String],
-) -> Result<(Arc<dyn WitnessStore>, Option<Store>), CliError> {
-    let cannot =
-        |e: WitnessStoreError| CliError::Other(format!("cannot open the witness store: {e}"));
-    match cfg.store.postgres_settings()? {
-        None => {
-            let store = Store::open(&cfg.state_dir().join(STORE_DIR))?;
-            let witness = SledWitnessStore::open(&store, origins).map_err(cannot)?;
-            Ok((Arc::new(witness), Some(store)))
-        }
-        Some(settings) => {
-            let store = PostgresWitnessStore::open(&settings, origins)
-                .await
-                .map_err(cannot)?;
-            tracing::info!(pool = settings.pool_size, "the witness store is PostgreSQL");
-            Ok((Arc::new(store), None))
-        }
-    }
 }
 
 /// `witness import-sled`: moves a sled store into the configured PostgreSQL store.
@@ -259,19 +166,9 @@ fn import_sled(config_path: &Path, from: Option<&Path>) -> Result<(), CliError> 
         ));
     };
     let dir = from.map_or_else(|| cfg.state_dir().join(STORE_DIR), Path::to_owned);
-    if !dir.is_dir() {
-        return Err(CliError::Other(format!(
-            "no sled store at {}",
-            dir.display()
-        )));
-    }
-    let store = Store::open(&dir).map_err(|e| {
-        CliError::Other(format!(
-            "{e}; is a witness still serving from it? Stop it first"
-        ))
-    })?;
-    let logs = SledWitnessStore::open(&store, &[])
-        .and_then(|s| s.export())
+    let logs = stopped_sled(&dir, "Stop it first")
+        .map_err(CliError::Other)?
+        .export()
         .map_err(|e| CliError::Other(format!("cannot read the sled store: {e}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -330,7 +227,7 @@ async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
     let logs = registered_logs(&cfg)?;
     // The HSM handle keeps the login session open for the life of the server.
     let hsm = open_hsm_from(&cfg.raw.hsm, &cfg.pin)?;
-    let key = witness_key(&cfg, &hsm)?;
+    let key = witness_key(&cfg, &hsm).map_err(|e| CliError::Other(e.to_string()))?;
     let pool = SigningPool::start(
         &hsm,
         &key.label,
@@ -338,7 +235,12 @@ async fn serve_with(cfg: ValidatedWitness) -> Result<(), CliError> {
         cfg.raw.hsm.verify_after_sign,
     )?;
     let origins: Vec<String> = logs.iter().map(|l| l.origin.clone()).collect();
-    let (wstore, store) = open_store(&cfg, &origins).await?;
+    let OpenedStore {
+        store: wstore,
+        sled: store,
+    } = open_store(&cfg, &origins)
+        .await
+        .map_err(|e| CliError::Other(e.to_string()))?;
     if wstore.unregistered() > 0 {
         tracing::warn!(
             logs = wstore.unregistered(),

@@ -10,6 +10,7 @@
 //!   history, alerts and their evidence), in sled.
 //! - `service`: the rules: verify a submission, check consistency, cosign, refuse.
 //! - `routes`: its HTTP router.
+//! - `startup`: the checks and the store `witness serve` opens before serving.
 //! - `config`: its own TOML file (`[witness]`, `[hsm]`, `[[log]]`).
 //!
 //! It uses `chain`'s tlog and note code, `signer` for the cosigner key, and `http`'s
@@ -19,4 +20,5 @@ pub(crate) mod config;
 pub mod protocol;
 pub(crate) mod routes;
 pub(crate) mod service;
+pub(crate) mod startup;
 pub(crate) mod store;
