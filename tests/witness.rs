@@ -928,12 +928,20 @@ fn concurrent_submissions_from_one_state_cosign_exactly_one_on(backend: &Backend
     assert_cosigned(&c.add(a.body(0, 50)), &a.text(50, a.root(50)), &witness);
     a.grow_to(100);
     let bodies: Vec<(u64, String)> = (51..=82).map(|s| (s, a.body(50, s))).collect();
-    let url = c.server.url("/add-checkpoint");
+    let winner = exactly_one_cosigned(&c, bodies, &[c.server.url("/add-checkpoint")]);
+    let winners = [winner];
+    assert_eq!(c.status_of("appliance-a.example/chain")["size"], winners[0]);
+    c.server.stop();
+}
+
+/// Posts every `(size, body)` at once, spread over `urls` by size; checks that exactly one
+/// is cosigned and every other one gets 409 naming its size, which it returns.
+fn exactly_one_cosigned(c: &Client, bodies: Vec<(u64, String)>, urls: &[String]) -> u64 {
     let answers: Vec<(u64, u16, String)> = c.rt.block_on(async {
         let tasks: Vec<_> = bodies
             .into_iter()
             .map(|(size, body)| {
-                let (http, url) = (c.http.clone(), url.clone());
+                let (http, url) = (c.http.clone(), urls[size as usize % urls.len()].clone());
                 tokio::spawn(async move {
                     let r = http.post(&url).body(body).send().await.unwrap();
                     (size, r.status().as_u16(), r.text().await.unwrap())
@@ -957,8 +965,7 @@ fn concurrent_submissions_from_one_state_cosign_exactly_one_on(backend: &Backend
             );
         }
     }
-    assert_eq!(c.status_of("appliance-a.example/chain")["size"], winners[0]);
-    c.server.stop();
+    winners[0]
 }
 
 #[test]
@@ -1207,34 +1214,7 @@ fn two_servers_on_one_database_cosign_exactly_one_of_simultaneous_submissions() 
         one.server.url("/add-checkpoint"),
         two.server.url("/add-checkpoint"),
     ];
-    let answers: Vec<(u64, u16, String)> = one.rt.block_on(async {
-        let tasks: Vec<_> = bodies
-            .into_iter()
-            .map(|(size, body)| {
-                let (http, url) = (one.http.clone(), urls[size as usize % 2].clone());
-                tokio::spawn(async move {
-                    let r = http.post(&url).body(body).send().await.unwrap();
-                    (size, r.status().as_u16(), r.text().await.unwrap())
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.unwrap());
-        }
-        out
-    });
-    let winners: Vec<u64> = answers.iter().filter(|a| a.1 == 200).map(|a| a.0).collect();
-    assert_eq!(winners.len(), 1, "{answers:?}");
-    for (size, status, body) in &answers {
-        if *status != 200 {
-            assert_eq!(
-                (*status, body.clone()),
-                (409, format!("{}\n", winners[0])),
-                "size {size}"
-            );
-        }
-    }
+    let winners = [exactly_one_cosigned(&one, bodies, &urls)];
     // Both servers show the winner (the other one within its refresh).
     let deadline = Instant::now() + Duration::from_secs(60);
     for c in [&one, &two] {
