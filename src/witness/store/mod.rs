@@ -3,8 +3,10 @@
 //! that cannot all be true; written with group commit and a compare-and-swap per origin.
 //!
 //! The service sees a store through the [`WitnessStore`] trait: an engine is one type
-//! that implements it (one file each). The embedded default is [`SledWitnessStore`]
-//! (`sled.rs`); the records' encodings below are the engines' common form.
+//! that implements it. The embedded default is [`SledWitnessStore`] (`sled.rs`, one
+//! server); [`PostgresWitnessStore`] (`postgres/`) is shared by several witness servers.
+//! The records' encodings below are the engines' common form (PostgreSQL keeps evidence
+//! and older alerts in it). The layout below is sled's.
 //!
 //! Layout on sled:
 //! - tree `witness`:
