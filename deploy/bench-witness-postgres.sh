@@ -17,6 +17,7 @@
 #   AUDITSTAMP_BENCH_CLIENTS   concurrent connections (default 64)
 #   AUDITSTAMP_BENCH_SESSIONS  HSM sessions of each witness server (default 2)
 #   AUDITSTAMP_BENCH_POOL      PostgreSQL connections of each server (default 16)
+#   AUDITSTAMP_BENCH_REFRESH_MS  how often each server re-reads every log (default 2000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
@@ -31,6 +32,7 @@ logs=${AUDITSTAMP_BENCH_LOGS:-10000}
 clients=${AUDITSTAMP_BENCH_CLIENTS:-64}
 sessions=${AUDITSTAMP_BENCH_SESSIONS:-2}
 pool=${AUDITSTAMP_BENCH_POOL:-16}
+refresh=${AUDITSTAMP_BENCH_REFRESH_MS:-2000}
 seed=1
 pgbin=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1)
 
@@ -103,6 +105,7 @@ kind = "postgres"
 url = "host=$work/pg/sock port=5432 user=auditstamp dbname=$3"
 password_file = "$work/db.password"
 pool_size = $pool
+refresh_ms = $refresh
 STORE
     fi
     cat >> "$file" <<HSM
@@ -149,7 +152,7 @@ PY
 "$bin" keys generate --config "$(config sled 8331)" --label witness \
     --algorithm ed25519 --purpose witness >/dev/null
 echo "machine: $(nproc) cores, $(uname -r); $logs appliances, $clients connections, $seconds s per run;"
-echo "each witness server: $sessions HSM sessions (SoftHSM2); PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'), pool $pool"
+echo "each witness server: $sessions HSM sessions (SoftHSM2); PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'), pool $pool, re-read every $refresh ms"
 
 serve "$work/sled.toml" 8331
 bench sled http://127.0.0.1:8331
