@@ -1,6 +1,7 @@
 //! Throw-away servers the test suite runs against (never mocks): a PostgreSQL cluster of
 //! Debian's `postgresql` package, made with `initdb` in a temporary directory, serving on a
-//! Unix socket only, with a random password, stopped when dropped. Reached by the tests
+//! Unix socket (and, with TLS only, on a loopback port), with a random password, stopped
+//! when dropped. Reached by the tests
 //! through [`crate::internal`]; not part of the library's interface.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +10,7 @@ use std::process::Command;
 /// The PostgreSQL superuser the cluster is made with.
 pub const PG_USER: &str = "auditstamp";
 
-/// The socket's port number (it names the socket file; nothing listens on TCP).
+/// The socket's port number when nothing listens on TCP (it names the socket file).
 const PG_PORT: u16 = 5432;
 
 /// A PostgreSQL cluster in a temporary directory, stopped (immediately) when dropped.
@@ -19,6 +20,8 @@ pub struct TestPostgres {
     /// Run the server programs as this user (initdb refuses root).
     run_as: Option<String>,
     password: String,
+    /// The port: of the socket file and, with TLS, of the TCP listener on 127.0.0.1.
+    port: u16,
 }
 
 impl std::fmt::Debug for TestPostgres {
@@ -85,6 +88,17 @@ fn user_ids(name: &str) -> Result<(u32, u32), String> {
 impl TestPostgres {
     /// Makes a cluster and starts it; waits until it accepts connections.
     pub fn start() -> Result<TestPostgres, String> {
+        TestPostgres::make(None)
+    }
+
+    /// [`TestPostgres::start`], listening on 127.0.0.1 as well ([`TestPostgres::tcp_url`]),
+    /// where it speaks TLS only, with the certificate (PEM, with its chain) and private key
+    /// (PEM) given; a connection without TLS over TCP is refused.
+    pub fn start_tls(cert: &Path, key: &Path) -> Result<TestPostgres, String> {
+        TestPostgres::make(Some((cert, key)))
+    }
+
+    fn make(tls: Option<(&Path, &Path)>) -> Result<TestPostgres, String> {
         let bin = server_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("auditstamp-pg-")
@@ -93,22 +107,42 @@ impl TestPostgres {
         let run_as = is_root().then(|| "postgres".to_owned());
         let mut pw = [0u8; 18];
         getrandom::getrandom(&mut pw).map_err(|e| e.to_string())?;
+        let port = match tls {
+            // A free port now (the server takes it a moment later).
+            Some(_) => std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("a free port: {e}"))?
+                .port(),
+            None => PG_PORT,
+        };
         let pg = TestPostgres {
             dir,
             bin,
             run_as,
             password: hex::encode(pw),
+            port,
         };
         let socket = pg.socket_dir();
         std::fs::create_dir(&socket).map_err(|e| e.to_string())?;
         let pwfile = pg.dir.path().join("pwfile");
         std::fs::write(&pwfile, format!("{}\n", pg.password)).map_err(|e| e.to_string())?;
+        let mut owned = vec![socket.clone(), pwfile.clone()];
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt as _;
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                let to = pg.dir.path().join(to);
+                std::fs::copy(from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| e.to_string())?;
+                owned.push(to);
+            }
+        }
         if let Some(user) = &pg.run_as {
             use std::os::unix::fs::PermissionsExt as _;
             let (uid, gid) = user_ids(user)?;
             std::fs::set_permissions(pg.dir.path(), std::fs::Permissions::from_mode(0o755))
                 .map_err(|e| e.to_string())?;
-            for p in [&socket, &pwfile] {
+            for p in &owned {
                 std::os::unix::fs::chown(p, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
             }
             std::os::unix::fs::chown(pg.dir.path(), Some(uid), Some(gid))
@@ -131,11 +165,26 @@ impl TestPostgres {
                 "--no-sync",
             ],
         )?;
-        let conf = format!(
-            "listen_addresses = ''\nunix_socket_directories = '{}'\nport = {PG_PORT}\n\
+        let listen = if tls.is_some() { "127.0.0.1" } else { "" };
+        let mut conf = format!(
+            "listen_addresses = '{listen}'\nunix_socket_directories = '{}'\nport = {port}\n\
              max_connections = 60\nshared_buffers = 32MB\n",
             socket.display()
         );
+        if tls.is_some() {
+            let dir = pg.dir.path().display();
+            conf.push_str(&format!(
+                "ssl = on\nssl_cert_file = '{dir}/server.crt'\nssl_key_file = '{dir}/server.key'\n"
+            ));
+            // TLS only over TCP; the socket for the tests' own psql.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all scram-sha-256\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                 hostnossl all all all reject\n",
+            )
+            .map_err(|e| e.to_string())?;
+        }
         let conf_path = data.join("postgresql.conf");
         let mut all = std::fs::read_to_string(&conf_path).map_err(|e| e.to_string())?;
         all.push_str(&conf);
@@ -215,11 +264,21 @@ impl TestPostgres {
         )
     }
 
-    /// The connection string (without the password) of database `dbname`.
+    /// The connection string (without the password) of database `dbname`, on the socket.
     pub fn url(&self, dbname: &str) -> String {
         format!(
-            "host={} port={PG_PORT} user={PG_USER} dbname={dbname}",
-            self.socket_dir().display()
+            "host={} port={} user={PG_USER} dbname={dbname}",
+            self.socket_dir().display(),
+            self.port
+        )
+    }
+
+    /// The connection string of database `dbname` over TCP to `host` (`127.0.0.1` or
+    /// `localhost`), with TLS required (a cluster of [`TestPostgres::start_tls`]).
+    pub fn tcp_url(&self, host: &str, dbname: &str) -> String {
+        format!(
+            "host={host} port={} user={PG_USER} dbname={dbname} sslmode=require",
+            self.port
         )
     }
 

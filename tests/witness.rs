@@ -27,6 +27,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use auditstamp::chain::cosignature::Cosigner;
@@ -677,7 +678,7 @@ fn forks_and_rollbacks_the_appliance_signed_are_kept_as_evidence_on(backend: &Ba
             assert!(err.contains("GET /status/"), "{err}");
         }
         // The database is shared: the CLI reads it while witnesses run.
-        Backend::Postgres(_) => {
+        Backend::Postgres(_) | Backend::PostgresTls { .. } => {
             assert!(
                 out.status.success(),
                 "{}",
@@ -688,6 +689,60 @@ fn forks_and_rollbacks_the_appliance_signed_are_kept_as_evidence_on(backend: &Ba
         }
     }
     c.server.stop();
+}
+
+/// A witness reaches a database on another host over TCP with TLS only (here on 127.0.0.1,
+/// where the database refuses TCP without TLS): `sslmode=require`, the database's
+/// certificate checked against `ca_file` and its name against the host. Another CA is
+/// refused by the witness, a connection without TLS by the database; `ca_file` without
+/// `sslmode=require`, and a remote host without TLS, are configuration errors.
+#[test]
+fn the_database_is_reached_over_tls_with_its_certificate_checked() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(pki_dir.path());
+    let pg = auditstamp::internal::TestPostgres::start_tls(
+        Path::new(&pki.path("server.pem")),
+        Path::new(&pki.path("server.key")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = pg.tcp_url("localhost", "postgres");
+    let backend = Backend::PostgresTls {
+        url: url.clone(),
+        ca: pki.path("server-ca.pem").into(),
+        pg,
+    };
+    let Backend::PostgresTls { pg, .. } = &backend else {
+        unreachable!()
+    };
+    let mut a = Sim::new("appliance-tls.example/chain", 1);
+    let logs = a.log_entry();
+    // `witness migrate` made the schema over TLS; the server cosigns over it.
+    let mut w = WitnessNode::on(&backend, &logs);
+    let witness = witness_key(&w);
+    let c = Client::new(w.start());
+    let r = c.add(a.body(0, 5));
+    assert_cosigned(&r, &a.text(5, a.root(5)), &witness);
+    c.server.stop();
+    let refused = |w: &WitnessNode, wanted: &[&str]| {
+        let out = w.command(&["witness", "migrate"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(wanted.iter().any(|x| err.contains(x)), "{err}");
+        assert!(!err.contains(pg.password()), "{err}");
+    };
+    let rogue = PathBuf::from(pki.path("rogue-ca.pem"));
+    let dir = w.path().to_owned();
+    w.set_store(postgres_store(&dir, pg, &url, Some(&rogue)), &logs);
+    refused(&w, &["certificate", "UnknownIssuer"]);
+    let plain = url.replace("sslmode=require", "sslmode=disable");
+    w.set_store(postgres_store(&dir, pg, &plain, None), &logs);
+    refused(&w, &["no encryption"]);
+    let ca = PathBuf::from(pki.path("server-ca.pem"));
+    w.set_store(postgres_store(&dir, pg, &plain, Some(&ca)), &logs);
+    refused(&w, &["sslmode=require"]);
+    let remote = "host=db.example port=5432 user=witness dbname=witness";
+    w.set_store(postgres_store(&dir, pg, remote, None), &logs);
+    refused(&w, &["reached over the network"]);
 }
 
 /// 10,000 posts anyone can make, after a fork: bad signatures, a key the witness does not

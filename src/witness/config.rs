@@ -115,6 +115,10 @@ pub struct StoreConfig {
     pub password_file: Option<PathBuf>,
     /// PostgreSQL: an environment variable that holds the password.
     pub password_env: Option<String>,
+    /// PostgreSQL with `sslmode=require` in the URL: the CA certificates (PEM) the
+    /// database's certificate must chain to, instead of the system's roots (relative paths
+    /// are relative to the state directory).
+    pub ca_file: Option<PathBuf>,
     /// PostgreSQL: connections in this server's pool; default 16.
     pub pool_size: Option<usize>,
     /// PostgreSQL: how long a connection (or a free one from the pool) is waited for, in
@@ -147,6 +151,8 @@ pub enum StoreChoice {
         url: String,
         /// Where the password comes from, if the server asks for one.
         password: Option<PinSource>,
+        /// The CAs of a TLS connection (`None`: the system's roots).
+        ca_file: Option<PathBuf>,
         /// Connections in the pool.
         pool_size: usize,
         /// How long a connection is waited for.
@@ -163,6 +169,7 @@ impl StoreChoice {
         let StoreChoice::Postgres {
             url,
             password,
+            ca_file,
             pool_size,
             connect_timeout,
             refresh,
@@ -182,6 +189,7 @@ impl StoreChoice {
         Ok(Some(PostgresSettings {
             url: url.clone(),
             password,
+            ca_file: ca_file.clone(),
             pool_size: *pool_size,
             connect_timeout: *connect_timeout,
             refresh: *refresh,
@@ -195,6 +203,7 @@ fn validate_store(c: &StoreConfig, state_dir: &Path) -> Result<StoreChoice, Conf
             ("url", c.url.is_some()),
             ("password_file", c.password_file.is_some()),
             ("password_env", c.password_env.is_some()),
+            ("ca_file", c.ca_file.is_some()),
             ("pool_size", c.pool_size.is_some()),
             ("connect_timeout_ms", c.connect_timeout_ms.is_some()),
             ("refresh_ms", c.refresh_ms.is_some()),
@@ -229,19 +238,28 @@ fn validate_store(c: &StoreConfig, state_dir: &Path) -> Result<StoreChoice, Conf
             "names no host (host=/run/postgresql for the local socket)",
         ));
     }
+    // With sslmode=require the database's certificate is checked (its chain against the
+    // CAs, its name against the host); prefer and disable never check one.
+    let tls = parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
+    if c.ca_file.is_some() && !tls {
+        return Err(invalid(
+            "witness.store.ca_file",
+            "is used with TLS only: add sslmode=require to witness.store.url",
+        ));
+    }
     for host in parsed.get_hosts() {
         if let tokio_postgres::config::Host::Tcp(name) = host {
             let local = name == "localhost"
                 || name
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip.is_loopback());
-            if !local {
+            if !local && !tls {
                 return Err(invalid(
                     "witness.store.url",
                     format!(
-                        "host {name:?} is reached over the network, and this version speaks \
-                         to PostgreSQL without TLS: use a Unix socket or a loopback address \
-                         (for a remote database, a local TLS tunnel or pooler)"
+                        "host {name:?} is reached over the network: add sslmode=require (TLS, \
+                         the database's certificate checked against witness.store.ca_file or \
+                         the system's roots), or use a Unix socket or a loopback address"
                     ),
                 ));
             }
@@ -285,6 +303,7 @@ fn validate_store(c: &StoreConfig, state_dir: &Path) -> Result<StoreChoice, Conf
     Ok(StoreChoice::Postgres {
         url,
         password,
+        ca_file: c.ca_file.as_ref().map(|f| state_dir.join(f)),
         pool_size,
         connect_timeout: Duration::from_millis(connect_timeout_ms),
         refresh: Duration::from_millis(refresh_ms),

@@ -17,7 +17,15 @@ pub struct WitnessNode {
 /// (stopped when the backend is dropped, after the servers of the test).
 pub enum Backend {
     Sled,
+    /// On the cluster's Unix socket.
     Postgres(auditstamp::internal::TestPostgres),
+    /// Over TCP at `url` (with `sslmode=require`), the database's certificate checked
+    /// against the CA file `ca`.
+    PostgresTls {
+        pg: auditstamp::internal::TestPostgres,
+        url: String,
+        ca: PathBuf,
+    },
 }
 
 impl Backend {
@@ -74,7 +82,7 @@ impl WitnessNode {
             "--purpose",
             "witness",
         ]);
-        if matches!(backend, Backend::Postgres(_)) {
+        if !matches!(backend, Backend::Sled) {
             w.cli_ok(&["witness", "migrate"]);
         }
         w
@@ -83,6 +91,12 @@ impl WitnessNode {
     /// Moves the configuration to `backend` (the store itself is moved by the test).
     pub fn switch_to(&mut self, backend: &Backend, logs: &str) {
         self.store = store_section(self.dir.path(), backend);
+        self.write_config(logs);
+    }
+
+    /// Writes the configuration with `store` as its `[witness.store]` table.
+    pub fn set_store(&mut self, store: String, logs: &str) {
+        self.store = store;
         self.write_config(logs);
     }
 
@@ -158,21 +172,33 @@ sessions = 2
 fn store_section(dir: &Path, backend: &Backend) -> String {
     match backend {
         Backend::Sled => String::new(),
-        Backend::Postgres(pg) => {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(dir.join("db.password"))
-                .unwrap();
-            std::io::Write::write_all(&mut f, format!("{}\n", pg.password()).as_bytes()).unwrap();
-            format!(
-                "[witness.store]\nkind = \"postgres\"\nurl = \"{}\"\n\
-                 password_file = \"db.password\"\nrefresh_ms = 200\n",
-                pg.url("postgres")
-            )
-        }
+        Backend::Postgres(pg) => postgres_store(dir, pg, &pg.url("postgres"), None),
+        Backend::PostgresTls { pg, url, ca } => postgres_store(dir, pg, url, Some(ca)),
     }
+}
+
+/// The `[witness.store]` table of `pg` at `url`, with `ca_file = ca` if given, for a node
+/// in `dir` (the password written to `dir/db.password`, mode 0600).
+pub fn postgres_store(
+    dir: &Path,
+    pg: &auditstamp::internal::TestPostgres,
+    url: &str,
+    ca: Option<&Path>,
+) -> String {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("db.password"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, format!("{}\n", pg.password()).as_bytes()).unwrap();
+    let ca = ca
+        .map(|c| format!("ca_file = \"{}\"\n", c.display()))
+        .unwrap_or_default();
+    format!(
+        "[witness.store]\nkind = \"postgres\"\nurl = \"{url}\"\n\
+         password_file = \"db.password\"\nrefresh_ms = 200\n{ca}"
+    )
 }

@@ -47,7 +47,7 @@ pub struct Imported {
     pub logs: usize,
     /// Latest states written (those already there, equal, are not counted).
     pub states: usize,
-    /// History rows written.
+    /// History entries written (with the latest states written).
     pub history: usize,
     /// Evidence records written.
     pub evidence: usize,
@@ -78,15 +78,9 @@ pub async fn import(
         let mut done = Imported::default();
         let insert_state = tx
             .prepare(
-                "INSERT INTO witness_log (origin, size, root, cosigned_at, checkpoint)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (origin) DO NOTHING",
-            )
-            .await
-            .map_err(|e| db(&e))?;
-        let insert_history = tx
-            .prepare(
-                "INSERT INTO witness_history (origin, size, root, cosigned_at, checkpoint)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (origin, size) DO NOTHING",
+                "INSERT INTO witness_log (origin, size, root, cosigned_at, checkpoint,
+                                          h_size, h_root, h_cosigned_at, h_checkpoint)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (origin) DO NOTHING",
             )
             .await
             .map_err(|e| db(&e))?;
@@ -107,17 +101,42 @@ pub async fn import(
                     to_i64(s.cosigned_at, "cosigned_at")?,
                 ))
             };
+            // The history goes with the state, in its row (oldest first, as kept).
             if let Some(state) = &log.state {
                 let (size, root, at) = row(state)?;
+                let mut history = log.history.clone();
+                history.sort_by_key(|h| h.size);
+                let mut h_size = Vec::with_capacity(history.len());
+                let mut h_root = Vec::with_capacity(history.len());
+                let mut h_at = Vec::with_capacity(history.len());
+                let mut h_checkpoint = Vec::with_capacity(history.len());
+                for h in &history {
+                    let (size, root, at) = row(h)?;
+                    h_size.push(size);
+                    h_root.push(root);
+                    h_at.push(at);
+                    h_checkpoint.push(h.checkpoint.as_str());
+                }
                 let n = tx
                     .execute(
                         &insert_state,
-                        &[origin, &size, &root, &at, &state.checkpoint],
+                        &[
+                            origin,
+                            &size,
+                            &root,
+                            &at,
+                            &state.checkpoint,
+                            &h_size,
+                            &h_root,
+                            &h_at,
+                            &h_checkpoint,
+                        ],
                     )
                     .await
                     .map_err(|e| db(&e))?;
                 if n == 1 {
                     done.states += 1;
+                    done.history += history.len();
                 } else {
                     let there = tx
                         .query_one(
@@ -136,13 +155,6 @@ pub async fn import(
                         )));
                     }
                 }
-            }
-            for h in &log.history {
-                let (size, root, at) = row(h)?;
-                done.history += tx
-                    .execute(&insert_history, &[origin, &size, &root, &at, &h.checkpoint])
-                    .await
-                    .map_err(|e| db(&e))? as usize;
             }
             for e in &log.evidence {
                 let kind = i16::try_from(e.kind.index()).unwrap_or(i16::MAX);

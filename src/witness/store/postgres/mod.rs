@@ -4,8 +4,9 @@
 //! Tables (schema version [`SCHEMA_VERSION`], created and moved on by [`migrate`], never by
 //! a server):
 //! - `witness_log`: per origin, the latest cosigned checkpoint (size, root, cosigned_at, the
-//!   checkpoint note as kept).
-//! - `witness_history`: per origin and size, the [`HISTORY`] checkpoints cosigned before it.
+//!   checkpoint note as kept) and, in arrays beside it (`h_size`, `h_root`,
+//!   `h_cosigned_at`, `h_checkpoint`, oldest first), the [`HISTORY`] checkpoints cosigned
+//!   before it: one row written per cosignature.
 //! - `witness_evidence`: per origin and [`Evidence::id`], the evidence record
 //!   ([`Evidence::encode`]'s form), its kind and when it was seen. Never evicted nor
 //!   rewritten; at most [`MAX_EVIDENCE_PER_LOG`] per origin.
@@ -14,14 +15,16 @@
 //! - `auditstamp_schema`: the schema version (component `witness`).
 //!
 //! The tlog-witness rule that checking the old size and storing the new checkpoint are one
-//! atomic step holds across processes: [`WitnessStore::replace`] is one call of the
-//! function `witness_replace`, which locks the origin's row, compares it with the expected
-//! size and root, and writes the new state and the history in the same transaction; the
+//! atomic step holds across processes: [`WitnessStore::replace`] is a compare-and-swap in
+//! the function `witness_replace_all`: `UPDATE witness_log ... WHERE origin = $1 AND size =
+//! $2 AND root = $3` (a row another transaction is changing is waited for and compared
+//! again after its commit), which writes the new state and the history in one row; the
 //! answer is given only after its commit. Two servers replacing the same state at once:
 //! one stores, the other gets [`Outcome::Moved`] with the state now recorded. Evidence is
 //! kept by `witness_keep_evidence`, which counts and inserts under a per-origin lock.
 //! Group commit: one committer per process takes every compare-and-swap waiting and runs
-//! them in one transaction (one WAL flush), in the order of their origins, so that two
+//! them in one statement, `witness_replace_all` (one round trip, one transaction, one WAL
+//! flush), in the order of their origins, so that two
 //! servers' transactions take row locks in the same order and never deadlock.
 //!
 //! Each process keeps every registered log's record in memory, as the sled store does, so
@@ -53,7 +56,7 @@ pub use schema::{migrate, SCHEMA_VERSION};
 pub use settings::PostgresSettings;
 
 use schema::{newer, schema_version};
-use settings::{db, pool_error, state_of, to_i64};
+use settings::{db, pool_error, record_of, state_of, to_i64, RECORD_COLUMNS};
 
 /// What this process knows of one log.
 #[derive(Debug, Default)]
@@ -136,7 +139,7 @@ impl Inner {
         let mut unregistered = 0;
         for row in client
             .query(
-                "SELECT origin, size, root, cosigned_at, checkpoint FROM witness_log",
+                &format!("SELECT origin, {RECORD_COLUMNS} FROM witness_log"),
                 &[],
             )
             .await
@@ -147,21 +150,10 @@ impl Inner {
                 unregistered += 1;
                 continue;
             }
-            read.entry(origin).or_default().state = Some(state_of(&row, 1)?);
-        }
-        for row in client
-            .query(
-                "SELECT origin, size, root, cosigned_at, checkpoint FROM witness_history
-                 ORDER BY origin, size",
-                &[],
-            )
-            .await
-            .map_err(|e| db(&e))?
-        {
-            let origin: String = row.get(0);
-            if let Some(r) = self.index.contains_key(&origin).then(|| read.entry(origin)) {
-                r.or_default().history.push(state_of(&row, 1)?);
-            }
+            let (state, history) = record_of(&row, 1)?;
+            let r = read.entry(origin).or_default();
+            r.state = Some(state);
+            r.history = history;
         }
         for row in client
             .query(
@@ -185,12 +177,12 @@ impl Inner {
                 "SELECT
                    (SELECT coalesce(sum(octet_length(origin) + octet_length(checkpoint) + 56), 0)
                       FROM witness_log)
-                 + (SELECT coalesce(sum(octet_length(origin) + octet_length(checkpoint) + 56), 0)
-                      FROM witness_history)
+                 + (SELECT coalesce(sum(octet_length(l.origin) + octet_length(h) + 56), 0)
+                      FROM witness_log l, unnest(l.h_checkpoint) h)
                  + (SELECT coalesce(sum(octet_length(origin) + octet_length(record) + 50), 0)
                       FROM witness_evidence),
                  (SELECT sum(pg_total_relation_size(c))::bigint
-                    FROM unnest(ARRAY['witness_log', 'witness_history', 'witness_evidence',
+                    FROM unnest(ARRAY['witness_log', 'witness_evidence',
                                       'witness_legacy_alerts']::regclass[]) c)",
                 &[],
             )
@@ -223,54 +215,78 @@ impl Inner {
         Ok(())
     }
 
-    /// Runs `batch`'s compare-and-swaps in one transaction; their outcomes, in order, once
-    /// it has committed.
+    /// Runs `batch`'s compare-and-swaps in one statement (one transaction, one round trip:
+    /// `witness_replace_all`); their outcomes, in order, once it has committed.
     async fn swap_all(&self, batch: &[SwapJob]) -> Result<Vec<Swapped>, WitnessStoreError> {
-        let mut client = self.client().await?;
+        let n = batch.len();
+        let mut origin = Vec::with_capacity(n);
+        let mut expected = Vec::with_capacity(n);
+        let mut expected_size = Vec::with_capacity(n);
+        let mut expected_root = Vec::with_capacity(n);
+        let mut size = Vec::with_capacity(n);
+        let mut root = Vec::with_capacity(n);
+        let mut cosigned_at = Vec::with_capacity(n);
+        let mut checkpoint = Vec::with_capacity(n);
+        for job in batch {
+            let (s, r) = match job.expected {
+                Some((s, r)) => (to_i64(s, "size")?, r.to_vec()),
+                None => (0, Vec::new()),
+            };
+            origin.push(job.origin.as_str());
+            expected.push(job.expected.is_some());
+            expected_size.push(s);
+            expected_root.push(r);
+            size.push(to_i64(job.new.size, "size")?);
+            root.push(job.new.root.to_vec());
+            cosigned_at.push(to_i64(job.new.cosigned_at, "cosigned_at")?);
+            checkpoint.push(job.new.checkpoint.as_str());
+        }
+        let history = i32::try_from(HISTORY).unwrap_or(i32::MAX);
+        let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT o_stored, o_size, o_root, o_cosigned_at, o_checkpoint
-                 FROM witness_replace($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "SELECT o_index, o_stored, o_size, o_root, o_cosigned_at, o_checkpoint
+                 FROM witness_replace_all($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ORDER BY o_index",
             )
             .await
             .map_err(|e| db(&e))?;
-        let history = i32::try_from(HISTORY).unwrap_or(i32::MAX);
-        let tx = client.transaction().await.map_err(|e| db(&e))?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for job in batch {
-            let (expected_size, expected_root) = match job.expected {
-                Some((size, root)) => (to_i64(size, "size")?, root.to_vec()),
-                None => (0, Vec::new()),
-            };
-            let row = tx
-                .query_one(
-                    &statement,
-                    &[
-                        &job.origin,
-                        &job.expected.is_some(),
-                        &expected_size,
-                        &expected_root,
-                        &to_i64(job.new.size, "size")?,
-                        &job.new.root.to_vec(),
-                        &to_i64(job.new.cosigned_at, "cosigned_at")?,
-                        &job.new.checkpoint,
-                        &history,
-                    ],
-                )
-                .await
-                .map_err(|e| db(&e))?;
-            let stored: bool = row.try_get(0).map_err(|e| db(&e))?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &origin,
+                    &expected,
+                    &expected_size,
+                    &expected_root,
+                    &size,
+                    &root,
+                    &cosigned_at,
+                    &checkpoint,
+                    &history,
+                ],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        if rows.len() != n {
+            return Err(WitnessStoreError::Database(format!(
+                "witness_replace_all answered {} of {n} compare-and-swaps",
+                rows.len()
+            )));
+        }
+        let mut outcomes = Vec::with_capacity(n);
+        for row in &rows {
+            let stored: bool = row.try_get(1).map_err(|e| db(&e))?;
             outcomes.push(if stored {
                 Swapped::Stored
             } else {
-                let size: Option<i64> = row.try_get(1).map_err(|e| db(&e))?;
+                let size: Option<i64> = row.try_get(2).map_err(|e| db(&e))?;
                 Swapped::Moved(match size {
                     None => None,
-                    Some(_) => Some(state_of(&row, 1)?),
+                    Some(_) => Some(state_of(row, 2)?),
                 })
             });
         }
-        tx.commit().await.map_err(|e| db(&e))?;
         Ok(outcomes)
     }
 
@@ -292,24 +308,15 @@ impl Inner {
         let mut record = LogRecord::default();
         if let Some(row) = client
             .query_opt(
-                "SELECT size, root, cosigned_at, checkpoint FROM witness_log WHERE origin = $1",
+                &format!("SELECT {RECORD_COLUMNS} FROM witness_log WHERE origin = $1"),
                 &[&origin],
             )
             .await
             .map_err(|e| db(&e))?
         {
-            record.state = Some(state_of(&row, 0)?);
-        }
-        for row in client
-            .query(
-                "SELECT size, root, cosigned_at, checkpoint FROM witness_history
-                 WHERE origin = $1 ORDER BY size",
-                &[&origin],
-            )
-            .await
-            .map_err(|e| db(&e))?
-        {
-            record.history.push(state_of(&row, 0)?);
+            let (state, history) = record_of(&row, 0)?;
+            record.state = Some(state);
+            record.history = history;
         }
         for row in client
             .query(

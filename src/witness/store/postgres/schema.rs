@@ -5,7 +5,7 @@ use super::settings::{db, Direct, PostgresSettings};
 use crate::witness::store::WitnessStoreError;
 
 /// The schema version this binary reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The component's row in `auditstamp_schema`.
 const COMPONENT: &str = "witness";
@@ -14,7 +14,9 @@ const COMPONENT: &str = "witness";
 const MIGRATION_LOCK: i64 = 0x6175_6469_7473_7461;
 
 /// The migrations, in order: the SQL that takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    // 1: the tables, the compare-and-swap of one origin, the evidence.
+    r#"
 CREATE TABLE witness_log (
     origin      text PRIMARY KEY,
     size        bigint NOT NULL CHECK (size >= 0),
@@ -122,7 +124,91 @@ BEGIN
     RETURN 'stored';
 END
 $fn$;
-"#];
+"#,
+    // 2: the history moves into the log's row (arrays, oldest first: one row written per
+    // cosignature, not three), and the compare-and-swaps of a group commit run in one call
+    // (one round trip, not one per swap).
+    r#"
+ALTER TABLE witness_log
+    ADD COLUMN h_size        bigint[] NOT NULL DEFAULT '{}',
+    ADD COLUMN h_root        bytea[]  NOT NULL DEFAULT '{}',
+    ADD COLUMN h_cosigned_at bigint[] NOT NULL DEFAULT '{}',
+    ADD COLUMN h_checkpoint  text[]   NOT NULL DEFAULT '{}';
+UPDATE witness_log l
+    SET h_size = h.s, h_root = h.r, h_cosigned_at = h.c, h_checkpoint = h.p
+    FROM (SELECT origin, array_agg(size ORDER BY size) s, array_agg(root ORDER BY size) r,
+                 array_agg(cosigned_at ORDER BY size) c, array_agg(checkpoint ORDER BY size) p
+            FROM witness_history GROUP BY origin) h
+    WHERE l.origin = h.origin;
+DROP TABLE witness_history;
+DROP FUNCTION witness_replace(text, boolean, bigint, bytea, bigint, bytea, bigint, text, integer);
+-- Room in each page for the next version of a row (an update in place, no index touched).
+ALTER TABLE witness_log SET (fillfactor = 70);
+
+-- The compare-and-swaps of one group commit, in the order given: each stores the new state
+-- when the current one is the expected one (none: p_expected false), moving the replaced
+-- one into the history when the new one is larger and keeping the p_history largest there;
+-- otherwise it changes nothing. Answers, for each, whether it stored and the state now
+-- recorded. A swap meeting a row another transaction is changing waits for its commit and
+-- compares with what that stored.
+CREATE FUNCTION witness_replace_all(
+    p_origin text[], p_expected boolean[], p_size bigint[], p_root bytea[],
+    n_size bigint[], n_root bytea[], n_cosigned_at bigint[], n_checkpoint text[],
+    p_history integer)
+RETURNS TABLE (o_index integer, o_stored boolean, o_size bigint, o_root bytea,
+               o_cosigned_at bigint, o_checkpoint text)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n integer := cardinality(p_origin);
+BEGIN
+    IF cardinality(p_expected) <> n OR cardinality(p_size) <> n OR cardinality(p_root) <> n
+       OR cardinality(n_size) <> n OR cardinality(n_root) <> n
+       OR cardinality(n_cosigned_at) <> n OR cardinality(n_checkpoint) <> n THEN
+        RAISE EXCEPTION 'witness_replace_all: arrays of different lengths';
+    END IF;
+    FOR i IN 1 .. n LOOP
+        o_index := i;
+        o_stored := false;
+        IF p_expected[i] THEN
+            UPDATE witness_log l
+                SET size = n_size[i], root = n_root[i], cosigned_at = n_cosigned_at[i],
+                    checkpoint = n_checkpoint[i],
+                    h_size = CASE WHEN n_size[i] > l.size
+                        THEN (l.h_size || l.size)[greatest(cardinality(l.h_size) + 2 - p_history, 1):]
+                        ELSE l.h_size END,
+                    h_root = CASE WHEN n_size[i] > l.size
+                        THEN (l.h_root || l.root)[greatest(cardinality(l.h_root) + 2 - p_history, 1):]
+                        ELSE l.h_root END,
+                    h_cosigned_at = CASE WHEN n_size[i] > l.size
+                        THEN (l.h_cosigned_at || l.cosigned_at)[greatest(cardinality(l.h_cosigned_at) + 2 - p_history, 1):]
+                        ELSE l.h_cosigned_at END,
+                    h_checkpoint = CASE WHEN n_size[i] > l.size
+                        THEN (l.h_checkpoint || l.checkpoint)[greatest(cardinality(l.h_checkpoint) + 2 - p_history, 1):]
+                        ELSE l.h_checkpoint END
+                WHERE l.origin = p_origin[i] AND l.size = p_size[i] AND l.root = p_root[i];
+            o_stored := FOUND;
+        ELSE
+            INSERT INTO witness_log (origin, size, root, cosigned_at, checkpoint)
+                VALUES (p_origin[i], n_size[i], n_root[i], n_cosigned_at[i], n_checkpoint[i])
+                ON CONFLICT (origin) DO NOTHING;
+            o_stored := FOUND;
+        END IF;
+        IF o_stored THEN
+            o_size := n_size[i]; o_root := n_root[i];
+            o_cosigned_at := n_cosigned_at[i]; o_checkpoint := n_checkpoint[i];
+        ELSE
+            -- FOR SHARE: waits for a transaction changing the row, to answer what it stored.
+            o_size := NULL; o_root := NULL; o_cosigned_at := NULL; o_checkpoint := NULL;
+            SELECT l.size, l.root, l.cosigned_at, l.checkpoint
+                INTO o_size, o_root, o_cosigned_at, o_checkpoint
+                FROM witness_log l WHERE l.origin = p_origin[i] FOR SHARE;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
+"#,
+];
 
 /// The schema version the database is at (`None`: no schema yet).
 pub(super) async fn schema_version(
@@ -150,6 +236,15 @@ pub(super) async fn schema_version(
 /// migrations at once wait for each other). Returns the versions before and after.
 /// Refuses a database whose schema is newer than this binary's.
 pub async fn migrate(settings: &PostgresSettings) -> Result<(i32, i32), WitnessStoreError> {
+    migrate_to(settings, SCHEMA_VERSION).await
+}
+
+/// [`migrate`] up to version `target` only (the tests make older schemas with it).
+pub(super) async fn migrate_to(
+    settings: &PostgresSettings,
+    target: i32,
+) -> Result<(i32, i32), WitnessStoreError> {
+    let target = target.clamp(0, SCHEMA_VERSION);
     let mut direct = Direct::open(settings).await?;
     let client = &mut direct.client;
     let result = async {
@@ -168,7 +263,10 @@ pub async fn migrate(settings: &PostgresSettings) -> Result<(i32, i32), WitnessS
         if before > SCHEMA_VERSION {
             return Err(newer(before));
         }
-        for (from, sql) in MIGRATIONS.iter().enumerate().skip(before as usize) {
+        let after = before.max(target);
+        let index = |v: i32| usize::try_from(v).unwrap_or(0);
+        let todo = MIGRATIONS.iter().enumerate().take(index(after));
+        for (from, sql) in todo.skip(index(before)) {
             tx.batch_execute(sql).await.map_err(|e| {
                 let e = db(&e);
                 WitnessStoreError::Database(format!(
@@ -180,12 +278,12 @@ pub async fn migrate(settings: &PostgresSettings) -> Result<(i32, i32), WitnessS
         tx.execute(
             "INSERT INTO auditstamp_schema (component, version) VALUES ($1, $2)
              ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
-            &[&COMPONENT, &SCHEMA_VERSION],
+            &[&COMPONENT, &after],
         )
         .await
         .map_err(|e| db(&e))?;
         tx.commit().await.map_err(|e| db(&e))?;
-        Ok((before, SCHEMA_VERSION))
+        Ok((before, after))
     }
     .await;
     direct.close().await;

@@ -1,11 +1,14 @@
 //! Where the database is, how it is reached (the pool, or one connection outside it), and
 //! the conversions between its rows and the store's types.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::NoTls;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::chain::tlog::Hash;
 use crate::witness::store::{LogState, WitnessStoreError};
@@ -18,6 +21,10 @@ pub struct PostgresSettings {
     pub url: String,
     /// The password, from a file or the environment (never the configuration).
     pub password: Option<SecretString>,
+    /// With `sslmode=require` in `url`: the CA certificates (PEM) the database's
+    /// certificate must chain to (`None`: the system's roots). The name in the certificate
+    /// is checked against the host.
+    pub ca_file: Option<PathBuf>,
     /// Connections in this process's pool.
     pub pool_size: usize,
     /// How long a connection, or a free one from the pool, is waited for.
@@ -31,6 +38,7 @@ impl std::fmt::Debug for PostgresSettings {
         f.debug_struct("PostgresSettings")
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("ca_file", &self.ca_file)
             .field("pool_size", &self.pool_size)
             .finish_non_exhaustive()
     }
@@ -57,14 +65,40 @@ impl PostgresSettings {
         Ok(config)
     }
 
+    /// The TLS connector when the URL asks for TLS (`sslmode=require`): the server's
+    /// certificate is checked against `ca_file` (or the system's roots) and the host name,
+    /// as libpq's `verify-full` does. `None`: no TLS (`disable`, or `prefer`, which tries
+    /// it without checking anything and is as good as none).
+    pub(super) fn tls(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> Result<Option<MakeRustlsConnect>, WitnessStoreError> {
+        if config.get_ssl_mode() != SslMode::Require {
+            return Ok(None);
+        }
+        let trust = match &self.ca_file {
+            Some(f) => crate::client::Trust::Only(vec![f.clone()]),
+            None => crate::client::Trust::System,
+        };
+        let tls = crate::client::ClientTls {
+            trust,
+            identity: None,
+        };
+        let mut rustls = crate::client::rustls_config(&tls)
+            .map_err(|e| WitnessStoreError::Database(format!("TLS to the database: {e}")))?;
+        rustls.alpn_protocols = vec![b"postgresql".to_vec()];
+        Ok(Some(MakeRustlsConnect::new(rustls)))
+    }
+
     pub(super) fn pool(&self) -> Result<Pool, WitnessStoreError> {
-        let manager = Manager::from_config(
-            self.pg_config()?,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let config = self.pg_config()?;
+        let recycling = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match self.tls(&config)? {
+            Some(tls) => Manager::from_config(config, tls, recycling),
+            None => Manager::from_config(config, NoTls, recycling),
+        };
         Pool::builder(manager)
             .max_size(self.pool_size.max(1))
             .runtime(Runtime::Tokio1)
@@ -113,15 +147,18 @@ pub(super) struct Direct {
 
 impl Direct {
     pub(super) async fn open(settings: &PostgresSettings) -> Result<Direct, WitnessStoreError> {
-        let (client, connection) = settings
-            .pg_config()?
-            .connect(NoTls)
-            .await
-            .map_err(|e| db(&e))?;
-        Ok(Direct {
-            client,
-            task: tokio::spawn(connection),
-        })
+        let config = settings.pg_config()?;
+        let (client, task) = match settings.tls(&config)? {
+            Some(tls) => {
+                let (client, connection) = config.connect(tls).await.map_err(|e| db(&e))?;
+                (client, tokio::spawn(connection))
+            }
+            None => {
+                let (client, connection) = config.connect(NoTls).await.map_err(|e| db(&e))?;
+                (client, tokio::spawn(connection))
+            }
+        };
+        Ok(Direct { client, task })
     }
 
     /// Closes the connection and waits for its task.
@@ -143,4 +180,41 @@ pub(super) fn state_of(
         cosigned_at: to_u64(row.try_get(at + 2).map_err(|e| db(&e))?, "cosigned_at")?,
         checkpoint: row.try_get(at + 3).map_err(|e| db(&e))?,
     })
+}
+
+/// The columns a state row is read with: the state, then its history (see [`record_of`]).
+pub(super) const RECORD_COLUMNS: &str =
+    "size, root, cosigned_at, checkpoint, h_size, h_root, h_cosigned_at, h_checkpoint";
+
+/// A `witness_log` row's state and history ([`RECORD_COLUMNS`] from column `at` on). The
+/// history arrays are oldest first and of one length.
+pub(super) fn record_of(
+    row: &tokio_postgres::Row,
+    at: usize,
+) -> Result<(LogState, Vec<LogState>), WitnessStoreError> {
+    let state = state_of(row, at)?;
+    let sizes: Vec<i64> = row.try_get(at + 4).map_err(|e| db(&e))?;
+    let roots: Vec<Vec<u8>> = row.try_get(at + 5).map_err(|e| db(&e))?;
+    let times: Vec<i64> = row.try_get(at + 6).map_err(|e| db(&e))?;
+    let checkpoints: Vec<String> = row.try_get(at + 7).map_err(|e| db(&e))?;
+    let n = sizes.len();
+    if roots.len() != n || times.len() != n || checkpoints.len() != n {
+        return Err(WitnessStoreError::Corrupt(format!(
+            "a history of {n} sizes, {} roots, {} times and {} checkpoints",
+            roots.len(),
+            times.len(),
+            checkpoints.len()
+        )));
+    }
+    let mut history = Vec::with_capacity(n);
+    for (((size, root), at), checkpoint) in sizes.into_iter().zip(roots).zip(times).zip(checkpoints)
+    {
+        history.push(LogState {
+            size: to_u64(size, "size")?,
+            root: to_hash(&root)?,
+            cosigned_at: to_u64(at, "cosigned_at")?,
+            checkpoint,
+        });
+    }
+    Ok((state, history))
 }

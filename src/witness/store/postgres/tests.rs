@@ -49,6 +49,7 @@ fn settings(pg: &TestPostgres) -> PostgresSettings {
     PostgresSettings {
         url: pg.url("postgres"),
         password: Some(pg.password().to_owned().into()),
+        ca_file: None,
         pool_size: 4,
         connect_timeout: Duration::from_secs(5),
         refresh: Duration::from_millis(100),
@@ -75,6 +76,69 @@ fn the_schema_is_made_by_migrate_only_and_once() {
             .await
             .unwrap_err();
         assert!(matches!(e, WitnessStoreError::DuplicateOrigin(_)), "{e}");
+    });
+}
+
+/// A database made by the first release (schema 1) is refused by a server until `migrate`
+/// moves it on, keeping what it holds.
+#[test]
+fn a_schema_1_database_is_moved_on_by_migrate_and_keeps_its_states() {
+    let pg = cluster();
+    let rt = rt();
+    let s = settings(&pg);
+    let o = origins(1);
+    rt.block_on(async {
+        assert_eq!(schema::migrate_to(&s, 1).await.unwrap(), (0, 1));
+        // Version 1's own compare-and-swap: 5, 7, 9 (the history 5, 7 in its own table).
+        let direct = settings::Direct::open(&s).await.unwrap();
+        let mut expected = (false, 0i64, Vec::new());
+        for n in [5u8, 7, 9] {
+            let new = state(u64::from(n), n);
+            let stored: bool = direct
+                .client
+                .query_one(
+                    "SELECT o_stored FROM witness_replace($1, $2, $3, $4, $5, $6, $7, $8, 4)",
+                    &[
+                        &o[0],
+                        &expected.0,
+                        &expected.1,
+                        &expected.2,
+                        &i64::from(n),
+                        &new.root.to_vec(),
+                        &(new.cosigned_at as i64),
+                        &new.checkpoint,
+                    ],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert!(stored);
+            expected = (true, i64::from(n), new.root.to_vec());
+        }
+        direct.close().await;
+        let e = PostgresWitnessStore::open(&s, &o).await.unwrap_err();
+        assert!(e.to_string().contains("version 1"), "{e}");
+        assert!(e.to_string().contains("auditstamp witness migrate"), "{e}");
+        assert_eq!(migrate(&s).await.unwrap(), (1, SCHEMA_VERSION));
+        let store = PostgresWitnessStore::open(&s, &o).await.unwrap();
+        let want = LogRecord {
+            state: Some(state(9, 9)),
+            history: vec![state(5, 5), state(7, 7)],
+            evidence: EvidenceCounts::default(),
+        };
+        assert_eq!(store.record(&o[0]).unwrap(), want);
+        assert_eq!(store.current(&o[0]).await.unwrap(), want);
+        assert_eq!(
+            store
+                .replace(&o[0], Some((9, [9; 32])), state(10, 10))
+                .await
+                .unwrap(),
+            Outcome::Stored
+        );
+        assert_eq!(
+            store.current(&o[0]).await.unwrap().history,
+            vec![state(5, 5), state(7, 7), state(9, 9)]
+        );
     });
 }
 
