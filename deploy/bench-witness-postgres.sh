@@ -4,17 +4,21 @@
 #   1. one witness server on sled (the default store),
 #   2. one witness server on PostgreSQL,
 #   3. two witness servers sharing one PostgreSQL database (the load spread over both),
-# each on a fresh store. Builds the release binary, provisions a throw-away SoftHSM2 token
-# (one Ed25519 witness key, each server in its own sessions) and a throw-away PostgreSQL
-# cluster from Debian's package (initdb + pg_ctl in a temporary directory, a Unix socket,
-# no system service touched; as the postgres user when run as root). Prints each run's
-# cosigned checkpoints/s (median of one-second samples), p50/p99 latency and store bytes per
-# appliance, then the table with the ratios to sled. The load generator and the database
-# run on the same machine and take part of its CPU.
+# at one connection, a few and many, in rounds (each round runs every store at every
+# concurrency, so that the machine's noise falls on all alike). Builds the release binary,
+# provisions a throw-away SoftHSM2 token (one Ed25519 witness key, each server in its own
+# sessions) and a throw-away PostgreSQL cluster from Debian's package (initdb + pg_ctl in a
+# temporary directory, a Unix socket, no system service touched; as the postgres user when
+# run as root). Prints each run's cosigned checkpoints/s (median of one-second samples),
+# then the table: per store and concurrency the medians over the rounds of cosigned/s, of
+# the ratio to sled in the same round, of p50/p99 latency and of the CPU time per
+# cosignature (the witness servers', the database's), and store bytes per appliance.
+# The load generator and the database run on the same machine and take part of its CPU.
 #
-#   AUDITSTAMP_BENCH_SECONDS   seconds of load per run (default 20)
+#   AUDITSTAMP_BENCH_SECONDS   seconds of load per run (default 10)
+#   AUDITSTAMP_BENCH_ROUNDS    rounds (default 3)
 #   AUDITSTAMP_BENCH_LOGS      simulated appliances (default 10000)
-#   AUDITSTAMP_BENCH_CLIENTS   concurrent connections (default 64)
+#   AUDITSTAMP_BENCH_CLIENTS   concurrent connections, a list (default "1 8 64")
 #   AUDITSTAMP_BENCH_SESSIONS  HSM sessions of each witness server (default 2)
 #   AUDITSTAMP_BENCH_POOL      PostgreSQL connections of each server (default 16)
 #   AUDITSTAMP_BENCH_REFRESH_MS  how often each server re-reads every log (default 2000)
@@ -27,9 +31,10 @@ ensure_rust
 cargo build --release --locked --quiet
 bin=$PWD/target/release/auditstamp
 module=${AUDITSTAMP_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
-seconds=${AUDITSTAMP_BENCH_SECONDS:-20}
+seconds=${AUDITSTAMP_BENCH_SECONDS:-10}
+rounds=${AUDITSTAMP_BENCH_ROUNDS:-3}
 logs=${AUDITSTAMP_BENCH_LOGS:-10000}
-clients=${AUDITSTAMP_BENCH_CLIENTS:-64}
+clients=${AUDITSTAMP_BENCH_CLIENTS:-1 8 64}
 sessions=${AUDITSTAMP_BENCH_SESSIONS:-2}
 pool=${AUDITSTAMP_BENCH_POOL:-16}
 refresh=${AUDITSTAMP_BENCH_REFRESH_MS:-2000}
@@ -133,57 +138,112 @@ serve() { # CONFIG PORT
     return 1
 }
 
-bench() { # NAME URL...
-    local name=$1 args=()
-    shift
+# CPU time (clock ticks, user + system) of each process, as "pid ticks" lines.
+ticks() {
+    local p
+    for p in "$@"; do
+        awk -v p="$p" '{print p, $14 + $15}' "/proc/$p/stat" 2>/dev/null || true
+    done
+}
+# The PostgreSQL server's processes (postmaster and its children).
+pg_pids() {
+    local pm
+    pm=$(head -n 1 "$work/pg/data/postmaster.pid")
+    echo "$pm" $(pgrep -P "$pm")
+}
+
+bench() { # FILE CLIENTS URL...
+    local file=$1 n=$2 args=() db=()
+    shift 2
     for u in "$@"; do args+=(--url "$u"); done
-    echo "== $name"
+    if [ "$on_db" = 1 ]; then db=($(pg_pids)); fi
+    ticks "${servers[@]}" > "$file.witness-before"
+    ticks "${db[@]}" > "$file.db-before"
     "$bin" bench witness "${args[@]}" --logs "$logs" --seed "$seed" \
-        --seconds "$seconds" --clients "$clients" --json > "$work/$name.json"
-    python3 - "$work/$name.json" <<'PY'
+        --seconds "$seconds" --clients "$n" --json > "$file"
+    ticks "${servers[@]}" > "$file.witness-after"
+    if [ "$on_db" = 1 ]; then db=($(pg_pids)); fi
+    ticks "${db[@]}" > "$file.db-after"
+    python3 - "$file" "$n" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))
-print(f"   {r['cosigned_per_second_median']} cosigned/s (median), p50 {r['latency_ms_p50']:.2f} ms, "
-      f"p99 {r['latency_ms_p99']:.2f} ms, {r['errors']} errors, store "
-      f"{(r['store_disk_bytes_per_appliance'] or 0):.0f} bytes/appliance")
+path, n, hz = sys.argv[1], sys.argv[2], int(sys.argv[3])
+r = json.load(open(path))
+def used(part):
+    # CPU seconds each process used during the run (one started meanwhile: from zero).
+    read = lambda f: dict(l.split() for l in open(f"{path}.{part}-{f}") if l.strip())
+    before, after = read("before"), read("after")
+    return sum(int(t) - int(before.get(p, 0)) for p, t in after.items()) / hz
+done = max(r["cosigned"], 1)
+r["cpu_ms_per_cosignature_witness"] = used("witness") * 1000 / done
+r["cpu_ms_per_cosignature_database"] = used("db") * 1000 / done
+json.dump(r, open(path, "w"))
+print(f"   {n:>3} connections: {r['cosigned_per_second_median']} cosigned/s (median), "
+      f"p50 {r['latency_ms_p50']:.2f} ms, p99 {r['latency_ms_p99']:.2f} ms, {r['errors']} errors; "
+      f"CPU per cosignature: witness {r['cpu_ms_per_cosignature_witness']:.3f} ms, "
+      f"database {r['cpu_ms_per_cosignature_database']:.3f} ms")
 PY
+}
+
+# run ROUND NAME URL...: every concurrency against the servers started.
+run() {
+    local round=$1 name=$2 n
+    shift 2
+    echo "== round $round: $name"
+    for n in $clients; do
+        bench "$work/r$round-$name-c$n.json" "$n" "$@"
+    done
 }
 
 "$bin" keys generate --config "$(config sled 8331)" --label witness \
     --algorithm ed25519 --purpose witness >/dev/null
-echo "machine: $(nproc) cores, $(uname -r); $logs appliances, $clients connections, $seconds s per run;"
+echo "machine: $(nproc) cores, $(uname -r); $logs appliances, connections: $clients; $seconds s per run, $rounds rounds;"
 echo "each witness server: $sessions HSM sessions (SoftHSM2); PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}'), pool $pool, re-read every $refresh ms"
 
-serve "$work/sled.toml" 8331
-bench sled http://127.0.0.1:8331
-stop_servers
-
 cfg=$(config pg-one 8332 witness_one)
-"$bin" witness migrate --config "$cfg" >/dev/null
-serve "$cfg" 8332
-bench postgres-1-server http://127.0.0.1:8332
-stop_servers
-
 cfg_a=$(config pg-two-a 8333 witness_two)
 cfg_b=$(config pg-two-b 8334 witness_two)
+"$bin" witness migrate --config "$cfg" >/dev/null
 "$bin" witness migrate --config "$cfg_a" >/dev/null
-serve "$cfg_a" 8333
-serve "$cfg_b" 8334
-bench postgres-2-servers http://127.0.0.1:8333 http://127.0.0.1:8334
-stop_servers
+for round in $(seq "$rounds"); do
+    on_db=0
+    serve "$work/sled.toml" 8331
+    run "$round" sled http://127.0.0.1:8331
+    stop_servers
+    on_db=1
+    serve "$cfg" 8332
+    run "$round" postgres-1-server http://127.0.0.1:8332
+    stop_servers
+    serve "$cfg_a" 8333
+    serve "$cfg_b" 8334
+    run "$round" postgres-2-servers http://127.0.0.1:8333 http://127.0.0.1:8334
+    stop_servers
+done
 
-python3 - "$work" <<'PY'
-import json, sys
-work = sys.argv[1]
+python3 - "$work" "$rounds" $clients <<'PY'
+import json, statistics, sys
+work, rounds, clients = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 runs = [("sled, 1 server", "sled"), ("PostgreSQL, 1 server", "postgres-1-server"),
         ("PostgreSQL, 2 servers", "postgres-2-servers")]
-rows = [(label, json.load(open(f"{work}/{name}.json"))) for label, name in runs]
-base = rows[0][1]["cosigned_per_second_median"] or 1
+def load(r, name, n):
+    return json.load(open(f"{work}/r{r}-{name}-c{n}.json"))
+med = statistics.median
 print()
-print("| store | cosigned/s (median) | ratio to sled | p50 ms | p99 ms | errors | store bytes/appliance |")
-print("|---|---|---|---|---|---|---|")
-for label, r in rows:
-    rate = r["cosigned_per_second_median"]
-    print(f"| {label} | {rate} | {rate / base:.2f} | {r['latency_ms_p50']:.2f} | "
-          f"{r['latency_ms_p99']:.2f} | {r['errors']} | {(r['store_disk_bytes_per_appliance'] or 0):.0f} |")
+print("| store | connections | cosigned/s | ratio to sled | p50 ms | p99 ms | CPU ms/cosignature: witness + database | errors | store bytes/appliance |")
+print("|---|---|---|---|---|---|---|---|---|")
+for n in clients:
+    for label, name in runs:
+        rs = [load(r, name, n) for r in range(1, rounds + 1)]
+        base = [load(r, "sled", n)["cosigned_per_second_median"] or 1 for r in range(1, rounds + 1)]
+        rates = [x["cosigned_per_second_median"] for x in rs]
+        ratio = med(rate / b for rate, b in zip(rates, base))
+        print(f"| {label} | {n} | {med(rates):.0f} | {ratio:.2f} | "
+              f"{med(x['latency_ms_p50'] for x in rs):.2f} | {med(x['latency_ms_p99'] for x in rs):.2f} | "
+              f"{med(x['cpu_ms_per_cosignature_witness'] for x in rs):.3f} + "
+              f"{med(x['cpu_ms_per_cosignature_database'] for x in rs):.3f} | "
+              f"{sum(x['errors'] for x in rs)} | {(rs[-1]['store_disk_bytes_per_appliance'] or 0):.0f} |")
+print()
+print(f"medians over {rounds} rounds; the ratio is each round's rate over sled's at the same "
+      "connections in that round; CPU: user + system time of the witness servers' and the "
+      "database's processes during the run (with the load generator's start-up), over the "
+      "checkpoints cosigned")
 PY
