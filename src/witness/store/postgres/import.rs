@@ -2,7 +2,7 @@
 //! out ([`all_postgres_evidence`]), each on one connection outside the pool.
 
 use super::schema::{newer, schema_version, SCHEMA_VERSION};
-use super::settings::{db, state_of, to_i64, Direct, PostgresSettings};
+use super::settings::{db, state_of, to_i64, Direct, PostgresSettings, StateArrays};
 use crate::witness::store::{Evidence, LogState, WitnessStoreError};
 
 /// Every evidence record in the database, registered origin or not, by origin then oldest
@@ -94,49 +94,34 @@ pub async fn import(
         for log in logs {
             let origin = &log.origin;
             done.logs += 1;
-            let row = |s: &LogState| -> Result<(i64, Vec<u8>, i64), WitnessStoreError> {
-                Ok((
-                    to_i64(s.size, "size")?,
-                    s.root.to_vec(),
-                    to_i64(s.cosigned_at, "cosigned_at")?,
-                ))
-            };
             // The history goes with the state, in its row (oldest first, as kept).
             if let Some(state) = &log.state {
-                let (size, root, at) = row(state)?;
-                let mut history = log.history.clone();
+                let mut history: Vec<&LogState> = log.history.iter().collect();
                 history.sort_by_key(|h| h.size);
-                let mut h_size = Vec::with_capacity(history.len());
-                let mut h_root = Vec::with_capacity(history.len());
-                let mut h_at = Vec::with_capacity(history.len());
-                let mut h_checkpoint = Vec::with_capacity(history.len());
-                for h in &history {
-                    let (size, root, at) = row(h)?;
-                    h_size.push(size);
-                    h_root.push(root);
-                    h_at.push(at);
-                    h_checkpoint.push(h.checkpoint.as_str());
+                let mut h = StateArrays::default();
+                for s in history {
+                    h.push(s)?;
                 }
                 let n = tx
                     .execute(
                         &insert_state,
                         &[
                             origin,
-                            &size,
-                            &root,
-                            &at,
+                            &to_i64(state.size, "size")?,
+                            &state.root.to_vec(),
+                            &to_i64(state.cosigned_at, "cosigned_at")?,
                             &state.checkpoint,
-                            &h_size,
-                            &h_root,
-                            &h_at,
-                            &h_checkpoint,
+                            &h.size,
+                            &h.root,
+                            &h.cosigned_at,
+                            &h.checkpoint,
                         ],
                     )
                     .await
                     .map_err(|e| db(&e))?;
                 if n == 1 {
                     done.states += 1;
-                    done.history += history.len();
+                    done.history += h.size.len();
                 } else {
                     let there = tx
                         .query_one(

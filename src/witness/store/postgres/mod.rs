@@ -56,7 +56,7 @@ pub use schema::{migrate, SCHEMA_VERSION};
 pub use settings::PostgresSettings;
 
 use schema::{newer, schema_version};
-use settings::{db, pool_error, record_of, state_of, to_i64, RECORD_COLUMNS};
+use settings::{db, pool_error, record_of, state_of, to_i64, StateArrays, RECORD_COLUMNS};
 
 /// What this process knows of one log.
 #[derive(Debug, Default)]
@@ -223,10 +223,7 @@ impl Inner {
         let mut expected = Vec::with_capacity(n);
         let mut expected_size = Vec::with_capacity(n);
         let mut expected_root = Vec::with_capacity(n);
-        let mut size = Vec::with_capacity(n);
-        let mut root = Vec::with_capacity(n);
-        let mut cosigned_at = Vec::with_capacity(n);
-        let mut checkpoint = Vec::with_capacity(n);
+        let mut new = StateArrays::default();
         for job in batch {
             let (s, r) = match job.expected {
                 Some((s, r)) => (to_i64(s, "size")?, r.to_vec()),
@@ -236,10 +233,7 @@ impl Inner {
             expected.push(job.expected.is_some());
             expected_size.push(s);
             expected_root.push(r);
-            size.push(to_i64(job.new.size, "size")?);
-            root.push(job.new.root.to_vec());
-            cosigned_at.push(to_i64(job.new.cosigned_at, "cosigned_at")?);
-            checkpoint.push(job.new.checkpoint.as_str());
+            new.push(&job.new)?;
         }
         let history = i32::try_from(HISTORY).unwrap_or(i32::MAX);
         let client = self.client().await?;
@@ -259,10 +253,10 @@ impl Inner {
                     &expected,
                     &expected_size,
                     &expected_root,
-                    &size,
-                    &root,
-                    &cosigned_at,
-                    &checkpoint,
+                    &new.size,
+                    &new.root,
+                    &new.cosigned_at,
+                    &new.checkpoint,
                     &history,
                 ],
             )

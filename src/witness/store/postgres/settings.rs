@@ -182,6 +182,28 @@ pub(super) fn state_of(
     })
 }
 
+/// States as columns of arrays (`bigint[]`, `bytea[]`, `bigint[]`, `text[]`), the form
+/// the database takes them in: a history, or a group commit's new states.
+#[derive(Default)]
+pub(super) struct StateArrays<'a> {
+    pub(super) size: Vec<i64>,
+    pub(super) root: Vec<Vec<u8>>,
+    pub(super) cosigned_at: Vec<i64>,
+    pub(super) checkpoint: Vec<&'a str>,
+}
+
+impl<'a> StateArrays<'a> {
+    /// Adds `state` at the end.
+    pub(super) fn push(&mut self, state: &'a LogState) -> Result<(), WitnessStoreError> {
+        self.size.push(to_i64(state.size, "size")?);
+        self.root.push(state.root.to_vec());
+        self.cosigned_at
+            .push(to_i64(state.cosigned_at, "cosigned_at")?);
+        self.checkpoint.push(&state.checkpoint);
+        Ok(())
+    }
+}
+
 /// The columns a state row is read with: the state, then its history (see [`record_of`]).
 pub(super) const RECORD_COLUMNS: &str =
     "size, root, cosigned_at, checkpoint, h_size, h_root, h_cosigned_at, h_checkpoint";
