@@ -27,10 +27,21 @@
 //! durable loses the batch whole and acknowledges none of it; a failed commit publishes
 //! nothing, and the next one writes over its bytes.
 //!
+//! Archiving: complete bundles copied elsewhere can be pruned from the local disk
+//! ([`EventLog::prune_below`]; the files record how far, see [`super::logfiles`]). The
+//! stored hashes stay, so roots, proofs and hash tiles are unchanged and appends go on;
+//! reads of a pruned event or bundle fail with [`LogError::Pruned`], and a bundle read
+//! back from the archive is checked against the stored hashes ([`EventLog::check_bundle`]).
+//! A log is restored from an archive by [`EventLog::append_leaves`]: leaf bytes as they
+//! were stored, each at the index it carries, committed by the same committer (alone in
+//! its commit, in order with the appends) with their stored hashes computed as for new
+//! events.
+//!
 //! The move out of sled is in `log/migrate.rs`. Its one error type is [`LogError`].
 
 mod migrate;
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,6 +50,7 @@ use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
 use super::event::{encode_leaf, Event, StoredEvent};
+pub use super::logfiles::PruneOutcome;
 use super::logfiles::{split_records, Batch, Hashes, LogFiles, LogFilesError};
 use super::store::{Store, StoreError};
 use super::tlog::{self, Hash, HashReader, TlogError};
@@ -70,7 +82,48 @@ pub enum LogError {
     Corrupt(String),
     /// The log's files failed (a disk error, the disk is full, or they are damaged).
     #[error(transparent)]
-    Files(#[from] LogFilesError),
+    Files(LogFilesError),
+    /// The event's bundle was pruned from the local disk ([`EventLog::prune_below`]) after
+    /// it was archived: it is to be read from the archive.
+    #[error(
+        "event bundle {bundle} was pruned from local storage after it was archived; \
+         read it from the archive"
+    )]
+    Pruned {
+        /// The bundle (events `256·bundle ..`).
+        bundle: u64,
+    },
+    /// The bundle is not complete (as [`EventLog::prune_below`] and
+    /// [`EventLog::check_bundle`] need).
+    #[error("event bundle {bundle} is not complete: the log holds {complete} complete bundles")]
+    NotComplete {
+        /// The bundle.
+        bundle: u64,
+        /// Complete bundles in the log.
+        complete: u64,
+    },
+    /// A bundle from elsewhere (the archive) is not the one the log's stored hashes commit
+    /// to ([`EventLog::check_bundle`]).
+    #[error("entry bundle {bundle} does not match the log's stored hashes: {detail}")]
+    BundleMismatch {
+        /// The bundle.
+        bundle: u64,
+        /// The first event whose leaf does not match its stored hash; `None` when the
+        /// bytes are not 256 records.
+        index: Option<u64>,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A leaf given to [`EventLog::append_leaves`] cannot be appended where it would go:
+    /// it is not a stored event's leaf, or it carries another index. Nothing of the call
+    /// was appended.
+    #[error("the leaf for event {position} is refused: {detail}")]
+    LeafRefused {
+        /// The index it would have had.
+        position: u64,
+        /// What is wrong.
+        detail: String,
+    },
     /// The Merkle tree computation failed.
     #[error("merkle tree: {0}")]
     Tree(#[from] TlogError),
@@ -87,6 +140,19 @@ pub enum LogError {
     /// No randomness for the event salts.
     #[error("no randomness for event salts: {0}")]
     Random(String),
+}
+
+impl From<LogFilesError> for LogError {
+    /// The files' errors, with a pruned or incomplete bundle told as such.
+    fn from(e: LogFilesError) -> LogError {
+        match e {
+            LogFilesError::Pruned { bundle } => LogError::Pruned { bundle },
+            LogFilesError::NotComplete { bundle, complete } => {
+                LogError::NotComplete { bundle, complete }
+            }
+            other => LogError::Files(other),
+        }
+    }
 }
 
 impl LogError {
@@ -116,9 +182,22 @@ pub struct Appended {
     pub leaf_hash: Hash,
 }
 
+/// Where the committer answers a job.
+type Reply = oneshot::Sender<Result<Vec<Appended>, LogError>>;
+
+/// What a job asks the committer to append.
+enum Work {
+    /// New events: given their indexes, salts and time of receipt, and committed together
+    /// with the other events waiting.
+    Events(Vec<Event>),
+    /// Leaf bytes as stored elsewhere (a restore), each carrying its index: committed
+    /// alone.
+    Leaves(Vec<Vec<u8>>),
+}
+
 struct Job {
-    events: Vec<Event>,
-    reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
+    work: Work,
+    reply: Reply,
 }
 
 struct Shared {
@@ -198,6 +277,12 @@ fn check_last(files: &LogFiles) -> Result<(), LogError> {
     };
     let (_, tail) = files.tail()?;
     let leaf = if size.is_multiple_of(BUNDLE) {
+        if last / BUNDLE < files.pruned_below() {
+            // Pruned after it was archived: its leaf is not here to check (the archive's
+            // copy is checked when read back); its stored hash must still be.
+            files.hash(tlog::stored_hash_index(0, last))?;
+            return Ok(());
+        }
         let bundle = files.bundle(last / BUNDLE)?.unwrap_or_default();
         decode_records(&bundle, last / BUNDLE * BUNDLE, BUNDLE)?.pop()
     } else {
@@ -298,9 +383,105 @@ impl EventLog {
         }
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { events, reply })
+            .send(Job {
+                work: Work::Events(events),
+                reply,
+            })
             .map_err(|_| LogError::Stopped)?;
         answer.await.map_err(|_| LogError::Stopped)?
+    }
+
+    /// Appends events already encoded (leaf bytes as [`encode_leaf`] makes them, read back
+    /// from an archive to restore a log) as they are: not salted, timed or encoded again.
+    /// Each must decode as a stored event whose index is where it goes (the log's size,
+    /// then one more for each), or nothing is appended ([`LogError::LeafRefused`]). Their
+    /// stored hashes and bundle ends are computed as for new events, in one durable commit
+    /// of their own, in order with the appends sent before and after. Returns the log's
+    /// size after them.
+    pub async fn append_leaves(&self, leaves: Vec<Vec<u8>>) -> Result<u64, LogError> {
+        if leaves.is_empty() {
+            return Ok(self.size());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                work: Work::Leaves(leaves),
+                reply,
+            })
+            .map_err(|_| LogError::Stopped)?;
+        let appended = answer.await.map_err(|_| LogError::Stopped)??;
+        Ok(appended.last().map_or(self.size(), |a| a.index + 1))
+    }
+
+    /// Frees the local disk space of complete entry bundles `0..bundle` (events below
+    /// `256·bundle`), once they are archived: their stored hashes, bundle ends, blocks and
+    /// checkpoints stay, so roots, proofs and hash tiles are unchanged and appends go on;
+    /// reads of their events fail with [`LogError::Pruned`] from then on, also after a
+    /// reopen. Pruning only grows: a `bundle` at or below [`Self::pruned_below`] changes
+    /// nothing; one beyond the complete bundles (`size / 256`) is refused
+    /// ([`LogError::NotComplete`]). The prune is recorded durably before any space is
+    /// freed; where the filesystem cannot free it (no hole punching), it is recorded all
+    /// the same, a warning is logged and [`PruneOutcome::space_freed`] is false. Blocks on
+    /// syncs (from async code, call it through `spawn_blocking`) and holds commits back
+    /// meanwhile.
+    pub fn prune_below(&self, bundle: u64) -> Result<PruneOutcome, LogError> {
+        Ok(self.shared.files.prune_below(bundle)?)
+    }
+
+    /// Complete bundles below this are pruned from the local disk ([`Self::prune_below`]);
+    /// 0 when none is.
+    pub fn pruned_below(&self) -> u64 {
+        self.shared.files.pruned_below()
+    }
+
+    /// Checks `bytes`, complete entry bundle `n` as read from elsewhere (the archive),
+    /// against the log's stored hashes: 256 records whose leaf hashes are the stored
+    /// level-0 hashes of events `256·n ..`. Returns its leaves; a bundle that does not
+    /// match is [`LogError::BundleMismatch`], naming the first event that differs. Works
+    /// for pruned bundles too (only the stored hashes are read): how an archived bundle is
+    /// trusted.
+    pub fn check_bundle(&self, n: u64, bytes: &[u8]) -> Result<Vec<Vec<u8>>, LogError> {
+        let size = self.size();
+        let complete = size / BUNDLE;
+        if n >= complete {
+            return Err(LogError::NotComplete {
+                bundle: n,
+                complete,
+            });
+        }
+        let mismatch = |index: Option<u64>, detail: String| LogError::BundleMismatch {
+            bundle: n,
+            index,
+            detail,
+        };
+        let leaves = split_records(bytes)
+            .ok_or_else(|| mismatch(None, "its last record is cut off".into()))?;
+        if leaves.len() as u64 != BUNDLE {
+            return Err(mismatch(
+                None,
+                format!("it holds {} records, not {BUNDLE}", leaves.len()),
+            ));
+        }
+        let first = n * BUNDLE;
+        let indexes: Vec<u64> = (first..first + BUNDLE)
+            .map(|i| tlog::stored_hash_index(0, i))
+            .collect();
+        let stored = self.hashes_at(size).read_hashes(&indexes)?;
+        if stored.len() != leaves.len() {
+            return Err(LogError::Tree(TlogError::ReaderMismatch {
+                asked: leaves.len(),
+                got: stored.len(),
+            }));
+        }
+        for (i, (leaf, want)) in (first..).zip(leaves.iter().zip(&stored)) {
+            if tlog::leaf_hash(leaf) != *want {
+                return Err(mismatch(
+                    Some(i),
+                    format!("event {i} does not match its stored hash"),
+                ));
+            }
+        }
+        Ok(leaves.into_iter().map(<[u8]>::to_vec).collect())
     }
 
     /// Group commits made since the log was opened (events per commit is the group
@@ -531,82 +712,136 @@ impl EventLog {
         Ok(self.shared.files.sync_derived()?)
     }
 
-    /// Bytes the database and the log's files occupy on disk.
+    /// Bytes the database and the log's files occupy on disk (the files' allocated blocks:
+    /// pruned bundles no longer count).
     pub fn disk_bytes(&self) -> Result<u64, LogError> {
         Ok(self.shared.db.size_on_disk()? + self.shared.files.disk_bytes()?)
     }
 }
 
+/// What a failed commit tells each job of it (the error is not `Clone`): the storage
+/// being full, or the commit failing.
+fn failed(e: &LogError) -> LogError {
+    if e.is_storage_full() {
+        LogError::StorageFull(e.to_string())
+    } else {
+        LogError::CommitFailed(e.to_string())
+    }
+}
+
 impl Committer {
     /// Takes the jobs waiting (at least one) and commits them together, until every
-    /// [`EventLog`] is gone.
+    /// [`EventLog`] is gone. A job of leaves (a restore) is committed alone, in its turn.
     fn run(&mut self, rx: &Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut count = first.events.len();
-            let mut jobs = vec![first];
-            // Everything that is waiting joins: what arrived during the last commit.
+        let mut next: Option<Job> = None;
+        while let Some(first) = next.take().or_else(|| rx.recv().ok()) {
+            let first = match first.work {
+                Work::Leaves(leaves) => {
+                    let result = self.import(&leaves).map_err(|e| {
+                        tracing::error!(error = %e, events = leaves.len(), "commit of restored events failed; nothing appended");
+                        match e {
+                            LogError::LeafRefused { .. } => e,
+                            other => failed(&other),
+                        }
+                    });
+                    let _ = first.reply.send(result);
+                    continue;
+                }
+                Work::Events(events) => (events, first.reply),
+            };
+            let mut count = first.0.len();
+            let mut group = vec![first];
+            // Everything that is waiting joins: what arrived during the last commit (up to
+            // a restore's job, which goes next, alone).
             while count < MAX_COMMIT_EVENTS {
                 match rx.try_recv() {
+                    Ok(Job {
+                        work: Work::Events(events),
+                        reply,
+                    }) => {
+                        count += events.len();
+                        group.push((events, reply));
+                    }
                     Ok(job) => {
-                        count += job.events.len();
-                        jobs.push(job);
+                        next = Some(job);
+                        break;
                     }
                     Err(_) => break,
                 }
             }
-            match self.commit(&jobs) {
+            match self.commit(&group) {
                 Ok(appended) => {
                     let mut rest = appended.as_slice();
-                    for job in jobs {
-                        let (mine, tail) = rest.split_at(job.events.len().min(rest.len()));
+                    for (events, reply) in group {
+                        let (mine, tail) = rest.split_at(events.len().min(rest.len()));
                         rest = tail;
-                        let _ = job.reply.send(Ok(mine.to_vec()));
+                        let _ = reply.send(Ok(mine.to_vec()));
                     }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, events = count, "event commit failed; nothing acknowledged");
-                    let text = e.to_string();
-                    let full = e.is_storage_full();
-                    for job in jobs {
-                        let err = if full {
-                            LogError::StorageFull(text.clone())
-                        } else {
-                            LogError::CommitFailed(text.clone())
-                        };
-                        let _ = job.reply.send(Err(err));
+                    for (_, reply) in group {
+                        let _ = reply.send(Err(failed(&e)));
                     }
                 }
             }
         }
     }
 
-    /// Gives the jobs' events their indexes, encodes them, computes their stored hashes,
+    /// Gives the group's events their indexes, salts and time of receipt, encodes them,
     /// and commits them all at once.
-    fn commit(&mut self, jobs: &[Job]) -> Result<Vec<Appended>, LogError> {
+    fn commit(&self, group: &[(Vec<Event>, Reply)]) -> Result<Vec<Appended>, LogError> {
+        let events: Vec<&Event> = group.iter().flat_map(|(events, _)| events).collect();
+        let mut salts = vec![0u8; events.len() * 16];
+        getrandom::getrandom(&mut salts).map_err(|e| LogError::Random(e.to_string()))?;
+        let received_at_ms = unix_millis(self.clock.now()).unwrap_or(0);
+        self.commit_leaves(
+            events.into_iter().zip(salts.chunks_exact(16)),
+            |n, (event, salt)| {
+                let salt = salt.try_into().unwrap_or(&[0; 16]);
+                Ok(Cow::Owned(encode_leaf(n, received_at_ms, salt, event)))
+            },
+        )
+    }
+
+    /// Commits restored leaves as they are, each checked to carry the index it goes to.
+    fn import(&self, leaves: &[Vec<u8>]) -> Result<Vec<Appended>, LogError> {
+        self.commit_leaves(leaves.iter(), |n, leaf| {
+            let refused = |detail: String| LogError::LeafRefused {
+                position: n,
+                detail,
+            };
+            match StoredEvent::from_leaf_bytes(leaf) {
+                Ok(stored) if stored.index == n => Ok(Cow::Borrowed(leaf.as_slice())),
+                Ok(stored) => Err(refused(format!(
+                    "it carries index {}, not its place in the log",
+                    stored.index
+                ))),
+                Err(e) => Err(refused(format!("it is not a stored event's leaf: {e}"))),
+            }
+        })
+    }
+
+    /// Commits one event per item, in order, at the log's end: `leaf(index, item)` gives
+    /// its leaf bytes. Computes their stored hashes and bundle ends and commits them all at
+    /// once with one sync ([`LogFiles::commit`]); on an error nothing is committed.
+    fn commit_leaves<'a, T>(
+        &self,
+        items: impl ExactSizeIterator<Item = T>,
+        mut leaf: impl FnMut(u64, T) -> Result<Cow<'a, [u8]>, LogError>,
+    ) -> Result<Vec<Appended>, LogError> {
         let files = &self.shared.files;
         let start = files.size();
-        let total: usize = jobs.iter().map(|j| j.events.len()).sum();
-        let mut salts = vec![0u8; total * 16];
-        getrandom::getrandom(&mut salts).map_err(|e| LogError::Random(e.to_string()))?;
+        let total = items.len();
         let mem_start = tlog::stored_hash_count(start);
         let mut mem: Vec<Hash> = Vec::with_capacity(total * 2);
         let mut records = Vec::with_capacity(total * 320);
         let mut bundle_ends = Vec::new();
         let records_end = files.end();
         let mut appended = Vec::with_capacity(total);
-        let received_at_ms = unix_millis(self.clock.now()).unwrap_or(0);
         let mut n = start;
-        for (event, salt) in jobs
-            .iter()
-            .flat_map(|j| j.events.iter())
-            .zip(salts.chunks_exact(16))
-        {
-            let leaf = encode_leaf(
-                n,
-                received_at_ms,
-                salt.try_into().unwrap_or(&[0; 16]),
-                event,
-            );
+        for item in items {
+            let leaf = leaf(n, item)?;
             push_record(&mut records, &leaf)?;
             let leaf_hash = tlog::leaf_hash(&leaf);
             let reader = Hashes {

@@ -25,10 +25,26 @@
 //! Complete bundles never change: keeping them in plain files (read through the page
 //! cache, not the process's heap) is what keeps the server's memory flat as the log grows.
 //!
+//! Pruning ([`LogFiles::prune_below`]): once complete bundles are archived elsewhere, the
+//! disk space of bundles `0..p` is freed by punching holes in `events` over their byte
+//! range (whole filesystem blocks only; the file keeps its length, so every offset stays
+//! valid), while the stored hashes and bundle ends stay. How far it is pruned, `p`, is part
+//! of the head: a prune syncs the derived files, then commits a head that adds no records,
+//! says the derived files are durable up to the committed size, and carries `p`; only then
+//! are the holes punched. So a crash never leaves a pruned range that the head does not
+//! name, opening never reads a pruned record (no head after that one checks or recomputes
+//! records before its end), and every later head carries `p` on. Reads of a pruned bundle
+//! fail with [`LogFilesError::Pruned`]; they and the punching exclude each other, so a read
+//! never returns the zeros of a hole. A head slot whose log is not pruned is written in the
+//! format every earlier version reads (magic `AUDLOG02`); once pruned, in `AUDLOG03` (the
+//! same fields, then `p`, then the checksum), which earlier versions refuse rather than
+//! read holes as events. Where the filesystem cannot punch holes, the prune is recorded
+//! all the same and the space stays in use.
+//!
 //! Its one error type is [`LogFilesError`].
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
@@ -40,8 +56,12 @@ const HASHES: &str = "hashes";
 const BUNDLES: &str = "bundles";
 /// Events per entry bundle (the C2SP width).
 const BUNDLE: u64 = 256;
-/// What a head slot starts with.
+/// What a head slot starts with while nothing is pruned: the format of every earlier
+/// version, checksum at byte 60.
 const MAGIC: &[u8; 8] = b"AUDLOG02";
+/// What a head slot starts with once bundles are pruned: the same fields, the number of
+/// pruned bundles at byte 60, the checksum at byte 68.
+const MAGIC_PRUNED: &[u8; 8] = b"AUDLOG03";
 /// Bytes of a head slot.
 const SLOT_LEN: usize = 72;
 /// Where the second head slot begins (its own 4 KiB page).
@@ -52,6 +72,9 @@ pub const RECORDS_AT: u64 = 8192;
 const GROW: u64 = 1 << 20;
 /// Bytes of records read at a time when the derived files are rebuilt.
 const REBUILD_WINDOW: u64 = 4 << 20;
+/// The smallest unit holes are punched in (a filesystem block; larger when the filesystem
+/// says its blocks are).
+const PUNCH_BLOCK: u64 = 4096;
 /// Events between syncs of the derived files (hashes, bundle ends): at most this many
 /// are recomputed when the log is opened after a crash.
 pub const DERIVED_SYNC_EVENTS: u64 = 1 << 16;
@@ -78,6 +101,23 @@ pub enum LogFilesError {
         /// What is wrong.
         detail: String,
     },
+    /// The bundle was pruned ([`LogFiles::prune_below`]): its events are no longer here.
+    #[error(
+        "event bundle {bundle} was pruned from local storage after it was archived; \
+         read it from the archive"
+    )]
+    Pruned {
+        /// The bundle asked for.
+        bundle: u64,
+    },
+    /// The bundle is not complete, so it cannot be pruned.
+    #[error("event bundle {bundle} is not complete: the log holds {complete} complete bundles")]
+    NotComplete {
+        /// The bundle.
+        bundle: u64,
+        /// Complete bundles in the log.
+        complete: u64,
+    },
 }
 
 impl LogFilesError {
@@ -93,7 +133,9 @@ impl LogFilesError {
                     std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge
                 )
             }
-            LogFilesError::Corrupt { .. } => false,
+            LogFilesError::Corrupt { .. }
+            | LogFilesError::Pruned { .. }
+            | LogFilesError::NotComplete { .. } => false,
         }
     }
 }
@@ -109,6 +151,18 @@ pub struct Batch<'a> {
     pub hashes: &'a [u8],
     /// Where each bundle the new events complete ends in the events file.
     pub bundle_ends: &'a [u64],
+}
+
+/// What [`LogFiles::prune_below`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneOutcome {
+    /// Complete bundles below this are pruned now.
+    pub pruned_below: u64,
+    /// Bundles this call pruned (0 when they all were already).
+    pub newly_pruned: u64,
+    /// Whether their disk space is freed: false when the filesystem cannot punch holes
+    /// (the prune is recorded all the same, and reads of those bundles fail all the same).
+    pub space_freed: bool,
 }
 
 /// What is committed, as readers see it.
@@ -137,12 +191,20 @@ struct Head {
     derived_size: u64,
     /// Where the records of those events end.
     derived_end: u64,
+    /// Complete bundles below this are pruned.
+    pruned: u64,
 }
 
 impl Head {
+    /// The slot: [`MAGIC`] while nothing is pruned (what earlier versions read), else
+    /// [`MAGIC_PRUNED`] with the pruned bundles before the checksum.
     fn encode(&self) -> [u8; SLOT_LEN] {
         let mut out = [0u8; SLOT_LEN];
-        out[..8].copy_from_slice(MAGIC);
+        out[..8].copy_from_slice(if self.pruned == 0 {
+            MAGIC
+        } else {
+            MAGIC_PRUNED
+        });
         for (i, v) in [
             self.seq,
             self.size,
@@ -157,8 +219,14 @@ impl Head {
             out[8 + 8 * i..16 + 8 * i].copy_from_slice(&v.to_be_bytes());
         }
         out[56..60].copy_from_slice(&self.records_crc.to_be_bytes());
-        let sum = crc32fast::hash(&out[..60]);
-        out[60..64].copy_from_slice(&sum.to_be_bytes());
+        let sum_at = if self.pruned == 0 {
+            60
+        } else {
+            out[60..68].copy_from_slice(&self.pruned.to_be_bytes());
+            68
+        };
+        let sum = crc32fast::hash(&out[..sum_at]);
+        out[sum_at..sum_at + 4].copy_from_slice(&sum.to_be_bytes());
         out
     }
 
@@ -171,7 +239,15 @@ impl Head {
         let half = |at: usize| -> Option<u32> {
             Some(u32::from_be_bytes(slot.get(at..at + 4)?.try_into().ok()?))
         };
-        if slot.get(..8)? != MAGIC || crc32fast::hash(slot.get(..60)?) != half(60)? {
+        let magic = slot.get(..8)?;
+        let (sum_at, pruned) = if magic == MAGIC {
+            (60, 0)
+        } else if magic == MAGIC_PRUNED {
+            (68, word(60)?)
+        } else {
+            return None;
+        };
+        if crc32fast::hash(slot.get(..sum_at)?) != half(sum_at)? {
             return None;
         }
         Some(Head {
@@ -182,6 +258,7 @@ impl Head {
             derived_size: word(40)?,
             derived_end: word(48)?,
             records_crc: half(56)?,
+            pruned,
         })
     }
 }
@@ -207,6 +284,9 @@ pub struct LogFiles {
     /// `committed.size`, for readers that need nothing else.
     size: AtomicU64,
     writer: Mutex<Writer>,
+    /// Complete bundles below this are pruned. Reads of bundle bytes hold it shared while
+    /// they read; a prune holds it exclusively while it punches, so no read sees a hole.
+    pruned: RwLock<u64>,
 }
 
 impl std::fmt::Debug for LogFiles {
@@ -337,6 +417,7 @@ impl LogFiles {
             records_crc: crc32fast::hash(&[]),
             derived_size: 0,
             derived_end: RECORDS_AT,
+            pruned: 0,
         };
         events
             .set_len(RECORDS_AT)
@@ -368,9 +449,9 @@ impl LogFiles {
     }
 
     /// Opens the log in `dir`: the newest head slot whose commit checks out says what is
-    /// committed; the hashes and bundle ends of events after the last sync of the derived
-    /// files are recomputed. A log without such a slot, or whose derived files are shorter
-    /// than their last sync, is refused.
+    /// committed (and how far it is pruned); the hashes and bundle ends of events after the
+    /// last sync of the derived files are recomputed. A log without such a slot, or whose
+    /// derived files are shorter than their last sync, is refused.
     pub fn open(dir: &Path) -> Result<LogFiles, LogFilesError> {
         let events = open_file(dir, EVENTS, false)?;
         let hashes = open_file(dir, HASHES, false)?;
@@ -405,7 +486,9 @@ impl LogFiles {
                 && head.commit_start <= head.end
                 && head.end <= allocated
                 && head.derived_end <= head.end
-                && head.derived_size <= head.size;
+                && head.derived_size <= head.size
+                // Pruned bundles are within the derived files' last sync.
+                && head.pruned <= head.derived_size / BUNDLE;
             let crc = if sane {
                 // In pieces: a commit can be large (moving an older store's events).
                 let mut hasher = crc32fast::Hasher::new();
@@ -502,6 +585,7 @@ impl LogFiles {
                 derived_size: head.derived_size,
                 derived_end: head.derived_end,
             }),
+            pruned: RwLock::new(head.pruned),
         };
         files.rebuild_derived(&head)?;
         Ok(files)
@@ -628,7 +712,13 @@ impl LogFiles {
             records_crc,
             derived_size: w.derived_size,
             derived_end: w.derived_end,
+            pruned: w.last.pruned,
         };
+        self.put_head(w, head)
+    }
+
+    /// Writes `head` to its slot and syncs the events file.
+    fn put_head(&self, w: &mut Writer, head: Head) -> Result<(), LogFilesError> {
         self.events
             .write_all_at(&head.encode(), (head.seq % 2) * SLOT_STRIDE)
             .and_then(|()| self.events.sync_data())
@@ -826,7 +916,7 @@ impl LogFiles {
     }
 
     /// Complete bundle `n`: its records, back to back (an entry bundle); `None` when it is
-    /// not complete.
+    /// not complete; [`LogFilesError::Pruned`] when it was pruned.
     pub fn bundle(&self, n: u64) -> Result<Option<Vec<u8>>, LogFilesError> {
         let (start, end) = {
             let c = self.committed();
@@ -840,7 +930,123 @@ impl LogFiles {
             };
             (start, c.bundle_ends[i])
         };
-        self.read_at(&self.events, EVENTS, start, end).map(Some)
+        // Held while reading: a prune punches only once no read is under way.
+        let pruned = self.pruned.read().unwrap_or_else(PoisonError::into_inner);
+        if n < *pruned {
+            return Err(LogFilesError::Pruned { bundle: n });
+        }
+        let bytes = self.read_at(&self.events, EVENTS, start, end)?;
+        drop(pruned);
+        Ok(Some(bytes))
+    }
+
+    /// Complete bundles below this are pruned ([`Self::prune_below`]); 0 when none is.
+    pub fn pruned_below(&self) -> u64 {
+        *self.pruned.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Frees the disk space of complete bundles `0..bundle` (their records), keeping the
+    /// stored hashes and bundle ends; reads of them fail with [`LogFilesError::Pruned`]
+    /// from then on. Pruning only grows: a `bundle` at or below what is pruned changes
+    /// nothing; one above the complete bundles is refused ([`LogFilesError::NotComplete`]).
+    ///
+    /// The derived files are synced and a head carrying the new prune point is committed
+    /// first; then holes are punched over the whole filesystem blocks of the records of
+    /// every pruned bundle (so also what an interrupted earlier prune recorded but did not
+    /// free). Where the filesystem cannot punch holes, the prune stays recorded, a warning
+    /// is logged and the outcome says the space is not freed. An error after the head was
+    /// committed leaves the prune recorded ([`Self::pruned_below`]), the space not freed.
+    /// Blocks (syncs), and holds commits back meanwhile.
+    pub fn prune_below(&self, bundle: u64) -> Result<PruneOutcome, LogFilesError> {
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = w.last.pruned;
+        if bundle <= before {
+            return Ok(PruneOutcome {
+                pruned_below: before,
+                newly_pruned: 0,
+                space_freed: true,
+            });
+        }
+        let prune_end = {
+            let c = self.committed();
+            let complete = c.bundle_ends.len() as u64;
+            usize::try_from(bundle - 1)
+                .ok()
+                .and_then(|i| c.bundle_ends.get(i))
+                .copied()
+                .ok_or(LogFilesError::NotComplete {
+                    bundle: bundle - 1,
+                    complete,
+                })?
+        };
+        // No open after this recomputes hashes from the records that go: the derived files
+        // are durable up to the committed size, and the head says so. It adds no records,
+        // so no open checks a checksum over pruned ones either.
+        self.sync_derived_files()?;
+        let last = w.last;
+        self.put_head(
+            &mut w,
+            Head {
+                seq: last.seq + 1,
+                size: last.size,
+                end: last.end,
+                commit_start: last.end,
+                records_crc: crc32fast::hash(&[]),
+                derived_size: last.size,
+                derived_end: last.end,
+                pruned: bundle,
+            },
+        )?;
+        (w.derived_size, w.derived_end) = (last.size, last.end);
+        // Recorded; now readers are told, and the holes punched while none reads.
+        let mut pruned = self.pruned.write().unwrap_or_else(PoisonError::into_inner);
+        *pruned = bundle;
+        drop(w);
+        let freed = self.punch(RECORDS_AT, prune_end);
+        drop(pruned);
+        let space_freed = freed?;
+        if !space_freed {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                pruned_below = bundle,
+                "the filesystem cannot punch holes: the pruned event bundles are recorded as \
+                 pruned, but their disk space is not freed"
+            );
+        }
+        Ok(PruneOutcome {
+            pruned_below: bundle,
+            newly_pruned: bundle - before,
+            space_freed,
+        })
+    }
+
+    /// Punches holes over the whole filesystem blocks within bytes `start..end` of the
+    /// events file, keeping its length; false when the filesystem cannot.
+    fn punch(&self, start: u64, end: u64) -> Result<bool, LogFilesError> {
+        let path = self.dir.join(EVENTS);
+        let block = self
+            .events
+            .metadata()
+            .map_err(io_err(&path, "stat"))?
+            .blksize()
+            .max(PUNCH_BLOCK);
+        let block = if block.is_power_of_two() {
+            block
+        } else {
+            PUNCH_BLOCK
+        };
+        let from = start.div_ceil(block) * block;
+        let to = end / block * block;
+        if to <= from {
+            return Ok(true);
+        }
+        match punch_hole(&self.events, from, to - from) {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
+                Ok(false)
+            }
+            Err(e) => Err(io_err(&path, "punch holes")(e)),
+        }
     }
 
     /// The incomplete bundle's records (the events from `256·(size/256)` to `size`), with
@@ -857,7 +1063,8 @@ impl LogFiles {
         Ok((size, self.read_at(&self.events, EVENTS, start, end)?))
     }
 
-    /// Bytes the files occupy (the events file with what it was grown ahead).
+    /// Bytes the files occupy on disk: their allocated blocks (the events file with what
+    /// it was grown ahead, without the holes of pruned bundles).
     pub fn disk_bytes(&self) -> Result<u64, LogFilesError> {
         let mut total = 0;
         for (file, name) in [
@@ -868,10 +1075,47 @@ impl LogFiles {
             total += file
                 .metadata()
                 .map_err(io_err(&self.dir.join(name), "stat"))?
-                .len();
+                .blocks()
+                * 512;
         }
         Ok(total)
     }
+}
+
+/// Frees the disk space of bytes `offset .. offset + len` of `file` (they read as zeros
+/// after), keeping its length: `fallocate(PUNCH_HOLE | KEEP_SIZE)`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn punch_hole(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let too_large = |_| std::io::Error::from(std::io::ErrorKind::InvalidInput);
+    let offset = libc::off_t::try_from(offset).map_err(too_large)?;
+    let len = libc::off_t::try_from(len).map_err(too_large)?;
+    loop {
+        // SAFETY: fallocate takes plain integers and touches no memory of this process;
+        // the descriptor is `file`'s, borrowed (so open) for the whole call.
+        let done = unsafe {
+            libc::fallocate(
+                file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                offset,
+                len,
+            )
+        };
+        if done == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Elsewhere, holes are not punched: the space stays in use.
+#[cfg(not(target_os = "linux"))]
+fn punch_hole(_file: &File, _offset: u64, _len: u64) -> std::io::Result<()> {
+    Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
 }
 
 impl Drop for LogFiles {

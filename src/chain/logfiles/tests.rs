@@ -218,6 +218,7 @@ fn the_rebuild_reads_records_across_windows() {
         events: files.events.try_clone().unwrap(),
         hashes: files.hashes.try_clone().unwrap(),
         bundles: files.bundles.try_clone().unwrap(),
+        pruned: RwLock::new(0),
     };
     let mut from_scratch = head;
     from_scratch.derived_size = 0;
@@ -308,4 +309,202 @@ fn a_full_disk_is_told_apart() {
         source: std::io::Error::from_raw_os_error(libc::EIO),
     };
     assert!(!other.is_storage_full());
+}
+
+/// A head slot of a log that is not pruned is written exactly as earlier versions wrote
+/// it (`AUDLOG02`, checksum at byte 60), so they still open it; a pruned one carries the
+/// prune point under its own magic and checksum, and a slot torn there does not check out.
+#[test]
+fn head_slots_keep_the_earlier_format_until_pruned() {
+    let head = Head {
+        seq: 7,
+        size: 600,
+        end: 9000,
+        commit_start: 8500,
+        records_crc: 0xdead_beef,
+        derived_size: 512,
+        derived_end: 8800,
+        pruned: 0,
+    };
+    let slot = head.encode();
+    assert_eq!(&slot[..8], b"AUDLOG02");
+    assert_eq!(slot[60..64], crc32fast::hash(&slot[..60]).to_be_bytes()[..]);
+    assert!(slot[64..].iter().all(|&b| b == 0));
+    assert_eq!(Head::decode(&slot), Some(head));
+
+    let pruned = Head { pruned: 2, ..head };
+    let slot = pruned.encode();
+    assert_eq!(&slot[..8], b"AUDLOG03");
+    assert_eq!(slot[60..68], 2u64.to_be_bytes());
+    assert_eq!(Head::decode(&slot), Some(pruned));
+    let mut torn = slot;
+    torn[67] = 3;
+    assert_eq!(Head::decode(&torn), None);
+    // An earlier-format checksum does not make a pruned slot.
+    let mut old = pruned.encode();
+    old[..8].copy_from_slice(b"AUDLOG02");
+    assert_eq!(Head::decode(&old), None);
+}
+
+/// Pruned bundles read as pruned (never as the zeros of their holes), the rest as before,
+/// also after a crash and after a clean close; the stored hashes and later commits are
+/// unaffected. The last commit before the prune wrote the pruned records, so the head it
+/// left could no longer be checked against them: the prune's own head is what opens.
+#[test]
+fn pruned_bundles_read_as_pruned_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let files = LogFiles::open_or_create(&path).unwrap();
+    commit(&files, 3 * BUNDLE + 10);
+    let b2 = files.bundle(2).unwrap().unwrap();
+    let root = roots(&files, 3 * BUNDLE + 10);
+    assert_eq!(root.0, root.1);
+    assert_eq!(files.pruned_below(), 0);
+
+    let outcome = files.prune_below(2).unwrap();
+    assert_eq!(
+        outcome,
+        PruneOutcome {
+            pruned_below: 2,
+            newly_pruned: 2,
+            space_freed: true
+        }
+    );
+    assert_eq!(files.pruned_below(), 2);
+    for n in 0..2 {
+        let err = files.bundle(n).unwrap_err();
+        assert!(
+            matches!(err, LogFilesError::Pruned { bundle } if bundle == n),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("read it from the archive"),
+            "{err}"
+        );
+    }
+    assert_eq!(files.bundle(2).unwrap().unwrap(), b2);
+    assert!(files.bundle(3).unwrap().is_none());
+    assert_eq!(files.tail().unwrap().0, 3 * BUNDLE + 10);
+    assert_eq!(roots(&files, 3 * BUNDLE + 10), root);
+    // The pruned records' blocks are holes now (they read as zeros underneath).
+    let mut raw = vec![0u8; 4096];
+    files.events.read_exact_at(&mut raw, RECORDS_AT).unwrap();
+    assert!(raw.iter().all(|&b| b == 0));
+
+    // A crash, no clean close.
+    std::mem::forget(files);
+    let files = LogFiles::open(&path).unwrap();
+    assert_eq!(files.pruned_below(), 2);
+    assert!(matches!(
+        files.bundle(1),
+        Err(LogFilesError::Pruned { bundle: 1 })
+    ));
+    assert_eq!(files.bundle(2).unwrap().unwrap(), b2);
+    assert_eq!(roots(&files, 3 * BUNDLE + 10), root);
+    commit(&files, 5 * BUNDLE);
+    assert_eq!(roots(&files, 5 * BUNDLE).0, roots(&files, 5 * BUNDLE).1);
+    assert_eq!(files.pruned_below(), 2);
+    drop(files);
+
+    let files = LogFiles::open(&path).unwrap();
+    assert_eq!(files.size(), 5 * BUNDLE);
+    assert_eq!(files.pruned_below(), 2);
+    assert_eq!(files.writer.lock().unwrap().last.pruned, 2);
+    assert_eq!(
+        tlog::decode_entry_bundle(&files.bundle(4).unwrap().unwrap()).unwrap()[0],
+        b"event 1024"
+    );
+    // Further: the last complete bundle too.
+    assert_eq!(files.prune_below(5).unwrap().newly_pruned, 3);
+    drop(files);
+    let files = LogFiles::open(&path).unwrap();
+    assert_eq!(files.pruned_below(), 5);
+    assert_eq!(roots(&files, 5 * BUNDLE).0, roots(&files, 5 * BUNDLE).1);
+}
+
+/// Only complete bundles are pruned, and pruning only grows.
+#[test]
+fn prunes_beyond_the_complete_bundles_are_refused_and_lower_ones_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let files = LogFiles::open_or_create(&path).unwrap();
+    commit(&files, 3 * BUNDLE + 10);
+    let err = files.prune_below(4).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogFilesError::NotComplete {
+                bundle: 3,
+                complete: 3
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(files.pruned_below(), 0);
+    assert!(files.bundle(0).unwrap().is_some());
+    let seq = files.writer.lock().unwrap().last.seq;
+    assert_eq!(files.prune_below(0).unwrap().newly_pruned, 0);
+    assert_eq!(files.writer.lock().unwrap().last.seq, seq);
+
+    assert_eq!(files.prune_below(2).unwrap().pruned_below, 2);
+    let seq = files.writer.lock().unwrap().last.seq;
+    for lower in [0, 1, 2] {
+        assert_eq!(
+            files.prune_below(lower).unwrap(),
+            PruneOutcome {
+                pruned_below: 2,
+                newly_pruned: 0,
+                space_freed: true
+            }
+        );
+    }
+    // Nothing was written for them.
+    assert_eq!(files.writer.lock().unwrap().last.seq, seq);
+    assert_eq!(files.pruned_below(), 2);
+}
+
+/// A commit after a prune that a crash interrupted falls back to the prune's head: the
+/// prune holds, and the records it freed are not read.
+#[test]
+fn an_interrupted_commit_after_a_prune_falls_back_to_the_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let files = LogFiles::open_or_create(&path).unwrap();
+    commit(&files, 2 * BUNDLE + 3);
+    files.prune_below(2).unwrap();
+    let end = files.end();
+    commit(&files, 2 * BUNDLE + 9);
+    files.events.write_all_at(b"\x00\x05junk!", end).unwrap();
+    std::mem::forget(files);
+    let files = LogFiles::open(&path).unwrap();
+    assert_eq!(files.size(), 2 * BUNDLE + 3);
+    assert_eq!(files.pruned_below(), 2);
+    assert!(files.bundle(0).is_err());
+    commit(&files, 3 * BUNDLE);
+    assert_eq!(roots(&files, 3 * BUNDLE).0, roots(&files, 3 * BUNDLE).1);
+}
+
+/// The derived files are synced by the prune: a crash after it recomputes nothing from
+/// the records it freed, even when the derived files had not been synced for a while.
+#[test]
+fn a_prune_makes_the_derived_files_durable_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let files = LogFiles::open_or_create(&path).unwrap();
+    commit(&files, 2 * BUNDLE + 1);
+    assert_eq!(files.writer.lock().unwrap().last.derived_size, 0);
+    files.prune_below(2).unwrap();
+    let last = files.writer.lock().unwrap().last;
+    assert_eq!(
+        (last.derived_size, last.derived_end, last.commit_start),
+        (2 * BUNDLE + 1, files.end(), files.end())
+    );
+    commit(&files, 2 * BUNDLE + 5);
+    std::mem::forget(files);
+    let files = LogFiles::open(&path).unwrap();
+    assert_eq!(files.size(), 2 * BUNDLE + 5);
+    assert_eq!(
+        roots(&files, 2 * BUNDLE + 5).0,
+        roots(&files, 2 * BUNDLE + 5).1
+    );
 }
