@@ -36,6 +36,46 @@ ensure_debian_packages() {
     fi
 }
 
+# ensure_moto : moto's S3 server (PyPI's moto[server] 5.x), the test suite's throw-away S3
+# (src/testkit.rs), in a Python venv at ${AUDITSTAMP_TOOLS_DIR:-$HOME/.cache/auditstamp}/moto-venv,
+# made once (pip takes about a minute). Exports AUDITSTAMP_MOTO_SERVER, the path of its
+# moto_server, for the tests.
+ensure_moto() {
+    local venv=${AUDITSTAMP_TOOLS_DIR:-$HOME/.cache/auditstamp}/moto-venv
+    local requirement='moto[server]>=5.2,<6'
+    export AUDITSTAMP_MOTO_SERVER=$venv/bin/moto_server
+    # Complete when moto's server imports (an install cut short is made again).
+    if [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" -c 'import moto.server' 2>/dev/null; then
+        return 0
+    fi
+    # The python3 on the PATH if it can make a venv (pyenv's can); else Debian's, whose
+    # venv module needs ensurepip from python3.X-venv.
+    local python
+    python=$(command -v python3 || true)
+    if [ -z "$python" ] || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+        ensure_debian_packages /usr/bin/python3:python3
+        python=/usr/bin/python3
+        local version
+        version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+        ensure_debian_packages "/usr/lib/python$version/ensurepip/__init__.py:python$version-venv"
+    fi
+    echo "installing moto's S3 server ($requirement, from PyPI) in $venv: about a minute"
+    mkdir -p "$(dirname "$venv")"
+    if ! "$python" -m venv --clear "$venv"; then
+        echo "error: $python -m venv $venv failed" >&2
+        return 1
+    fi
+    if ! "$venv/bin/pip" install --quiet --disable-pip-version-check "$requirement"; then
+        echo "error: could not install $requirement; retry with:" >&2
+        echo "  $venv/bin/pip install '$requirement'" >&2
+        return 1
+    fi
+    "$venv/bin/python" -c 'import moto.server' || {
+        echo "error: $requirement installed in $venv, but its server does not import" >&2
+        return 1
+    }
+}
+
 # rust_minimum [MANIFEST] : the rust-version that MANIFEST (default: this checkout's
 # Cargo.toml) states.
 rust_minimum() {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing and runs the whole test suite (unit, SoftHSM, end-to-end, openssl interop).
+# Installs what is missing and runs the whole test suite (unit, SoftHSM, end-to-end, openssl interop,
+# PostgreSQL, S3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
@@ -8,6 +9,8 @@ ensure_debian_packages systemd-analyze:systemd \
     /usr/lib/python3/dist-packages/prometheus_client:python3-prometheus-client \
     '/usr/lib/postgresql/*/bin/initdb:postgresql'
 ensure_rust
+# the throw-away S3 server of the archive's tests (exports AUDITSTAMP_MOTO_SERVER)
+ensure_moto
 
 cargo build --locked --all-targets
 cargo test --locked --all-targets

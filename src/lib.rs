@@ -75,13 +75,16 @@ pub fn run_command_line() -> std::process::ExitCode {
 
 /// Parts this repository's own integration tests reach into: a stopped appliance's store
 /// and event log, the genTime floor found in them, the clock guard, the witness store's
-/// bounds, and the throw-away PostgreSQL they run against. Not part of the library's interface: it changes without notice.
+/// bounds, and the throw-away PostgreSQL and S3 servers they run against. Not part of the
+/// library's interface: it changes without notice.
 #[doc(hidden)]
 pub mod internal {
     pub use crate::chain::log::EventLog;
     pub use crate::chain::store::Store;
     pub use crate::clock::{Clock, ClockError, ClockGuard, SyncStatus};
     pub use crate::service::gen_time::gen_time_floor;
-    pub use crate::testkit::{TestPostgres, PG_USER};
+    pub use crate::testkit::{
+        TestPostgres, TestS3, PG_USER, S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY,
+    };
     pub use crate::witness::store::HISTORY;
 }
