@@ -36,6 +36,7 @@ pub mod tsp;
 pub mod verify;
 pub mod witness;
 
+mod archive;
 mod bench;
 mod cli;
 mod clock;

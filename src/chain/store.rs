@@ -126,6 +126,31 @@ impl Store {
             .transpose()
     }
 
+    /// Makes the serial counter hand out nothing below `next` (a store rebuilt from an
+    /// archive: its tokens' serials must stay above every one issued before), durably. A
+    /// counter already past it is kept.
+    pub fn set_serial_floor(&self, next: u64) -> Result<(), StoreError> {
+        let next = check_serial_next(next)?;
+        let mut failed = None;
+        self.meta
+            .fetch_and_update(KEY_SERIAL_NEXT, |old| {
+                let current = old.map(|v| decode_u64s::<1>(KEY_SERIAL_NEXT, v).map(|[n]| n));
+                match current {
+                    Some(Err(e)) => {
+                        failed = Some(e);
+                        old.map(<[u8]>::to_vec)
+                    }
+                    Some(Ok(n)) if n >= next => old.map(<[u8]>::to_vec),
+                    _ => Some(next.to_be_bytes().to_vec()),
+                }
+            })
+            .map_err(io("serial floor"))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.flush()
+    }
+
     /// Reserves `count` serial counters and returns the first; the reservation is durable
     /// before this returns, so a counter is never handed out twice, even after a crash
     /// (unused counters of a reservation are skipped after a restart). Counters start at 1.

@@ -27,6 +27,24 @@ pub struct AuditSource {
     /// A directory written by `auditstamp chain export`.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// An archive (`s3://bucket/prefix`, or `file:///dir`), read alone; see --s3-endpoint.
+    /// Credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, when set.
+    #[arg(long)]
+    pub s3: Option<String>,
+}
+
+/// Where an `--s3` archive is served.
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// The S3-compatible endpoint of --s3 (`https://host:port`); default: AWS's.
+    #[arg(long, requires = "s3")]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region of --s3.
+    #[arg(long, requires = "s3", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// PEM: the CA(s) of the --s3-endpoint's TLS certificate; default: the system's roots.
+    #[arg(long, requires = "s3")]
+    pub s3_ca: Option<PathBuf>,
 }
 
 /// `verify chain` and `chain verify`
@@ -51,6 +69,9 @@ pub struct AuditArgs {
     /// TLS to the appliance (with --url).
     #[command(flatten)]
     pub tls: crate::client::TlsArgs,
+    /// The archive's endpoint (with --s3).
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 /// Runs the audit `a` asks for and prints what it covered; an invalid chain is a
@@ -60,6 +81,13 @@ pub(super) fn run(a: &AuditArgs) -> Result<(), CliError> {
     let tokens_chained = a.ca.is_some();
     let result = if let Some(state) = &a.source.state {
         let log = super::chain::open_log(state)?;
+        if log.pruned_below() > 0 {
+            return Err(CliError::Other(format!(
+                "{}: events below {} were pruned from this store after they were archived;                  audit the archive (--s3 s3://bucket/prefix) or the running appliance (--url),                  which reads them back from it",
+                state.display(),
+                log.pruned_below() * 256
+            )));
+        }
         let err = |e: crate::chain::log::LogError| LogAuditError::Other(e.to_string());
         let checkpoint = log.checkpoint().map_err(err)?;
         let recorded = log.chain_keys().map_err(err)?;
@@ -99,9 +127,23 @@ pub(super) fn run(a: &AuditArgs) -> Result<(), CliError> {
             tokens_chained,
             &mut audit_progress(),
         )
+    } else if let Some(url) = &a.source.s3 {
+        let settings = crate::archive::BucketSettings {
+            endpoint: a.s3.s3_endpoint.clone(),
+            region: a.s3.s3_region.clone(),
+            ca_file: a.s3.s3_ca.clone(),
+            ..crate::archive::BucketSettings::new(url)
+        };
+        tiles::audit_tiles(
+            &mut crate::archive::source::BucketSource::new(&settings)?,
+            &a.keys,
+            checker.as_ref(),
+            tokens_chained,
+            &mut audit_progress(),
+        )
     } else {
         return Err(CliError::Other(
-            "give --state DIR, --url URL or --dir EXPORT".into(),
+            "give --state DIR, --url URL, --dir EXPORT or --s3 ARCHIVE".into(),
         ));
     };
     match result.map_err(CliError::from) {

@@ -35,13 +35,18 @@ use crate::verify::chain::ed25519_key_of;
 pub enum ChainCommand {
     /// Re-hash and check a whole chain; names the first bad event or block (the same as
     /// `verify chain`).
-    Verify(super::audit::AuditArgs),
+    Verify(Box<super::audit::AuditArgs>),
     /// Write the chain (events, tiles, blocks, checkpoint) to a directory another machine
     /// can verify.
     Export(ExportArgs),
     /// Print the chain key's note verifier key (`origin+id+key`), read from the HSM: what a
     /// witness registers and a verifier passes as `--key`.
     VerifierKey(super::ConfigArg),
+    /// Rebuild a lost appliance's store from its archive (`[archive]`), with the same HSM
+    /// keys: asks the witnesses first and refuses when they have cosigned more than the
+    /// bucket holds; audits everything it copies. The server must be stopped and the state
+    /// directory must hold no store.
+    Restore(super::ConfigArg),
 }
 
 /// `chain export`
@@ -61,7 +66,72 @@ pub fn run(cmd: ChainCommand) -> Result<(), CliError> {
         ChainCommand::Verify(a) => super::audit::run(&a),
         ChainCommand::Export(a) => export(&a),
         ChainCommand::VerifierKey(a) => verifier_key(&a.config),
+        ChainCommand::Restore(a) => restore(&a.config),
     }
+}
+
+fn restore(config: &Path) -> Result<(), CliError> {
+    let (cfg, hsm) = super::open_hsm(config)?;
+    let bucket = super::serve::archive_bucket(&cfg)?.ok_or_else(|| {
+        CliError::Other(format!(
+            "{}: no [archive] section: nothing to restore from",
+            config.display()
+        ))
+    })?;
+    let label = &cfg.raw.chain.key_label;
+    let key = hsm.find_key(label)?;
+    let public = ed25519_key_of(&key.public_key_der).ok_or_else(|| {
+        CliError::Other(format!("chain.key_label {label:?} is not an Ed25519 key"))
+    })?;
+    let origin = cfg.raw.chain.origin_or(&cfg.raw.node.name).to_owned();
+    let verifier = crate::chain::note::VerifierKey {
+        id: crate::chain::note::key_id(&origin, &public),
+        name: origin,
+        public_key: public,
+    };
+    let witnesses = super::serve::witnesses(&cfg)?;
+    let check = witnesses
+        .client()
+        .map(|client| crate::archive::restore::WitnessCheck {
+            client,
+            links: witnesses.links(),
+        });
+    println!(
+        "restoring {} from {}{}",
+        cfg.state_dir().display(),
+        bucket.url,
+        if check.is_some() {
+            ", after asking the witnesses what they have cosigned"
+        } else {
+            " (no witness configured to ask)"
+        }
+    );
+    let restored = crate::archive::restore::restore(
+        &bucket,
+        cfg.state_dir(),
+        &verifier,
+        check,
+        &mut audit::audit_progress(),
+    )
+    .map_err(|e| CliError::Other(e.to_string()))?;
+    for (name, size) in &restored.witnesses {
+        println!(
+            "witness     {name}: has cosigned {size} events (the archive holds {})",
+            restored.size
+        );
+    }
+    println!(
+        "restored    {} events and {} blocks into {}; every event, block and the checkpoint verified",
+        restored.size,
+        restored.blocks,
+        restored.store.display()
+    );
+    println!(
+        "serials     the TSA continues at counter {} (past every serial the archive records)",
+        restored.serial_next
+    );
+    println!("start the server: it continues the log from the archived checkpoint");
+    Ok(())
 }
 
 fn verifier_key(config: &Path) -> Result<(), CliError> {

@@ -158,7 +158,7 @@ fn chain_signer(cfg: &Validated, hsm: &Hsm) -> Result<Arc<dyn Signer>, CliError>
 }
 
 /// The witnesses of `[[chain.witness]]`, with an HTTP client trusting their TLS CAs.
-fn witnesses(cfg: &Validated) -> Result<crate::service::cosign::Witnesses, CliError> {
+pub(crate) fn witnesses(cfg: &Validated) -> Result<crate::service::cosign::Witnesses, CliError> {
     use crate::service::cosign::{WitnessTarget, Witnesses};
     let c = &cfg.raw.chain;
     if c.witness.is_empty() {
@@ -194,6 +194,35 @@ fn witnesses(cfg: &Validated) -> Result<crate::service::cosign::Witnesses, CliEr
     .map_err(|e| CliError::caused("chain.witness: the witnesses' HTTPS client", e))?;
     tracing::info!(witnesses = targets.len(), "checkpoints go to witnesses");
     Ok(Witnesses::new(client, targets))
+}
+
+/// The bucket of `[archive]`, its credentials read from the environment variables it
+/// names; `None` without an archive.
+pub(crate) fn archive_bucket(
+    cfg: &Validated,
+) -> Result<Option<crate::archive::BucketSettings>, CliError> {
+    let Some(a) = &cfg.raw.archive else {
+        return Ok(None);
+    };
+    let read = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let id = read(&a.access_key_id_env);
+    let secret = read(&a.secret_access_key_env).map(secrecy::SecretString::from);
+    if id.is_some() != secret.is_some() {
+        return Err(CliError::Other(format!(
+            "archive: set both {} and {} (the access key id and the secret access key), or              neither for anonymous requests",
+            a.access_key_id_env, a.secret_access_key_env
+        )));
+    }
+    Ok(Some(crate::archive::BucketSettings {
+        url: a.url.clone(),
+        endpoint: a.endpoint.clone(),
+        region: a.region.clone(),
+        ca_file: a.ca_file.as_ref().map(|f| cfg.state_dir().join(f)),
+        access_key_id: id,
+        secret_access_key: secret,
+        timeout: Duration::from_millis(a.timeout_ms),
+        retries: 3,
+    }))
 }
 
 fn chain_settings(cfg: &Validated) -> ChainSettings {
@@ -275,11 +304,23 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
         store,
         writer.clone(),
     ));
-    let chain = Arc::new(
-        ChainService::new(writer, chain_signer, chain_settings(&cfg), tsa.clone())
-            .map_err(|e| CliError::Other(format!("event chain: {e}")))?
-            .with_witnesses(witnesses(&cfg)?),
-    );
+    let bucket = archive_bucket(&cfg)?
+        .map(|b| crate::archive::Bucket::open(&b))
+        .transpose()
+        .map_err(|e| CliError::Other(e.to_string()))?;
+    let mut chain = ChainService::new(writer, chain_signer, chain_settings(&cfg), tsa.clone())
+        .map_err(|e| CliError::Other(format!("event chain: {e}")))?
+        .with_witnesses(witnesses(&cfg)?);
+    if bucket.is_some()
+        && cfg
+            .raw
+            .archive
+            .as_ref()
+            .is_some_and(|a| a.witness_after_archive)
+    {
+        chain = chain.witness_after_archive();
+    }
+    let chain = Arc::new(chain);
     tracing::info!(
         events = chain.log().size(),
         sealed = chain.sealed_size(),
@@ -304,7 +345,25 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     };
     let rate_limit =
         http::limits::RateLimiter::new(h.rate_limit.per_second, h.rate_limit.burst).map(Arc::new);
-    let state = AppState::new(tsa.clone(), chain.clone());
+    let mut state = AppState::new(tsa.clone(), chain.clone());
+    let archiver = match (bucket, &cfg.raw.archive) {
+        (Some(bucket), Some(a)) => {
+            let status = Arc::new(crate::archive::writer::ArchiveStatus::new(a.max_lag_events));
+            state.archive = Some(status.clone());
+            state.archive_bucket = Some(bucket.clone());
+            tracing::info!(bucket = %bucket.describe(), "sealed blocks are archived");
+            Some(crate::archive::writer::Archiver::new(
+                bucket,
+                chain.clone(),
+                crate::archive::writer::ArchiverSettings {
+                    concurrency: a.concurrency,
+                    retain_events: a.retain_events,
+                },
+                status,
+            ))
+        }
+        _ => None,
+    };
     let connections = state.connections.clone();
     let router = http::router(
         state,
@@ -385,6 +444,12 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     let sealer = tokio::spawn(chain.clone().run_sealer(async move {
         let _ = sealer_stopped.await;
     }));
+    let (stop_archiver, archiver_stopped) = tokio::sync::oneshot::channel::<()>();
+    let archiver = archiver.map(|a| {
+        tokio::spawn(a.run(async move {
+            let _ = archiver_stopped.await;
+        }))
+    });
 
     let served =
         http::server::serve(listener, router, listener_options, signals.terminated()).await;
@@ -392,6 +457,11 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     let _ = stop_sealer.send(());
     if let Err(e) = sealer.await {
         tracing::error!(error = %e, "the sealer stopped abnormally");
+    }
+    // What is not archived now is archived at the next start.
+    let _ = stop_archiver.send(());
+    if let Some(a) = archiver {
+        let _ = a.await;
     }
     if let Err(e) = chain.log().sync_derived() {
         tracing::warn!(error = %e, "cannot sync the event log's hashes; they are recomputed at the next start");

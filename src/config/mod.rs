@@ -96,6 +96,77 @@ pub struct Config {
     pub log: LogConfig,
     /// The auditor event chain.
     pub chain: ChainConfig,
+    /// Copies of the sealed chain in object storage; absent: no archive.
+    pub archive: Option<ArchiveConfig>,
+}
+
+/// `[archive]`: the sealed chain copied to S3-compatible object storage (or a directory),
+/// and how much of it stays on the local disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// `s3://<bucket>[/<prefix>]` (each appliance its own prefix), or `file:///<directory>`.
+    pub url: String,
+    /// An S3-compatible endpoint, `https://host[:port]` (plain `http://` only on a loopback
+    /// address); default: AWS's endpoint for `region`.
+    pub endpoint: Option<String>,
+    /// The S3 region; default `us-east-1`.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// PEM: the CA(s) of the endpoint's TLS certificate; default: the system's roots.
+    /// Relative to the state directory.
+    pub ca_file: Option<PathBuf>,
+    /// The environment variable holding the access key id; default `AWS_ACCESS_KEY_ID`.
+    #[serde(default = "default_access_key_env")]
+    pub access_key_id_env: String,
+    /// The environment variable holding the secret access key (never written in this
+    /// file); default `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default = "default_secret_key_env")]
+    pub secret_access_key_env: String,
+    /// Most uploads in flight; default 16.
+    #[serde(default = "default_archive_concurrency")]
+    pub concurrency: usize,
+    /// Longest wait for one request to the store, retries included, in milliseconds;
+    /// default 30000.
+    #[serde(default = "default_archive_timeout")]
+    pub timeout_ms: u64,
+    /// `/readyz` warns when more sealed events than this are not archived yet; default
+    /// 1000000.
+    #[serde(default = "default_max_lag")]
+    pub max_lag_events: u64,
+    /// Submit a checkpoint to the witnesses only once the archive holds it, so that a
+    /// restore from the bucket can always continue the log the witnesses follow; default
+    /// false.
+    #[serde(default)]
+    pub witness_after_archive: bool,
+    /// Keep the entry bundles of this many newest events on the local disk; older ones are
+    /// pruned once archived (read back from the archive when asked for). Absent: nothing is
+    /// pruned.
+    pub retain_events: Option<u64>,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_access_key_env() -> String {
+    "AWS_ACCESS_KEY_ID".into()
+}
+
+fn default_secret_key_env() -> String {
+    "AWS_SECRET_ACCESS_KEY".into()
+}
+
+fn default_archive_concurrency() -> usize {
+    16
+}
+
+fn default_archive_timeout() -> u64 {
+    30_000
+}
+
+fn default_max_lag() -> u64 {
+    1_000_000
 }
 
 /// `[chain]`: the auditor event chain.

@@ -258,7 +258,59 @@ pub fn validate_hsm(hsm: &HsmConfig, state_dir: &Path) -> Result<PinSource, Conf
     Ok(pin)
 }
 
+/// Checks `[archive]`.
+fn validate_archive(a: &ArchiveConfig) -> Result<(), ConfigError> {
+    let url = a.url.as_str();
+    let bucket = url
+        .strip_prefix("s3://")
+        .map(|r| r.split('/').next().unwrap_or(""));
+    match bucket {
+        Some("") => {
+            return Err(invalid(
+                "archive.url",
+                "names no bucket: s3://<bucket>[/<prefix>]",
+            ))
+        }
+        Some(_) => {}
+        None if url.starts_with("file:///") => {
+            if a.endpoint.is_some() {
+                return Err(invalid("archive.endpoint", "is for s3:// archives only"));
+            }
+        }
+        None => {
+            return Err(invalid(
+                "archive.url",
+                format!("{url:?}: give s3://<bucket>[/<prefix>] or file:///<directory>"),
+            ))
+        }
+    }
+    if let Some(e) = &a.endpoint {
+        if !(e.starts_with("https://") || e.starts_with("http://")) {
+            return Err(invalid("archive.endpoint", "give https://host[:port]"));
+        }
+    }
+    if !(1..=256).contains(&a.concurrency) {
+        return Err(invalid("archive.concurrency", "must be between 1 and 256"));
+    }
+    if !(1000..=600_000).contains(&a.timeout_ms) {
+        return Err(invalid(
+            "archive.timeout_ms",
+            "must be between 1000 and 600000",
+        ));
+    }
+    if a.retain_events == Some(0) {
+        return Err(invalid(
+            "archive.retain_events",
+            "must be at least 1 (leave it out to keep everything)",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn validate(raw: Config) -> Result<Validated, ConfigError> {
+    if let Some(a) = &raw.archive {
+        validate_archive(a)?;
+    }
     if raw.node.name.trim().is_empty() {
         return Err(invalid("node.name", "must not be empty"));
     }

@@ -22,6 +22,7 @@ use super::limits::ClientInfo;
 use super::{has_media_type, AppState, HttpError};
 use crate::chain::block::SealedBlock;
 use crate::chain::event::{Event, EventInput, EventView};
+use crate::chain::log::LogError;
 use crate::chain::tlog;
 use crate::service::ServiceError;
 
@@ -269,7 +270,20 @@ pub async fn get_event(
     let chain = state.chain.clone();
     let proof = tokio::task::spawn_blocking(move || chain.event_proof(index))
         .await
-        .map_err(|e| ServiceError::Chain(format!("proof task failed: {e}")))??;
+        .map_err(|e| ServiceError::Chain(format!("proof task failed: {e}")))?;
+    let proof = match proof {
+        Err(ServiceError::Log(LogError::Pruned { bundle })) => {
+            let leaves = pruned_bundle(&state, bundle).await?;
+            let leaf = usize::try_from(index % 256)
+                .ok()
+                .and_then(|i| leaves.into_iter().nth(i));
+            let chain = state.chain.clone();
+            tokio::task::spawn_blocking(move || chain.event_proof_with(index, leaf))
+                .await
+                .map_err(|e| ServiceError::Chain(format!("proof task failed: {e}")))??
+        }
+        other => other?,
+    };
     let Some(p) = proof else {
         if index < state.chain.log().size() {
             return Err(HttpError::not_found(format!(
@@ -292,6 +306,29 @@ pub async fn get_event(
         verifier_key: state.chain.verifier_key(),
     })
     .into_response())
+}
+
+/// Complete bundle `n`, pruned from the local disk, read back from the archive and checked
+/// against the stored hashes; 503 when the archive cannot give it now.
+async fn pruned_bundle(state: &AppState, n: u64) -> Result<Vec<Vec<u8>>, HttpError> {
+    let unavailable = |why: String| {
+        tracing::error!(bundle = n, error = %why, "a pruned bundle could not be read from the archive");
+        HttpError::api(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "events {}..{} were moved to the archive, which cannot give them now; try again later",
+                n * 256,
+                n * 256 + 256
+            ),
+        )
+        .retry_after(5)
+    };
+    let Some(bucket) = &state.archive_bucket else {
+        return Err(unavailable("no archive is configured".into()));
+    };
+    crate::archive::pruned_bundle(bucket, state.chain.log(), n)
+        .await
+        .map_err(|e| unavailable(e.to_string()))
 }
 
 /// The query of `GET /v1/proofs/consistency`.
@@ -354,10 +391,19 @@ pub async fn get_tile(
     let (kind, tile) = tlog::parse_tile_path(&full_path)
         .map_err(|e| HttpError::not_found(format!("{full_path}: {e}")))?;
     let chain = state.chain.clone();
-    let bytes = tokio::task::spawn_blocking(move || chain.tile(kind, &tile))
+    let bytes = match tokio::task::spawn_blocking(move || chain.tile(kind, &tile))
         .await
-        .map_err(|e| ServiceError::Chain(format!("tile task failed: {e}")))??
-        .ok_or_else(|| HttpError::not_found(format!("{full_path} is beyond the published tree")))?;
+        .map_err(|e| ServiceError::Chain(format!("tile task failed: {e}")))?
+    {
+        Err(ServiceError::Log(LogError::Pruned { bundle })) => {
+            let leaves = pruned_bundle(&state, bundle).await?;
+            let width = usize::from(tile.width());
+            let refs: Vec<&[u8]> = leaves.iter().take(width).map(Vec::as_slice).collect();
+            Some(tlog::encode_entry_bundle(&refs).map_err(|e| ServiceError::Chain(e.to_string()))?)
+        }
+        other => other?,
+    }
+    .ok_or_else(|| HttpError::not_found(format!("{full_path} is beyond the published tree")))?;
     let cache = if tile.is_partial() {
         "no-cache"
     } else {

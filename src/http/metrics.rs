@@ -332,6 +332,8 @@ pub struct Gauges {
     pub last_seal_age_seconds: Option<f64>,
     /// Each witness the checkpoints go to.
     pub witnesses: Vec<crate::service::cosign::LinkCounts>,
+    /// The archive's figures, when there is an archive.
+    pub archive: Option<crate::archive::writer::ArchiveReport>,
 }
 
 impl Gauges {
@@ -408,6 +410,56 @@ impl Gauges {
                 "witness",
                 w.iter()
                     .filter_map(|w| Some((w.name.as_str(), int(w.size?)))),
+            );
+        }
+        if let Some(a) = &self.archive {
+            gauge_value(
+                r,
+                "auditstamp_archive_archived_events",
+                "Events the archive's checkpoint covers.",
+                int(a.archived_size),
+            );
+            gauge_value(
+                r,
+                "auditstamp_archive_lag_events",
+                "Sealed events not archived yet.",
+                int(a.lag_events),
+            );
+            counter_value(
+                r,
+                "auditstamp_archive_objects_total",
+                "Objects written to the archive.",
+                a.written,
+            );
+            counter_value(
+                r,
+                "auditstamp_archive_present_total",
+                "Objects found already archived with the same bytes (written by an earlier try).",
+                a.present,
+            );
+            counter_value(
+                r,
+                "auditstamp_archive_bytes_total",
+                "Bytes written to the archive.",
+                a.bytes,
+            );
+            counter_value(
+                r,
+                "auditstamp_archive_failures_total",
+                "Archive rounds that failed and were tried again (the store down, slow or refusing).",
+                a.failures,
+            );
+            counter_value(
+                r,
+                "auditstamp_archive_conflicts_total",
+                "Objects found in the archive with other bytes, or a bucket not of this log (each stops the archive).",
+                a.conflicts,
+            );
+            gauge_value(
+                r,
+                "auditstamp_archive_pruned_events",
+                "Events whose bundles were pruned from the local disk after they were archived.",
+                int(a.pruned_events),
             );
         }
         gauge_value(

@@ -140,6 +140,10 @@ pub struct AppState {
     pub connections: Arc<server::ConnectionCounts>,
     /// Largest time-stamp request body (set by [`router`] from its settings).
     pub tsa_max_body: usize,
+    /// The archive's state, when there is an archive.
+    pub archive: Option<Arc<crate::archive::writer::ArchiveStatus>>,
+    /// The archive's bucket, where bundles pruned from the local disk are read back.
+    pub archive_bucket: Option<crate::archive::Bucket>,
 }
 
 impl AppState {
@@ -151,6 +155,8 @@ impl AppState {
             metrics: Arc::default(),
             connections: Arc::default(),
             tsa_max_body: 16 * 1024,
+            archive: None,
+            archive_bucket: None,
         }
     }
 }
@@ -427,6 +433,10 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
         last_seal_age_seconds: published
             .map(|p| now.saturating_sub(p.block.header.sealed_at_ms) as f64 / 1000.0),
         witnesses: state.chain.witness_counts(),
+        archive: state
+            .archive
+            .as_ref()
+            .map(|a| a.report(state.chain.sealed_size())),
     };
     metrics::response(
         state
@@ -445,13 +455,27 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(days) => serde_json::json!({ "ok": true, "days_remaining": days }),
         Err(e) => serde_json::json!({ "ok": false, "error": e }),
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "ready": r.ready(),
         "hsm": part(&r.hsm),
         "clock": part(&r.clock),
         "store": part(&r.store),
         "certificate": certificate,
     });
+    // The archive never makes the appliance unready (tokens and events do not wait for
+    // it): a lag past its bound is a warning, a conflict an alarm, both named here.
+    if let Some(a) = &state.archive {
+        let a = a.report(state.chain.sealed_size());
+        body["archive"] = serde_json::json!({
+            "ok": a.alarm.is_none() && a.warning.is_none(),
+            "resumed": a.resumed,
+            "archived_size": a.archived_size,
+            "lag_events": a.lag_events,
+            "alarm": a.alarm,
+            "warning": a.warning,
+            "last_error": a.last_error,
+        });
+    }
     let status = if r.ready() {
         StatusCode::OK
     } else {

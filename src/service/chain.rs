@@ -71,8 +71,13 @@ pub struct ChainService {
     cosigning: tokio::sync::Mutex<()>,
     published: RwLock<Option<Arc<Published>>>,
     witnesses: super::cosign::Witnesses,
-    /// The newest sealed checkpoint, as sealed: what each witness's submitter submits next.
+    /// The newest sealed checkpoint, as sealed (what the archive copies next).
+    sealed: tokio::sync::watch::Sender<Option<Arc<Published>>>,
+    /// The newest checkpoint each witness's submitter submits next: the newest sealed one,
+    /// or with [`ChainService::witness_after_archive`] the newest archived one.
     to_witness: tokio::sync::watch::Sender<Option<Arc<Published>>>,
+    /// Whether checkpoints go to the witnesses only once archived.
+    after_archive: bool,
 }
 
 impl std::fmt::Debug for ChainService {
@@ -229,6 +234,7 @@ impl ChainService {
                 );
             }
         }
+        let sealed = tokio::sync::watch::Sender::new(published.clone());
         let to_witness = tokio::sync::watch::Sender::new(published.clone());
         writer.attach_sealer(state.sealed_size, settings.max_block_events);
         Ok(ChainService {
@@ -242,8 +248,45 @@ impl ChainService {
             cosigning: tokio::sync::Mutex::new(()),
             published: RwLock::new(published),
             witnesses: super::cosign::Witnesses::default(),
+            sealed,
             to_witness,
+            after_archive: false,
         })
+    }
+
+    /// Submits a checkpoint to the witnesses only once the archive holds it (and everything
+    /// it covers), through [`ChainService::archived`]: whatever a witness has cosigned can
+    /// then be restored from the bucket, so a rebuilt appliance continues the log without
+    /// a fork. Until the archive confirms one, nothing is submitted.
+    pub fn witness_after_archive(mut self) -> Self {
+        self.after_archive = true;
+        self.to_witness.send_replace(None);
+        self
+    }
+
+    /// The newest sealed block and checkpoint, as they are sealed (the archive waits on
+    /// it).
+    pub fn subscribe_sealed(&self) -> tokio::sync::watch::Receiver<Option<Arc<Published>>> {
+        self.sealed.subscribe()
+    }
+
+    /// The archive holds `published` and everything before it: with
+    /// [`ChainService::witness_after_archive`], its checkpoint goes to the witnesses now
+    /// (unless a newer one went already).
+    pub fn archived(&self, published: &Arc<Published>) {
+        if !self.after_archive {
+            return;
+        }
+        let height = published.block.header.height;
+        self.to_witness.send_if_modified(|current| {
+            let newer = current
+                .as_ref()
+                .is_none_or(|c| c.block.header.height < height);
+            if newer {
+                *current = Some(published.clone());
+            }
+            newer
+        });
     }
 
     /// Submits every new checkpoint to `witnesses` and publishes their cosignatures.
@@ -428,7 +471,10 @@ impl ChainService {
             .published
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(published.clone());
-        self.to_witness.send_replace(Some(published));
+        if !self.after_archive {
+            self.to_witness.send_replace(Some(published.clone()));
+        }
+        self.sealed.send_replace(Some(published));
         // Wakes the sealer again at once if another block's worth waits.
         self.writer.sealed_up_to(size);
         Ok(Some(block))
@@ -567,6 +613,17 @@ impl ChainService {
     /// Event `index` with its proof against the last block; `None` if the event does not
     /// exist or is not sealed yet.
     pub fn event_proof(&self, index: u64) -> Result<Option<EventProof>, ServiceError> {
+        self.event_proof_with(index, None)
+    }
+
+    /// [`ChainService::event_proof`] with the event's leaf bytes given (read from the
+    /// archive after its bundle was pruned, and checked against the stored hashes), or
+    /// read from the log when `None`.
+    pub fn event_proof_with(
+        &self,
+        index: u64,
+        leaf: Option<Vec<u8>>,
+    ) -> Result<Option<EventProof>, ServiceError> {
         let Some(published) = self.published() else {
             return Ok(None);
         };
@@ -574,10 +631,13 @@ impl ChainService {
         if index >= size {
             return Ok(None);
         }
-        let leaf = self
-            .log()
-            .leaf(index)?
-            .ok_or_else(|| damaged(format!("event {index} is missing")))?;
+        let leaf = match leaf {
+            Some(l) => l,
+            None => self
+                .log()
+                .leaf(index)?
+                .ok_or_else(|| damaged(format!("event {index} is missing")))?,
+        };
         let event = StoredEvent::from_leaf_bytes(&leaf)
             .map_err(|e| damaged(format!("event {index} is damaged: {e}")))?;
         let path = tlog::prove_inclusion(size, index, &self.log().hashes_at(size)).map_err(tree)?;

@@ -202,6 +202,25 @@ impl WitnessLink {
         Err(self.fail("it keeps answering 409".into()))
     }
 
+    /// Asks the witness what it has cosigned of this log, by submitting `note` (the signed
+    /// checkpoint of a tree of `size`) as extending itself: the size it has cosigned (it
+    /// cosigns `note` when that is `size`, or names its own size with a 409), or why it
+    /// cannot tell (down, refusing, or holding another tree of `size`). A restore asks
+    /// this before it continues a log from an archive.
+    pub async fn probe(
+        &self,
+        client: &WitnessClient,
+        note: &str,
+        size: u64,
+    ) -> Result<u64, String> {
+        let none = |_: u64| Ok(Vec::new());
+        match self.try_once(client, note, size, size, &none).await {
+            Outcome::Cosigned(_) => Ok(size),
+            Outcome::Conflict(s) => Ok(s),
+            Outcome::Failed(why) => Err(crate::client::redact_userinfo(&why)),
+        }
+    }
+
     /// Counts a failure; its reason, with any user information in URLs redacted.
     fn fail(&self, why: String) -> String {
         self.failed.fetch_add(1, Ordering::Relaxed);

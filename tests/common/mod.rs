@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 mod appliance;
+mod archive;
 mod chain;
 mod openssl;
 mod pki;
@@ -20,6 +21,7 @@ mod token;
 mod witness;
 
 pub use appliance::*;
+pub use archive::*;
 pub use chain::*;
 pub use openssl::*;
 pub use pki::*;

@@ -1,0 +1,148 @@
+//! Helpers of the archive tests: a real S3-compatible server (moto's, [`TestS3`]), an
+//! appliance archiving to it, and reads and writes of its objects done by the test itself.
+#![allow(unused_imports)]
+
+use super::*;
+use auditstamp::internal::TestS3;
+use serde_json::Value;
+use std::time::Instant;
+
+/// A moto S3 server with bucket `bucket`, started for one test.
+pub fn s3_with_bucket(bucket: &str) -> TestS3 {
+    let s3 = TestS3::start().unwrap_or_else(|e| panic!("{e}"));
+    s3.create_bucket(bucket).unwrap();
+    s3
+}
+
+/// The `[archive]` section for `s3://<bucket>/<prefix>` on `s3`, with `extra` lines.
+pub fn archive_section(s3: &TestS3, bucket: &str, prefix: &str, extra: &str) -> String {
+    format!(
+        "[archive]\nurl = \"s3://{bucket}/{prefix}\"\nendpoint = \"{}\"\n{extra}\n",
+        s3.endpoint()
+    )
+}
+
+impl Appliance {
+    /// Writes the default config with `section` (an `[archive]` section and any other
+    /// lines) before `[log]`.
+    pub fn write_config_with(&self, replace: &[(&str, &str)], section: &str) {
+        let mut all: Vec<(&str, &str)> = replace.to_vec();
+        let log = format!("{section}\n[log]\n");
+        all.push(("[log]\n", &log));
+        self.write_config(&all);
+    }
+
+    /// A command with the archive's credentials in its environment.
+    pub fn command_with_s3(&self, args: &[&str], s3: &TestS3) -> Command {
+        let mut c = self.command(args);
+        c.env("AWS_ACCESS_KEY_ID", s3.access_key())
+            .env("AWS_SECRET_ACCESS_KEY", s3.secret_key());
+        c
+    }
+
+    /// Starts `serve` with the archive's credentials.
+    pub fn start_with_s3(&self, s3: &TestS3) -> Server {
+        self.start_command(self.command_with_s3(&["serve"], s3))
+    }
+}
+
+/// `GET /readyz`'s `archive` part.
+pub async fn archive_status(client: &reqwest::Client, server: &Server) -> Value {
+    let (_, body) = get_json(client, &server.url("/readyz")).await;
+    body["archive"].clone()
+}
+
+/// Waits (60 s at most) until the archive holds at least `size` events; returns the
+/// `/readyz` archive part.
+pub async fn wait_archived(client: &reqwest::Client, server: &Server, size: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = archive_status(client, server).await;
+        if a["archived_size"].as_u64().unwrap_or(0) >= size {
+            return a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not archived up to {size}: {a}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Posts `n` events from `first` on in one batch; their indexes.
+pub async fn post_batch(client: &reqwest::Client, server: &Server, first: u64, n: u64) -> Value {
+    let body: String = (first..first + n)
+        .map(|i| format!("{}\n", event(i)))
+        .collect();
+    let r = client
+        .post(server.url("/v1/events/batch"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A signed request to `s3`: status and body.
+pub async fn s3_request(
+    s3: &TestS3,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let http = reqwest::Client::new();
+    let mut req = http.request(method.parse().unwrap(), format!("{}{path}", s3.endpoint()));
+    for (n, v) in s3.sign(method, path, headers, body).unwrap() {
+        req = req.header(n, v);
+    }
+    let resp = req.body(body.to_vec()).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.unwrap().to_vec())
+}
+
+/// The object at `/<bucket>/<key>`, if there is one.
+pub async fn s3_get(s3: &TestS3, path: &str) -> Option<Vec<u8>> {
+    let (status, body) = s3_request(s3, "GET", path, &[], b"").await;
+    match status {
+        200 => Some(body),
+        404 => None,
+        s => panic!("GET {path}: {s} {}", String::from_utf8_lossy(&body)),
+    }
+}
+
+/// `auditstamp verify chain --s3 s3://<bucket>/<prefix>` against `s3`, trusting `key`.
+pub fn verify_archive(
+    app: &Appliance,
+    s3: &TestS3,
+    bucket: &str,
+    prefix: &str,
+    key: &str,
+) -> Output {
+    app.command_with_s3(
+        &[
+            "verify",
+            "chain",
+            "--s3",
+            &format!("s3://{bucket}/{prefix}"),
+            "--s3-endpoint",
+            &s3.endpoint(),
+            "--key",
+            key,
+        ],
+        s3,
+    )
+    .output()
+    .unwrap()
+}
+
+/// The appliance's note verifier key (`chain verifier-key`, from the HSM).
+pub fn chain_key(app: &Appliance) -> String {
+    let out = app.cli_ok(&["chain", "verifier-key"]);
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
