@@ -673,3 +673,140 @@ fn old_bundles_are_pruned_once_archived_and_still_served_from_the_bucket() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A second appliance given the same prefix finds a checkpoint that is not of its log: the
+/// archive stops with an alarm at once and writes nothing over the first one's objects.
+#[test]
+fn a_prefix_that_holds_another_log_is_an_alarm_at_start() {
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let s3 = s3_with_bucket(BUCKET);
+    let first = Appliance::new("ecdsa-p256");
+    first.write_config_with(&[], &archive_section(&s3, BUCKET, "shared", ""));
+    let server = first.start_with_s3(&s3);
+    rt.block_on(async {
+        post_batch(&client, &server, 0, 300).await;
+        wait_sealed(&client, &server, 300).await;
+        wait_archived(&client, &server, 300).await;
+    });
+    server.stop();
+    let before = rt.block_on(s3_get(&s3, &format!("/{BUCKET}/shared/checkpoint")));
+
+    let second = Appliance::new("ecdsa-p256");
+    second.write_config_with(&[], &archive_section(&s3, BUCKET, "shared", ""));
+    let server = second.start_with_s3(&s3);
+    rt.block_on(async {
+        post_batch(&client, &server, 0, 10).await;
+        wait_sealed(&client, &server, 10).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let a = loop {
+            let a = archive_status(&client, &server).await;
+            if !a["alarm"].is_null() {
+                break a;
+            }
+            assert!(std::time::Instant::now() < deadline, "no alarm: {a}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let alarm = a["alarm"].as_str().unwrap();
+        assert!(
+            alarm.contains("covers 300 events, more than this appliance has sealed"),
+            "{alarm}"
+        );
+        assert_eq!(
+            s3_get(&s3, &format!("/{BUCKET}/shared/checkpoint")).await,
+            before
+        );
+    });
+    server.stop();
+}
+
+/// A store that hangs (stopped with SIGSTOP: connections open, nothing answered) delays no
+/// token and no event; the archive reports the failure, and catches up once it answers.
+#[test]
+fn a_hung_store_delays_no_token_and_no_event() {
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let s3 = s3_with_bucket(BUCKET);
+    let app = Appliance::new("ecdsa-p256");
+    app.write_config_with(
+        &[],
+        &archive_section(&s3, BUCKET, "app8", "timeout_ms = 10000"),
+    );
+    let server = app.start_with_s3(&s3);
+    let data = app.path().join("doc.txt");
+    std::fs::write(&data, "x").unwrap();
+    let request = std::fs::read(ts_query(app.path(), &data, "-sha256", true, true, "q")).unwrap();
+    rt.block_on(async {
+        post_batch(&client, &server, 0, 10).await;
+        wait_archived(&client, &server, 10).await;
+    });
+    s3.pause().unwrap();
+    rt.block_on(async {
+        for round in 0..20u64 {
+            let started = std::time::Instant::now();
+            post_batch(&client, &server, 10 + round * 50, 50).await;
+            let (status, _, _) = post(
+                &client,
+                &server.url("/tsa"),
+                "application/timestamp-query",
+                request.clone(),
+            )
+            .await;
+            assert_eq!(status, 200);
+            // Far below the store's timeout (10 s): nothing waited for it.
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{:?}",
+                started.elapsed()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while archive_status(&client, &server).await["last_error"].is_null() {
+            assert!(std::time::Instant::now() < deadline, "no failure shown");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    s3.resume().unwrap();
+    rt.block_on(async {
+        let block = wait_sealed(&client, &server, 1030).await;
+        let a = wait_archived(&client, &server, block["tree_size"].as_u64().unwrap()).await;
+        assert_eq!(a["alarm"], serde_json::Value::Null, "{a}");
+    });
+    server.stop();
+}
+
+/// A directory archive (`file://`, e.g. a mounted NAS) works the same way, and verifies
+/// alone.
+#[test]
+fn a_directory_archive_verifies_alone() {
+    let rt = rt();
+    let client = reqwest::Client::new();
+    let app = Appliance::new("ecdsa-p256");
+    let dir = app.path().join("nas/archive");
+    app.write_config_with(
+        &[],
+        &format!("[archive]\nurl = \"file://{}\"\n", dir.display()),
+    );
+    let key = chain_key(&app);
+    let server = app.start();
+    rt.block_on(async {
+        post_batch(&client, &server, 0, 600).await;
+        wait_sealed(&client, &server, 600).await;
+        wait_archived(&client, &server, 600).await;
+        post_batch(&client, &server, 600, 10).await;
+        wait_sealed(&client, &server, 610).await;
+        wait_archived(&client, &server, 610).await;
+    });
+    server.stop();
+    assert!(dir.join("tile/entries/001").is_file());
+    let url = format!("file://{}", dir.display());
+    let out = app.cli(&["verify", "chain", "--s3", &url, "--key", &key]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("events      610 re-hashed"), "{said}");
+}

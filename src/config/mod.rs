@@ -143,6 +143,13 @@ pub struct ArchiveConfig {
     /// pruned once archived (read back from the archive when asked for). Absent: nothing is
     /// pruned.
     pub retain_events: Option<u64>,
+    /// Never accepted (credentials are not written here): taken only to refuse it by name
+    /// without echoing its value, as a parse error would.
+    #[serde(default)]
+    pub(crate) secret_access_key: Option<toml::Value>,
+    /// As `secret_access_key`.
+    #[serde(default)]
+    pub(crate) access_key_id: Option<toml::Value>,
 }
 
 fn default_region() -> String {

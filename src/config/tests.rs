@@ -229,3 +229,58 @@ fn pin_file_is_read_and_trimmed() {
     let missing = PinSource::File(dir.path().join("nope")).read().unwrap_err();
     assert!(missing.to_string().contains("hsm.pin_file"));
 }
+
+#[test]
+fn archive_section_is_checked_by_key() {
+    let with = |section: &str| format!("{GOOD}\n[archive]\n{section}\n");
+    let v = parse(&with("url = \"s3://bucket/app-1\""), &Overrides::default()).unwrap();
+    let a = v.raw.archive.unwrap();
+    assert_eq!(a.region, "us-east-1");
+    assert_eq!(a.secret_access_key_env, "AWS_SECRET_ACCESS_KEY");
+    assert_eq!((a.concurrency, a.timeout_ms), (16, 30_000));
+    assert!(!a.witness_after_archive);
+    assert_eq!(a.retain_events, None);
+    assert!(parse(GOOD, &Overrides::default())
+        .unwrap()
+        .raw
+        .archive
+        .is_none());
+
+    for (section, key, says) in [
+        ("url = \"s3:///app\"", "archive.url", "names no bucket"),
+        ("url = \"ftp://x/y\"", "archive.url", "give s3://"),
+        ("url = \"file://relative\"", "archive.url", "give s3://"),
+        (
+            "url = \"file:///srv/a\"\nendpoint = \"https://s3.example\"",
+            "archive.endpoint",
+            "s3:// archives only",
+        ),
+        (
+            "url = \"s3://b\"\nendpoint = \"s3.example:9000\"",
+            "archive.endpoint",
+            "https://",
+        ),
+        (
+            "url = \"s3://b\"\nconcurrency = 0",
+            "archive.concurrency",
+            "between 1 and 256",
+        ),
+        (
+            "url = \"s3://b\"\ntimeout_ms = 10",
+            "archive.timeout_ms",
+            "between 1000",
+        ),
+        (
+            "url = \"s3://b\"\nretain_events = 0",
+            "archive.retain_events",
+            "at least 1",
+        ),
+    ] {
+        let e = err(&with(section));
+        assert!(e.contains(key) && e.contains(says), "{section}: {e}");
+    }
+    // A secret written in the file is refused by name.
+    let e = err(&with("url = \"s3://b\"\nsecret_access_key = \"x\""));
+    assert!(e.contains("secret_access_key"), "{e}");
+    assert!(!e.contains("\"x\""), "{e}");
+}

@@ -260,6 +260,28 @@ pub fn validate_hsm(hsm: &HsmConfig, state_dir: &Path) -> Result<PinSource, Conf
 
 /// Checks `[archive]`.
 fn validate_archive(a: &ArchiveConfig) -> Result<(), ConfigError> {
+    for (given, key, env) in [
+        (
+            a.secret_access_key.is_some(),
+            "archive.secret_access_key",
+            "archive.secret_access_key_env",
+        ),
+        (
+            a.access_key_id.is_some(),
+            "archive.access_key_id",
+            "archive.access_key_id_env",
+        ),
+    ] {
+        if given {
+            return Err(invalid(
+                key,
+                format!(
+                    "credentials are never written in the configuration; name the environment \
+                     variable that holds it with {env}"
+                ),
+            ));
+        }
+    }
     let url = a.url.as_str();
     let bucket = url
         .strip_prefix("s3://")
