@@ -166,6 +166,9 @@ pub struct Archiver {
     chain: Arc<ChainService>,
     settings: ArchiverSettings,
     status: Arc<ArchiveStatus>,
+    /// Whether the chain keys are in the bucket (checked once per run: they are recorded
+    /// at startup only).
+    keys_archived: AtomicBool,
 }
 
 impl std::fmt::Debug for Archiver {
@@ -274,6 +277,7 @@ impl Archiver {
             chain,
             settings,
             status,
+            keys_archived: AtomicBool::new(false),
         }
     }
 
@@ -449,14 +453,17 @@ impl Archiver {
         let size = target.block.header.tree_size;
         let height = target.block.header.height;
         let local = |e: crate::chain::log::LogError| ArchiveError::Local(e.to_string());
-        // The chain keys (a handful; present ones cost a read).
-        let keys = self
-            .read(move |log| log.chain_keys().map_err(local))
-            .await?
-            .into_iter()
-            .map(|(id, spki)| (chain_key_path(&id), Bytes::from(spki)))
-            .collect();
-        self.upload(keys).await?;
+        // The chain keys, once per run (a handful; present ones cost a read).
+        if !self.keys_archived.load(Ordering::Relaxed) {
+            let keys = self
+                .read(move |log| log.chain_keys().map_err(local))
+                .await?
+                .into_iter()
+                .map(|(id, spki)| (chain_key_path(&id), Bytes::from(spki)))
+                .collect();
+            self.upload(keys).await?;
+            self.keys_archived.store(true, Ordering::Relaxed);
+        }
         // Complete bundles and full tiles, a chunk at a time.
         let mut next = from.size / BUNDLE;
         let end = size / BUNDLE;
