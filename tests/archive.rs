@@ -467,12 +467,25 @@ fn a_lost_appliance_is_restored_from_the_bucket_and_the_witness_cosigns_its_next
     server.child.wait().unwrap();
     std::fs::remove_dir_all(app.store_dir()).unwrap();
     s3.start_again().unwrap();
+    // Objects a round wrote before its checkpoint (as a crash between them leaves): the
+    // restored log continues with other events, so they must not stay in its way.
+    let beyond = format!("/{BUCKET}/app5/tile/entries/{:03}", archived / 256 + 1);
+    rt.block_on(async {
+        for path in [beyond.as_str(), &format!("/{BUCKET}/app5/blocks/999")] {
+            assert_eq!(s3_request(&s3, "PUT", path, &[], b"lost").await.0, 200);
+        }
+    });
 
     let out = app
         .command_with_s3(&["chain", "restore"], &s3)
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("set aside   2 objects"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         out.status.success(),
         "{said}{}",
@@ -511,7 +524,12 @@ fn a_lost_appliance_is_restored_from_the_bucket_and_the_witness_cosigns_its_next
         post_batch(&client, &server, 10_000, 20).await;
         let size = wait_cosigned(&client, &server, &witness, archived + 20).await;
         assert_eq!(size, archived + 20);
-        wait_archived(&client, &server, archived + 20).await;
+        // Past the bundle set aside, without a conflict.
+        post_batch(&client, &server, 20_000, 600).await;
+        let block = wait_sealed(&client, &server, archived + 620).await;
+        let a = wait_archived(&client, &server, block["tree_size"].as_u64().unwrap()).await;
+        assert_eq!(a["alarm"], serde_json::Value::Null, "{a}");
+        assert!(s3_get(&s3, &beyond).await.unwrap() != b"lost");
         let (status, event) =
             get_json(&client, &server.url(&format!("/v1/events/{archived}"))).await;
         assert_eq!(status, 200, "{event}");
@@ -672,6 +690,36 @@ fn old_bundles_are_pruned_once_archived_and_still_served_from_the_bucket() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The bucket loses its objects: what was pruned here exists nowhere else, and the
+    // archive says so instead of starting again from the first event.
+    let (status, _) = rt.block_on(s3_request(
+        &s3,
+        "DELETE",
+        &format!("/{BUCKET}/app7/checkpoint"),
+        &[],
+        b"",
+    ));
+    assert_eq!(status, 204);
+    let server = app.start_with_s3(&s3);
+    rt.block_on(async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let a = loop {
+            let a = archive_status(&client, &server).await;
+            if !a["alarm"].is_null() {
+                break a;
+            }
+            assert!(std::time::Instant::now() < deadline, "no alarm: {a}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert!(
+            a["alarm"]
+                .as_str()
+                .unwrap()
+                .contains("the bucket lost objects"),
+            "{a}"
+        );
+    });
+    server.stop();
 }
 
 /// A second appliance given the same prefix finds a checkpoint that is not of its log: the

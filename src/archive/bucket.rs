@@ -363,6 +363,47 @@ impl Bucket {
         }
     }
 
+    /// The paths (relative to the prefix) of every object under `dir`, at any depth.
+    pub async fn list_all(&self, dir: &str) -> Result<Vec<String>, ArchiveError> {
+        let path = self.path(dir);
+        let found: Vec<_> = self
+            .store
+            .list(Some(&path))
+            .try_collect()
+            .await
+            .map_err(|e| self.failed("LIST", dir, e))?;
+        let base = self.prefix.clone();
+        let mut paths: Vec<String> = found
+            .into_iter()
+            .filter_map(|m| match &base {
+                Some(p) => Some(
+                    m.location
+                        .prefix_match(p)?
+                        .map(|part| part.as_ref().to_owned())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                ),
+                None => Some(m.location.as_ref().to_owned()),
+            })
+            .collect();
+        paths.sort();
+        Ok(paths)
+    }
+
+    /// Moves the object at `rel` to `<aside>/<rel>` (a copy, then the delete): kept as
+    /// evidence, out of the log's layout.
+    pub async fn set_aside(&self, rel: &str, aside: &str) -> Result<(), ArchiveError> {
+        let to = format!("{aside}/{rel}");
+        self.store
+            .copy(&self.path(rel), &self.path(&to))
+            .await
+            .map_err(|e| self.failed("COPY", rel, e))?;
+        self.store
+            .delete(&self.path(rel))
+            .await
+            .map_err(|e| self.failed("DELETE", rel, e))
+    }
+
     /// The names of the objects directly under `dir` (`blocks`, `chain-keys`).
     pub async fn list(&self, dir: &str) -> Result<Vec<String>, ArchiveError> {
         let path = self.path(dir);

@@ -47,6 +47,9 @@ pub struct Restored {
     pub witnesses: Vec<(String, u64)>,
     /// The first serial counter the restored TSA hands out.
     pub serial_next: u64,
+    /// Objects beyond the checkpoint (written by a round whose checkpoint never followed)
+    /// moved out of the log's layout, and where to.
+    pub set_aside: (usize, String),
     /// The new store.
     pub store: PathBuf,
 }
@@ -268,6 +271,7 @@ pub fn restore(
             return Err(e);
         }
     };
+    let aside = set_aside_beyond(settings, &cp, blocks)?;
     std::fs::rename(&building, &store_dir).map_err(|e| {
         local(format!(
             "{} -> {}: {e}",
@@ -281,9 +285,55 @@ pub fn restore(
     Ok(Restored {
         size: cp.size,
         blocks,
+        set_aside: aside,
         witnesses: witnessed,
         serial_next,
         store: store_dir,
+    })
+}
+
+/// Moves the objects a lost appliance wrote beyond the bucket's checkpoint (tiles and
+/// bundles past its size, blocks past its last one: written by a round whose checkpoint
+/// never followed) to `orphaned/<unix seconds>/`: the restored appliance continues the log
+/// with other events, and its own objects must not meet them as conflicts. No reader
+/// trusts them (nothing covers them); they are kept as evidence. Returns how many, and
+/// where.
+fn set_aside_beyond(
+    settings: &BucketSettings,
+    cp: &Checkpoint,
+    blocks: u64,
+) -> Result<(usize, String), ArchiveError> {
+    let bucket = super::Bucket::open(settings)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = format!("orphaned/{now}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(local)?;
+    runtime.block_on(async {
+        let mut beyond = Vec::new();
+        for path in bucket.list_all("tile").await? {
+            let past = match tlog::parse_tile_path(&path) {
+                Ok((_, tile)) => tlog::entries_tile_range(&tile).end > cp.size,
+                // Not a tile: not the log's, left alone.
+                Err(_) => false,
+            };
+            if past {
+                beyond.push(path);
+            }
+        }
+        for name in bucket.list("blocks").await? {
+            match name.parse::<u64>() {
+                Ok(h) if h >= blocks => beyond.push(super::block_path(h)),
+                _ => {}
+            }
+        }
+        for path in &beyond {
+            bucket.set_aside(path, &aside).await?;
+        }
+        Ok((beyond.len(), aside))
     })
 }
 

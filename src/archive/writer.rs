@@ -343,7 +343,19 @@ impl Archiver {
     /// Reads where the bucket ends: its checkpoint must be of this log (origin, and a
     /// block of this log with its size and root).
     async fn resume(&self) -> Result<Archived, ArchiveError> {
+        let pruned = self.chain.log().pruned_below() * BUNDLE;
+        let lost = |size: u64| {
+            ArchiveError::Invalid(format!(
+                "{} ends at {size} events, but events below {pruned} were pruned from this \
+                 appliance after they were archived there: the bucket lost objects (restore \
+                 them from its backup or versions)",
+                self.bucket.describe()
+            ))
+        };
         let Some((bytes, etag)) = self.bucket.get_tagged(CHECKPOINT).await? else {
+            if pruned > 0 {
+                return Err(lost(0));
+            }
             tracing::info!(bucket = %self.bucket.describe(), "the archive is empty; archiving from the first event");
             self.mark(0);
             return Ok(Archived::default());
@@ -390,6 +402,9 @@ impl Archiver {
                 )))
             }
         };
+        if size < pruned {
+            return Err(lost(size));
+        }
         tracing::info!(bucket = %self.bucket.describe(), size, height, "archive resumes where the bucket ends");
         self.mark(size);
         let archived = Archived {

@@ -130,6 +130,14 @@ fn restore(config: &Path) -> Result<(), CliError> {
         "serials     the TSA continues at counter {} (past every serial the archive records)",
         restored.serial_next
     );
+    let (count, aside) = &restored.set_aside;
+    if *count > 0 {
+        println!(
+            "set aside   {count} objects written after the archived checkpoint (never covered by \
+             it) moved to {}/{aside}/",
+            bucket.url
+        );
+    }
     println!("start the server: it continues the log from the archived checkpoint");
     Ok(())
 }
