@@ -66,27 +66,14 @@ fn sealed_blocks_go_to_the_bucket_which_alone_verifies_and_a_restart_resumes() {
             .await
             .unwrap();
         assert_eq!(served.to_vec(), archived);
-        let text = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&client, &server).await;
         assert!(text.contains("auditstamp_archive_lag_events 0"), "{text}");
         assert!(
             text.contains("auditstamp_archive_conflicts_total 0"),
             "{text}"
         );
     });
-    let out = verify_archive(&app, &s3, BUCKET, "app1", &key);
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = verify_archive(&app, &s3, BUCKET, "app1", &key);
     assert!(said.contains("events      700 re-hashed"), "{said}");
     server.stop();
 
@@ -101,34 +88,16 @@ fn sealed_blocks_go_to_the_bucket_which_alone_verifies_and_a_restart_resumes() {
         post_batch(&client, &server, 700, 100).await;
         wait_sealed(&client, &server, 800).await;
         wait_archived(&client, &server, 800).await;
-        let text = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&client, &server).await;
         // Nothing of the first 700 events was written again: at most the partial tile
         // objects of the new size, the blocks and the checkpoint.
-        let written: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("auditstamp_archive_objects_total "))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let written: u64 = metric(&text, "auditstamp_archive_objects_total").unwrap();
         assert!(
             written < 12,
             "{written} objects written after the restart:\n{text}"
         );
     });
-    let out = verify_archive(&app, &s3, BUCKET, "app1", &key);
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = verify_archive(&app, &s3, BUCKET, "app1", &key);
     assert!(said.contains("events      800 re-hashed"), "{said}");
     server.stop();
 }
@@ -155,15 +124,7 @@ fn an_object_there_with_other_bytes_is_an_alarm_and_is_never_overwritten() {
         assert_eq!(status, 200);
         post_batch(&client, &server, 10, 600).await;
         wait_sealed(&client, &server, 610).await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        let a = loop {
-            let a = archive_status(&client, &server).await;
-            if !a["alarm"].is_null() {
-                break a;
-            }
-            assert!(std::time::Instant::now() < deadline, "no alarm: {a}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        };
+        let a = wait_alarm(&client, &server).await;
         let alarm = a["alarm"].as_str().unwrap();
         assert!(
             alarm.contains("s3://archive/app2/tile/entries/001"),
@@ -184,14 +145,7 @@ fn an_object_there_with_other_bytes_is_an_alarm_and_is_never_overwritten() {
         )
         .unwrap();
         assert!(cp.starts_with("test-appliance.example/chain\n10\n"), "{cp}");
-        let text = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&client, &server).await;
         assert!(
             text.contains("auditstamp_archive_conflicts_total 1"),
             "{text}"
@@ -244,33 +198,15 @@ fn tokens_and_events_go_on_while_the_store_is_down_and_the_archive_catches_up() 
         }
         let block = wait_sealed(&client, &server, 5000).await;
         let size = block["tree_size"].as_u64().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let a = archive_status(&client, &server).await;
-            if !a["last_error"].is_null() {
-                assert!(a["archived_size"].as_u64().unwrap() < size, "{a}");
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "no failure shown: {a}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        let a = wait_failing(&client, &server).await;
+        assert!(a["archived_size"].as_u64().unwrap() < size, "{a}");
     });
     s3.start_again().unwrap();
     rt.block_on(async {
         let block = wait_sealed(&client, &server, 5000).await;
         let a = wait_archived(&client, &server, block["tree_size"].as_u64().unwrap()).await;
         assert_eq!(a["alarm"], serde_json::Value::Null, "{a}");
-        let text = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics_text(&client, &server).await;
         assert!(
             text.contains("auditstamp_archive_conflicts_total 0"),
             "{text}"
@@ -281,13 +217,7 @@ fn tokens_and_events_go_on_while_the_store_is_down_and_the_archive_catches_up() 
         );
     });
     server.stop();
-    let out = verify_archive(&app, &s3, BUCKET, "app3", &key);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_archive(&app, &s3, BUCKET, "app3", &key);
 }
 
 /// The appliance is killed (-9) while objects are in flight, many times: each restart
@@ -313,19 +243,8 @@ fn an_appliance_killed_while_archiving_resumes_with_nothing_missing_or_overwritt
             // Killed as soon as this round's objects are on their way.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
             loop {
-                let text = client
-                    .get(server.url("/metrics"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                let written = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("auditstamp_archive_objects_total "))
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
+                let text = metrics_text(&client, &server).await;
+                let written = metric(&text, "auditstamp_archive_objects_total").unwrap_or(0);
                 if written > 0 {
                     break;
                 }
@@ -343,13 +262,7 @@ fn an_appliance_killed_while_archiving_resumes_with_nothing_missing_or_overwritt
         assert_eq!(a["alarm"], serde_json::Value::Null, "{a}");
     });
     server.stop();
-    let out = verify_archive(&app, &s3, BUCKET, "app4", &key);
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = verify_archive(&app, &s3, BUCKET, "app4", &key);
     assert!(
         said.contains(&format!("events      {next} re-hashed")),
         "{said}"
@@ -535,13 +448,7 @@ fn a_lost_appliance_is_restored_from_the_bucket_and_the_witness_cosigns_its_next
         assert_eq!(status, 200, "{event}");
     });
     server.stop();
-    let out = verify_archive(&app, &s3, BUCKET, "app5", &key);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_archive(&app, &s3, BUCKET, "app5", &key);
 }
 
 /// Without `witness_after_archive`, a witness can cosign more than the bucket holds: a
@@ -618,14 +525,7 @@ fn old_bundles_are_pruned_once_archived_and_still_served_from_the_bucket() {
         // Bundles 0..7 (events below 1792 = 2100 - 300, rounded down to a bundle) go.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let text = client
-                .get(server.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let text = metrics_text(&client, &server).await;
             if text.contains("auditstamp_archive_pruned_events 1792") {
                 break;
             }
@@ -683,13 +583,7 @@ fn old_bundles_are_pruned_once_archived_and_still_served_from_the_bucket() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("pruned") && err.contains("--s3"), "{err}");
-    let out = verify_archive(&app, &s3, BUCKET, "app7", &key);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_archive(&app, &s3, BUCKET, "app7", &key);
     // The bucket loses its objects: what was pruned here exists nowhere else, and the
     // archive says so instead of starting again from the first event.
     let (status, _) = rt.block_on(s3_request(
@@ -702,15 +596,7 @@ fn old_bundles_are_pruned_once_archived_and_still_served_from_the_bucket() {
     assert_eq!(status, 204);
     let server = app.start_with_s3(&s3);
     rt.block_on(async {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let a = loop {
-            let a = archive_status(&client, &server).await;
-            if !a["alarm"].is_null() {
-                break a;
-            }
-            assert!(std::time::Instant::now() < deadline, "no alarm: {a}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        };
+        let a = wait_alarm(&client, &server).await;
         assert!(
             a["alarm"]
                 .as_str()
@@ -746,15 +632,7 @@ fn a_prefix_that_holds_another_log_is_an_alarm_at_start() {
     rt.block_on(async {
         post_batch(&client, &server, 0, 10).await;
         wait_sealed(&client, &server, 10).await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let a = loop {
-            let a = archive_status(&client, &server).await;
-            if !a["alarm"].is_null() {
-                break a;
-            }
-            assert!(std::time::Instant::now() < deadline, "no alarm: {a}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        };
+        let a = wait_alarm(&client, &server).await;
         let alarm = a["alarm"].as_str().unwrap();
         assert!(
             alarm.contains("covers 300 events, more than this appliance has sealed"),
@@ -809,11 +687,7 @@ fn a_hung_store_delays_no_token_and_no_event() {
             );
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-        while archive_status(&client, &server).await["last_error"].is_null() {
-            assert!(std::time::Instant::now() < deadline, "no failure shown");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        wait_failing(&client, &server).await;
     });
     s3.resume().unwrap();
     rt.block_on(async {

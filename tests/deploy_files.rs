@@ -57,6 +57,7 @@ fn shell_scripts_parse() {
         "deploy/demo-witness.sh",
         "deploy/bench-witness.sh",
         "deploy/bench-witness-postgres.sh",
+        "deploy/bench-archive.sh",
         "hsm-sim/create-token.sh",
     ] {
         let out = Command::new("bash")

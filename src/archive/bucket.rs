@@ -406,23 +406,16 @@ impl Bucket {
 
     /// The names of the objects directly under `dir` (`blocks`, `chain-keys`).
     pub async fn list(&self, dir: &str) -> Result<Vec<String>, ArchiveError> {
-        let path = self.path(dir);
-        let found: Vec<_> = self
-            .store
-            .list(Some(&path))
-            .try_collect()
-            .await
-            .map_err(|e| self.failed("LIST", dir, e))?;
-        let mut names: Vec<String> = found
+        let within = format!("{}/", dir.trim_end_matches('/'));
+        Ok(self
+            .list_all(dir)
+            .await?
             .into_iter()
-            .filter_map(|m| {
-                let mut parts = m.location.prefix_match(&path)?;
-                let name = parts.next()?.as_ref().to_owned();
-                parts.next().is_none().then_some(name)
+            .filter_map(|p| {
+                let name = p.strip_prefix(&within)?;
+                (!name.contains('/')).then(|| name.to_owned())
             })
-            .collect();
-        names.sort();
-        Ok(names)
+            .collect())
     }
 }
 

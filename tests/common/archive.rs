@@ -116,29 +116,83 @@ pub async fn s3_get(s3: &TestS3, path: &str) -> Option<Vec<u8>> {
     }
 }
 
-/// `auditstamp verify chain --s3 s3://<bucket>/<prefix>` against `s3`, trusting `key`.
+/// `auditstamp verify chain --s3 s3://<bucket>/<prefix>` against `s3`, trusting `key`,
+/// which must pass; what it printed.
 pub fn verify_archive(
     app: &Appliance,
     s3: &TestS3,
     bucket: &str,
     prefix: &str,
     key: &str,
-) -> Output {
-    app.command_with_s3(
-        &[
-            "verify",
-            "chain",
-            "--s3",
-            &format!("s3://{bucket}/{prefix}"),
-            "--s3-endpoint",
-            &s3.endpoint(),
-            "--key",
-            key,
-        ],
-        s3,
-    )
-    .output()
-    .unwrap()
+) -> String {
+    let out = app
+        .command_with_s3(
+            &[
+                "verify",
+                "chain",
+                "--s3",
+                &format!("s3://{bucket}/{prefix}"),
+                "--s3-endpoint",
+                &s3.endpoint(),
+                "--key",
+                key,
+            ],
+            s3,
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    said
+}
+
+/// Waits (60 s at most) for the archive's alarm; returns `/readyz`'s archive part.
+pub async fn wait_alarm(client: &reqwest::Client, server: &Server) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let a = archive_status(client, server).await;
+        if !a["alarm"].is_null() {
+            return a;
+        }
+        assert!(Instant::now() < deadline, "no alarm: {a}\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (90 s at most: past the store's timeout and retries) until the archive reports a
+/// failure; returns `/readyz`'s archive part.
+pub async fn wait_failing(client: &reqwest::Client, server: &Server) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let a = archive_status(client, server).await;
+        if !a["last_error"].is_null() {
+            return a;
+        }
+        assert!(Instant::now() < deadline, "no failure shown: {a}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A `GET /metrics` scrape.
+pub async fn metrics_text(client: &reqwest::Client, server: &Server) -> String {
+    client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the unlabelled metric `name` in a scrape.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// The appliance's note verifier key (`chain verifier-key`, from the HSM).
