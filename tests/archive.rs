@@ -171,7 +171,12 @@ fn tokens_and_events_go_on_while_the_store_is_down_and_the_archive_catches_up() 
     let app = Appliance::new("ecdsa-p256");
     app.write_config_with(
         &[],
-        &archive_section(&s3, BUCKET, "app3", "timeout_ms = 2000"),
+        &archive_section(
+            &s3,
+            BUCKET,
+            "app3",
+            "timeout_ms = 2000\nmax_lag_events = 1000",
+        ),
     );
     let key = chain_key(&app);
     let server = app.start_with_s3(&s3);
@@ -200,6 +205,15 @@ fn tokens_and_events_go_on_while_the_store_is_down_and_the_archive_catches_up() 
         let size = block["tree_size"].as_u64().unwrap();
         let a = wait_failing(&client, &server).await;
         assert!(a["archived_size"].as_u64().unwrap() < size, "{a}");
+        // Past max_lag_events: a warning, and still ready.
+        let (status, ready) = get_json(&client, &server.url("/readyz")).await;
+        assert_eq!(
+            (status, &ready["ready"]),
+            (200, &serde_json::json!(true)),
+            "{ready}"
+        );
+        let warning = ready["archive"]["warning"].as_str().unwrap_or_default();
+        assert!(warning.contains("archive.max_lag_events = 1000"), "{ready}");
     });
     s3.start_again().unwrap();
     rt.block_on(async {
