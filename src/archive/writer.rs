@@ -37,6 +37,8 @@ use crate::service::cosign::Backoff;
 
 /// Complete bundles prepared and uploaded at a time.
 const CHUNK_BUNDLES: u64 = 64;
+/// Blocks read and uploaded at a time.
+const CHUNK_BLOCKS: u64 = 1024;
 /// Events per bundle.
 const BUNDLE: u64 = 256;
 /// Tile levels there can be (8 × 8 bits of tree size).
@@ -158,6 +160,12 @@ struct Archived {
     etag: Option<String>,
     /// Whether the bucket has its checkpoint object (else it is created).
     has_checkpoint: bool,
+    /// Complete bundles whose objects (and the full tiles they complete) are known to be
+    /// in the bucket, also beyond `size` (a failed round's progress: the next round does
+    /// not send them again).
+    full_done: u64,
+    /// Blocks known to be in the bucket (heights below this), also beyond `height`.
+    blocks_done: u64,
 }
 
 /// The background archiver of one appliance.
@@ -307,7 +315,12 @@ impl Archiver {
                     let target = sealed.borrow_and_update().clone();
                     match target {
                         Some(t) if a.height.is_none_or(|h| t.block.header.height > h) => {
-                            self.round(a, &t).await.map(|done| archived = Some(done))
+                            let mut next = a.clone();
+                            let done = self.round(&mut next, &t).await;
+                            // Kept also after a failure: what the round got in is not
+                            // sent again.
+                            archived = Some(next);
+                            done
                         }
                         _ => {
                             if sealed.changed().await.is_err() {
@@ -412,6 +425,7 @@ impl Archiver {
             height: Some(height),
             etag,
             has_checkpoint: true,
+            ..Archived::default()
         };
         if let Some(p) = self.chain.published() {
             if p.block.header.height == height {
@@ -462,9 +476,9 @@ impl Archiver {
     /// Archives everything up to `target` after `from`; where the bucket ends then.
     async fn round(
         &self,
-        from: &Archived,
+        from: &mut Archived,
         target: &Arc<Published>,
-    ) -> Result<Archived, ArchiveError> {
+    ) -> Result<(), ArchiveError> {
         let size = target.block.header.tree_size;
         let height = target.block.header.height;
         let local = |e: crate::chain::log::LogError| ArchiveError::Local(e.to_string());
@@ -480,31 +494,37 @@ impl Archiver {
             self.keys_archived.store(true, Ordering::Relaxed);
         }
         // Complete bundles and full tiles, a chunk at a time.
-        let mut next = from.size / BUNDLE;
+        let mut next = (from.size / BUNDLE).max(from.full_done);
         let end = size / BUNDLE;
         while next < end {
             let to = (next + CHUNK_BUNDLES).min(end);
             let objects = self.read(move |log| full_objects(log, next, to)).await?;
             self.upload(objects).await?;
             next = to;
+            from.full_done = to;
         }
-        // The right edge of the new tree, then the blocks.
-        let mut objects = self.read(move |log| partial_objects(log, size)).await?;
-        let first = from.height.map_or(0, |h| h + 1);
-        let blocks = self
-            .read(move |log| {
-                (first..=height)
-                    .map(|h| {
-                        log.block(h)
-                            .map_err(local)?
-                            .map(|b| (block_path(h), Bytes::from(b)))
-                            .ok_or_else(|| ArchiveError::Local(format!("block {h} is missing")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
-        objects.extend(blocks);
+        // The right edge of the new tree, then the blocks, a chunk at a time.
+        let objects = self.read(move |log| partial_objects(log, size)).await?;
         self.upload(objects).await?;
+        let mut first = from.height.map_or(0, |h| h + 1).max(from.blocks_done);
+        while first <= height {
+            let last = height.min(first + CHUNK_BLOCKS - 1);
+            let blocks = self
+                .read(move |log| {
+                    (first..=last)
+                        .map(|h| {
+                            log.block(h)
+                                .map_err(local)?
+                                .map(|b| (block_path(h), Bytes::from(b)))
+                                .ok_or_else(|| ArchiveError::Local(format!("block {h} is missing")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await?;
+            self.upload(blocks).await?;
+            first = last + 1;
+            from.blocks_done = first;
+        }
         // Last, the checkpoint.
         let current = if from.has_checkpoint {
             from.etag.as_deref()
@@ -530,12 +550,11 @@ impl Archiver {
         tracing::debug!(size, height, "archived");
         self.chain.archived(target);
         self.prune(size).await;
-        Ok(Archived {
-            size,
-            height: Some(height),
-            etag,
-            has_checkpoint: true,
-        })
+        from.size = size;
+        from.height = Some(height);
+        from.etag = etag;
+        from.has_checkpoint = true;
+        Ok(())
     }
 
     /// Prunes the local bundles older than the retention bound that the bucket holds.
