@@ -1,5 +1,5 @@
-# Shared by deploy/quickstart.sh and deploy/test.sh: install what is missing.
-# Sourced, not run.
+# Shared by the deploy/ scripts: install what is missing, and provision development state
+# (one appliance; or several nodes and the development CA they share). Sourced, not run.
 
 # ensure_debian_packages [PROBE:PACKAGE...] : installs the Debian packages whose probe
 # (a command, or an absolute path) is missing.
@@ -12,7 +12,7 @@ ensure_debian_packages() {
     command -v cc >/dev/null 2>&1 || missing+=(gcc)
     # Extra needs as PROBE:PACKAGE arguments, the probe a command or an absolute path, which
     # may hold a * (the test suite checks the systemd unit, parses /metrics with Prometheus's
-    # Python client, and starts throw-away PostgreSQL servers).
+    # Python client, starts throw-away PostgreSQL servers and puts HAProxy before appliances).
     local need probe
     for need in "$@"; do
         probe=${need%%:*}
@@ -147,4 +147,78 @@ provision_dev_state() {
     "$bin" keys issue-dev-cert --config "$config" --label tsa-dev \
         --subject "CN=auditstamp development TSA,O=auditstamp development,C=EE" \
         --out "$state/pki/tsa-dev.pem" --if-missing
+}
+
+# ensure_cluster_ca DIR: a DEVELOPMENT root CA made with openssl in DIR (ca.key, mode 0600,
+# and ca.pem), once, to certify the TSA keys of several appliances that each have a token
+# of their own, the way an office's CA does (keys csr, the CA signs, keys import-cert), so
+# that one CA file verifies every node's tokens. (`keys dev-ca` keeps its key on one
+# appliance's token and certifies only keys on that token.)
+ensure_cluster_ca() {
+    local dir=$1 out
+    mkdir -p "$dir"
+    cat >"$dir/tsa.ext" <<'EXT'
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = critical,timeStamping
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EXT
+    [ -s "$dir/ca.pem" ] && [ -s "$dir/ca.key" ] && return 0
+    if ! out=$(umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$dir/ca.key" -out "$dir/ca.pem" -days 3650 \
+        -subj "/CN=auditstamp DEVELOPMENT cluster root CA/O=auditstamp development/C=EE" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" 2>&1); then
+        echo "error: openssl could not make the development CA in $dir:" >&2
+        echo "$out" >&2
+        return 1
+    fi
+    chmod 644 "$dir/ca.pem"
+}
+
+# cluster_node_config N STATE LISTEN: node N's configuration (printed), from dev.toml: its
+# own node.id N (token serials stay unique), name, checkpoint origin, state directory and
+# address; the TSA chain file is the cluster CA's; no per-client rate limit (behind the
+# balancer every request comes from its address: the balancer limits per client).
+cluster_node_config() {
+    local n=$1 state=$2 listen=$3
+    sed -e "s/^id = 1\$/id = $n/" \
+        -e "s/^name = .*/name = \"node-$n\"/" \
+        -e "s#^state_dir = .*#state_dir = \"$state\"#" \
+        -e "s|^chain_file = .*|chain_file = \"pki/cluster-ca.pem\"  # DEVELOPMENT cluster root CA|" \
+        -e "s#^origin = .*#origin = \"node-$n.cluster.localhost/chain\"#" \
+        -e "s#^listen = .*#listen = \"$listen\"#" \
+        -e 's/^\[http\]$/[http]\nrate_limit = { per_second = 0 }/' \
+        "$(dirname "${BASH_SOURCE[0]}")/../firmware-config/dev.toml"
+}
+
+# provision_cluster_node BIN CONFIG STATE CA_DIR: a SoftHSM2 token in STATE/hsm, a TSA key
+# (tsa-dev) certified by CA_DIR's CA (ensure_cluster_ca) and an Ed25519 chain key
+# (chain-dev) in it; idempotent. Run it with SOFTHSM2_CONF unset or STATE's own.
+provision_cluster_node() {
+    local bin=$1 config=$2 state=$3 ca=$4
+    mkdir -p "$state/pki"
+    AUDITSTAMP_BIN=$bin hsm-sim/create-token.sh "$state/hsm" auditstamp-dev >/dev/null
+    export SOFTHSM2_CONF=$state/hsm/softhsm2.conf
+    cp "$ca/ca.pem" "$state/pki/cluster-ca.pem"
+    "$bin" keys generate --config "$config" --label tsa-dev --algorithm ecdsa-p256 --purpose tsa --if-missing >/dev/null
+    "$bin" keys generate --config "$config" --label chain-dev --algorithm ed25519 --purpose chain --if-missing >/dev/null
+    if "$bin" keys export-cert --config "$config" --label tsa-dev --out "$state/pki/tsa-dev.pem" >/dev/null 2>&1; then
+        return 0
+    fi
+    local name
+    name=$(basename "$state")
+    "$bin" keys csr --config "$config" --label tsa-dev --out "$state/pki/tsa-dev.csr" \
+        --subject "CN=auditstamp development TSA $name,O=auditstamp development,C=EE" >/dev/null
+    local out
+    if ! out=$(openssl x509 -req -in "$state/pki/tsa-dev.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca.key" \
+        -set_serial "0x$(openssl rand -hex 16)" -days 365 -sha256 \
+        -extfile "$ca/tsa.ext" -out "$state/pki/tsa-dev.pem" 2>&1); then
+        echo "error: openssl could not certify $name's TSA key:" >&2
+        echo "$out" >&2
+        return 1
+    fi
+    "$bin" keys import-cert --config "$config" --label tsa-dev --cert "$state/pki/tsa-dev.pem" \
+        --chain "$ca/ca.pem" >/dev/null
 }
