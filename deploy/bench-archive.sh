@@ -69,11 +69,11 @@ run() {
         curl -sf "http://$listen/healthz" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    # One sample a second: unix time, lag, archived events, sealed events.
+    # One sample a second: unix time, lag, archived events, sealed events, bytes archived.
     (
         while true; do
             curl -sf "http://$listen/metrics" > "$work/scrape" 2>/dev/null || true
-            echo "$(date +%s.%N) $(metric auditstamp_archive_lag_events "$work/scrape") $(metric auditstamp_archive_archived_events "$work/scrape") $(metric auditstamp_chain_sealed_events "$work/scrape")"
+            echo "$(date +%s.%N) $(metric auditstamp_archive_lag_events "$work/scrape") $(metric auditstamp_archive_archived_events "$work/scrape") $(metric auditstamp_chain_sealed_events "$work/scrape") $(metric auditstamp_archive_bytes_total "$work/scrape")"
             sleep 1
         done
     ) > "$work/$name.samples" &
@@ -107,18 +107,26 @@ run() {
         sort -n > "$work/$name.lags"
     awk -v t0="$t0" -v t1="$t1" -v t2="$t2" -v events="$events" -v objects="$objects" \
         -v bytes="$bytes" -v store_kb="$store_kb" -v lags="$work/$name.lags" '
-        { t[NR] = $1; lag[NR] = $2; arch[NR] = $3 }
+        { t[NR] = $1; lag[NR] = $2; arch[NR] = $3; b[NR] = $5 }
         END {
             n = 0
             while ((getline l < lags) > 0) v[++n] = l + 0
             med = n ? v[int((n + 1) / 2)] : 0
             max = n ? v[n] : 0
-            # the archive rate: events archived per second over the samples with a lag
-            first = 0; last = 0
-            for (i = 2; i <= NR; i++) if (lag[i - 1] + 0 > 0) { if (!first) first = i - 1; last = i }
-            rate = (last > first && first) ? (arch[last] - arch[first]) / (t[last] - t[first]) : 0
+            # the fastest one-second step of the bytes archived, in events at the
+            # bytes per event of this run
+            bpe = bytes / events; peak = 0
+            for (i = 2; i <= NR; i++) if (b[i] != "" && b[i - 1] != "") {
+                r = (b[i] - b[i - 1]) / (t[i] - t[i - 1]); if (r > peak) peak = r
+            }
+            # the events archived after the load ended, over the time that took
+            at1 = 0
+            for (i = 1; i <= NR; i++) if (t[i] <= t1 && arch[i] != "") at1 = arch[i]
+            catchup = (t2 - t1 > 1) ? (events - at1) / (t2 - t1) : 0
             printf "events %d in %.0f s of load; lag during the load: median %d, largest %d events\n", events, t1 - t0, med, max
-            printf "caught up %.1f s after the load ended; archive rate while behind %.0f events/s\n", t2 - t1, rate
+            printf "caught up %.1f s after the load ended", t2 - t1
+            if (catchup > 0) printf " (%.0f events/s meanwhile)", catchup
+            printf "; fastest second: %.1f MB/s = %.0f events/s\n", peak / 1e6, peak / bpe
             printf "archive: %d objects, %.1f MB written = %.0f bytes per event\n", objects, bytes / 1e6, bytes / events
             printf "local store: %.1f MB = %.0f MB per million events\n", store_kb / 1024, store_kb / 1024 / events * 1e6
         }' "$work/$name.samples"
