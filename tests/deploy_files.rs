@@ -56,6 +56,7 @@ fn shell_scripts_parse() {
         "deploy/healthcheck.sh",
         "deploy/demo-witness.sh",
         "deploy/demo-cluster.sh",
+        "deploy/bench-cluster.sh",
         "deploy/bench-witness.sh",
         "deploy/bench-witness-postgres.sh",
         "deploy/bench-archive.sh",
