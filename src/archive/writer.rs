@@ -166,6 +166,9 @@ struct Archived {
     full_done: u64,
     /// Blocks known to be in the bucket (heights below this), also beyond `height`.
     blocks_done: u64,
+    /// The checkpoint last sent, when its answer never came: if the bucket holds it, that
+    /// write went through (and is replaced), rather than being another writer's.
+    sent: Option<Bytes>,
 }
 
 /// The background archiver of one appliance.
@@ -541,10 +544,24 @@ impl Archiver {
                 .and_then(|(_, e)| e),
             _ => None,
         };
-        let etag = self
+        let earlier = from.sent.replace(checkpoint.clone());
+        let etag = match self
             .bucket
-            .put_checkpoint(checkpoint, current.or(etag.as_deref()))
-            .await?;
+            .put_checkpoint(checkpoint.clone(), current.or(etag.as_deref()))
+            .await
+        {
+            Err(conflict @ ArchiveError::Conflict { .. }) => {
+                // An earlier round's write whose answer was lost is ours, not a conflict.
+                match self.bucket.get_tagged(CHECKPOINT).await? {
+                    Some((there, Some(tag))) if earlier.as_ref() == Some(&there) => {
+                        self.bucket.put_checkpoint(checkpoint, Some(&tag)).await?
+                    }
+                    _ => return Err(conflict),
+                }
+            }
+            other => other?,
+        };
+        from.sent = None;
         self.status.written.fetch_add(1, Ordering::Relaxed);
         self.mark(size);
         tracing::debug!(size, height, "archived");
