@@ -45,19 +45,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-wait_for() {
-    local what=$1 limit=$2
-    shift 2
-    local deadline=$(( $(now_ms) + limit * 1000 ))
-    until "$@"; do
-        if [ "$(now_ms)" -gt "$deadline" ]; then
-            echo "error: $what: not within $limit s" >&2
-            return 1
-        fi
-        sleep 0.1
-    done
-}
 ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/readyz")" = 200 ]; }
 
 echo "machine: $cores cores, $(uname -r); $rounds round(s) of $seconds s per measurement; each node: 1 HSM session, $workers HTTP worker thread(s); $($haproxy -v | head -n 1)"

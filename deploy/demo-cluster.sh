@@ -56,21 +56,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-
-# wait_for WHAT SECONDS COMMAND...: polls COMMAND every 0.1 s until it succeeds.
-wait_for() {
-    local what=$1 limit=$2
-    shift 2
-    local deadline=$(( $(now_ms) + limit * 1000 ))
-    until "$@"; do
-        if [ "$(now_ms)" -gt "$deadline" ]; then
-            echo "error: $what: not within $limit s" >&2
-            return 1
-        fi
-        sleep 0.1
-    done
-}
 
 # node_state N: node N's state in HAProxy's pool (UP, DOWN, "UP 1/2" while rising, ...).
 node_state() {

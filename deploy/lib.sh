@@ -222,3 +222,21 @@ provision_cluster_node() {
     "$bin" keys import-cert --config "$config" --label tsa-dev --cert "$state/pki/tsa-dev.pem" \
         --chain "$ca/ca.pem" >/dev/null
 }
+
+# now_ms : the time, in milliseconds since the epoch.
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# wait_for WHAT SECONDS COMMAND... : polls COMMAND every 0.1 s until it succeeds; after
+# SECONDS, says that WHAT did not happen and fails.
+wait_for() {
+    local what=$1 limit=$2
+    shift 2
+    local deadline=$(( $(now_ms) + limit * 1000 ))
+    until "$@"; do
+        if [ "$(now_ms)" -gt "$deadline" ]; then
+            echo "error: $what: not within $limit s" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}

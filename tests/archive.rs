@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 
+/// The bucket every test makes on its own server (`archiving_appliance` writes to it).
 const BUCKET: &str = "archive";
 
 /// Events and tokens are sealed and archived; `verify chain --s3` audits the bucket alone;
@@ -18,11 +19,7 @@ fn sealed_blocks_go_to_the_bucket_which_alone_verifies_and_a_restart_resumes() {
     let rt = rt();
     let client = reqwest::Client::new();
     let s3 = s3_with_bucket(BUCKET);
-    let app = Appliance::new("ecdsa-p256");
-    app.write_config_with(
-        &[],
-        &archive_section(&s3, BUCKET, "app1", "concurrency = 4"),
-    );
+    let app = archiving_appliance(&s3, "app1", "concurrency = 4");
     let key = chain_key(&app);
     let server = app.start_with_s3(&s3);
     rt.block_on(async {
@@ -110,8 +107,7 @@ fn an_object_there_with_other_bytes_is_an_alarm_and_is_never_overwritten() {
     let rt = rt();
     let client = reqwest::Client::new();
     let s3 = s3_with_bucket(BUCKET);
-    let app = Appliance::new("ecdsa-p256");
-    app.write_config_with(&[], &archive_section(&s3, BUCKET, "app2", ""));
+    let app = archiving_appliance(&s3, "app2", "");
     let server = app.start_with_s3(&s3);
     let planted = b"not this appliance's bundle".to_vec();
     rt.block_on(async {
@@ -168,16 +164,7 @@ fn tokens_and_events_go_on_while_the_store_is_down_and_the_archive_catches_up() 
     let rt = rt();
     let client = reqwest::Client::new();
     let mut s3 = s3_with_bucket(BUCKET);
-    let app = Appliance::new("ecdsa-p256");
-    app.write_config_with(
-        &[],
-        &archive_section(
-            &s3,
-            BUCKET,
-            "app3",
-            "timeout_ms = 2000\nmax_lag_events = 1000",
-        ),
-    );
+    let app = archiving_appliance(&s3, "app3", "timeout_ms = 2000\nmax_lag_events = 1000");
     let key = chain_key(&app);
     let server = app.start_with_s3(&s3);
     let data = app.path().join("doc.txt");
@@ -520,16 +507,7 @@ fn old_bundles_are_pruned_once_archived_and_still_served_from_the_bucket() {
     let rt = rt();
     let client = reqwest::Client::new();
     let mut s3 = s3_with_bucket(BUCKET);
-    let app = Appliance::new("ecdsa-p256");
-    app.write_config_with(
-        &[],
-        &archive_section(
-            &s3,
-            BUCKET,
-            "app7",
-            "timeout_ms = 2000\nretain_events = 300",
-        ),
-    );
+    let app = archiving_appliance(&s3, "app7", "timeout_ms = 2000\nretain_events = 300");
     let key = chain_key(&app);
     let server = app.start_with_s3(&s3);
     rt.block_on(async {
@@ -629,8 +607,7 @@ fn a_prefix_that_holds_another_log_is_an_alarm_at_start() {
     let rt = rt();
     let client = reqwest::Client::new();
     let s3 = s3_with_bucket(BUCKET);
-    let first = Appliance::new("ecdsa-p256");
-    first.write_config_with(&[], &archive_section(&s3, BUCKET, "shared", ""));
+    let first = archiving_appliance(&s3, "shared", "");
     let server = first.start_with_s3(&s3);
     rt.block_on(async {
         post_batch(&client, &server, 0, 300).await;
@@ -640,8 +617,7 @@ fn a_prefix_that_holds_another_log_is_an_alarm_at_start() {
     server.stop();
     let before = rt.block_on(s3_get(&s3, &format!("/{BUCKET}/shared/checkpoint")));
 
-    let second = Appliance::new("ecdsa-p256");
-    second.write_config_with(&[], &archive_section(&s3, BUCKET, "shared", ""));
+    let second = archiving_appliance(&s3, "shared", "");
     let server = second.start_with_s3(&s3);
     rt.block_on(async {
         post_batch(&client, &server, 0, 10).await;
@@ -667,11 +643,7 @@ fn a_hung_store_delays_no_token_and_no_event() {
     let rt = rt();
     let client = reqwest::Client::new();
     let s3 = s3_with_bucket(BUCKET);
-    let app = Appliance::new("ecdsa-p256");
-    app.write_config_with(
-        &[],
-        &archive_section(&s3, BUCKET, "app8", "timeout_ms = 10000"),
-    );
+    let app = archiving_appliance(&s3, "app8", "timeout_ms = 10000");
     let server = app.start_with_s3(&s3);
     let data = app.path().join("doc.txt");
     std::fs::write(&data, "x").unwrap();

@@ -200,3 +200,11 @@ pub fn chain_key(app: &Appliance) -> String {
     let out = app.cli_ok(&["chain", "verifier-key"]);
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// An appliance (ECDSA P-256 TSA key) whose config archives to `s3://archive/<prefix>` on
+/// `s3`, with `extra` lines in `[archive]`; not started.
+pub fn archiving_appliance(s3: &TestS3, prefix: &str, extra: &str) -> Appliance {
+    let app = Appliance::new("ecdsa-p256");
+    app.write_config_with(&[], &archive_section(s3, "archive", prefix, extra));
+    app
+}
