@@ -9,10 +9,9 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,28 +24,6 @@ const NODES: usize = 3;
 const TOKEN_CLIENTS: usize = 4;
 const EVENT_CLIENTS: usize = 2;
 
-/// HAProxy's binary: `AUDITSTAMP_HAPROXY`, else Debian's.
-fn haproxy_bin() -> PathBuf {
-    let path = std::env::var_os("AUDITSTAMP_HAPROXY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/sbin/haproxy"));
-    assert!(
-        path.exists(),
-        "HAProxy ({}) is missing: install it with `apt-get install -y haproxy` \
-         (or run ./deploy/test.sh, which installs it)",
-        path.display()
-    );
-    path
-}
-
-/// `N` different loopback addresses nothing listens on now.
-fn free_addrs<const N: usize>() -> [SocketAddr; N] {
-    let held: Vec<_> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap())
-}
-
 /// Polls `f` every 20 ms until it is true; panics naming `what` after `limit`.
 async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
 where
@@ -57,108 +34,6 @@ where
     while !f().await {
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// HAProxy with deploy/haproxy/auditstamp.cfg as shipped, the addresses in its environment.
-struct Haproxy {
-    child: Child,
-    listen: SocketAddr,
-    stats: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Haproxy {
-    fn start(nodes: &[SocketAddr]) -> Haproxy {
-        let bin = haproxy_bin();
-        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy/auditstamp.cfg");
-        let [listen, stats] = free_addrs();
-        let mut cmd = Command::new(bin);
-        cmd.arg("-f")
-            .arg(&config)
-            .arg("-db")
-            .env("AUDITSTAMP_CLUSTER_LISTEN", listen.to_string())
-            .env("AUDITSTAMP_CLUSTER_STATS", stats.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (i, addr) in nodes.iter().enumerate() {
-            cmd.env(format!("AUDITSTAMP_NODE{}", i + 1), addr.to_string());
-        }
-        let mut child = cmd.spawn().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let out: Vec<Box<dyn std::io::Read + Send>> = vec![
-            Box::new(child.stdout.take().unwrap()),
-            Box::new(child.stderr.take().unwrap()),
-        ];
-        for stream in out {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
-        Haproxy {
-            child,
-            listen,
-            stats,
-            log,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.listen)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Node `n`'s state in the pool ("UP", "DOWN", "UP 1/2", ...), from the status page's CSV.
-    async fn node_state(&mut self, client: &reqwest::Client, n: usize) -> Option<String> {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("HAProxy exited ({status}):\n{}", self.log());
-        }
-        let csv = client
-            .get(format!("http://{}/;csv", self.stats))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        csv.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f.len() > 17 && f[0] == "auditstamp" && f[1] == format!("node{n}"))
-                .then(|| f[17].to_owned())
-        })
-    }
-
-    async fn wait_state(&mut self, client: &reqwest::Client, n: usize, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let state = self.node_state(client, n).await;
-            if state.as_deref() == Some(want) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "HAProxy does not mark node {n} {want} (it says {state:?}):\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -504,12 +379,24 @@ fn a_node_killed_under_load_behind_haproxy_fails_only_the_requests_in_flight() {
         })
         .collect();
 
-    let mut haproxy = Haproxy::start(&addrs);
+    let env: Vec<(String, String)> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("AUDITSTAMP_NODE{}", i + 1), a.to_string()))
+        .collect();
+    let mut haproxy = Haproxy::start(
+        "auditstamp.cfg",
+        "AUDITSTAMP_CLUSTER_LISTEN",
+        "AUDITSTAMP_CLUSTER_STATS",
+        &env,
+    );
     let rt = rt();
     let probe = reqwest::Client::new();
     rt.block_on(async {
         for n in 1..=NODES {
-            haproxy.wait_state(&probe, n, "UP").await;
+            haproxy
+                .wait_state("auditstamp", &format!("node{}", n), "UP")
+                .await;
         }
     });
 
@@ -539,9 +426,17 @@ fn a_node_killed_under_load_behind_haproxy_fails_only_the_requests_in_flight() {
     servers[killed].child.wait().unwrap();
     let kill_end = Instant::now();
     rt.block_on(async {
-        haproxy.wait_state(&probe, killed + 1, "DOWN").await;
+        haproxy
+            .wait_state("auditstamp", &format!("node{}", killed + 1), "DOWN")
+            .await;
         for n in [1, 3] {
-            assert_eq!(haproxy.node_state(&probe, n).await.as_deref(), Some("UP"));
+            assert_eq!(
+                haproxy
+                    .state("auditstamp", &format!("node{n}"))
+                    .await
+                    .as_deref(),
+                Some("UP")
+            );
         }
         // Its own reads answer 503 from the balancer meanwhile; the pool's /readyz 200.
         let r = probe
@@ -565,7 +460,9 @@ fn a_node_killed_under_load_behind_haproxy_fails_only_the_requests_in_flight() {
     assert_eq!(servers[killed].addr, addrs[killed]);
     let up = Instant::now();
     rt.block_on(async {
-        haproxy.wait_state(&probe, killed + 1, "UP").await;
+        haproxy
+            .wait_state("auditstamp", &format!("node{}", killed + 1), "UP")
+            .await;
         wait_until(
             "node 2 signs tokens through the balancer again",
             Duration::from_secs(30),

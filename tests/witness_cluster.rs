@@ -10,140 +10,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auditstamp::chain::cosignature::Cosigner;
 use auditstamp::chain::note::{Checkpoint, SignedNote};
 use common::*;
 use serde_json::{json, Value};
-
-/// HAProxy's binary: `AUDITSTAMP_HAPROXY`, else Debian's.
-fn haproxy_bin() -> PathBuf {
-    let path = std::env::var_os("AUDITSTAMP_HAPROXY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/sbin/haproxy"));
-    assert!(
-        path.exists(),
-        "HAProxy ({}) is missing: install it with `apt-get install -y haproxy` \
-         (or run ./deploy/test.sh, which installs it)",
-        path.display()
-    );
-    path
-}
-
-/// `N` different loopback addresses nothing listens on now.
-fn free_addrs<const N: usize>() -> [SocketAddr; N] {
-    let held: Vec<_> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap())
-}
-
-/// HAProxy with deploy/haproxy/witness.cfg as shipped, the addresses in its environment.
-struct Haproxy {
-    child: Child,
-    listen: SocketAddr,
-    stats: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Haproxy {
-    fn start(servers: &[SocketAddr; 2]) -> Haproxy {
-        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy/witness.cfg");
-        let [listen, stats] = free_addrs();
-        let mut child = Command::new(haproxy_bin())
-            .arg("-f")
-            .arg(&config)
-            .arg("-db")
-            .env("AUDITSTAMP_WITNESS_LISTEN", listen.to_string())
-            .env("AUDITSTAMP_WITNESS_STATS", stats.to_string())
-            .env("AUDITSTAMP_WITNESS1", servers[0].to_string())
-            .env("AUDITSTAMP_WITNESS2", servers[1].to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let out: Vec<Box<dyn std::io::Read + Send>> = vec![
-            Box::new(child.stdout.take().unwrap()),
-            Box::new(child.stderr.take().unwrap()),
-        ];
-        for stream in out {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { break };
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
-        Haproxy {
-            child,
-            listen,
-            stats,
-            log,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.listen)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Server `n`'s state in the pool ("UP", "DOWN", "UP 1/2", ...), from the status page.
-    fn server_state(&mut self, rt: &tokio::runtime::Runtime, n: usize) -> Option<String> {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("HAProxy exited ({status}):\n{}", self.log());
-        }
-        let csv = rt.block_on(async {
-            reqwest::get(format!("http://{}/;csv", self.stats))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()
-        })?;
-        csv.lines().find_map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f.len() > 17 && f[0] == "witness" && f[1] == format!("witness{n}"))
-                .then(|| f[17].to_owned())
-        })
-    }
-
-    fn wait_state(&mut self, rt: &tokio::runtime::Runtime, n: usize, want: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let state = self.server_state(rt, n);
-            if state.as_deref() == Some(want) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "HAProxy does not mark witness server {n} {want} (it says {state:?}):\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn origin(n: usize) -> String {
     format!("node-{n}.witness-cluster.test/chain")
@@ -310,9 +182,18 @@ fn a_witness_tier_behind_haproxy_cosigns_each_appliance_as_its_own_log_and_survi
     ];
     let direct: Vec<String> = addrs.iter().map(|a| format!("http://{a}")).collect();
 
-    let mut haproxy = Haproxy::start(&addrs);
+    let env = [
+        ("AUDITSTAMP_WITNESS1".to_owned(), addrs[0].to_string()),
+        ("AUDITSTAMP_WITNESS2".to_owned(), addrs[1].to_string()),
+    ];
+    let mut haproxy = Haproxy::start(
+        "witness.cfg",
+        "AUDITSTAMP_WITNESS_LISTEN",
+        "AUDITSTAMP_WITNESS_STATS",
+        &env,
+    );
     for n in 1..=2 {
-        haproxy.wait_state(&rt, n, "UP");
+        rt.block_on(haproxy.wait_state("witness", &format!("witness{n}"), "UP"));
     }
 
     // Each appliance submits to the balancer's frontend.
@@ -381,8 +262,11 @@ fn a_witness_tier_behind_haproxy_cosigns_each_appliance_as_its_own_log_and_survi
         let note = wait_cosigned(&rt, &nodes[n - 1], &witness, sizes[n - 1]);
         wait_witness_holds(&rt, &direct[1], n, &note);
     }
-    haproxy.wait_state(&rt, 1, "DOWN");
-    assert_eq!(haproxy.server_state(&rt, 2).as_deref(), Some("UP"));
+    rt.block_on(haproxy.wait_state("witness", "witness1", "DOWN"));
+    assert_eq!(
+        rt.block_on(haproxy.state("witness", "witness2")).as_deref(),
+        Some("UP")
+    );
     // And again, with the pool down to one server.
     for (i, node) in nodes.iter().enumerate() {
         post_events(&rt, node, 2);
