@@ -369,15 +369,7 @@ fn a_node_killed_under_load_behind_haproxy_fails_only_the_requests_in_flight() {
     for (i, a) in apps.iter().enumerate() {
         write_node_config(a, i + 1, Some(addrs[i]));
     }
-    let keys: Vec<String> = apps
-        .iter()
-        .map(|a| {
-            String::from_utf8(a.cli_ok(&["chain", "verifier-key"]).stdout)
-                .unwrap()
-                .trim()
-                .to_owned()
-        })
-        .collect();
+    let keys: Vec<String> = apps.iter().map(chain_key).collect();
 
     let env: Vec<(String, String)> = addrs
         .iter()

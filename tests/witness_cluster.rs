@@ -43,19 +43,7 @@ fn write_appliance_config(a: &Appliance, n: usize, witness: Option<(&str, &str)>
 }
 
 fn post_events(rt: &tokio::runtime::Runtime, server: &Server, n: u64) {
-    let events: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({"agency": "a", "auditor": "b", "action": "access", "subject": format!("s{i}"),
-                   "data_sha256": format!("{i:064x}"), "occurred_at": "2026-12-01T00:00:00Z"})
-        })
-        .collect();
-    let r = rt.block_on(
-        reqwest::Client::new()
-            .post(server.url("/v1/events/batch"))
-            .json(&events)
-            .send(),
-    );
-    assert_eq!(r.unwrap().status().as_u16(), 200);
+    rt.block_on(post_batch(&reqwest::Client::new(), server, 0, n));
 }
 
 fn size_of(note: &SignedNote) -> u64 {
@@ -147,15 +135,7 @@ fn a_witness_tier_behind_haproxy_cosigns_each_appliance_as_its_own_log_and_survi
             a
         })
         .collect();
-    let keys: Vec<String> = apps
-        .iter()
-        .map(|a| {
-            String::from_utf8(a.cli_ok(&["chain", "verifier-key"]).stdout)
-                .unwrap()
-                .trim()
-                .to_owned()
-        })
-        .collect();
+    let keys: Vec<String> = apps.iter().map(chain_key).collect();
     assert_ne!(keys[0], keys[1]);
 
     // The witness tier: one configuration registering both as their own [[log]], one
