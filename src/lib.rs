@@ -46,6 +46,9 @@ mod provision;
 mod service;
 mod signer;
 mod testkit;
+// The consoles that use it land next (appliance `/ui/`, witness `/ui/`).
+#[allow(dead_code)]
+mod ui;
 
 pub use verify::chain::tiles::{
     audit_tiles, AuditReport, DirSource, HttpSource, LogAuditError, TileSource,
