@@ -24,6 +24,7 @@ use crate::chain::block::SealedBlock;
 use crate::chain::event::{Event, EventInput, EventView};
 use crate::chain::log::LogError;
 use crate::chain::tlog;
+use crate::service::chain::EventProof;
 use crate::service::ServiceError;
 
 /// Largest `POST /v1/events` body: an event with 8 KiB of details, escaped, fits.
@@ -244,11 +245,11 @@ pub async fn get_block(
     Ok(Json(block_json(&block)))
 }
 
-/// The answer of `GET /v1/events/{index}`. A struct, not a `Value`, so that the event's
-/// details are written exactly as stored; the members are in key order, as a `Value` would
-/// write them.
+/// The answer of `GET /v1/events/{index}` (and the bundle the console's event page
+/// embeds). A struct, not a `Value`, so that the event's details are written exactly as
+/// stored; the members are in key order, as a `Value` would write them.
 #[derive(serde::Serialize)]
-struct EventBundle<'a> {
+pub struct EventBundle<'a> {
     block: Value,
     chain_key: String,
     checkpoint: &'a str,
@@ -261,19 +262,34 @@ struct EventBundle<'a> {
     verifier_key: String,
 }
 
-/// `GET /v1/events/{index}`: the event with a proof bundle that verifies offline.
-pub async fn get_event(
-    State(state): State<AppState>,
-    Path(index): Path<String>,
-) -> Result<Response, HttpError> {
-    let index = parse_u64("index", &index)?;
+/// The proof bundle of `p`, as `GET /v1/events/{index}` answers it.
+pub fn event_bundle<'a>(state: &AppState, p: &'a EventProof) -> EventBundle<'a> {
+    EventBundle {
+        block: block_json(&p.block),
+        chain_key: B64.encode(state.chain.public_key_der()),
+        checkpoint: &p.proof.checkpoint,
+        event: p.event.view(),
+        inclusion_proof: p.proof.path.iter().map(|h| B64.encode(h)).collect(),
+        leaf: B64.encode(&p.leaf),
+        leaf_hash: hex::encode(tlog::leaf_hash(&p.leaf)),
+        tlog_proof: p.proof.format(),
+        tree_size: p.block.header.tree_size,
+        verifier_key: state.chain.verifier_key(),
+    }
+}
+
+/// Event `index` (its text as in the path) with its proof against the last block: read
+/// back from the archive when pruned locally; 400 for a bad index, 404 when there is no
+/// such event or it is not sealed yet, 503 when the archive cannot give it now.
+pub async fn event_proof(state: &AppState, index: &str) -> Result<EventProof, HttpError> {
+    let index = parse_u64("index", index)?;
     let chain = state.chain.clone();
     let proof = tokio::task::spawn_blocking(move || chain.event_proof(index))
         .await
         .map_err(|e| ServiceError::Chain(format!("proof task failed: {e}")))?;
     let proof = match proof {
         Err(ServiceError::Log(LogError::Pruned { bundle })) => {
-            let leaves = pruned_bundle(&state, bundle).await?;
+            let leaves = pruned_bundle(state, bundle).await?;
             let leaf = usize::try_from(index % 256)
                 .ok()
                 .and_then(|i| leaves.into_iter().nth(i));
@@ -293,19 +309,16 @@ pub async fn get_event(
         }
         return Err(HttpError::not_found(format!("no event {index}")));
     };
-    Ok(Json(EventBundle {
-        block: block_json(&p.block),
-        chain_key: B64.encode(state.chain.public_key_der()),
-        checkpoint: &p.proof.checkpoint,
-        event: p.event.view(),
-        inclusion_proof: p.proof.path.iter().map(|h| B64.encode(h)).collect(),
-        leaf: B64.encode(&p.leaf),
-        leaf_hash: hex::encode(tlog::leaf_hash(&p.leaf)),
-        tlog_proof: p.proof.format(),
-        tree_size: p.block.header.tree_size,
-        verifier_key: state.chain.verifier_key(),
-    })
-    .into_response())
+    Ok(p)
+}
+
+/// `GET /v1/events/{index}`: the event with a proof bundle that verifies offline.
+pub async fn get_event(
+    State(state): State<AppState>,
+    Path(index): Path<String>,
+) -> Result<Response, HttpError> {
+    let p = event_proof(&state, &index).await?;
+    Ok(Json(event_bundle(&state, &p)).into_response())
 }
 
 /// Complete bundle `n`, pruned from the local disk, read back from the archive and checked

@@ -15,6 +15,9 @@
 //!   `GET /v1/events/{index}`, `GET /v1/blocks/latest`, `GET /v1/blocks/{height}`,
 //!   `GET /v1/proofs/consistency`, and the C2SP tlog-tiles read API `GET /checkpoint`,
 //!   `GET /tile/...`.
+//! - The web console ([`ui`]): `GET /ui/` (status and event search), `GET /ui/events/{index}`
+//!   (an event and its proof, checked in the browser), `GET /ui/assets/{name}`; in the
+//!   "read" group, so it needs a client certificate wherever reads do.
 //!
 //! The data center's witness is another server with its own router: [`crate::witness::routes::router`].
 
@@ -23,6 +26,7 @@ pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod tls;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -257,7 +261,13 @@ pub fn router(mut state: AppState, settings: HttpSettings) -> Router {
             .route("/v1/blocks/{height}", get(chain::get_block))
             .route("/v1/proofs/consistency", get(chain::get_consistency))
             .route("/checkpoint", get(chain::get_checkpoint))
-            .route("/tile/{*path}", get(chain::get_tile)),
+            .route("/tile/{*path}", get(chain::get_tile))
+            .route("/ui", get(ui::redirect))
+            .route("/ui/", get(ui::search_page))
+            .route("/ui/search", get(ui::search_page))
+            .route("/ui/event", get(ui::go_to_event))
+            .route("/ui/events/{index}", get(ui::event_page))
+            .route("/ui/assets/{name}", get(ui::asset)),
     );
     let ops = group(
         "ops",

@@ -15,6 +15,12 @@ use crate::signer::{testsupport, KeyAlgorithm, KeyPurpose, SigningPool};
 
 /// A router over a TSA and an event chain, its clock inside the certificate's validity.
 fn app() -> (Router, tempfile::TempDir) {
+    let (app, _, dir) = app_with_state();
+    (app, dir)
+}
+
+/// [`app`], with the state it serves (to append and seal events directly).
+pub(super) fn app_with_state() -> (Router, AppState, tempfile::TempDir) {
     let hsm = testsupport::new_token().open();
     let clock = ManualClock::at(0);
     let (tsa, (not_before_ms, _), dir, log) = tsa_on(&hsm, clock.clone());
@@ -43,11 +49,12 @@ fn app() -> (Router, tempfile::TempDir) {
         rate_limit: None,
         max_concurrent_requests: 16,
     };
-    (router(AppState::new(tsa, Arc::new(chain)), settings), dir)
+    let state = AppState::new(tsa, Arc::new(chain));
+    (router(state.clone(), settings), state, dir)
 }
 
 /// Sends one request; the status, the Content-Type and the body.
-async fn send(app: &Router, req: HttpRequest<Body>) -> (StatusCode, String, Vec<u8>) {
+pub(super) async fn send(app: &Router, req: HttpRequest<Body>) -> (StatusCode, String, Vec<u8>) {
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let ctype = resp
@@ -63,7 +70,7 @@ async fn send(app: &Router, req: HttpRequest<Body>) -> (StatusCode, String, Vec<
     (status, ctype, body)
 }
 
-fn get(path: &str) -> HttpRequest<Body> {
+pub(super) fn get(path: &str) -> HttpRequest<Body> {
     HttpRequest::get(path).body(Body::empty()).unwrap()
 }
 

@@ -1,0 +1,699 @@
+//! The appliance's web console (`/ui/`): pages rendered here with [`maud`], in the shared
+//! frame of [`crate::ui`] (strict CSP, no inline script or style).
+//!
+//! - `GET /ui` redirects to `/ui/`.
+//! - `GET /ui/` (and `/ui/search`): the event search, a plain GET form whose fields are the
+//!   query parameters of `GET /v1/events`, its results in a table, the next page and the
+//!   same query as CSV.
+//! - `GET /ui/event?index=N` redirects to `/ui/events/N` (the "go to event" form).
+//! - `GET /ui/events/{index}`: one event, the block and checkpoint its proof is against,
+//!   the block token's genTime and serial number, the inclusion proof; it embeds the proof
+//!   bundle `GET /v1/events/{index}` answers (as data) and `verify.js` checks it in the
+//!   browser.
+//! - `GET /ui/assets/{name}`: the stylesheet and `verify.js`, embedded in the binary.
+//!
+//! Every page opens with the appliance's status (tree size, last block, seal age, TSA
+//! certificate, witnesses, archive). Errors are pages with their status and the message
+//! the API would give, never JSON.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup, PreEscaped};
+
+use super::{chain, AppState, HttpError};
+use crate::ui::{age, html_response, page, security_headers, time_ms, NavLink};
+
+/// The console's name, shown in every page's header.
+const CONSOLE: &str = "auditstamp appliance";
+
+/// The navigation bar of every page.
+const NAV: &[NavLink<'static>] = &[
+    NavLink {
+        label: "Search",
+        href: "/ui/",
+    },
+    NavLink {
+        label: "Checkpoint",
+        href: "/checkpoint",
+    },
+    NavLink {
+        label: "Latest block (JSON)",
+        href: "/v1/blocks/latest",
+    },
+    NavLink {
+        label: "TSA certificates",
+        href: "/tsa/certs",
+    },
+];
+
+/// The in-browser proof check of the event page.
+const VERIFY_JS: &str = include_str!("../../assets/ui/verify.js");
+
+/// This console's own assets (the stylesheet is shared).
+const ASSETS: &[(&str, &str, &str)] = &[("verify.js", "text/javascript; charset=utf-8", VERIFY_JS)];
+
+/// A TSA certificate expiring within this many days is flagged.
+const CERT_WARN_DAYS: i64 = 30;
+
+/// `GET /ui`: to `/ui/`.
+pub async fn redirect() -> Response {
+    redirect_to("/ui/")
+}
+
+/// A 303 to `location` (a path on this server), with the console's headers.
+fn redirect_to(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (
+            StatusCode::SEE_OTHER,
+            security_headers(),
+            [(header::LOCATION, v)],
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, security_headers()).into_response(),
+    }
+}
+
+/// `GET /ui/assets/{name}`: the stylesheet or `verify.js`.
+pub async fn asset(name: Path<String>) -> Response {
+    crate::ui::asset(name, ASSETS)
+}
+
+/// The status and message of an API error, as a page shows them.
+fn error_parts(e: &HttpError) -> (StatusCode, String, Option<u32>) {
+    match e {
+        HttpError::Api {
+            status,
+            message,
+            retry_after,
+        } => (*status, message.clone(), *retry_after),
+        HttpError::UnsupportedMediaType { .. } => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string(), None)
+        }
+        HttpError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None),
+    }
+}
+
+/// The page of an API error: the status header, the status and the message.
+fn error_response(state: &AppState, e: &HttpError) -> Response {
+    let (status, message, retry_after) = error_parts(e);
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let mut resp = html_response(
+        status,
+        page(
+            CONSOLE,
+            &title,
+            NAV,
+            &[],
+            html! {
+                (status_header(state))
+                h1 { (title) }
+                p.error { (message) }
+                p { a href="/ui/" { "Back to the search" } }
+            },
+        ),
+    );
+    if let Some(s) = retry_after {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
+    }
+    resp
+}
+
+/// One card of the status header.
+fn card(label: &str, value: &str, sub: Option<&str>, flag: Option<(&str, &str)>) -> Markup {
+    html! {
+        div.card {
+            div.label { (label) }
+            div.value { (value) }
+            @if let Some(sub) = sub {
+                div.sub { (sub) }
+            }
+            @if let Some((class, text)) = flag {
+                span class={ "badge " (class) } { (text) }
+            }
+        }
+    }
+}
+
+/// The appliance's status, at the top of every page: what `/readyz` and `/metrics` tell,
+/// for people.
+fn status_header(state: &AppState) -> Markup {
+    let now = state.tsa.now_ms();
+    let stored = state.chain.log().size();
+    let sealed = state.chain.sealed_size();
+    let published = state.chain.published();
+    let identity = state.tsa.identity();
+    let days = identity.days_remaining(now);
+    let cert_flag = if days < 0 {
+        Some(("bad", "expired"))
+    } else if days < CERT_WARN_DAYS {
+        Some(("warn", "renew soon"))
+    } else {
+        None
+    };
+    let witnesses = state.chain.witness_counts();
+    let archive = state.archive.as_ref().map(|a| a.report(sealed));
+    html! {
+        section.cards aria-label="appliance status" {
+            (card("Events stored", &stored.to_string(), None, None))
+            (card("Events sealed", &sealed.to_string(),
+                (stored > sealed).then(|| format!("{} waiting for the next seal", stored - sealed)).as_deref(),
+                None))
+            @match &published {
+                Some(p) => {
+                    (card("Last block", &format!("#{}", p.block.header.height),
+                        Some(&format!("sealed {}", time_ms(Some(p.block.header.sealed_at_ms)))), None))
+                    (card("Seal age",
+                        &if now == 0 { "—".to_owned() } else { age(now.saturating_sub(p.block.header.sealed_at_ms) / 1000) },
+                        None, None))
+                }
+                None => {
+                    (card("Last block", "none yet", None, None))
+                    (card("Seal age", "—", None, None))
+                }
+            }
+            (card("TSA certificate", &format!("{days} days left"),
+                Some(&format!("until {}", time_ms(Some(identity.not_after_ms())))), cert_flag))
+            @if witnesses.is_empty() {
+                (card("Witnesses", "none configured", None, None))
+            }
+            @for w in &witnesses {
+                (card(&format!("Witness {}", w.name),
+                    &w.size.map_or_else(|| "not cosigned yet".to_owned(), |s| format!("cosigned size {s}")),
+                    Some(&format!("{} cosignatures, {} failed submissions", w.cosigned, w.failed)),
+                    (w.failed > 0).then_some(("warn", "failures"))))
+            }
+            @if let Some(a) = &archive {
+                (card("Archive lag", &format!("{} events", a.lag_events),
+                    Some(&format!("archived size {}", a.archived_size)),
+                    if a.alarm.is_some() { Some(("bad", "alarm")) }
+                    else if a.warning.is_some() || a.last_error.is_some() { Some(("warn", "warning")) }
+                    else { None }))
+            }
+        }
+        @if let Some(a) = &archive {
+            @if let Some(alarm) = &a.alarm { p.error { "Archive: " (alarm) } }
+            @if let Some(w) = &a.warning { p.error { "Archive: " (w) } }
+        }
+    }
+}
+
+/// The "go to event" form's query.
+#[derive(Debug, serde::Deserialize)]
+pub struct GoTo {
+    index: Option<String>,
+}
+
+/// `GET /ui/event?index=N`: to the page of event `N`; 400 for anything but an index.
+pub async fn go_to_event(
+    State(state): State<AppState>,
+    query: Result<Query<GoTo>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let index = query
+        .ok()
+        .and_then(|Query(q)| q.index)
+        .and_then(|i| i.trim().parse::<u64>().ok());
+    match index {
+        Some(i) => redirect_to(&format!("/ui/events/{i}")),
+        None => error_response(
+            &state,
+            &HttpError::bad_request("index must be a non-negative integer"),
+        ),
+    }
+}
+
+/// The "go to event" form.
+fn go_to_form() -> Markup {
+    html! {
+        form.goto action="/ui/event" method="get" {
+            label { "Event index " input type="text" name="index" inputmode="numeric" size="12"; }
+            button type="submit" { "Go to event" }
+        }
+    }
+}
+
+/// JSON text safe inside a `<script type="application/json">` element: no `<` (so no
+/// `</script>` or `<!--` can end or change the element), `>` and `&` escaped likewise, and
+/// the line separators JavaScript treats as newlines escaped. Each is replaced by its
+/// `\uXXXX` escape, which JSON reads back as the same character (none of them can be part
+/// of an escape sequence, so the replacement never splits one).
+pub fn script_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Compact JSON text (as the log stores details) indented for reading; strings and
+/// numbers are kept exactly as written.
+pub fn pretty_json(compact: &str) -> String {
+    let mut out = String::with_capacity(compact.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = compact.chars().peekable();
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+    };
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                let close = if c == '{' { '}' } else { ']' };
+                if chars.peek() == Some(&close) {
+                    if let Some(close) = chars.next() {
+                        out.push(close);
+                    }
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `GET /ui/events/{index}`: the event, its proof, and the in-browser check.
+pub async fn event_page(State(state): State<AppState>, Path(index): Path<String>) -> Response {
+    let p = match chain::event_proof(&state, &index).await {
+        Ok(p) => p,
+        Err(e) => return error_response(&state, &e),
+    };
+    let bundle = match serde_json::to_string(&chain::event_bundle(&state, &p)) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot write a proof bundle");
+            return error_response(&state, &HttpError::Internal);
+        }
+    };
+    let ev = &p.event;
+    let e = &ev.event;
+    let h = &p.block.header;
+    let token = crate::tsp::decode_tst_info_from_token(&p.block.token);
+    let index = ev.index;
+    let action = e.action.name();
+    let data_sha256 = hex::encode(e.data_sha256);
+    let leaf_hash = hex::encode(crate::chain::tlog::leaf_hash(&p.leaf));
+    let verifier_key = state.chain.verifier_key();
+    let received = time_ms(Some(ev.received_at_ms));
+    let occurred = crate::chain::event::format_time_ns(e.occurred_at_ns);
+    let body = html! {
+        (status_header(&state))
+        h1 { "Event " (index) }
+        p {
+            a href={ "/v1/events/" (index) } { "This event's proof bundle (JSON)" }
+            " · "
+            a href={ "/v1/blocks/" (h.height) } { "block " (h.height) " (JSON)" }
+        }
+        section.check {
+            h2 { "Proof check in this browser" }
+            div #verdict .verdict.pending role="status" { "not checked: this check needs JavaScript" }
+            ol.steps #steps {
+                li #step-1 { "The leaf bytes decode, and their fields match the event shown" span.detail {} }
+                li #step-2 { "SHA-256(0x00 ‖ leaf) is the leaf hash" span.detail {} }
+                li #step-3 { "The inclusion proof leads from the leaf hash to a root of the tree size" span.detail {} }
+                li #step-4 { "The checkpoint parses, and its size and root are the computed ones" span.detail {} }
+                li #step-5 { "The checkpoint's signature verifies with the verifier key (Ed25519)" span.detail {} }
+            }
+            p {
+                "Verifier key used: " code #verifier-key { (verifier_key) }
+                br;
+                span.muted { "Compare it with the key you pinned for this appliance: a check against a key the page itself gives proves only that the page is consistent." }
+            }
+            button #recheck type="button" { "Check again" }
+        }
+        h2 { "Event" }
+        dl.fields #event {
+            dt { "index" } dd data-field="index" { (index) }
+            dt { "received" } dd data-field="received_at" { (received) }
+            dt { "occurred" } dd data-field="occurred_at" { (occurred) }
+            dt { "agency" } dd data-field="agency" { (e.agency) }
+            dt { "auditor" } dd data-field="auditor" { (e.auditor) }
+            dt { "action" } dd data-field="action" { (action) }
+            dt { "subject" } dd data-field="subject" { (e.subject) }
+            dt { "data sha256" } dd.mono data-field="data_sha256" { (data_sha256) }
+            dt { "salt" } dd.mono data-field="salt" { (hex::encode(ev.salt)) }
+            dt { "details" } dd { pre.mono { (pretty_json(&e.details)) } }
+        }
+        h2 { "Block the proof is against" }
+        dl.fields {
+            dt { "height" } dd { (h.height) }
+            dt { "header hash" } dd.mono { (hex::encode(h.hash())) }
+            dt { "sealed" } dd { (time_ms(Some(h.sealed_at_ms))) }
+            dt { "tree size" } dd { (h.tree_size) }
+            dt { "root hash" } dd.mono { (hex::encode(h.root)) }
+            dt { "events in block" } dd { (h.first_index) " to " (h.first_index + h.event_count) " (exclusive)" }
+            @match &token {
+                Ok(t) => {
+                    dt { "token genTime" } dd { (time_ms(Some(t.gen_time.unix_millis()))) " (" (t.gen_time) ")" }
+                    dt { "token serial number" } dd.mono {
+                        (hex::encode(&t.serial))
+                        @if let Some(n) = t.serial_u128() { " (" (n) ")" }
+                    }
+                    dt { "token policy" } dd.mono { (t.policy) }
+                }
+                Err(err) => {
+                    dt { "token" } dd.error { "cannot be read: " (err) }
+                }
+            }
+        }
+        h2 { "Inclusion proof" }
+        dl.fields {
+            dt { "leaf hash" } dd.mono { (leaf_hash) }
+            dt { "tree size" } dd { (h.tree_size) }
+            dt { "path" } dd {
+                @if p.proof.path.is_empty() { span.muted { "empty (the tree holds this event only)" } }
+                ol.mono.path {
+                    @for node in &p.proof.path { li { (hex::encode(node)) } }
+                }
+            }
+        }
+        h2 { "Checkpoint" }
+        pre.mono.note { (p.proof.checkpoint) }
+        script #proof-bundle type="application/json" { (PreEscaped(script_json(&bundle))) }
+    };
+    html_response(
+        StatusCode::OK,
+        page(
+            CONSOLE,
+            &format!("Event {index}"),
+            NAV,
+            &["verify.js"],
+            body,
+        ),
+    )
+}
+
+/// `GET /ui/` and `GET /ui/search`: the status and the event search.
+pub async fn search_page(State(state): State<AppState>) -> Response {
+    html_response(
+        StatusCode::OK,
+        page(
+            CONSOLE,
+            "Search",
+            NAV,
+            &[],
+            html! {
+                (status_header(&state))
+                h1 { "Events" }
+                (go_to_form())
+            },
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::http::router_tests::{app_with_state, get, send};
+    use crate::ui::CONTENT_SECURITY_POLICY;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Status, headers and body text of `GET path`.
+    async fn fetch(app: &axum::Router, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+        let resp = app.clone().oneshot(get(path)).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        (status, headers, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// Posts `event` through the API; its index.
+    async fn post_event(app: &axum::Router, event: &serde_json::Value) -> u64 {
+        let req = Request::post("/v1/events")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(event.to_string()))
+            .unwrap();
+        let (status, _, body) = send(app, req).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["index"].as_u64().unwrap()
+    }
+
+    fn event(subject: &str, details: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "agency": "agency-1", "auditor": "auditor-1", "action": "access",
+            "subject": subject, "data_sha256": "ab".repeat(32),
+            "occurred_at": "2026-12-01T10:00:00Z", "details": details,
+        })
+    }
+
+    /// The text of the page's `<script id="proof-bundle">` element.
+    fn embedded_bundle(page: &str) -> &str {
+        let at = page.find(r#"<script id="proof-bundle""#).unwrap();
+        let start = at + page[at..].find('>').unwrap() + 1;
+        let end = start + page[start..].find("</script>").unwrap();
+        &page[start..end]
+    }
+
+    /// Every script element of `page` loads a file from this server or holds JSON data:
+    /// none holds code, and no element has a style attribute.
+    fn assert_no_inline_code(page: &str) {
+        for (at, _) in page.match_indices("<script") {
+            let tag = &page[at..at + page[at..].find('>').unwrap()];
+            assert!(
+                tag.contains(r#"src="/ui/assets/"#) || tag.contains(r#"type="application/json""#),
+                "inline script: {tag}"
+            );
+        }
+        assert!(!page.contains("style="), "a style attribute");
+        assert!(!page.contains("<style"), "a style element");
+    }
+
+    #[test]
+    fn every_page_and_asset_carries_the_csp_and_no_inline_code() {
+        let (app, state, _dir) = app_with_state();
+        rt().block_on(async {
+            post_event(&app, &event("s", serde_json::json!({}))).await;
+            state.chain.seal().await.unwrap().unwrap();
+            post_event(&app, &event("unsealed", serde_json::json!({}))).await;
+            for (path, want) in [
+                ("/ui/", StatusCode::OK),
+                ("/ui/search", StatusCode::OK),
+                ("/ui/events/0", StatusCode::OK),
+                ("/ui/events/1", StatusCode::NOT_FOUND),
+                ("/ui/events/7", StatusCode::NOT_FOUND),
+                ("/ui/events/x", StatusCode::BAD_REQUEST),
+                ("/ui/event?index=x", StatusCode::BAD_REQUEST),
+                ("/ui/event?index=0", StatusCode::SEE_OTHER),
+                ("/ui", StatusCode::SEE_OTHER),
+                ("/ui/assets/style.css", StatusCode::OK),
+                ("/ui/assets/verify.js", StatusCode::OK),
+                ("/ui/assets/nothing.js", StatusCode::NOT_FOUND),
+            ] {
+                let (status, headers, body) = fetch(&app, path).await;
+                assert_eq!(status, want, "{path}: {body}");
+                assert_eq!(
+                    headers[header::CONTENT_SECURITY_POLICY],
+                    CONTENT_SECURITY_POLICY,
+                    "{path}"
+                );
+                assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+                let ctype = headers
+                    .get(header::CONTENT_TYPE)
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default();
+                if path.starts_with("/ui/assets/") || status == StatusCode::SEE_OTHER {
+                    continue;
+                }
+                assert_eq!(ctype, "text/html; charset=utf-8", "{path}");
+                assert_no_inline_code(&body);
+                // The status header is on every page, errors included.
+                assert!(body.contains("Events stored"), "{path}: {body}");
+            }
+            let (_, headers, js) = fetch(&app, "/ui/assets/verify.js").await;
+            assert_eq!(
+                headers[header::CONTENT_TYPE],
+                "text/javascript; charset=utf-8"
+            );
+            assert_eq!(js, VERIFY_JS);
+        });
+    }
+
+    #[test]
+    fn redirects_go_to_the_console_and_the_event() {
+        let (app, _state, _dir) = app_with_state();
+        rt().block_on(async {
+            let (_, headers, _) = fetch(&app, "/ui").await;
+            assert_eq!(headers[header::LOCATION], "/ui/");
+            let (_, headers, _) = fetch(&app, "/ui/event?index=%2042%20").await;
+            assert_eq!(headers[header::LOCATION], "/ui/events/42");
+        });
+    }
+
+    #[test]
+    fn errors_are_pages_with_the_status_and_the_apis_message() {
+        let (app, state, _dir) = app_with_state();
+        rt().block_on(async {
+            let (status, _, body) = fetch(&app, "/ui/events/7").await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            assert!(body.contains("404 Not Found"), "{body}");
+            assert!(body.contains("no event 7"), "{body}");
+            let (status, _, body) = fetch(&app, "/ui/events/-1").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert!(
+                body.contains("index must be a non-negative integer"),
+                "{body}"
+            );
+            // Stored but not sealed: the API's 404, its message and Retry-After.
+            post_event(&app, &event("s", serde_json::json!({}))).await;
+            let (status, headers, body) = fetch(&app, "/ui/events/0").await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            assert!(body.contains("stored but not sealed yet"), "{body}");
+            assert_eq!(headers[header::RETRY_AFTER], "1");
+            state.chain.seal().await.unwrap().unwrap();
+            let (status, _, _) = fetch(&app, "/ui/events/0").await;
+            assert_eq!(status, StatusCode::OK);
+        });
+    }
+
+    #[test]
+    fn hostile_event_fields_are_escaped_and_the_bundle_cannot_close_its_script() {
+        let (app, state, _dir) = app_with_state();
+        rt().block_on(async {
+            let hostile = "<script>alert(1)</script>";
+            let index = post_event(
+                &app,
+                &event(
+                    hostile,
+                    serde_json::json!({
+                        "note": "</script><script>alert(2)</script><!--",
+                        "amp": "a & b > c",
+                        "ls": "\u{2028}",
+                        "big": serde_json::from_str::<serde_json::Value>("1").unwrap(),
+                    }),
+                ),
+            )
+            .await;
+            state.chain.seal().await.unwrap().unwrap();
+            let (status, _, page) = fetch(&app, &format!("/ui/events/{index}")).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            assert!(!page.contains("alert(1)</script>"), "{page}");
+            assert!(!page.contains("<script>alert"), "{page}");
+            assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+            // Two script elements, both closed once: verify.js and the bundle.
+            assert_eq!(page.matches("<script").count(), 2);
+            assert_eq!(page.matches("</script>").count(), 2);
+            assert_no_inline_code(&page);
+            let embedded = embedded_bundle(&page);
+            assert!(!embedded.contains('<') && !embedded.contains('>'));
+            assert!(!embedded.contains('&') && !embedded.contains('\u{2028}'));
+            // The embedded JSON is the API's answer, byte for byte once unescaped.
+            let api = app
+                .clone()
+                .oneshot(get(&format!("/v1/events/{index}")))
+                .await
+                .unwrap();
+            let api = axum::body::to_bytes(api.into_body(), 1 << 22)
+                .await
+                .unwrap();
+            let api = String::from_utf8(api.to_vec()).unwrap();
+            assert_eq!(embedded, script_json(&api));
+            let a: serde_json::Value = serde_json::from_str(embedded).unwrap();
+            let b: serde_json::Value = serde_json::from_str(&api).unwrap();
+            assert_eq!(a, b);
+            assert_eq!(a["event"]["subject"], hostile);
+        });
+    }
+
+    #[test]
+    fn the_status_header_tells_sizes_block_and_certificate() {
+        let (app, state, _dir) = app_with_state();
+        rt().block_on(async {
+            let (_, _, page) = fetch(&app, "/ui/").await;
+            assert!(page.contains("none yet"), "{page}");
+            assert!(page.contains("none configured"), "{page}");
+            for _ in 0..3 {
+                post_event(&app, &event("s", serde_json::json!({}))).await;
+            }
+            state.chain.seal().await.unwrap().unwrap();
+            post_event(&app, &event("s", serde_json::json!({}))).await;
+            let (_, _, page) = fetch(&app, "/ui/").await;
+            let value = |label: &str| {
+                let at = page
+                    .find(&format!(r#"<div class="label">{label}</div>"#))
+                    .unwrap();
+                let rest = &page[at..];
+                let start = rest.find(r#"<div class="value">"#).unwrap() + 19;
+                rest[start..start + rest[start..].find('<').unwrap()].to_owned()
+            };
+            assert_eq!(value("Events stored"), "4");
+            assert_eq!(value("Events sealed"), "3");
+            assert_eq!(value("Last block"), "#0");
+            assert!(page.contains("1 waiting for the next seal"), "{page}");
+            let days = state.tsa.identity().days_remaining(state.tsa.now_ms());
+            assert_eq!(value("TSA certificate"), format!("{days} days left"));
+        });
+    }
+
+    #[test]
+    fn details_are_indented_with_their_text_kept() {
+        assert_eq!(pretty_json("{}"), "{}");
+        assert_eq!(
+            pretty_json(r#"{"a":[1,{}],"b":"x,{\"}:","n":1e400}"#),
+            "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": \"x,{\\\"}:\",\n  \"n\": 1e400\n}"
+        );
+        assert_eq!(
+            script_json(r#"{"a":"</script>&"}"#),
+            r#"{"a":"\u003c/script\u003e\u0026"}"#
+        );
+    }
+}
