@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, PreEscaped};
 
 use super::{chain, AppState, HttpError};
+use crate::chain::block::SealedBlock;
 use crate::ui::{age, html_response, page, security_headers, time_ms, NavLink};
 
 /// The console's name, shown in every page's header.
@@ -317,6 +318,78 @@ pub fn pretty_json(compact: &str) -> String {
     out
 }
 
+/// The block that sealed event `index`: `latest` or, found by bisection over the heights
+/// before it (each block's first event and count), an earlier one; `None` when a block
+/// cannot be read (the detail goes to the log).
+async fn sealing_block(state: &AppState, index: u64, latest: &SealedBlock) -> Option<SealedBlock> {
+    if latest.header.first_index <= index {
+        return Some(latest.clone());
+    }
+    let chain = state.chain.clone();
+    let (mut lo, mut hi) = (0u64, latest.header.height);
+    let found = tokio::task::spawn_blocking(move || {
+        // Invariant: block `lo` starts at or before `index`, block `hi` after it.
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let b = chain.block(mid)?.ok_or_else(|| {
+                crate::service::ServiceError::Chain(format!("block {mid} is missing"))
+            })?;
+            if b.header.first_index <= index {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        chain.block(lo)
+    })
+    .await;
+    match found {
+        Ok(Ok(Some(b))) if b.header.first_index <= index => Some(b),
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, index, "cannot find the block that sealed an event");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "block search task failed");
+            None
+        }
+    }
+}
+
+/// A block's fields and its time-stamp token's genTime, serial number and policy (the
+/// token is read, not verified: `auditstamp verify` does that).
+fn block_fields(b: &SealedBlock) -> Markup {
+    let h = &b.header;
+    let token = crate::tsp::decode_tst_info_from_token(&b.token);
+    html! {
+        dl.fields {
+            dt { "height" } dd { (h.height) " " a href={ "/v1/blocks/" (h.height) } { "(JSON)" } }
+            dt { "header hash" } dd.mono { (hex::encode(h.hash())) }
+            dt { "sealed" } dd { (time_ms(Some(h.sealed_at_ms))) }
+            dt { "tree size" } dd { (h.tree_size) }
+            dt { "root hash" } dd.mono { (hex::encode(h.root)) }
+            dt { "events" } dd {
+                @if h.event_count == 0 { "none" }
+                @else { (h.first_index) " to " (h.first_index + h.event_count - 1) " (" (h.event_count) ")" }
+            }
+            @match &token {
+                Ok(t) => {
+                    dt { "token genTime" } dd { (time_ms(Some(t.gen_time.unix_millis()))) " (" (t.gen_time) ")" }
+                    dt { "token serial number" } dd.mono {
+                        (hex::encode(&t.serial))
+                        @if let Some(n) = t.serial_u128() { " (" (n) ")" }
+                    }
+                    dt { "token policy" } dd.mono { (t.policy) }
+                }
+                Err(err) => {
+                    dt { "token" } dd.error { "cannot be read: " (err) }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /ui/events/{index}`: the event, its proof, and the in-browser check.
 pub async fn event_page(State(state): State<AppState>, Path(index): Path<String>) -> Response {
     let p = match chain::event_proof(&state, &index).await {
@@ -333,7 +406,7 @@ pub async fn event_page(State(state): State<AppState>, Path(index): Path<String>
     let ev = &p.event;
     let e = &ev.event;
     let h = &p.block.header;
-    let token = crate::tsp::decode_tst_info_from_token(&p.block.token);
+    let sealed_in = sealing_block(&state, p.event.index, &p.block).await;
     let index = ev.index;
     let action = e.action.name();
     let data_sha256 = hex::encode(e.data_sha256);
@@ -346,8 +419,6 @@ pub async fn event_page(State(state): State<AppState>, Path(index): Path<String>
         h1 { "Event " (index) }
         p {
             a href={ "/v1/events/" (index) } { "This event's proof bundle (JSON)" }
-            " · "
-            a href={ "/v1/blocks/" (h.height) } { "block " (h.height) " (JSON)" }
         }
         section.check {
             h2 { "Proof check in this browser" }
@@ -379,27 +450,19 @@ pub async fn event_page(State(state): State<AppState>, Path(index): Path<String>
             dt { "salt" } dd.mono data-field="salt" { (hex::encode(ev.salt)) }
             dt { "details" } dd { pre.mono { (pretty_json(&e.details)) } }
         }
-        h2 { "Block the proof is against" }
-        dl.fields {
-            dt { "height" } dd { (h.height) }
-            dt { "header hash" } dd.mono { (hex::encode(h.hash())) }
-            dt { "sealed" } dd { (time_ms(Some(h.sealed_at_ms))) }
-            dt { "tree size" } dd { (h.tree_size) }
-            dt { "root hash" } dd.mono { (hex::encode(h.root)) }
-            dt { "events in block" } dd { (h.first_index) " to " (h.first_index + h.event_count) " (exclusive)" }
-            @match &token {
-                Ok(t) => {
-                    dt { "token genTime" } dd { (time_ms(Some(t.gen_time.unix_millis()))) " (" (t.gen_time) ")" }
-                    dt { "token serial number" } dd.mono {
-                        (hex::encode(&t.serial))
-                        @if let Some(n) = t.serial_u128() { " (" (n) ")" }
-                    }
-                    dt { "token policy" } dd.mono { (t.policy) }
-                }
-                Err(err) => {
-                    dt { "token" } dd.error { "cannot be read: " (err) }
-                }
+        @match &sealed_in {
+            Some(b) => {
+                h2 { "Sealed in block " (b.header.height) }
+                (block_fields(b))
             }
+            None => {
+                h2 { "Sealed in block" }
+                p.error { "the block that sealed this event cannot be read now; the proof below is against block " (h.height) }
+            }
+        }
+        @if sealed_in.as_ref().is_none_or(|b| b.header.height != h.height) {
+            h2 { "Block the proof is against (the last one sealed)" }
+            (block_fields(&p.block))
         }
         h2 { "Inclusion proof" }
         dl.fields {
@@ -681,6 +744,34 @@ mod tests {
             assert!(page.contains("1 waiting for the next seal"), "{page}");
             let days = state.tsa.identity().days_remaining(state.tsa.now_ms());
             assert_eq!(value("TSA certificate"), format!("{days} days left"));
+        });
+    }
+
+    #[test]
+    fn the_event_page_names_the_block_that_sealed_it_and_the_one_the_proof_is_against() {
+        let (app, state, _dir) = app_with_state();
+        rt().block_on(async {
+            // Blocks 0 (events 0-1), 1 (event 2), 2 (events 3-4), 3 (event 5).
+            for batch in [2, 1, 2, 1] {
+                for _ in 0..batch {
+                    post_event(&app, &event("s", serde_json::json!({}))).await;
+                }
+                state.chain.seal().await.unwrap().unwrap();
+            }
+            for (index, block) in [(0, 0), (1, 0), (2, 1), (3, 2), (4, 2), (5, 3)] {
+                let (status, _, page) = fetch(&app, &format!("/ui/events/{index}")).await;
+                assert_eq!(status, StatusCode::OK);
+                assert!(
+                    page.contains(&format!("<h2>Sealed in block {block}</h2>")),
+                    "{index}: {page}"
+                );
+                assert_eq!(
+                    page.contains("<h2>Block the proof is against (the last one sealed)</h2>"),
+                    block != 3,
+                    "{index}"
+                );
+                assert!(page.contains("token serial number"), "{index}");
+            }
         });
     }
 
