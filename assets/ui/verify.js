@@ -274,7 +274,7 @@
           fail(`the checkpoint's size is ${s.checkpoint.size}, the proof's tree size ${s.size}`);
         }
         if (!same(s.checkpoint.root, s.root)) {
-          fail(`the checkpoint's root is ${hex(s.checkpoint.root)}, the inclusion proof leads to ${hex(s.root)}`);
+          fail(`the checkpoint's root is ${hex(s.checkpoint.root)}, the inclusion proof leads to ${hex(s.root)}: the proof or the checkpoint is not the appliance's`);
         }
         return `${s.checkpoint.origin}, size ${s.checkpoint.size}`;
       },

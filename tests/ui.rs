@@ -1,0 +1,203 @@
+//! The appliance's web console (`/ui/`) in a real headless Chromium (tests/common/browser.rs)
+//! against a real `auditstamp serve` (SoftHSM token, real socket):
+//!
+//! - the event page checks the embedded proof bundle in the browser and says `verified`;
+//!   each alteration of the bundle in the page (a proof hash, the checkpoint's root, the
+//!   leaf, the event shown, the signature, a missing proof hash), checked again with the
+//!   page's "check again" button, names the step that fails; restored, it verifies again; a
+//!   browser without Ed25519 in WebCrypto is told so, never `verified`;
+//! - the search page: an agency filter, an agency and action filter, the next-page link.
+//!
+//! Screenshots go to `target/screenshots/`: `appliance-event-verified`,
+//! `appliance-event-tampered`, `appliance-search`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::browser::Browser;
+use common::*;
+use serde_json::{json, Value};
+
+/// How long the page may take to check a proof (or a test to wait for a seal).
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Posts `events` as one batch; the index of the first.
+async fn post_events(client: &reqwest::Client, server: &Server, events: &[Value]) -> u64 {
+    let (status, _, body) = post(
+        client,
+        &server.url("/v1/events/batch"),
+        "application/json",
+        serde_json::to_vec(events).unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    v["first_index"].as_u64().unwrap()
+}
+
+/// The verdict once the check has ended (not "pending"): its text and class.
+async fn verdict(b: &Browser) -> (String, String) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = b.find("#verdict").await;
+        let class = v.attr("class").await.unwrap().unwrap_or_default();
+        if !class.contains("pending") {
+            return (v.text().await.unwrap(), class);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the check did not end: {}",
+            v.text().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Replaces the embedded bundle with what `alter` (a function body taking the parsed
+/// bundle `b` and the helpers `flip` and `b64`) makes of the original, presses "check
+/// again", and returns the verdict.
+async fn tamper(b: &Browser, original: &str, alter: &str) -> (String, String) {
+    let script = format!(
+        r#"
+        const b = JSON.parse(arguments[0]);
+        const unb64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+        const b64 = (bytes) => btoa(String.fromCharCode(...bytes));
+        // The base64 text `s` with byte `i` XORed with 1.
+        const flip = (s, i) => {{ const x = unb64(s); x[i] ^= 1; return b64(x); }};
+        {alter}
+        document.getElementById('proof-bundle').textContent = JSON.stringify(b);
+        document.getElementById('recheck').click();
+        "#
+    );
+    b.execute(&script, vec![json!(original)]).await;
+    verdict(b).await
+}
+
+#[test]
+fn the_event_page_verifies_the_proof_in_the_browser_and_names_what_was_altered() {
+    let app = Appliance::new("ecdsa-p256");
+    let server = app.start();
+    rt().block_on(async {
+        let client = reqwest::Client::new();
+        // Two blocks, so that event 3's proof is against a later block than its own.
+        let first: Vec<Value> = (0..5).map(event).collect();
+        post_events(&client, &server, &first).await;
+        wait_sealed(&client, &server, 5).await;
+        let second: Vec<Value> = (5..9).map(event).collect();
+        post_events(&client, &server, &second).await;
+        wait_sealed(&client, &server, 9).await;
+
+        let b = Browser::start().await;
+        b.goto(&server.url("/ui/events/3")).await;
+        assert_eq!(b.text("h1").await, "Event 3");
+        let (text, class) = verdict(&b).await;
+        assert_eq!((text.as_str(), class.as_str()), ("verified", "verdict ok"));
+        for i in 1..=5 {
+            let class = b.find(&format!("#step-{i}")).await.attr("class").await;
+            assert_eq!(class.unwrap().as_deref(), Some("ok"), "step {i}");
+        }
+        assert_eq!(b.text("[data-field=subject]").await, "dataset/3");
+        let key = b.text("#verifier-key").await;
+        assert!(key.starts_with("test-appliance.example/chain+"), "{key}");
+        let block0 = b.texts("h2").await;
+        assert!(
+            block0.iter().any(|h| h == "Sealed in block 0"),
+            "{block0:?}"
+        );
+        b.screenshot("appliance-event-verified").await;
+
+        let original = b
+            .execute(
+                "return document.getElementById('proof-bundle').textContent;",
+                vec![],
+            )
+            .await;
+        let original = original.as_str().unwrap().to_owned();
+        let bundle: Value = serde_json::from_str(&original).unwrap();
+        assert!(bundle["inclusion_proof"].as_array().unwrap().len() >= 2);
+
+        // Each alteration, and the step (with a word of its message) that must fail first.
+        let cases = [
+            (
+                "one byte of a proof hash",
+                "b.inclusion_proof[0] = flip(b.inclusion_proof[0], 5);",
+                "failed at step 4 (checkpoint)",
+                "the inclusion proof leads to",
+            ),
+            (
+                "a proof hash taken away",
+                "b.inclusion_proof.pop();",
+                "failed at step 3 (inclusion proof)",
+                "too short",
+            ),
+            (
+                "the checkpoint's root",
+                r"const lines = b.checkpoint.split('\n');
+                  lines[2] = flip(lines[2], 0);
+                  b.checkpoint = lines.join('\n');",
+                "failed at step 4 (checkpoint)",
+                "the checkpoint's root is",
+            ),
+            (
+                "a byte of the leaf's salt",
+                "b.leaf = flip(b.leaf, 20);",
+                "failed at step 2 (leaf hash)",
+                "the leaf hashes to",
+            ),
+            (
+                "the leaf's agency (the event shown is unchanged)",
+                // Offset of the agency's first byte: 1+8+8+16+8+32 fixed bytes, a u32 length.
+                "b.leaf = flip(b.leaf, 77);",
+                "failed at step 1 (leaf)",
+                "the leaf says agency",
+            ),
+            (
+                "the signature",
+                r"const at = b.checkpoint.lastIndexOf(' ') + 1;
+                  const sig = b.checkpoint.slice(at, -1);
+                  b.checkpoint = b.checkpoint.slice(0, at) + flip(sig, 30) + '\n';",
+                "failed at step 5 (signature)",
+                "does not verify",
+            ),
+            (
+                "the verifier key (another key)",
+                // name+id+key, where the base64 key may hold a '+' too.
+                r"const k = b.verifier_key;
+                  const at = k.indexOf('+', k.indexOf('+') + 1) + 1;
+                  b.verifier_key = k.slice(0, at) + flip(k.slice(at), 3);",
+                "failed at step 5 (signature)",
+                "id does not match",
+            ),
+        ];
+        for (what, alter, step, detail) in cases {
+            let (text, class) = tamper(&b, &original, alter).await;
+            assert!(text.starts_with(step), "{what}: {text}");
+            assert!(text.contains(detail), "{what}: {text}");
+            assert_eq!(class, "verdict bad", "{what}");
+            if what == "one byte of a proof hash" {
+                b.screenshot("appliance-event-tampered").await;
+            }
+        }
+
+        // The original bundle verifies again: nothing of a failed run stays.
+        let (text, class) = tamper(&b, &original, "").await;
+        assert_eq!((text.as_str(), class.as_str()), ("verified", "verdict ok"));
+
+        // A browser without Ed25519 in WebCrypto is told so, never "verified".
+        b.execute(
+            "crypto.subtle.importKey = () => \
+               Promise.reject(new DOMException('no Ed25519', 'NotSupportedError'));",
+            vec![],
+        )
+        .await;
+        let (text, class) = tamper(&b, &original, "").await;
+        assert!(
+            text.starts_with("not verified:") && text.contains("no Ed25519"),
+            "{text}"
+        );
+        assert_eq!(class, "verdict bad");
+        b.close().await;
+    });
+}
