@@ -27,6 +27,7 @@ cat <<TXT
 
 auditstamp is starting.
   TSA URL:  $url
+  Console:  http://$AUDITSTAMP_LISTEN/ui/   (status, event search, proofs checked in the browser)
   CA file:  $state/pki/dev-root-ca.pem   (development root: trust it for testing only)
 
 Request and verify a token from another terminal:
