@@ -26,6 +26,10 @@ use crate::chain::log::LogError;
 use crate::chain::tlog;
 use crate::service::ServiceError;
 
+// What the console's search page (`/ui/`) calls.
+#[allow(unused_imports)]
+pub use super::search::{search, SearchAnswer, SearchHit, SearchParams};
+
 /// Largest `POST /v1/events` body: an event with 8 KiB of details, escaped, fits.
 pub const MAX_EVENT_BODY_BYTES: usize = 64 * 1024;
 /// Most events in one batch request.
@@ -264,6 +268,7 @@ struct EventBundle<'a> {
 /// `GET /v1/events/{index}`: the event with a proof bundle that verifies offline.
 pub async fn get_event(
     State(state): State<AppState>,
+    client: Option<axum::Extension<ClientInfo>>,
     Path(index): Path<String>,
 ) -> Result<Response, HttpError> {
     let index = parse_u64("index", &index)?;
@@ -293,6 +298,13 @@ pub async fn get_event(
         }
         return Err(HttpError::not_found(format!("no event {index}")));
     };
+    // Under mutual TLS an agency sees its own events only (as its searches do).
+    let client = client.as_ref().map(|c| &c.0);
+    if !super::search::may_see(&state, client, &p.event.event.agency) {
+        return Err(HttpError::not_found(format!(
+            "no event {index} among the events this client certificate may see"
+        )));
+    }
     Ok(Json(EventBundle {
         block: block_json(&p.block),
         chain_key: B64.encode(state.chain.public_key_der()),
