@@ -216,6 +216,11 @@ fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), EventError
     Ok(())
 }
 
+/// Parses RFC 3339 into Unix nanoseconds; the error names `field`.
+pub fn parse_rfc3339_ns(field: &'static str, s: &str) -> Result<i64, EventError> {
+    parse_time(field, s)
+}
+
 /// Parses RFC 3339 into Unix nanoseconds.
 fn parse_time(field: &'static str, s: &str) -> Result<i64, EventError> {
     let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {

@@ -206,6 +206,8 @@ struct Shared {
     files: LogFiles,
     /// Group commits made (one sync of each file) since the log was opened.
     commits: AtomicU64,
+    /// Told (without blocking) after each commit: see [`EventLog::commit_signal`].
+    watchers: std::sync::Mutex<Vec<Sender<()>>>,
 }
 
 /// The append-only event log. Cheap to clone; the committer stops when the last clone is
@@ -363,6 +365,7 @@ impl EventLog {
             tree,
             files,
             commits: AtomicU64::new(0),
+            watchers: std::sync::Mutex::default(),
         });
         let (jobs, rx) = crossbeam_channel::unbounded();
         let mut committer = Committer {
@@ -500,16 +503,40 @@ impl EventLog {
         if index >= self.size() {
             return Ok(None);
         }
-        let n = index / BUNDLE;
         let at = usize::try_from(index % BUNDLE).unwrap_or(usize::MAX);
-        let leaves = match self.shared.files.bundle(n)? {
-            Some(bundle) => decode_records(&bundle, n * BUNDLE, BUNDLE)?,
+        Ok(self.bundle_leaves(index / BUNDLE)?.into_iter().nth(at))
+    }
+
+    /// The committed events of bundle `n` (events `256·n ..`), in order: 256 for a complete
+    /// bundle, those committed so far of the incomplete one, none past the end.
+    pub fn bundle_leaves(&self, n: u64) -> Result<Vec<Vec<u8>>, LogError> {
+        match self.shared.files.bundle(n)? {
+            Some(bundle) => decode_records(&bundle, n * BUNDLE, BUNDLE),
             None => {
                 let (size, tail) = self.shared.files.tail()?;
-                decode_records(&tail, size / BUNDLE * BUNDLE, size % BUNDLE)?
+                if n != size / BUNDLE {
+                    return Ok(Vec::new());
+                }
+                decode_records(&tail, size / BUNDLE * BUNDLE, size % BUNDLE)
             }
-        };
-        Ok(leaves.into_iter().nth(at))
+        }
+    }
+
+    /// The leaf hash the tree stores for committed event `index` (what proofs and roots
+    /// are built from).
+    pub fn stored_leaf_hash(&self, index: u64) -> Result<Hash, LogError> {
+        Ok(self.shared.files.hash(tlog::stored_hash_index(0, index))?)
+    }
+
+    /// A channel told after each commit (at most one signal waits; more commits meanwhile
+    /// are told by that one): for a follower of the log, such as the search index, to
+    /// wake up without polling. It stays connected while the log is open.
+    pub fn commit_signal(&self) -> Receiver<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if let Ok(mut w) = self.shared.watchers.lock() {
+            w.push(tx);
+        }
+        rx
     }
 
     /// The stored entry bundle `n` (events `256·n ..`), when it is complete: the bytes
@@ -745,6 +772,7 @@ impl Committer {
                         }
                     });
                     let _ = first.reply.send(result);
+                    self.tell_watchers();
                     continue;
                 }
                 Work::Events(events) => (events, first.reply),
@@ -785,6 +813,20 @@ impl Committer {
                     }
                 }
             }
+            self.tell_watchers();
+        }
+    }
+
+    /// Signals each [`EventLog::commit_signal`] channel; one whose receiver is gone is
+    /// forgotten.
+    fn tell_watchers(&self) {
+        if let Ok(mut w) = self.shared.watchers.lock() {
+            w.retain(|tx| {
+                !matches!(
+                    tx.try_send(()),
+                    Err(crossbeam_channel::TrySendError::Disconnected(_))
+                )
+            });
         }
     }
 

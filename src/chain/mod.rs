@@ -12,6 +12,7 @@ pub mod block;
 pub mod cosignature;
 pub mod event;
 pub mod exact_json;
+pub(crate) mod index;
 pub(crate) mod log;
 pub(crate) mod logfiles;
 pub mod note;

@@ -72,6 +72,35 @@ pub struct AuditArgs {
     /// The archive's endpoint (with --s3).
     #[command(flatten)]
     pub s3: S3Args,
+    /// With --state: first drop the event search index and build it again from the log
+    /// (the server also does this at start when the index is missing or does not match).
+    #[arg(long, requires = "state")]
+    pub reindex: bool,
+}
+
+/// Drops the search index of the store in `state` and builds it again from `log`, with a
+/// progress bar.
+fn reindex(state: &Path, log: &crate::chain::log::EventLog) -> Result<(), CliError> {
+    use crate::chain::index::SearchIndex;
+    let err = |e: crate::chain::index::IndexError| CliError::Other(format!("search index: {e}"));
+    let index = SearchIndex::open(&state.join("store"), log).map_err(err)?;
+    index.rebuild(log).map_err(err)?;
+    let bar = indicatif::ProgressBar::new(log.size());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("indexing {bar:40} {pos}/{len} events ({per_sec})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = std::time::Instant::now();
+    let done = index
+        .catch_up(log, &|indexed, _| bar.set_position(indexed))
+        .map_err(err)?;
+    bar.finish_and_clear();
+    println!(
+        "search index rebuilt: {done} events in {:.1} s, {} bytes on disk",
+        started.elapsed().as_secs_f64(),
+        index.disk_bytes().map_err(err)?
+    );
+    Ok(())
 }
 
 /// Runs the audit `a` asks for and prints what it covered; an invalid chain is a
@@ -81,6 +110,9 @@ pub(super) fn run(a: &AuditArgs) -> Result<(), CliError> {
     let tokens_chained = a.ca.is_some();
     let result = if let Some(state) = &a.source.state {
         let log = super::chain::open_log(state)?;
+        if a.reindex {
+            reindex(state, &log)?;
+        }
         if log.pruned_below() > 0 {
             return Err(CliError::Other(format!(
                 "{}: events below {} were pruned from this store after they were archived;                  audit the archive (--s3 s3://bucket/prefix) or the running appliance (--url),                  which reads them back from it",

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use x509_cert::Certificate;
 
 use super::{open_hsm_with, CliError};
+use crate::chain::index::SearchIndex;
 use crate::chain::log::EventLog;
 use crate::chain::store::Store;
 use crate::clock::{Clock, ClockGuard, SystemClock};
@@ -311,6 +312,20 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     let mut chain = ChainService::new(writer, chain_signer, chain_settings(&cfg), tsa.clone())
         .map_err(|e| CliError::Other(format!("event chain: {e}")))?
         .with_witnesses(witnesses(&cfg)?);
+    if cfg.raw.chain.search_index {
+        let index = SearchIndex::open(&store_dir, chain.log())
+            .map_err(|e| CliError::Other(format!("search index: {e}")))?;
+        let behind = chain.log().size().saturating_sub(index.indexed());
+        if behind > 0 {
+            tracing::info!(
+                events = behind,
+                "the search index catches up in the background"
+            );
+        }
+        chain = chain
+            .with_search_index(index)
+            .map_err(|e| CliError::Other(format!("search index: {e}")))?;
+    }
     if bucket.is_some()
         && cfg
             .raw
@@ -346,6 +361,11 @@ async fn serve(cfg: Validated) -> Result<(), CliError> {
     let rate_limit =
         http::limits::RateLimiter::new(h.rate_limit.per_second, h.rate_limit.burst).map(Arc::new);
     let mut state = AppState::new(tsa.clone(), chain.clone());
+    state.auditors_of_all = cfg
+        .tls
+        .as_ref()
+        .map(|t| Arc::from(t.auditors_of_all.clone()))
+        .unwrap_or_else(|| Arc::from(Vec::new()));
     let archiver = match (bucket, &cfg.raw.archive) {
         (Some(bucket), Some(a)) => {
             let status = Arc::new(crate::archive::writer::ArchiveStatus::new(a.max_lag_events));

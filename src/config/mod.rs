@@ -200,6 +200,9 @@ pub struct ChainConfig {
     /// Longest wait for one witness's answer, in milliseconds; default 5000.
     #[serde(default = "default_witness_timeout")]
     pub witness_timeout_ms: u64,
+    /// Keep the search index (`GET /v1/events?...`, the console's search); default true.
+    #[serde(default = "default_true")]
+    pub search_index: bool,
 }
 
 /// `[[chain.witness]]`: a witness this appliance submits its checkpoints to.
@@ -411,6 +414,11 @@ pub struct TlsConfig {
     /// (`/metrics`, `/readyz`).
     #[serde(default)]
     pub require_client_cert: Vec<String>,
+    /// Client-certificate identities (subject CN) that may search every agency's events:
+    /// the audit office's own auditors. Any other identity sees only the events of the
+    /// agency its certificate names.
+    #[serde(default)]
+    pub auditors_of_all: Vec<String>,
 }
 
 /// The route groups `http.tls.require_client_cert` may name.

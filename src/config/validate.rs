@@ -58,11 +58,26 @@ pub(crate) fn validate_tls_choice(
             "needs client_ca_file (the CA of the clients' certificates)",
         ));
     }
+    if !tls.auditors_of_all.is_empty() {
+        if keys.tls != "http.tls" {
+            return Err(invalid(
+                keys.tls,
+                "auditors_of_all is a setting of the appliance's event search (http.tls), not of this listener",
+            ));
+        }
+        if tls.client_ca_file.is_none() {
+            return Err(invalid(
+                "http.tls.auditors_of_all",
+                "needs client_ca_file: identities come from verified client certificates",
+            ));
+        }
+    }
     Ok(Some(TlsConfig {
         cert_file: state_dir.join(&tls.cert_file),
         key_file: state_dir.join(&tls.key_file),
         client_ca_file: tls.client_ca_file.as_ref().map(|f| state_dir.join(f)),
         require_client_cert: tls.require_client_cert.clone(),
+        auditors_of_all: tls.auditors_of_all.clone(),
     }))
 }
 

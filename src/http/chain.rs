@@ -27,6 +27,10 @@ use crate::chain::tlog;
 use crate::service::chain::EventProof;
 use crate::service::ServiceError;
 
+// What the console's search page (`/ui/`) calls.
+#[allow(unused_imports)]
+pub use super::search::{search, SearchAnswer, SearchHit, SearchParams};
+
 /// Largest `POST /v1/events` body: an event with 8 KiB of details, escaped, fits.
 pub const MAX_EVENT_BODY_BYTES: usize = 64 * 1024;
 /// Most events in one batch request.
@@ -278,10 +282,15 @@ pub fn event_bundle<'a>(state: &AppState, p: &'a EventProof) -> EventBundle<'a> 
     }
 }
 
-/// Event `index` (its text as in the path) with its proof against the last block: read
-/// back from the archive when pruned locally; 400 for a bad index, 404 when there is no
-/// such event or it is not sealed yet, 503 when the archive cannot give it now.
-pub async fn event_proof(state: &AppState, index: &str) -> Result<EventProof, HttpError> {
+/// Event `index` (its text as in the path) with its proof against the last block, if
+/// `client` may see it: read back from the archive when pruned locally; 400 for a bad
+/// index, 404 when there is no such event, it is not sealed yet or (under mutual TLS) it
+/// is another agency's, 503 when the archive cannot give it now.
+pub async fn event_proof(
+    state: &AppState,
+    client: Option<&ClientInfo>,
+    index: &str,
+) -> Result<EventProof, HttpError> {
     let index = parse_u64("index", index)?;
     let chain = state.chain.clone();
     let proof = tokio::task::spawn_blocking(move || chain.event_proof(index))
@@ -309,15 +318,22 @@ pub async fn event_proof(state: &AppState, index: &str) -> Result<EventProof, Ht
         }
         return Err(HttpError::not_found(format!("no event {index}")));
     };
+    // Under mutual TLS an agency sees its own events only (as its searches do).
+    if !super::search::may_see(state, client, &p.event.event.agency) {
+        return Err(HttpError::not_found(format!(
+            "no event {index} among the events this client certificate may see"
+        )));
+    }
     Ok(p)
 }
 
 /// `GET /v1/events/{index}`: the event with a proof bundle that verifies offline.
 pub async fn get_event(
     State(state): State<AppState>,
+    client: Option<axum::Extension<ClientInfo>>,
     Path(index): Path<String>,
 ) -> Result<Response, HttpError> {
-    let p = event_proof(&state, &index).await?;
+    let p = event_proof(&state, client.as_ref().map(|c| &c.0), &index).await?;
     Ok(Json(event_bundle(&state, &p)).into_response())
 }
 

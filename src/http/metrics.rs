@@ -334,6 +334,21 @@ pub struct Gauges {
     pub witnesses: Vec<crate::service::cosign::LinkCounts>,
     /// The archive's figures, when there is an archive.
     pub archive: Option<crate::archive::writer::ArchiveReport>,
+    /// The search index's figures, when search is on.
+    pub search: Option<SearchGauges>,
+}
+
+/// The search index's figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchGauges {
+    /// Events indexed.
+    pub indexed: u64,
+    /// Committed events not indexed yet.
+    pub lag: u64,
+    /// Searched events whose leaf did not match what the index said, since start.
+    pub mismatches: u64,
+    /// Bytes the index occupies on disk.
+    pub bytes: u64,
 }
 
 impl Gauges {
@@ -410,6 +425,32 @@ impl Gauges {
                 "witness",
                 w.iter()
                     .filter_map(|w| Some((w.name.as_str(), int(w.size?)))),
+            );
+        }
+        if let Some(s) = &self.search {
+            gauge_value(
+                r,
+                "auditstamp_search_index_events",
+                "Events the search index holds.",
+                int(s.indexed),
+            );
+            gauge_value(
+                r,
+                "auditstamp_search_index_lag_events",
+                "Committed events the search index has not reached yet (searches read them from the log).",
+                int(s.lag),
+            );
+            counter_value(
+                r,
+                "auditstamp_search_index_mismatches_total",
+                "Events the search index named that did not match the log, left out of answers (rebuild it with chain verify --reindex).",
+                s.mismatches,
+            );
+            gauge_value(
+                r,
+                "auditstamp_search_index_bytes",
+                "Bytes the search index occupies on disk.",
+                int(s.bytes),
             );
         }
         if let Some(a) = &self.archive {

@@ -24,6 +24,7 @@
 pub mod chain;
 pub mod limits;
 pub mod metrics;
+pub mod search;
 pub mod server;
 pub mod tls;
 pub mod ui;
@@ -148,6 +149,9 @@ pub struct AppState {
     pub archive: Option<Arc<crate::archive::writer::ArchiveStatus>>,
     /// The archive's bucket, where bundles pruned from the local disk are read back.
     pub archive_bucket: Option<crate::archive::Bucket>,
+    /// Client-certificate identities that may search every agency's events
+    /// (`http.tls.auditors_of_all`); any other identity sees its own agency's only.
+    pub auditors_of_all: Arc<[String]>,
 }
 
 impl AppState {
@@ -161,6 +165,7 @@ impl AppState {
             tsa_max_body: 16 * 1024,
             archive: None,
             archive_bucket: None,
+            auditors_of_all: Arc::from(Vec::new()),
         }
     }
 }
@@ -256,6 +261,7 @@ pub fn router(mut state: AppState, settings: HttpSettings) -> Router {
         "read",
         Router::new()
             .route("/tsa/certs", get(get_certs))
+            .route("/v1/events", get(search::get_events))
             .route("/v1/events/{index}", get(chain::get_event))
             .route("/v1/blocks/latest", get(chain::get_latest_block))
             .route("/v1/blocks/{height}", get(chain::get_block))
@@ -447,12 +453,25 @@ async fn get_metrics(State(state): State<AppState>) -> Response {
             .archive
             .as_ref()
             .map(|a| a.report(state.chain.sealed_size())),
+        search: search_gauges(&state),
     };
     metrics::response(
         state
             .metrics
             .render(&gauges, |r| state.connections.register(r)),
     )
+}
+
+/// The search index's figures, when search is on.
+fn search_gauges(state: &AppState) -> Option<metrics::SearchGauges> {
+    let index = state.chain.search_index()?;
+    let indexed = index.indexed();
+    Some(metrics::SearchGauges {
+        indexed,
+        lag: state.chain.log().size().saturating_sub(indexed),
+        mismatches: index.mismatches(),
+        bytes: index.disk_bytes().unwrap_or(0),
+    })
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -484,6 +503,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "alarm": a.alarm,
             "warning": a.warning,
             "last_error": a.last_error,
+        });
+    }
+    // Nor does the search index: while it catches up, searches read the rest from the log
+    // (or, far behind, answer 503 with Retry-After).
+    if let Some(s) = search_gauges(&state) {
+        body["search_index"] = serde_json::json!({
+            "ok": s.lag <= crate::chain::index::MAX_TAIL && s.mismatches == 0,
+            "indexed": s.indexed,
+            "lag_events": s.lag,
+            "mismatches": s.mismatches,
         });
     }
     let status = if r.ready() {

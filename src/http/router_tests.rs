@@ -40,6 +40,8 @@ pub(super) fn app_with_state() -> (Router, AppState, tempfile::TempDir) {
         Arc::clone(&tsa),
     )
     .unwrap();
+    let index = crate::chain::index::SearchIndex::open(dir.path(), chain.log()).unwrap();
+    let chain = chain.with_search_index(index).unwrap();
     let settings = HttpSettings {
         max_body_bytes: 16 * 1024,
         max_event_bytes: 64 * 1024,

@@ -21,6 +21,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, PreEscaped};
 
+use super::limits::ClientInfo;
 use super::{chain, AppState, HttpError};
 use crate::chain::block::SealedBlock;
 use crate::ui::{age, html_response, page, security_headers, time_ms, NavLink};
@@ -390,9 +391,14 @@ fn block_fields(b: &SealedBlock) -> Markup {
     }
 }
 
-/// `GET /ui/events/{index}`: the event, its proof, and the in-browser check.
-pub async fn event_page(State(state): State<AppState>, Path(index): Path<String>) -> Response {
-    let p = match chain::event_proof(&state, &index).await {
+/// `GET /ui/events/{index}`: the event, its proof, and the in-browser check (under mutual
+/// TLS, only an event the client may see, as with `GET /v1/events/{index}`).
+pub async fn event_page(
+    State(state): State<AppState>,
+    client: Option<axum::Extension<ClientInfo>>,
+    Path(index): Path<String>,
+) -> Response {
+    let p = match chain::event_proof(&state, client.as_ref().map(|c| &c.0), &index).await {
         Ok(p) => p,
         Err(e) => return error_response(&state, &e),
     };
@@ -491,10 +497,193 @@ pub async fn event_page(State(state): State<AppState>, Path(index): Path<String>
     )
 }
 
-/// `GET /ui/` and `GET /ui/search`: the status and the event search.
-pub async fn search_page(State(state): State<AppState>) -> Response {
+/// The search form's fields, in the order of `GET /v1/events`'s query parameters: name,
+/// label, placeholder.
+const SEARCH_FIELDS: &[(&str, &str, &str)] = &[
+    ("agency", "Agency", ""),
+    ("auditor", "Auditor", ""),
+    ("action", "Action", "data_collection, custom:…"),
+    ("subject", "Subject (exact)", ""),
+    ("subject_prefix", "Subject starts with", ""),
+    ("from", "Occurred from", "2026-12-01T00:00:00Z"),
+    ("to", "Occurred before", "2026-12-02T00:00:00Z"),
+    ("received_from", "Received from", "2026-12-01T00:00:00Z"),
+    ("received_to", "Received before", "2026-12-02T00:00:00Z"),
+];
+
+/// The value of field `name` of `q`.
+fn field<'a>(q: &'a chain::SearchParams, name: &str) -> Option<&'a str> {
+    match name {
+        "agency" => q.agency.as_deref(),
+        "auditor" => q.auditor.as_deref(),
+        "action" => q.action.as_deref(),
+        "subject" => q.subject.as_deref(),
+        "subject_prefix" => q.subject_prefix.as_deref(),
+        "from" => q.from.as_deref(),
+        "to" => q.to.as_deref(),
+        "received_from" => q.received_from.as_deref(),
+        "received_to" => q.received_to.as_deref(),
+        "order" => q.order.as_deref(),
+        "limit" => q.limit.as_deref(),
+        "cursor" => q.cursor.as_deref(),
+        "format" => q.format.as_deref(),
+        _ => None,
+    }
+}
+
+/// Percent-encodes a query component: everything but RFC 3986's unreserved characters.
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The query string of `q`'s non-empty parameters but `skip`, then `extra`.
+fn query_string(q: &chain::SearchParams, skip: &str, extra: &[(&str, &str)]) -> String {
+    let names = SEARCH_FIELDS
+        .iter()
+        .map(|(n, _, _)| *n)
+        .chain(["order", "limit", "cursor"])
+        .filter(|n| *n != skip);
+    names
+        .filter_map(|n| field(q, n).filter(|v| !v.is_empty()).map(|v| (n, v)))
+        .chain(extra.iter().copied())
+        .map(|(n, v)| format!("{n}={}", encode_component(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The search form, filled with `q`.
+fn search_form(q: &chain::SearchParams) -> Markup {
+    let order = q.order.as_deref().unwrap_or("newest");
+    html! {
+        form.search #search action="/ui/" method="get" {
+            @for (name, label, placeholder) in SEARCH_FIELDS {
+                label {
+                    (label)
+                    input type="text" name=(name) value=[field(q, name)]
+                        placeholder=[(!placeholder.is_empty()).then_some(*placeholder)];
+                }
+            }
+            label {
+                "Order"
+                select name="order" {
+                    option value="newest" selected[order != "oldest"] { "newest first" }
+                    option value="oldest" selected[order == "oldest"] { "oldest first" }
+                }
+            }
+            label {
+                "Rows per page"
+                input type="number" name="limit" min="1" max="1000"
+                    placeholder=(super::search::DEFAULT_LIMIT) value=[q.limit.as_deref()];
+            }
+            div.actions {
+                button type="submit" { "Search" }
+                a href="/ui/" { "Clear" }
+            }
+        }
+    }
+}
+
+/// The first 12 hex digits of a SHA-256, for a table cell.
+fn short_hash(full: &str) -> String {
+    match full.get(..12) {
+        Some(head) if full.len() > 12 => format!("{head}…"),
+        _ => full.to_owned(),
+    }
+}
+
+/// The results table of one page.
+fn results(q: &chain::SearchParams, answer: &chain::SearchAnswer) -> Markup {
+    html! {
+        @if answer.events.is_empty() {
+            p.muted #no-results { "No event matches." }
+        } @else {
+            table #results {
+                thead {
+                    tr {
+                        th.num { "index" } th { "received" } th { "occurred" } th { "agency" }
+                        th { "auditor" } th { "action" } th { "subject" } th { "data sha256" }
+                    }
+                }
+                tbody {
+                    @for hit in &answer.events {
+                        @let ev = &hit.event;
+                        @let e = &ev.event;
+                        @let data = hex::encode(e.data_sha256);
+                        tr {
+                            td.num { a href={ "/ui/events/" (hit.index) } { (hit.index) } }
+                            td { (time_ms(Some(ev.received_at_ms))) }
+                            td { (crate::chain::event::format_time_ns(e.occurred_at_ns)) }
+                            td { (e.agency) }
+                            td { (e.auditor) }
+                            td { (e.action.name()) }
+                            td { (e.subject) }
+                            td.mono title=(data) { (short_hash(&data)) }
+                        }
+                    }
+                }
+            }
+        }
+        @if answer.searched_from > 0 {
+            p.muted {
+                "Events below " (answer.searched_from)
+                " were pruned before the search index was built and are not searched."
+            }
+        }
+        div.pager {
+            @if let Some(next) = &answer.next_cursor {
+                a #next-page href={ "/ui/?" (query_string(q, "cursor", &[("cursor", next)])) } { "Next page →" }
+            }
+            // Every page of the result, from the first.
+            a #csv href={ "/v1/events?" (query_string(q, "cursor", &[("format", "csv")])) } { "Download CSV (all pages)" }
+        }
+    }
+}
+
+/// `GET /ui/` and `GET /ui/search`: the status, the search form and one page of results
+/// (the newest events when nothing is asked). A refused query is shown above the form with
+/// its status, and the page has that status.
+pub async fn search_page(
+    State(state): State<AppState>,
+    client: Option<axum::Extension<ClientInfo>>,
+    uri: axum::http::Uri,
+) -> Response {
+    let (q, answer) = match Query::<chain::SearchParams>::try_from_uri(&uri) {
+        Ok(Query(q)) => {
+            let answer = chain::search(&state, &q, client.as_ref().map(|c| &c.0)).await;
+            (q, answer)
+        }
+        Err(e) => (
+            chain::SearchParams::default(),
+            Err(HttpError::bad_request(e.body_text())),
+        ),
+    };
+    let (status, shown) = match &answer {
+        Ok(a) => (StatusCode::OK, results(&q, a)),
+        Err(e) => {
+            let (status, message, _) = error_parts(e);
+            let shown = html! {
+                div.verdict.bad #search-error role="alert" {
+                    (status.as_u16()) " " (status.canonical_reason().unwrap_or("Error")) ": " (message)
+                }
+            };
+            (status, shown)
+        }
+    };
+    let (error, table) = if answer.is_ok() {
+        (html! {}, shown)
+    } else {
+        (shown, html! {})
+    };
     html_response(
-        StatusCode::OK,
+        status,
         page(
             CONSOLE,
             "Search",
@@ -503,7 +692,10 @@ pub async fn search_page(State(state): State<AppState>) -> Response {
             html! {
                 (status_header(&state))
                 h1 { "Events" }
+                (error)
+                (search_form(&q))
                 (go_to_form())
+                (table)
             },
         ),
     )
@@ -772,6 +964,133 @@ mod tests {
                 );
                 assert!(page.contains("token serial number"), "{index}");
             }
+        });
+    }
+
+    /// The indexes in the results table of a search page, in order.
+    fn result_indexes(page: &str) -> Vec<u64> {
+        page.match_indices(r#"<td class="num"><a href="/ui/events/"#)
+            .map(|(at, m)| {
+                let rest = &page[at + m.len()..];
+                rest[..rest.find('"').unwrap()].parse().unwrap()
+            })
+            .collect()
+    }
+
+    /// The `href` of the element with id `id`, unescaped.
+    fn href_of(page: &str, id: &str) -> Option<String> {
+        let needle = format!(r#"id="{id}" href=""#);
+        let start = page.find(&needle)? + needle.len();
+        Some(page[start..start + page[start..].find('"')?].replace("&amp;", "&"))
+    }
+
+    #[test]
+    fn the_search_page_lists_pages_of_matching_events_and_shows_refused_queries() {
+        let (app, _state, _dir) = app_with_state();
+        rt().block_on(async {
+            for n in 0..7u64 {
+                let mut e = event(if n == 3 { "<b>x</b>" } else { "s" }, serde_json::json!({}));
+                e["agency"] = serde_json::json!(if n % 2 == 0 { "even" } else { "odd" });
+                e["action"] = serde_json::json!(if n < 4 { "access" } else { "export" });
+                post_event(&app, &e).await;
+            }
+            // No query: the newest events first.
+            let (status, headers, page) = fetch(&app, "/ui/").await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            assert_eq!(
+                headers[header::CONTENT_SECURITY_POLICY],
+                CONTENT_SECURITY_POLICY
+            );
+            assert_eq!(result_indexes(&page), [6, 5, 4, 3, 2, 1, 0]);
+            assert!(page.contains("&lt;b&gt;x&lt;/b&gt;") && !page.contains("<b>x</b>"));
+            assert_no_inline_code(&page);
+            // A filled-in form sends its empty fields too: they filter nothing.
+            let form = "/ui/?agency=odd&auditor=&action=&subject=&subject_prefix=&from=&to=\
+                        &received_from=&received_to=&order=oldest&limit=";
+            let (_, _, page) = fetch(&app, form).await;
+            assert_eq!(result_indexes(&page), [1, 3, 5]);
+            assert!(
+                page.contains(r#"<option value="oldest" selected>"#),
+                "{page}"
+            );
+            assert!(page.contains(r#"name="agency" value="odd""#), "{page}");
+            let (_, _, page) = fetch(&app, "/ui/search?agency=even&action=export").await;
+            assert_eq!(result_indexes(&page), [6, 4]);
+            assert_eq!(
+                href_of(&page, "csv").unwrap(),
+                "/v1/events?agency=even&action=export&format=csv"
+            );
+            // Pages: the next-page link carries the query and the cursor.
+            let (_, _, page) = fetch(&app, "/ui/?action=access&order=oldest&limit=3").await;
+            assert_eq!(result_indexes(&page), [0, 1, 2]);
+            let next = href_of(&page, "next-page").unwrap();
+            assert!(
+                next.starts_with("/ui/?action=access&order=oldest&limit=3&cursor="),
+                "{next}"
+            );
+            let (_, _, page) = fetch(&app, &next).await;
+            assert_eq!(result_indexes(&page), [3]);
+            assert!(href_of(&page, "csv")
+                .unwrap()
+                .ends_with("limit=3&format=csv"));
+            // Refused queries: the status and the API's message above the form.
+            for (query, status, says) in [
+                ("/ui/?order=sideways", StatusCode::BAD_REQUEST, "order"),
+                ("/ui/?from=yesterday", StatusCode::BAD_REQUEST, "from"),
+                ("/ui/?limit=0", StatusCode::BAD_REQUEST, "limit"),
+                ("/ui/?cursor=junk", StatusCode::BAD_REQUEST, "cursor"),
+                ("/ui/?agnecy=odd", StatusCode::BAD_REQUEST, "agnecy"),
+            ] {
+                let (got, headers, page) = fetch(&app, query).await;
+                assert_eq!(got, status, "{query}: {page}");
+                assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+                let at = page.find(r#"id="search-error""#).expect(query);
+                let error = &page[at..at + page[at..].find("</div>").unwrap()];
+                assert!(error.contains("400 Bad Request: "), "{query}: {error}");
+                assert!(error.contains(says), "{query}: {error}");
+                assert!(
+                    at < page.find("<form").unwrap(),
+                    "{query}: the error is above the form"
+                );
+                assert!(result_indexes(&page).is_empty());
+            }
+        });
+    }
+
+    /// Under mutual TLS, an agency's certificate shows its own events only: on the search
+    /// page and on event pages, as in the API.
+    #[test]
+    fn a_client_certificate_sees_its_own_agencys_events_only() {
+        let (app, state, _dir) = app_with_state();
+        rt().block_on(async {
+            for agency in ["agency-a", "agency-b", "agency-a"] {
+                let mut e = event("s", serde_json::json!({}));
+                e["agency"] = serde_json::json!(agency);
+                post_event(&app, &e).await;
+            }
+            state.chain.seal().await.unwrap().unwrap();
+            let as_a = |path: &str| {
+                let mut req = get(path);
+                req.extensions_mut()
+                    .insert(crate::http::limits::ClientInfo {
+                        peer: "127.0.0.1:1".parse().unwrap(),
+                        identity: Some("agency-a".into()),
+                    });
+                req
+            };
+            let (status, _, body) = send(&app, as_a("/ui/")).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(result_indexes(&String::from_utf8(body).unwrap()), [2, 0]);
+            let (status, _, _) = send(&app, as_a("/ui/events/0")).await;
+            assert_eq!(status, StatusCode::OK);
+            let (status, _, body) = send(&app, as_a("/ui/events/1")).await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            let body = String::from_utf8(body).unwrap();
+            assert!(body.contains("may see"), "{body}");
+            assert!(!body.contains("agency-b"), "{body}");
+            let (status, _, body) = send(&app, as_a("/ui/?agency=agency-b")).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert!(!result_indexes(&String::from_utf8(body).unwrap()).contains(&1));
         });
     }
 

@@ -23,6 +23,7 @@ use super::writer::EventWriter;
 use super::ServiceError;
 use crate::chain::block::{BlockHeader, SealedBlock};
 use crate::chain::event::{Event, StoredEvent};
+use crate::chain::index::{IndexError, Order, Page, Query, SearchIndex};
 use crate::chain::log::{Appended, EventLog};
 use crate::chain::note::{self, Checkpoint, NoteSignature, SignedNote};
 use crate::chain::proof::TlogProof;
@@ -78,6 +79,8 @@ pub struct ChainService {
     to_witness: tokio::sync::watch::Sender<Option<Arc<Published>>>,
     /// Whether checkpoints go to the witnesses only once archived.
     after_archive: bool,
+    /// The search index, when it is on.
+    search: Option<SearchIndex>,
 }
 
 impl std::fmt::Debug for ChainService {
@@ -251,6 +254,7 @@ impl ChainService {
             sealed,
             to_witness,
             after_archive: false,
+            search: None,
         })
     }
 
@@ -293,6 +297,34 @@ impl ChainService {
     pub fn with_witnesses(mut self, witnesses: super::cosign::Witnesses) -> Self {
         self.witnesses = witnesses;
         self
+    }
+
+    /// Answers searches with `index`, which this service keeps up to date from now on
+    /// (it indexes each commit of the log in a thread of its own).
+    pub fn with_search_index(mut self, index: SearchIndex) -> Result<Self, ServiceError> {
+        index.follow(self.log().clone())?;
+        self.search = Some(index);
+        Ok(self)
+    }
+
+    /// The search index, when search is on.
+    pub fn search_index(&self) -> Option<&SearchIndex> {
+        self.search.as_ref()
+    }
+
+    /// One page of the events matching `query` ([`SearchIndex::search`]); `pruned` gives
+    /// a bundle pruned from the local disk, read back from the archive. Blocks on reads:
+    /// call it from a blocking thread.
+    pub fn search(
+        &self,
+        query: &Query,
+        order: Order,
+        limit: usize,
+        cursor: Option<&str>,
+        pruned: &dyn Fn(u64) -> Result<Vec<Vec<u8>>, IndexError>,
+    ) -> Result<Page, ServiceError> {
+        let index = self.search.as_ref().ok_or(ServiceError::SearchOff)?;
+        Ok(index.search(self.log(), query, order, limit, cursor, pruned)?)
     }
 
     /// The counters of each witness link.

@@ -17,6 +17,7 @@ pub mod writer;
 pub use tsa::{SigningIdentity, TsaService, TsaSettings};
 pub use writer::EventWriter;
 
+use crate::chain::index::IndexError;
 use crate::chain::log::LogError;
 use crate::chain::store::StoreError;
 use crate::clock::ClockError;
@@ -61,4 +62,10 @@ pub enum ServiceError {
     /// The certificate, chain and key do not fit together (found at startup or reload).
     #[error("signing identity: {0}")]
     Identity(String),
+    /// The search index failed or refused the search.
+    #[error(transparent)]
+    Search(#[from] IndexError),
+    /// Search is turned off on this appliance.
+    #[error("search is turned off on this appliance ([chain] search_index = false)")]
+    SearchOff,
 }

@@ -1,0 +1,1344 @@
+//! The search index of the event log: which events an agency, auditor, action, subject or
+//! time range has, so that `GET /v1/events?...` answers without reading the whole log.
+//!
+//! It is derived data, kept in its own sled database (`<store>/search/`) and never trusted
+//! for an answer: every event a search returns is read from the log, its leaf checked
+//! against the tree's stored leaf hash, and the filters applied again to the decoded event
+//! ([`SearchIndex::search`]). A follower thread indexes each commit shortly after it is
+//! durable ([`SearchIndex::follow`]); events it has not reached yet are searched by reading
+//! them from the log. If the index is missing, of another format, or does not match the
+//! log (longer than it, or its last indexed event's hash differs), it is dropped and built
+//! again from the log at open, in the background; `chain verify --state DIR --reindex`
+//! does the same at once.
+//!
+//! One sled tree, so that each indexed batch is one atomic write (the indexed size moves
+//! with its entries):
+//! - `m` + name: the format, the events indexed (`size`), the first event indexed
+//!   (`start`: events pruned before the index was built are not in it), the last indexed
+//!   event's leaf hash (`last`), the next term id (`next`).
+//! - `d` + kind + term → term id (u32 BE) and how many events have it (u64 BE): the
+//!   terms of each kind (agency, auditor, action, subject), in byte order (so a subject
+//!   prefix is a range).
+//! - `p` + kind + id + first index (u64 BE) → a posting chunk: the indexes of the term's
+//!   events from `first` on, as LEB128 deltas (the first is 0). A term's last chunk grows
+//!   until [`CHUNK_BYTES`], then a new one starts.
+//! - `f` + bundle (u64 BE) → each event's facts in the 256-event bundle, 32 bytes each:
+//!   agency, auditor, action and subject ids (u32 BE), occurred_at (i64 ns BE),
+//!   received_at (u64 ms BE): what a filter needs, without reading the event.
+//! - `s` + bundle and `g` + group of 64 bundles → the least and greatest occurred_at and
+//!   received_at of their events, so that a time range skips what it cannot match.
+//!
+//! Memory stays flat: sled's cache is bounded, the indexer keeps a bounded cache of term
+//! states, and a search examines at most [`SCAN_BUDGET`] candidates per page (a page may
+//! then hold fewer than `limit` events and carry a cursor to go on).
+//!
+//! Its one error type is [`IndexError`].
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::event::StoredEvent;
+use super::log::{EventLog, LogError};
+use super::tlog::{self, Hash};
+
+/// The index's directory, in the store's directory.
+pub const INDEX_DIR: &str = "search";
+/// The on-disk format; another is dropped and rebuilt.
+const FORMAT: u64 = 1;
+/// Events per bundle (as the log's).
+const BUNDLE: u64 = 256;
+/// Bundles per summary group.
+const GROUP: u64 = 64;
+/// Bytes of one event's facts.
+const FACT: usize = 32;
+/// A posting chunk takes more indexes while it is shorter than this.
+const CHUNK_BYTES: usize = 512;
+/// Most events not yet indexed that a search reads from the log itself; more is a
+/// [`IndexError::Behind`].
+pub const MAX_TAIL: u64 = 100_000;
+/// Most candidates one page examines.
+pub const SCAN_BUDGET: u64 = 262_144;
+/// Most events in a page.
+pub const MAX_LIMIT: usize = 1_000;
+/// Most subjects a `subject_prefix` is matched against through the index; a prefix of
+/// more is checked on each event read.
+const MAX_PREFIX_TERMS: usize = 4_096;
+/// Most events indexed in one write.
+const BATCH_EVENTS: u64 = 16_384;
+/// Most term states the indexer keeps in memory.
+const TERM_CACHE: usize = 50_000;
+/// sled's page cache for the index.
+const CACHE_BYTES: u64 = 64 << 20;
+
+/// What can go wrong in the search index.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// The index's database failed.
+    #[error("search index storage: {0}")]
+    Storage(#[from] sled::Error),
+    /// The index could not be opened.
+    #[error("cannot open the search index at {path}: {source}")]
+    Open {
+        /// Its directory.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// A stored value does not have its form.
+    #[error("search index damaged: {0}")]
+    Corrupt(String),
+    /// Reading the log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The index is too far behind the log for a search to read the rest itself.
+    #[error(
+        "the search index is catching up: {indexed} of {size} events indexed; try again shortly"
+    )]
+    Behind {
+        /// Events indexed.
+        indexed: u64,
+        /// Events in the log.
+        size: u64,
+    },
+    /// The cursor is not one this search gave.
+    #[error("cursor: {0}")]
+    BadCursor(&'static str),
+    /// A bundle pruned from the local disk could not be read back from the archive.
+    #[error("events {}..{} are in the archive, which cannot give them now: {detail}", bundle * 256, bundle * 256 + 256)]
+    Archive {
+        /// The bundle.
+        bundle: u64,
+        /// Why.
+        detail: String,
+    },
+    /// The indexer thread could not start.
+    #[error("cannot start the search indexer: {0}")]
+    Thread(String),
+}
+
+/// The kinds of term the index keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Agency = 0,
+    Auditor = 1,
+    Action = 2,
+    Subject = 3,
+}
+
+const KINDS: [Kind; 4] = [Kind::Agency, Kind::Auditor, Kind::Action, Kind::Subject];
+
+/// What a search looks for: every filter given must match (exact text; times from
+/// inclusive, to exclusive).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    /// The agency.
+    pub agency: Option<String>,
+    /// The auditor.
+    pub auditor: Option<String>,
+    /// The action's name.
+    pub action: Option<String>,
+    /// The subject.
+    pub subject: Option<String>,
+    /// The start of the subject.
+    pub subject_prefix: Option<String>,
+    /// occurred_at at or after, Unix ns.
+    pub occurred_from_ns: Option<i64>,
+    /// occurred_at before, Unix ns.
+    pub occurred_to_ns: Option<i64>,
+    /// Received at or after, Unix ms.
+    pub received_from_ms: Option<u64>,
+    /// Received before, Unix ms.
+    pub received_to_ms: Option<u64>,
+}
+
+/// The order of a search's answer, by index (which is the order of receipt).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    /// Highest index first.
+    #[default]
+    NewestFirst,
+    /// Lowest index first.
+    OldestFirst,
+}
+
+impl Query {
+    /// Whether `e` matches every filter.
+    pub fn matches(&self, e: &StoredEvent) -> bool {
+        let ev = &e.event;
+        let eq = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|f| f == v);
+        eq(&self.agency, &ev.agency)
+            && eq(&self.auditor, &ev.auditor)
+            && eq(&self.action, &ev.action.name())
+            && eq(&self.subject, &ev.subject)
+            && self
+                .subject_prefix
+                .as_deref()
+                .is_none_or(|p| ev.subject.starts_with(p))
+            && self.occurred_from_ns.is_none_or(|t| ev.occurred_at_ns >= t)
+            && self.occurred_to_ns.is_none_or(|t| ev.occurred_at_ns < t)
+            && self.received_from_ms.is_none_or(|t| e.received_at_ms >= t)
+            && self.received_to_ms.is_none_or(|t| e.received_at_ms < t)
+    }
+
+    /// The exact filter of `kind`.
+    fn term(&self, kind: Kind) -> Option<&str> {
+        match kind {
+            Kind::Agency => self.agency.as_deref(),
+            Kind::Auditor => self.auditor.as_deref(),
+            Kind::Action => self.action.as_deref(),
+            Kind::Subject => self.subject.as_deref(),
+        }
+    }
+
+    /// 8 bytes of SHA-256 over the filters and the order: what a cursor is bound to.
+    fn fingerprint(&self, order: Order) -> [u8; 8] {
+        let mut h = Sha256::new();
+        let mut text = |t: &Option<String>| match t {
+            Some(s) => {
+                h.update([1]);
+                h.update((s.len() as u64).to_be_bytes());
+                h.update(s.as_bytes());
+            }
+            None => h.update([0]),
+        };
+        text(&self.agency);
+        text(&self.auditor);
+        text(&self.action);
+        text(&self.subject);
+        text(&self.subject_prefix);
+        let mut num = |t: Option<i128>| match t {
+            Some(v) => {
+                h.update([1]);
+                h.update(v.to_be_bytes());
+            }
+            None => h.update([0]),
+        };
+        num(self.occurred_from_ns.map(i128::from));
+        num(self.occurred_to_ns.map(i128::from));
+        num(self.received_from_ms.map(i128::from));
+        num(self.received_to_ms.map(i128::from));
+        h.update([u8::from(order == Order::OldestFirst)]);
+        let d = h.finalize();
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&d[..8]);
+        out
+    }
+
+    fn has_time(&self) -> bool {
+        self.occurred_from_ns.is_some()
+            || self.occurred_to_ns.is_some()
+            || self.received_from_ms.is_some()
+            || self.received_to_ms.is_some()
+    }
+
+    /// Whether a span of events with these least and greatest times can hold a match.
+    fn overlaps(&self, s: &Span) -> bool {
+        self.occurred_from_ns.is_none_or(|t| s.max_occ >= t)
+            && self.occurred_to_ns.is_none_or(|t| s.min_occ < t)
+            && self.received_from_ms.is_none_or(|t| s.max_recv >= t)
+            && self.received_to_ms.is_none_or(|t| s.min_recv < t)
+    }
+}
+
+/// Where a page ends: the next page starts there. Opaque to clients: base64url of a
+/// version, the position, and the query's fingerprint (a cursor given with other filters
+/// or another order is refused).
+fn encode_cursor(position: u64, fingerprint: [u8; 8]) -> String {
+    let mut b = Vec::with_capacity(17);
+    b.push(1);
+    b.extend_from_slice(&position.to_be_bytes());
+    b.extend_from_slice(&fingerprint);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn decode_cursor(s: &str, fingerprint: [u8; 8]) -> Result<u64, IndexError> {
+    let b = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| IndexError::BadCursor("not a cursor this appliance gave"))?;
+    if b.len() != 17 || b[0] != 1 {
+        return Err(IndexError::BadCursor("not a cursor this appliance gave"));
+    }
+    if b[9..] != fingerprint {
+        return Err(IndexError::BadCursor(
+            "it belongs to a search with other filters or another order",
+        ));
+    }
+    let mut p = [0u8; 8];
+    p.copy_from_slice(&b[1..9]);
+    Ok(u64::from_be_bytes(p))
+}
+
+/// One event of an answer, read from the log and checked.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Its index.
+    pub index: u64,
+    /// Its leaf hash (as the tree stores it).
+    pub leaf_hash: Hash,
+    /// The event.
+    pub event: StoredEvent,
+}
+
+/// One page of an answer.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The events, in the order asked.
+    pub hits: Vec<Hit>,
+    /// Where the next page starts, when there may be more.
+    pub next_cursor: Option<String>,
+    /// Events below this index are not searched: they were pruned from this appliance
+    /// before its index was built (0 when everything is searched).
+    pub searched_from: u64,
+    /// Candidates examined.
+    pub examined: u64,
+}
+
+/// The least and greatest times of a span of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    min_occ: i64,
+    max_occ: i64,
+    min_recv: u64,
+    max_recv: u64,
+}
+
+impl Span {
+    fn of(occ: i64, recv: u64) -> Span {
+        Span {
+            min_occ: occ,
+            max_occ: occ,
+            min_recv: recv,
+            max_recv: recv,
+        }
+    }
+    fn widen(&mut self, o: &Span) {
+        self.min_occ = self.min_occ.min(o.min_occ);
+        self.max_occ = self.max_occ.max(o.max_occ);
+        self.min_recv = self.min_recv.min(o.min_recv);
+        self.max_recv = self.max_recv.max(o.max_recv);
+    }
+    fn encode(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&self.min_occ.to_be_bytes());
+        b[8..16].copy_from_slice(&self.max_occ.to_be_bytes());
+        b[16..24].copy_from_slice(&self.min_recv.to_be_bytes());
+        b[24..].copy_from_slice(&self.max_recv.to_be_bytes());
+        b
+    }
+    fn decode(b: &[u8]) -> Result<Span, IndexError> {
+        if b.len() != 32 {
+            return Err(IndexError::Corrupt(format!("a span of {} bytes", b.len())));
+        }
+        Ok(Span {
+            min_occ: i64::from_be_bytes(arr(&b[..8])),
+            max_occ: i64::from_be_bytes(arr(&b[8..16])),
+            min_recv: u64::from_be_bytes(arr(&b[16..24])),
+            max_recv: u64::from_be_bytes(arr(&b[24..])),
+        })
+    }
+}
+
+/// The first 8 bytes of `b` (callers pass slices of 8).
+fn arr(b: &[u8]) -> [u8; 8] {
+    let mut a = [0u8; 8];
+    let n = b.len().min(8);
+    a[..n].copy_from_slice(&b[..n]);
+    a
+}
+
+/// One event's facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fact {
+    ids: [u32; 4],
+    occ: i64,
+    recv: u64,
+}
+
+impl Fact {
+    fn encode(&self, out: &mut Vec<u8>) {
+        for id in self.ids {
+            out.extend_from_slice(&id.to_be_bytes());
+        }
+        out.extend_from_slice(&self.occ.to_be_bytes());
+        out.extend_from_slice(&self.recv.to_be_bytes());
+    }
+    fn decode(b: &[u8]) -> Fact {
+        let id = |i: usize| {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&b[i * 4..i * 4 + 4]);
+            u32::from_be_bytes(a)
+        };
+        Fact {
+            ids: [id(0), id(1), id(2), id(3)],
+            occ: i64::from_be_bytes(arr(&b[16..24])),
+            recv: u64::from_be_bytes(arr(&b[24..32])),
+        }
+    }
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// The indexes of a posting chunk starting at `first`.
+fn decode_chunk(first: u64, b: &[u8]) -> Result<Vec<u64>, IndexError> {
+    let mut out = Vec::with_capacity(b.len());
+    let (mut v, mut shift, mut at) = (0u64, 0u32, first);
+    for &byte in b {
+        if shift > 63 {
+            return Err(IndexError::Corrupt("a posting delta is too long".into()));
+        }
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            at = at
+                .checked_add(v)
+                .ok_or_else(|| IndexError::Corrupt("a posting index overflows".into()))?;
+            out.push(at);
+            v = 0;
+            shift = 0;
+        } else {
+            shift += 7;
+        }
+    }
+    if shift != 0 {
+        return Err(IndexError::Corrupt("a posting chunk ends mid-delta".into()));
+    }
+    Ok(out)
+}
+
+fn meta_key(name: &str) -> Vec<u8> {
+    let mut k = b"m".to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn dict_key(kind: Kind, term: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + term.len());
+    k.push(b'd');
+    k.push(kind as u8);
+    k.extend_from_slice(term.as_bytes());
+    k
+}
+
+fn post_prefix(kind: Kind, id: u32) -> [u8; 6] {
+    let mut k = [0u8; 6];
+    k[0] = b'p';
+    k[1] = kind as u8;
+    k[2..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn post_key(kind: Kind, id: u32, first: u64) -> [u8; 14] {
+    let mut k = [0u8; 14];
+    k[..6].copy_from_slice(&post_prefix(kind, id));
+    k[6..].copy_from_slice(&first.to_be_bytes());
+    k
+}
+
+fn numbered_key(tag: u8, n: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = tag;
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// The number at the end of a `post_key` or `numbered_key`.
+fn key_number(k: &[u8]) -> u64 {
+    k.len()
+        .checked_sub(8)
+        .map_or(0, |at| u64::from_be_bytes(arr(&k[at..])))
+}
+
+/// What the indexer knows of one term between batches.
+#[derive(Debug, Clone)]
+struct TermState {
+    id: u32,
+    count: u64,
+    /// Its last posting chunk: first index, bytes, last index.
+    chunk: Option<(u64, Vec<u8>, u64)>,
+}
+
+struct Shared {
+    db: sled::Db,
+    tree: sled::Tree,
+    /// Events indexed (all below are).
+    indexed: AtomicU64,
+    /// The first event indexed.
+    start: AtomicU64,
+    /// Tells the indexer thread to stop.
+    stop: AtomicBool,
+    /// Searched events whose leaf did not match what the index said (since start).
+    mismatches: AtomicU64,
+}
+
+/// The search index of one event log. The indexer thread started by
+/// [`SearchIndex::follow`] stops when this is dropped.
+pub struct SearchIndex {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex")
+            .field("indexed", &self.indexed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SearchIndex {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn read_u64(tree: &sled::Tree, name: &str) -> Result<Option<u64>, IndexError> {
+    tree.get(meta_key(name))?
+        .map(|v| {
+            if v.len() == 8 {
+                Ok(u64::from_be_bytes(arr(&v)))
+            } else {
+                Err(IndexError::Corrupt(format!(
+                    "meta {name} has {} bytes",
+                    v.len()
+                )))
+            }
+        })
+        .transpose()
+}
+
+impl SearchIndex {
+    /// Opens the index of `log`, kept in `store_dir`/search (created when missing). An
+    /// index that does not match the log (another format, longer than the log, or whose
+    /// last indexed event is not the log's) is emptied, to be built again; a database
+    /// that cannot be opened is removed and made anew (it is derived from the log).
+    pub fn open(store_dir: &Path, log: &EventLog) -> Result<SearchIndex, IndexError> {
+        let dir = store_dir.join(INDEX_DIR);
+        let db = match open_db(&dir) {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "the search index cannot be opened; it is removed and built again");
+                std::fs::remove_dir_all(&dir).map_err(|io| IndexError::Open {
+                    path: dir.clone(),
+                    source: sled::Error::Io(io),
+                })?;
+                open_db(&dir)?
+            }
+        };
+        let tree = db.open_tree("index")?;
+        let index = SearchIndex {
+            shared: Arc::new(Shared {
+                db,
+                tree,
+
+                indexed: AtomicU64::new(0),
+                start: AtomicU64::new(0),
+                stop: AtomicBool::new(false),
+                mismatches: AtomicU64::new(0),
+            }),
+        };
+        if let Some(why) = index.mismatch(log)? {
+            tracing::warn!(reason = %why, "the search index does not match the event log; it is built again");
+            index.clear(log)?;
+        }
+        let t = &index.shared.tree;
+        index
+            .shared
+            .indexed
+            .store(read_u64(t, "size")?.unwrap_or(0), Ordering::SeqCst);
+        index
+            .shared
+            .start
+            .store(read_u64(t, "start")?.unwrap_or(0), Ordering::SeqCst);
+        Ok(index)
+    }
+
+    /// Why the stored index is not the log's, if it is not.
+    fn mismatch(&self, log: &EventLog) -> Result<Option<String>, IndexError> {
+        let t = &self.shared.tree;
+        let Some(format) = read_u64(t, "format")? else {
+            return Ok(Some("it is new".into()));
+        };
+        if format != FORMAT {
+            return Ok(Some(format!(
+                "format {format}, this version writes {FORMAT}"
+            )));
+        }
+        let size = read_u64(t, "size")?.unwrap_or(0);
+        if size > log.size() {
+            return Ok(Some(format!(
+                "it indexes {size} events, the log holds {}",
+                log.size()
+            )));
+        }
+        if let Some(last) = size.checked_sub(1) {
+            let stored = t.get(meta_key("last"))?;
+            if stored.as_deref() != Some(&log.stored_leaf_hash(last)?[..]) {
+                return Ok(Some(format!("event {last} is not the one it indexed")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Empties the index and marks it as starting at the log's first unpruned event.
+    fn clear(&self, log: &EventLog) -> Result<(), IndexError> {
+        let t = &self.shared.tree;
+        t.clear()?;
+        let start = log.pruned_below() * BUNDLE;
+        let mut b = sled::Batch::default();
+        b.insert(meta_key("format"), &FORMAT.to_be_bytes());
+        b.insert(meta_key("size"), &start.to_be_bytes());
+        b.insert(meta_key("start"), &start.to_be_bytes());
+        t.apply_batch(b)?;
+        if start > 0 {
+            tracing::warn!(
+                below = start,
+                "events pruned from this appliance before its search index was built are not searched"
+            );
+        }
+        self.shared.db.flush()?;
+        Ok(())
+    }
+
+    /// Drops everything indexed, to build it again from the log ([`Self::catch_up`]).
+    pub fn rebuild(&self, log: &EventLog) -> Result<(), IndexError> {
+        self.clear(log)?;
+        let start = log.pruned_below() * BUNDLE;
+        self.shared.indexed.store(start, Ordering::SeqCst);
+        self.shared.start.store(start, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Events indexed: every event below this is.
+    pub fn indexed(&self) -> u64 {
+        self.shared.indexed.load(Ordering::SeqCst)
+    }
+
+    /// Searched events whose leaf did not match what the index said, since start.
+    pub fn mismatches(&self) -> u64 {
+        self.shared.mismatches.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the index occupies on disk.
+    pub fn disk_bytes(&self) -> Result<u64, IndexError> {
+        Ok(self.shared.db.size_on_disk()?)
+    }
+
+    /// Indexes every event the log holds now; `progress` is told (indexed, log size)
+    /// after each batch. Returns the events indexed.
+    pub fn catch_up(&self, log: &EventLog, progress: &dyn Fn(u64, u64)) -> Result<u64, IndexError> {
+        let mut indexer = Indexer::new(Arc::clone(&self.shared));
+        let size = log.size();
+        while self.indexed() < size {
+            indexer.index_next(log, size)?;
+            progress(self.indexed(), size);
+        }
+        self.shared.db.flush()?;
+        Ok(self.indexed())
+    }
+
+    /// Starts the thread that indexes each commit of `log` after it is durable (and first
+    /// what the index lacks). It stops when this index is dropped. A failed batch is
+    /// logged and tried again a second later.
+    pub fn follow(&self, log: EventLog) -> Result<(), IndexError> {
+        let signal = log.commit_signal();
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name("search-index".into())
+            .spawn(move || {
+                let mut indexer = Indexer::new(Arc::clone(&shared));
+                let mut failing = false;
+                while !shared.stop.load(Ordering::SeqCst) {
+                    let size = log.size();
+                    if shared.indexed.load(Ordering::SeqCst) < size {
+                        match indexer.index_next(&log, size) {
+                            Ok(()) => failing = false,
+                            Err(e) => {
+                                if !failing {
+                                    tracing::error!(error = %e, "search indexing failed; retrying");
+                                }
+                                failing = true;
+                                indexer = Indexer::new(Arc::clone(&shared));
+                                std::thread::sleep(Duration::from_secs(1));
+                            }
+                        }
+                        continue;
+                    }
+                    // Woken by the next commit; the timeout only checks for the stop.
+                    let _ = signal.recv_timeout(Duration::from_millis(500));
+                }
+                let _ = shared.db.flush();
+            })
+            .map_err(|e| IndexError::Thread(e.to_string()))?;
+        Ok(())
+    }
+
+    /// One page of the events that match `query`, in `order`, at most `limit` (1 to
+    /// [`MAX_LIMIT`]), from `cursor` (a previous page's [`Page::next_cursor`]) or the
+    /// start. Every event is read from the log and checked (leaf hash against the stored
+    /// one, filters against the decoded event); `pruned` gives a bundle pruned from the
+    /// local disk (read back from the archive and checked against the stored hashes).
+    pub fn search(
+        &self,
+        log: &EventLog,
+        query: &Query,
+        order: Order,
+        limit: usize,
+        cursor: Option<&str>,
+        pruned: &dyn Fn(u64) -> Result<Vec<Vec<u8>>, IndexError>,
+    ) -> Result<Page, IndexError> {
+        let limit = limit.clamp(1, MAX_LIMIT);
+        let size = log.size();
+        let indexed = self.indexed().min(size);
+        if size - indexed > MAX_TAIL {
+            return Err(IndexError::Behind { indexed, size });
+        }
+        let start = self.shared.start.load(Ordering::SeqCst).min(indexed);
+        let fingerprint = query.fingerprint(order);
+        let position = cursor.map(|c| decode_cursor(c, fingerprint)).transpose()?;
+        let plan = Plan::new(&self.shared.tree, query)?;
+        let mut run = Run {
+            log,
+            query,
+            pruned,
+            bundle: None,
+            hits: Vec::with_capacity(limit),
+            limit,
+            examined: 0,
+            mismatches: 0,
+        };
+        // The candidates, in order: the events not indexed yet read from the log, and the
+        // indexed ones through the index.
+        let stopped = match order {
+            Order::NewestFirst => {
+                let bound = position.unwrap_or(size).min(size);
+                let tail = run.scan_log((indexed.max(start)..bound).rev(), order)?;
+                match tail {
+                    Some(at) => Some(at),
+                    None => plan.candidates(&mut run, start..bound.min(indexed), order)?,
+                }
+            }
+            Order::OldestFirst => {
+                let from = position.unwrap_or(start).max(start);
+                match plan.candidates(&mut run, from..indexed, order)? {
+                    Some(at) => Some(at),
+                    None => run.scan_log(from.max(indexed)..size, order)?,
+                }
+            }
+        };
+        if run.mismatches > 0 {
+            self.shared
+                .mismatches
+                .fetch_add(run.mismatches, Ordering::Relaxed);
+            tracing::error!(
+                events = run.mismatches,
+                "the search index named events that do not match the log; they were left out of the answer (rebuild it with chain verify --reindex)"
+            );
+        }
+        Ok(Page {
+            next_cursor: stopped.map(|at| encode_cursor(at, fingerprint)),
+            hits: run.hits,
+            searched_from: start,
+            examined: run.examined,
+        })
+    }
+}
+
+fn open_db(dir: &Path) -> Result<sled::Db, IndexError> {
+    sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::LowSpace)
+        .cache_capacity(CACHE_BYTES)
+        .open()
+        .map_err(|source| IndexError::Open {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// One search page in progress: the hits so far and the bundle last read.
+struct Run<'a> {
+    log: &'a EventLog,
+    query: &'a Query,
+    pruned: &'a dyn Fn(u64) -> Result<Vec<Vec<u8>>, IndexError>,
+    /// The bundle last read: its number and leaves.
+    bundle: Option<(u64, Vec<Vec<u8>>)>,
+    hits: Vec<Hit>,
+    limit: usize,
+    examined: u64,
+    /// Candidates the index named whose event does not match.
+    mismatches: u64,
+}
+
+impl Run<'_> {
+    /// The leaf of event `index`, from the bundle last read or the log (or the archive).
+    fn leaf(&mut self, index: u64) -> Result<Option<&[u8]>, IndexError> {
+        let n = index / BUNDLE;
+        if self.bundle.as_ref().is_none_or(|(b, _)| *b != n) {
+            let leaves = match self.log.bundle_leaves(n) {
+                Err(LogError::Pruned { bundle }) => (self.pruned)(bundle)?,
+                other => other?,
+            };
+            self.bundle = Some((n, leaves));
+        }
+        let at = usize::try_from(index % BUNDLE).unwrap_or(usize::MAX);
+        Ok(self
+            .bundle
+            .as_ref()
+            .and_then(|(_, l)| l.get(at))
+            .map(Vec::as_slice))
+    }
+
+    /// Reads event `index` from the log and keeps it when it is intact and matches.
+    /// Returns whether it was kept.
+    fn check(&mut self, index: u64, from_index: bool) -> Result<bool, IndexError> {
+        let Some(leaf) = self.leaf(index)? else {
+            return Err(IndexError::Corrupt(format!(
+                "event {index} is indexed but not in the log"
+            )));
+        };
+        let hash = tlog::leaf_hash(leaf);
+        let event = StoredEvent::from_leaf_bytes(leaf).ok();
+        let intact = event.as_ref().is_some_and(|e| e.index == index)
+            && self.log.stored_leaf_hash(index)? == hash;
+        if !intact {
+            return Err(LogError::Corrupt(format!(
+                "event {index} does not match its stored leaf hash"
+            ))
+            .into());
+        }
+        match event {
+            Some(event) if self.query.matches(&event) => {
+                self.hits.push(Hit {
+                    index,
+                    leaf_hash: hash,
+                    event,
+                });
+                Ok(true)
+            }
+            _ => {
+                // The index said it matched on everything it knows; only a subject prefix
+                // too broad for the index is left to the event itself.
+                if from_index && self.query.subject_prefix.is_none() {
+                    self.mismatches += 1;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Checks the events of `indexes` (not in the index) one by one, in `order`. Returns
+    /// where the next page starts, if this one filled up or spent its budget.
+    fn scan_log(
+        &mut self,
+        indexes: impl Iterator<Item = u64>,
+        order: Order,
+    ) -> Result<Option<u64>, IndexError> {
+        for i in indexes {
+            if self.full() {
+                return Ok(Some(resume_at(i, order)));
+            }
+            self.examined += 1;
+            self.check(i, false)?;
+        }
+        Ok(None)
+    }
+
+    /// Whether the page must end here: it is full, or its budget is spent.
+    fn full(&self) -> bool {
+        self.hits.len() >= self.limit || self.examined >= SCAN_BUDGET
+    }
+}
+
+/// The cursor position of a page that ends before candidate `i`: newest first, the next
+/// page takes the indexes below `i + 1`; oldest first, those from `i` on.
+fn resume_at(i: u64, order: Order) -> u64 {
+    match order {
+        Order::NewestFirst => i + 1,
+        Order::OldestFirst => i,
+    }
+}
+
+/// How the indexed part of a query is searched.
+struct Plan {
+    /// The id of each exact filter's term (`Some(None)`: the term is in no event).
+    ids: [Option<Option<u32>>; 4],
+    /// The subject ids a prefix matches, when few enough to check in the index.
+    prefix: Option<HashSet<u32>>,
+    /// The exact filter whose term has the fewest events, with its id.
+    leader: Option<(Kind, u32)>,
+    has_time: bool,
+    query: Query,
+    tree: sled::Tree,
+}
+
+impl Plan {
+    fn new(tree: &sled::Tree, query: &Query) -> Result<Plan, IndexError> {
+        let mut ids = [None; 4];
+        let mut leader: Option<(Kind, u32, u64)> = None;
+        for kind in KINDS {
+            let Some(term) = query.term(kind) else {
+                continue;
+            };
+            let found = tree
+                .get(dict_key(kind, term))?
+                .map(|v| decode_term(&v))
+                .transpose()?;
+            ids[kind as usize] = Some(found.map(|(id, _)| id));
+            if let Some((id, count)) = found {
+                if leader.is_none_or(|(_, _, c)| count < c) {
+                    leader = Some((kind, id, count));
+                }
+            }
+        }
+        let mut prefix = None;
+        if let Some(p) = &query.subject_prefix {
+            let mut set = HashSet::new();
+            let mut too_many = false;
+            for kv in tree.scan_prefix(dict_key(Kind::Subject, p)) {
+                let (_, v) = kv?;
+                if set.len() == MAX_PREFIX_TERMS {
+                    too_many = true;
+                    break;
+                }
+                set.insert(decode_term(&v)?.0);
+            }
+            if !too_many {
+                prefix = Some(set);
+            }
+        }
+        Ok(Plan {
+            ids,
+            prefix,
+            leader: leader.map(|(k, id, _)| (k, id)),
+            has_time: query.has_time(),
+            query: query.clone(),
+            tree: tree.clone(),
+        })
+    }
+
+    /// Whether an exact filter names a term no event has, or a prefix no subject has.
+    fn empty(&self) -> bool {
+        self.ids.iter().any(|i| matches!(i, Some(None)))
+            || self.prefix.as_ref().is_some_and(HashSet::is_empty)
+    }
+
+    fn fact_matches(&self, f: &Fact) -> bool {
+        self.ids
+            .iter()
+            .zip(f.ids)
+            .all(|(want, have)| want.is_none_or(|w| w == Some(have)))
+            && self.prefix.as_ref().is_none_or(|s| s.contains(&f.ids[3]))
+            && self.query.occurred_from_ns.is_none_or(|t| f.occ >= t)
+            && self.query.occurred_to_ns.is_none_or(|t| f.occ < t)
+            && self.query.received_from_ms.is_none_or(|t| f.recv >= t)
+            && self.query.received_to_ms.is_none_or(|t| f.recv < t)
+    }
+
+    /// Goes through the indexed events of `range` in `order` that the index says match,
+    /// checking each against the log, until the page fills or its budget is spent.
+    /// Returns where the next page starts then.
+    fn candidates(
+        &self,
+        run: &mut Run<'_>,
+        range: std::ops::Range<u64>,
+        order: Order,
+    ) -> Result<Option<u64>, IndexError> {
+        if range.is_empty() || self.empty() {
+            return Ok(None);
+        }
+        let mut facts = FactReader::new(&self.tree);
+        // Considers candidate `i`; where the next page starts if this one ends before it.
+        let mut consider = |i: u64, run: &mut Run<'_>| -> Result<Option<u64>, IndexError> {
+            if run.full() {
+                return Ok(Some(resume_at(i, order)));
+            }
+            run.examined += 1;
+            if facts.get(i)?.is_some_and(|f| self.fact_matches(&f)) {
+                run.check(i, true)?;
+            }
+            Ok(None)
+        };
+        match self.leader {
+            Some((kind, id)) => {
+                let prefix = post_prefix(kind, id);
+                match order {
+                    Order::NewestFirst => {
+                        let upto = post_key(kind, id, range.end.saturating_sub(1));
+                        for kv in self.tree.range(prefix.to_vec()..=upto.to_vec()).rev() {
+                            let (k, v) = kv?;
+                            let list = decode_chunk(key_number(&k), &v)?;
+                            for &i in list.iter().rev() {
+                                if i >= range.end {
+                                    continue;
+                                }
+                                if i < range.start {
+                                    return Ok(None);
+                                }
+                                if let Some(at) = consider(i, run)? {
+                                    return Ok(Some(at));
+                                }
+                            }
+                        }
+                    }
+                    Order::OldestFirst => {
+                        // The chunk holding range.start begins at or before it.
+                        let from = self
+                            .tree
+                            .range(prefix.to_vec()..=post_key(kind, id, range.start).to_vec())
+                            .next_back()
+                            .transpose()?
+                            .map_or(post_key(kind, id, range.start).to_vec(), |(k, _)| {
+                                k.to_vec()
+                            });
+                        let end = post_key(kind, id, u64::MAX);
+                        for kv in self.tree.range(from..=end.to_vec()) {
+                            let (k, v) = kv?;
+                            for i in decode_chunk(key_number(&k), &v)? {
+                                if i < range.start {
+                                    continue;
+                                }
+                                if i >= range.end {
+                                    return Ok(None);
+                                }
+                                if let Some(at) = consider(i, run)? {
+                                    return Ok(Some(at));
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(None)
+            }
+            None => {
+                // No exact filter: every indexed event is a candidate, bundle by bundle,
+                // skipping the groups and bundles whose times cannot match.
+                let spans = SpanReader {
+                    tree: &self.tree,
+                    query: &self.query,
+                    on: self.has_time,
+                };
+                let first_b = range.start / BUNDLE;
+                let last_b = (range.end - 1) / BUNDLE;
+                let bundles: Box<dyn Iterator<Item = u64>> = match order {
+                    Order::NewestFirst => Box::new((first_b..=last_b).rev()),
+                    Order::OldestFirst => Box::new(first_b..=last_b),
+                };
+                let mut group_ok: Option<(u64, bool)> = None;
+                for b in bundles {
+                    let g = b / GROUP;
+                    if group_ok.is_none_or(|(gg, _)| gg != g) {
+                        group_ok = Some((g, spans.may_match(b'g', g)?));
+                    }
+                    let skip = group_ok.is_some_and(|(_, ok)| !ok) || !spans.may_match(b's', b)?;
+                    let lo = (b * BUNDLE).max(range.start);
+                    let hi = (b * BUNDLE + BUNDLE).min(range.end);
+                    if skip {
+                        // The whole bundle is passed over: the next page starts past it.
+                        run.examined += 1;
+                        if run.full() && run.examined >= SCAN_BUDGET {
+                            return Ok(Some(match order {
+                                Order::NewestFirst => lo,
+                                Order::OldestFirst => hi,
+                            }));
+                        }
+                        continue;
+                    }
+                    let within: Box<dyn Iterator<Item = u64>> = match order {
+                        Order::NewestFirst => Box::new((lo..hi).rev()),
+                        Order::OldestFirst => Box::new(lo..hi),
+                    };
+                    for i in within {
+                        if let Some(at) = consider(i, run)? {
+                            return Ok(Some(at));
+                        }
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn decode_term(v: &[u8]) -> Result<(u32, u64), IndexError> {
+    if v.len() != 12 {
+        return Err(IndexError::Corrupt(format!("a term of {} bytes", v.len())));
+    }
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&v[..4]);
+    Ok((u32::from_be_bytes(id), u64::from_be_bytes(arr(&v[4..]))))
+}
+
+fn encode_term(id: u32, count: u64) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&id.to_be_bytes());
+    v[4..].copy_from_slice(&count.to_be_bytes());
+    v
+}
+
+/// Reads facts, keeping the bundle last read.
+struct FactReader<'a> {
+    tree: &'a sled::Tree,
+    bundle: Option<(u64, Option<sled::IVec>)>,
+}
+
+impl<'a> FactReader<'a> {
+    fn new(tree: &'a sled::Tree) -> Self {
+        FactReader { tree, bundle: None }
+    }
+    fn get(&mut self, i: u64) -> Result<Option<Fact>, IndexError> {
+        let n = i / BUNDLE;
+        if self.bundle.as_ref().is_none_or(|(b, _)| *b != n) {
+            self.bundle = Some((n, self.tree.get(numbered_key(b'f', n))?));
+        }
+        let at = usize::try_from(i % BUNDLE).unwrap_or(usize::MAX) * FACT;
+        Ok(self
+            .bundle
+            .as_ref()
+            .and_then(|(_, v)| v.as_ref())
+            .and_then(|v| v.get(at..at + FACT))
+            .map(Fact::decode))
+    }
+}
+
+/// Reads the time spans of bundles and groups.
+struct SpanReader<'a> {
+    tree: &'a sled::Tree,
+    query: &'a Query,
+    /// Whether the query has a time filter (else everything may match).
+    on: bool,
+}
+
+impl SpanReader<'_> {
+    fn may_match(&self, tag: u8, n: u64) -> Result<bool, IndexError> {
+        if !self.on {
+            return Ok(true);
+        }
+        match self.tree.get(numbered_key(tag, n))? {
+            Some(v) => Ok(self.query.overlaps(&Span::decode(&v)?)),
+            None => Ok(true),
+        }
+    }
+}
+
+/// The indexer: the one writer of the index.
+struct Indexer {
+    shared: Arc<Shared>,
+    terms: HashMap<(Kind, String), TermState>,
+    next_id: Option<u32>,
+}
+
+impl Indexer {
+    fn new(shared: Arc<Shared>) -> Indexer {
+        Indexer {
+            shared,
+            terms: HashMap::new(),
+            next_id: None,
+        }
+    }
+
+    /// The state of a term: from the cache, else the store; a new term gets the next id.
+    fn term(&mut self, kind: Kind, text: &str) -> Result<TermState, IndexError> {
+        if let Some(t) = self.terms.get(&(kind, text.to_owned())) {
+            return Ok(t.clone());
+        }
+        let tree = &self.shared.tree;
+        let state = match tree.get(dict_key(kind, text))? {
+            Some(v) => {
+                let (id, count) = decode_term(&v)?;
+                let prefix = post_prefix(kind, id);
+                let chunk = tree
+                    .scan_prefix(prefix)
+                    .next_back()
+                    .transpose()?
+                    .map(|(k, v)| -> Result<_, IndexError> {
+                        let first = key_number(&k);
+                        let last = decode_chunk(first, &v)?.last().copied().unwrap_or(first);
+                        Ok((first, v.to_vec(), last))
+                    })
+                    .transpose()?;
+                TermState { id, count, chunk }
+            }
+            None => {
+                let next = match self.next_id {
+                    Some(n) => n,
+                    None => u32::try_from(read_u64(tree, "next")?.unwrap_or(1))
+                        .map_err(|_| IndexError::Corrupt("the next term id".into()))?,
+                };
+                self.next_id = Some(
+                    next.checked_add(1)
+                        .ok_or_else(|| IndexError::Corrupt("term ids exhausted".into()))?,
+                );
+                TermState {
+                    id: next,
+                    count: 0,
+                    chunk: None,
+                }
+            }
+        };
+        Ok(state)
+    }
+
+    /// Indexes the next events (at most [`BATCH_EVENTS`], below `size`) in one write.
+    fn index_next(&mut self, log: &EventLog, size: u64) -> Result<(), IndexError> {
+        let from = self.shared.indexed.load(Ordering::SeqCst);
+        let to = size.min(from + BATCH_EVENTS);
+        if from >= to {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        let mut postings: HashMap<(Kind, String), Vec<u64>> = HashMap::new();
+        let mut facts: Vec<(u64, Fact)> = Vec::with_capacity((to - from) as usize);
+        let mut last_hash = None;
+        let mut n = from / BUNDLE;
+        while n * BUNDLE < to {
+            let leaves = log.bundle_leaves(n)?;
+            for (k, leaf) in leaves.iter().enumerate() {
+                let i = n * BUNDLE + k as u64;
+                if i < from || i >= to {
+                    continue;
+                }
+                let e = StoredEvent::from_leaf_bytes(leaf)
+                    .map_err(|err| IndexError::Corrupt(format!("event {i}: {err}")))?;
+                let action = e.event.action.name();
+                let texts: [&str; 4] =
+                    [&e.event.agency, &e.event.auditor, &action, &e.event.subject];
+                let mut ids = [0u32; 4];
+                for (kind, text) in KINDS.into_iter().zip(texts) {
+                    let key = (kind, text.to_owned());
+                    if !self.terms.contains_key(&key) {
+                        let st = self.term(kind, text)?;
+                        self.terms.insert(key.clone(), st);
+                    }
+                    if let Some(st) = self.terms.get(&key) {
+                        ids[kind as usize] = st.id;
+                    }
+                    postings.entry(key).or_default().push(i);
+                }
+                facts.push((
+                    i,
+                    Fact {
+                        ids,
+                        occ: e.event.occurred_at_ns,
+                        recv: e.received_at_ms,
+                    },
+                ));
+                if i + 1 == to {
+                    last_hash = Some(tlog::leaf_hash(leaf));
+                }
+            }
+            n += 1;
+        }
+        if facts.len() as u64 != to - from {
+            return Err(IndexError::Corrupt(format!(
+                "the log gave {} of events {from}..{to}",
+                facts.len()
+            )));
+        }
+        // Postings and term counts.
+        for (key, list) in postings {
+            let Some(st) = self.terms.get_mut(&key) else {
+                continue;
+            };
+            st.count += list.len() as u64;
+            batch.insert(dict_key(key.0, &key.1), &encode_term(st.id, st.count));
+            let mut rest = list.as_slice();
+            if let Some((first, bytes, last)) = st.chunk.as_mut() {
+                if bytes.len() < CHUNK_BYTES {
+                    for &i in rest {
+                        push_varint(bytes, i - *last);
+                        *last = i;
+                    }
+                    batch.insert(&post_key(key.0, st.id, *first), bytes.as_slice());
+                    rest = &[];
+                }
+            }
+            if let Some((&head, _)) = rest.split_first() {
+                let mut bytes = Vec::with_capacity(rest.len() * 2);
+                let mut last = head;
+                for &i in rest {
+                    push_varint(&mut bytes, i - last);
+                    last = i;
+                }
+                batch.insert(&post_key(key.0, st.id, head), bytes.as_slice());
+                st.chunk = Some((head, bytes, last));
+            }
+        }
+        // Facts and spans, bundle by bundle (the first may be partly written already).
+        let tree = &self.shared.tree;
+        let mut groups: HashMap<u64, Span> = HashMap::new();
+        for chunk in facts.chunk_by(|a, b| a.0 / BUNDLE == b.0 / BUNDLE) {
+            let b = chunk[0].0 / BUNDLE;
+            let mut bytes = if chunk[0].0 % BUNDLE == 0 {
+                Vec::with_capacity(BUNDLE as usize * FACT)
+            } else {
+                tree.get(numbered_key(b'f', b))?
+                    .map(|v| v.to_vec())
+                    .unwrap_or_default()
+            };
+            if bytes.len() != (chunk[0].0 % BUNDLE) as usize * FACT {
+                return Err(IndexError::Corrupt(format!(
+                    "the facts of bundle {b} hold {} bytes",
+                    bytes.len()
+                )));
+            }
+            let mut span = match tree.get(numbered_key(b's', b))? {
+                Some(v) if chunk[0].0 % BUNDLE != 0 => Some(Span::decode(&v)?),
+                _ => None,
+            };
+            for (_, f) in chunk {
+                f.encode(&mut bytes);
+                let s = Span::of(f.occ, f.recv);
+                span.get_or_insert(s).widen(&s);
+            }
+            batch.insert(&numbered_key(b'f', b), bytes);
+            if let Some(span) = span {
+                batch.insert(&numbered_key(b's', b), &span.encode());
+                let g = b / GROUP;
+                let gs = match groups.get_mut(&g) {
+                    Some(gs) => gs,
+                    None => {
+                        // A group is new at its first event; else it has a stored span.
+                        let fresh = b.is_multiple_of(GROUP) && chunk[0].0.is_multiple_of(BUNDLE);
+                        let stored = match tree.get(numbered_key(b'g', g))? {
+                            Some(v) if !fresh => Span::decode(&v)?,
+                            _ => span,
+                        };
+                        groups.entry(g).or_insert(stored)
+                    }
+                };
+                gs.widen(&span);
+            }
+        }
+        for (g, span) in groups {
+            batch.insert(&numbered_key(b'g', g), &span.encode());
+        }
+        if let Some(n) = self.next_id {
+            batch.insert(meta_key("next"), &u64::from(n).to_be_bytes());
+        }
+        batch.insert(meta_key("size"), &to.to_be_bytes());
+        if let Some(h) = last_hash {
+            batch.insert(meta_key("last"), &h[..]);
+        }
+        tree.apply_batch(batch)?;
+        self.shared.indexed.store(to, Ordering::SeqCst);
+        if self.terms.len() > TERM_CACHE {
+            self.terms.clear();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! Tests of `index`: every answer is compared with a plain filter over the whole log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::chain::event::{Action, Event};
+use crate::chain::store::Store;
+
+const ACTIONS: [Action; 3] = [Action::Access, Action::Export, Action::DataOperation];
+
+/// Event `n` of a small, skewed population: 3 agencies, 7 auditors, 3 actions, 40
+/// subjects in two families, occurred_at going back and forth.
+fn event(n: u64, seed: u64) -> Event {
+    let h = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seed;
+    Event {
+        agency: format!("agency-{}", h % 3),
+        auditor: format!("auditor-{}", (h >> 8) % 7),
+        action: ACTIONS[((h >> 16) % 3) as usize].clone(),
+        subject: format!(
+            "{}/{}",
+            if h >> 24 & 1 == 0 { "case" } else { "file" },
+            (h >> 32) % 20
+        ),
+        data_sha256: [n as u8; 32],
+        occurred_at_ns: 1_700_000_000_000_000_000 + ((h >> 40) % 1000) as i64 * 1_000_000_000,
+        details: "{}".into(),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store_dir: PathBuf,
+    log: EventLog,
+    all: Vec<StoredEvent>,
+}
+
+fn fixture(count: u64, seed: u64, batches: u64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let store = Store::open(&store_dir).unwrap();
+    let log = EventLog::open(&store).unwrap();
+    let rt = rt();
+    let per = count.div_ceil(batches.max(1)).max(1);
+    let mut n = 0;
+    while n < count {
+        let end = (n + per).min(count);
+        rt.block_on(log.append((n..end).map(|i| event(i, seed)).collect()))
+            .unwrap();
+        n = end;
+    }
+    let all = (0..count)
+        .map(|i| StoredEvent::from_leaf_bytes(&log.leaf(i).unwrap().unwrap()).unwrap())
+        .collect();
+    Fixture {
+        _dir: dir,
+        store_dir,
+        log,
+        all,
+    }
+}
+
+fn no_pruned(bundle: u64) -> Result<Vec<Vec<u8>>, IndexError> {
+    Err(IndexError::Archive {
+        bundle,
+        detail: "no archive in this test".into(),
+    })
+}
+
+/// Every page of `q` in `order`, concatenated.
+fn all_pages(ix: &SearchIndex, log: &EventLog, q: &Query, order: Order, limit: usize) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10_000 {
+        let page = ix
+            .search(log, q, order, limit, cursor.as_deref(), &no_pruned)
+            .unwrap();
+        assert!(page.hits.len() <= limit);
+        for h in &page.hits {
+            assert_eq!(h.index, h.event.index);
+            assert_eq!(h.leaf_hash, log.stored_leaf_hash(h.index).unwrap());
+            assert!(q.matches(&h.event));
+        }
+        out.extend(page.hits.iter().map(|h| h.index));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return out,
+        }
+    }
+    panic!("the pages never end");
+}
+
+fn expected(all: &[StoredEvent], q: &Query, order: Order) -> Vec<u64> {
+    let mut v: Vec<u64> = all
+        .iter()
+        .filter(|e| q.matches(e))
+        .map(|e| e.index)
+        .collect();
+    if order == Order::NewestFirst {
+        v.reverse();
+    }
+    v
+}
+
+fn query_strategy() -> impl Strategy<Value = Query> {
+    (
+        proptest::option::weighted(0.4, 0..4u64),
+        proptest::option::weighted(0.4, 0..8u64),
+        proptest::option::weighted(0.3, 0..4usize),
+        proptest::option::weighted(0.2, 0..21u64),
+        proptest::option::weighted(
+            0.2,
+            prop_oneof![Just("case"), Just("file/1"), Just("x"), Just("")],
+        ),
+        proptest::option::weighted(0.3, 0..1000i64),
+        proptest::option::weighted(0.3, 0..1000i64),
+    )
+        .prop_map(|(ag, au, ac, su, pre, from, to)| Query {
+            agency: ag.map(|a| format!("agency-{a}")),
+            auditor: au.map(|a| format!("auditor-{a}")),
+            action: ac.map(|a| ["access", "export", "data_operation", "custom:none"][a].to_owned()),
+            subject: su.map(|s| format!("case/{s}")),
+            subject_prefix: pre.map(str::to_owned),
+            occurred_from_ns: from.map(|f| 1_700_000_000_000_000_000 + f * 1_000_000_000),
+            occurred_to_ns: to.map(|t| 1_700_000_000_000_000_000 + t * 1_000_000_000),
+            ..Query::default()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Any filters, either order, any page size, with part of the log not indexed yet:
+    /// the pages together are exactly the plain filter's answer.
+    #[test]
+    fn pages_are_exactly_the_matching_events(
+        seed in any::<u64>(),
+        count in 1u64..1_400,
+        batches in 1u64..9,
+        unindexed in 0u64..600,
+        limit in 1usize..40,
+        queries in proptest::collection::vec(query_strategy(), 6),
+    ) {
+        let f = fixture(count, seed, batches);
+        let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+        // Index all but the last `unindexed` events, in uneven batches.
+        let mut indexer = Indexer::new(Arc::clone(&ix.shared));
+        let target = count.saturating_sub(unindexed);
+        let mut step = 1 + seed % 300;
+        while ix.indexed() < target {
+            indexer.index_next(&f.log, (ix.indexed() + step).min(target)).unwrap();
+            step = step * 3 % 517 + 1;
+        }
+        for q in &queries {
+            for order in [Order::NewestFirst, Order::OldestFirst] {
+                prop_assert_eq!(all_pages(&ix, &f.log, q, order, limit), expected(&f.all, q, order));
+            }
+        }
+        // Received-time filters (all events of a batch share one time).
+        let t = f.all[f.all.len() / 2].received_at_ms;
+        let q = Query { received_from_ms: Some(t), received_to_ms: Some(t + 1), ..Query::default() };
+        prop_assert_eq!(all_pages(&ix, &f.log, &q, Order::NewestFirst, limit), expected(&f.all, &q, Order::NewestFirst));
+    }
+}
+
+#[test]
+fn the_index_survives_a_reopen_and_is_rebuilt_when_it_does_not_match_the_log() {
+    let f = fixture(700, 7, 3);
+    let q = Query {
+        auditor: Some("auditor-3".into()),
+        ..Query::default()
+    };
+    {
+        let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+        assert_eq!(ix.catch_up(&f.log, &|_, _| {}).unwrap(), 700);
+    }
+    let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+    assert_eq!(ix.indexed(), 700, "kept across a reopen");
+    assert_eq!(
+        all_pages(&ix, &f.log, &q, Order::NewestFirst, 50),
+        expected(&f.all, &q, Order::NewestFirst)
+    );
+    drop(ix);
+
+    // An index of another log (longer than this one) is dropped and built again.
+    let other = fixture(300, 7, 1);
+    std::fs::remove_dir_all(other.store_dir.join(INDEX_DIR)).ok();
+    copy_dir(
+        &f.store_dir.join(INDEX_DIR),
+        &other.store_dir.join(INDEX_DIR),
+    );
+    let ix = SearchIndex::open(&other.store_dir, &other.log).unwrap();
+    assert_eq!(ix.indexed(), 0);
+    ix.catch_up(&other.log, &|_, _| {}).unwrap();
+    assert_eq!(
+        all_pages(&ix, &other.log, &q, Order::OldestFirst, 7),
+        expected(&other.all, &q, Order::OldestFirst)
+    );
+    drop(ix);
+
+    // The same length but other events: caught by the last event's hash.
+    let third = fixture(700, 8, 2);
+    copy_dir(
+        &f.store_dir.join(INDEX_DIR),
+        &third.store_dir.join(INDEX_DIR),
+    );
+    let ix = SearchIndex::open(&third.store_dir, &third.log).unwrap();
+    assert_eq!(ix.indexed(), 0);
+
+    // A damaged database is removed and made anew.
+    drop(ix);
+    let dir = third.store_dir.join(INDEX_DIR);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("conf"), b"\xff\xfe not sled").unwrap();
+    std::fs::write(dir.join("db"), b"garbage").unwrap();
+    let ix = SearchIndex::open(&third.store_dir, &third.log).unwrap();
+    ix.catch_up(&third.log, &|_, _| {}).unwrap();
+    assert_eq!(
+        all_pages(&ix, &third.log, &q, Order::NewestFirst, 100),
+        expected(&third.all, &q, Order::NewestFirst)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_follower_indexes_each_commit_and_stops_with_the_index() {
+    let f = fixture(10, 1, 1);
+    let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+    ix.follow(f.log.clone()).unwrap();
+    let rt = rt();
+    for round in 0..20u64 {
+        rt.block_on(f.log.append(vec![event(1000 + round, 1)]))
+            .unwrap();
+        let want = f.log.size();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while ix.indexed() < want {
+            assert!(std::time::Instant::now() < deadline, "not indexed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    assert_eq!(ix.indexed(), 30);
+}
+
+#[test]
+fn a_cursor_is_bound_to_its_filters_and_order_and_junk_is_refused() {
+    let f = fixture(300, 3, 1);
+    let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+    ix.catch_up(&f.log, &|_, _| {}).unwrap();
+    let q = Query {
+        agency: Some("agency-1".into()),
+        ..Query::default()
+    };
+    let page = ix
+        .search(&f.log, &q, Order::NewestFirst, 5, None, &no_pruned)
+        .unwrap();
+    let c = page.next_cursor.unwrap();
+    let other = Query {
+        agency: Some("agency-2".into()),
+        ..Query::default()
+    };
+    for (q, order, cursor) in [
+        (&other, Order::NewestFirst, c.as_str()),
+        (&q, Order::OldestFirst, c.as_str()),
+        (&q, Order::NewestFirst, "junk!"),
+        (&q, Order::NewestFirst, ""),
+        (&q, Order::NewestFirst, "AQAAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        let e = ix
+            .search(&f.log, q, order, 5, Some(cursor), &no_pruned)
+            .unwrap_err();
+        assert!(matches!(e, IndexError::BadCursor(_)), "{e}");
+    }
+}
+
+#[test]
+fn a_search_far_behind_the_log_says_so_and_a_sparse_one_ends_pages_at_its_budget() {
+    let f = fixture(300, 3, 1);
+    let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+    // Not indexed at all: 300 events are few enough to read.
+    let q = Query::default();
+    let page = ix
+        .search(&f.log, &q, Order::NewestFirst, 10, None, &no_pruned)
+        .unwrap();
+    assert_eq!(page.hits.len(), 10);
+    assert_eq!(page.hits[0].index, 299);
+    // A posting chunk is plain LEB128 deltas.
+    let mut b = Vec::new();
+    for d in [0u64, 1, 127, 128, 300_000] {
+        push_varint(&mut b, d);
+    }
+    assert_eq!(
+        decode_chunk(10, &b).unwrap(),
+        vec![10, 11, 138, 266, 300_266]
+    );
+    assert!(decode_chunk(0, &[0x80]).is_err());
+}
