@@ -201,3 +201,152 @@ fn the_event_page_verifies_the_proof_in_the_browser_and_names_what_was_altered()
         b.close().await;
     });
 }
+
+/// The indexes in the results table of the search page shown, in order.
+async fn result_indexes(b: &Browser) -> Vec<u64> {
+    b.texts("#results tbody td.num")
+        .await
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+/// Fills the search form (`fields`: name and text; the other text fields emptied), picks
+/// `order`, submits it, and waits for the answer's page.
+async fn search(b: &Browser, fields: &[(&str, &str)], order: &str) {
+    for name in ["agency", "auditor", "action", "subject", "limit"] {
+        b.find(&format!("form#search input[name={name}]"))
+            .await
+            .clear()
+            .await
+            .unwrap();
+    }
+    for (name, text) in fields {
+        b.find(&format!("form#search input[name={name}]"))
+            .await
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+    b.find(&format!(
+        "form#search select[name=order] option[value={order}]"
+    ))
+    .await
+    .click()
+    .await
+    .unwrap();
+    let before = b.url().await;
+    b.find("form#search button[type=submit]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for_url_change(b, &before).await;
+}
+
+/// Waits until the page shown is another than `before`.
+async fn wait_for_url_change(b: &Browser, before: &str) {
+    let deadline = Instant::now() + WAIT;
+    while b.url().await == before {
+        assert!(Instant::now() < deadline, "still on {before}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn the_search_page_filters_and_pages_through_events() {
+    let app = Appliance::new("ecdsa-p256");
+    let server = app.start();
+    rt().block_on(async {
+        let client = reqwest::Client::new();
+        // 12 events: agency-north every third, the rest agency-south; access and export
+        // in turn.
+        let events: Vec<Value> = (0..12u64)
+            .map(|n| {
+                let mut e = event(n);
+                e["agency"] = json!(if n % 3 == 0 {
+                    "agency-north"
+                } else {
+                    "agency-south"
+                });
+                e["action"] = json!(if n % 2 == 0 { "access" } else { "export" });
+                e
+            })
+            .collect();
+        let first = post_events(&client, &server, &events).await;
+        // Sealed, so that an event's page opens from the results.
+        wait_sealed(&client, &server, first + 12).await;
+        let expect = |f: &dyn Fn(u64) -> bool| -> Vec<u64> {
+            (0..12u64).filter(|n| f(*n)).map(|n| first + n).collect()
+        };
+        let north = expect(&|n| n % 3 == 0);
+        let south_export = expect(&|n| n % 3 != 0 && n % 2 == 1);
+        assert_eq!(north.len(), 4);
+        assert_eq!(south_export.len(), 4);
+
+        let b = Browser::start().await;
+        b.goto(&server.url("/ui")).await;
+        assert_eq!(b.url().await, server.url("/ui/"));
+        assert_eq!(b.text("h1").await, "Events");
+        let stored = b.texts(".card .value").await;
+        assert_eq!(stored.first().map(String::as_str), Some("12"), "{stored:?}");
+
+        // An agency, newest first.
+        search(&b, &[("agency", "agency-north")], "newest").await;
+        assert!(
+            b.url().await.contains("agency=agency-north"),
+            "{}",
+            b.url().await
+        );
+        let newest_first: Vec<u64> = north.iter().rev().copied().collect();
+        assert_eq!(result_indexes(&b).await, newest_first);
+        let agencies = b.texts("#results tbody td:nth-child(4)").await;
+        assert!(agencies.iter().all(|a| a == "agency-north"), "{agencies:?}");
+
+        // An agency and an action, oldest first, two a page: the next-page links walk
+        // through all of them, and the last page has none.
+        search(
+            &b,
+            &[
+                ("agency", "agency-south"),
+                ("action", "export"),
+                ("limit", "2"),
+            ],
+            "oldest",
+        )
+        .await;
+        b.screenshot("appliance-search").await;
+        let mut seen = result_indexes(&b).await;
+        assert_eq!(seen, south_export[..2]);
+        let actions = b.texts("#results tbody td:nth-child(6)").await;
+        assert_eq!(actions, ["export", "export"]);
+        let csv = b.find("#csv").await.attr("href").await.unwrap().unwrap();
+        while let Some(next) = b.find_all("#next-page").await.first() {
+            let before = b.url().await;
+            next.clone().click().await.unwrap();
+            wait_for_url_change(&b, &before).await;
+            assert!(b.url().await.contains("cursor="), "{}", b.url().await);
+            seen.extend(result_indexes(&b).await);
+            assert!(seen.len() <= south_export.len(), "{seen:?}");
+        }
+        assert_eq!(seen, south_export);
+
+        // The CSV link: the same query, every page.
+        let r = client.get(server.url(&csv)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        let rows: Vec<u64> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(rows, south_export, "{csv}: {text}");
+
+        // An event's link opens its page.
+        let link = b.find("#results tbody td.num a").await;
+        let index = link.text().await.unwrap();
+        link.click().await.unwrap();
+        b.wait_for_text("h1", &format!("Event {index}"), WAIT).await;
+        b.close().await;
+    });
+}

@@ -694,8 +694,8 @@ pub async fn search_page(
                 h1 { "Events" }
                 (error)
                 (search_form(&q))
-                (go_to_form())
                 (table)
+                (go_to_form())
             },
         ),
     )
