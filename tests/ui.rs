@@ -1,7 +1,8 @@
 //! The appliance's web console (`/ui/`) in a real headless Chromium (tests/common/browser.rs)
 //! against a real `auditstamp serve` (SoftHSM token, real socket):
 //!
-//! - the event page checks the embedded proof bundle in the browser and says `verified`;
+//! - the event page (of an appliance whose checkpoints a real witness cosigns) checks the
+//!   embedded proof bundle in the browser and says `verified`;
 //!   each alteration of the bundle in the page (a proof hash, the checkpoint's root, the
 //!   leaf, the event shown, the signature, a missing proof hash), checked again with the
 //!   page's "check again" button, names the step that fails; restored, it verifies again; a
@@ -75,9 +76,46 @@ async fn tamper(b: &Browser, original: &str, alter: &str) -> (String, String) {
     verdict(b).await
 }
 
+/// The checkpoint origin (and note key name) of the test config.
+const ORIGIN: &str = "test-appliance.example/chain";
+
+/// Waits until `GET /checkpoint` is of tree size `size` and holds `lines` signature lines
+/// (the appliance's and its witnesses' cosignatures).
+async fn wait_cosigned(client: &reqwest::Client, server: &Server, size: u64, lines: usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = client.get(server.url("/checkpoint")).send().await.unwrap();
+        let text = r.text().await.unwrap_or_default();
+        let of_size = text.lines().nth(1) == Some(size.to_string().as_str());
+        if of_size && text.matches("\n\u{2014} ").count() == lines {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not cosigned: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[test]
 fn the_event_page_verifies_the_proof_in_the_browser_and_names_what_was_altered() {
+    // An appliance whose checkpoints a real witness cosigns: the page's checkpoint holds
+    // a cosignature line beside the appliance's signature, and the status header shows it.
     let app = Appliance::new("ecdsa-p256");
+    let key = String::from_utf8(app.cli_ok(&["chain", "verifier-key"]).stdout).unwrap();
+    let w = WitnessNode::new(&format!(
+        "[[log]]\norigin = \"{ORIGIN}\"\nkey = \"{}\"\n",
+        key.trim()
+    ));
+    let witness_key = String::from_utf8(w.cli_ok(&["witness", "verifier-key"]).stdout).unwrap();
+    let witness_name = witness_key.split('+').next().unwrap().to_owned();
+    let witness = w.start();
+    app.write_config(&[(
+        "seal_interval_ms = 200\n",
+        &format!(
+            "seal_interval_ms = 200\n[[chain.witness]]\nurl = \"http://{}\"\nkey = \"{}\"\n",
+            witness.addr,
+            witness_key.trim()
+        ),
+    )]);
     let server = app.start();
     rt().block_on(async {
         let client = reqwest::Client::new();
@@ -88,6 +126,7 @@ fn the_event_page_verifies_the_proof_in_the_browser_and_names_what_was_altered()
         let second: Vec<Value> = (5..9).map(event).collect();
         post_events(&client, &server, &second).await;
         wait_sealed(&client, &server, 9).await;
+        wait_cosigned(&client, &server, 9, 2).await;
 
         let b = Browser::start().await;
         b.goto(&server.url("/ui/events/3")).await;
@@ -101,6 +140,12 @@ fn the_event_page_verifies_the_proof_in_the_browser_and_names_what_was_altered()
         assert_eq!(b.text("[data-field=subject]").await, "dataset/3");
         let key = b.text("#verifier-key").await;
         assert!(key.starts_with("test-appliance.example/chain+"), "{key}");
+        let cards = b.texts(".card").await;
+        assert!(
+            cards.iter().any(|c| c.contains(&format!("WITNESS {}", witness_name.to_uppercase()))
+                && c.contains("cosigned size 9")),
+            "{cards:?}"
+        );
         let block0 = b.texts("h2").await;
         assert!(
             block0.iter().any(|h| h == "Sealed in block 0"),
@@ -117,6 +162,8 @@ fn the_event_page_verifies_the_proof_in_the_browser_and_names_what_was_altered()
         let original = original.as_str().unwrap().to_owned();
         let bundle: Value = serde_json::from_str(&original).unwrap();
         assert!(bundle["inclusion_proof"].as_array().unwrap().len() >= 2);
+        let checkpoint = bundle["checkpoint"].as_str().unwrap();
+        assert_eq!(checkpoint.matches("\n\u{2014} ").count(), 2, "{checkpoint}");
 
         // Each alteration, and the step (with a word of its message) that must fail first.
         let cases = [
@@ -155,9 +202,12 @@ fn the_event_page_verifies_the_proof_in_the_browser_and_names_what_was_altered()
             ),
             (
                 "the signature",
-                r"const at = b.checkpoint.lastIndexOf(' ') + 1;
-                  const sig = b.checkpoint.slice(at, -1);
-                  b.checkpoint = b.checkpoint.slice(0, at) + flip(sig, 30) + '\n';",
+                // The appliance's line (the witness's cosignature is another).
+                r"const lines = b.checkpoint.split('\n');
+                  const i = lines.findIndex((l) => l.startsWith('\u2014 test-appliance.example/chain '));
+                  const at = lines[i].lastIndexOf(' ') + 1;
+                  lines[i] = lines[i].slice(0, at) + flip(lines[i].slice(at), 30);
+                  b.checkpoint = lines.join('\n');",
                 "failed at step 5 (signature)",
                 "does not verify",
             ),

@@ -936,6 +936,23 @@ mod tests {
             assert!(page.contains("1 waiting for the next seal"), "{page}");
             let days = state.tsa.identity().days_remaining(state.tsa.now_ms());
             assert_eq!(value("TSA certificate"), format!("{days} days left"));
+            assert!(!page.contains("Archive lag"), "no archive, no archive card");
+            // With an archive that has copied nothing yet, past its lag bound of 2 events.
+            let mut archived = state.clone();
+            archived.archive = Some(std::sync::Arc::new(
+                crate::archive::writer::ArchiveStatus::new(2),
+            ));
+            let header = status_header(&archived).into_string();
+            assert!(
+                header.contains(
+                    r#"<div class="label">Archive lag</div><div class="value">3 events</div>"#
+                ),
+                "{header}"
+            );
+            assert!(
+                header.contains("3 sealed events are not archived yet"),
+                "{header}"
+            );
         });
     }
 
