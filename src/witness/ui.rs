@@ -279,7 +279,7 @@ pub async fn overview(State(state): State<WitnessState>) -> Response {
                 div.label { "Appliances with evidence" } div.value { (with_evidence) }
             }
             div.card #cosigned {
-                div.label { "Cosigned since start" }
+                div.label { "Cosigned since start (this server)" }
                 div.value { (state.metrics.cosigned_count()) }
             }
         }
