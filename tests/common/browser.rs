@@ -167,7 +167,9 @@ impl Browser {
                     ));
                 }
             }
-            if driver_ready(self.port).await {
+            // Ours, not another test's that took the port first: only ours writes our log.
+            let started = format!("started successfully on port {}", self.port);
+            if driver_log(self.dir.path()).contains(&started) && driver_ready(self.port).await {
                 return Ok(());
             }
             if Instant::now() > deadline {
