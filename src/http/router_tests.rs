@@ -21,6 +21,11 @@ fn app() -> (Router, tempfile::TempDir) {
 
 /// [`app`], with the state it serves (to append and seal events directly).
 pub(super) fn app_with_state() -> (Router, AppState, tempfile::TempDir) {
+    app_with_search(true)
+}
+
+/// [`app_with_state`], with or without a search index.
+pub(super) fn app_with_search(search: bool) -> (Router, AppState, tempfile::TempDir) {
     let hsm = testsupport::new_token().open();
     let clock = ManualClock::at(0);
     let (tsa, (not_before_ms, _), dir, log) = tsa_on(&hsm, clock.clone());
@@ -40,8 +45,12 @@ pub(super) fn app_with_state() -> (Router, AppState, tempfile::TempDir) {
         Arc::clone(&tsa),
     )
     .unwrap();
-    let index = crate::chain::index::SearchIndex::open(dir.path(), chain.log()).unwrap();
-    let chain = chain.with_search_index(index).unwrap();
+    let chain = if search {
+        let index = crate::chain::index::SearchIndex::open(dir.path(), chain.log()).unwrap();
+        chain.with_search_index(index).unwrap()
+    } else {
+        chain
+    };
     let settings = HttpSettings {
         max_body_bytes: 16 * 1024,
         max_event_bytes: 64 * 1024,

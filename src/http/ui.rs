@@ -3,13 +3,14 @@
 //!
 //! - `GET /ui` redirects to `/ui/`.
 //! - `GET /ui/` (and `/ui/search`): the event search, a plain GET form whose fields are the
-//!   query parameters of `GET /v1/events`, its results in a table, the next page and the
-//!   same query as CSV.
+//!   query parameters of `GET /v1/events` ([`chain::search`], scoped to the client
+//!   certificate as the API is), one page of results in a table (the newest events when
+//!   nothing is asked), the next page, and the same query as CSV (every page).
 //! - `GET /ui/event?index=N` redirects to `/ui/events/N` (the "go to event" form).
-//! - `GET /ui/events/{index}`: one event, the block and checkpoint its proof is against,
-//!   the block token's genTime and serial number, the inclusion proof; it embeds the proof
-//!   bundle `GET /v1/events/{index}` answers (as data) and `verify.js` checks it in the
-//!   browser.
+//! - `GET /ui/events/{index}`: one event, the block that sealed it with its token's genTime
+//!   and serial number, the block and checkpoint its proof is against, the inclusion proof;
+//!   it embeds the proof bundle `GET /v1/events/{index}` answers (as data) and `verify.js`
+//!   checks it in the browser.
 //! - `GET /ui/assets/{name}`: the stylesheet and `verify.js`, embedded in the binary.
 //!
 //! Every page opens with the appliance's status (tree size, last block, seal age, TSA
@@ -655,6 +656,26 @@ pub async fn search_page(
     client: Option<axum::Extension<ClientInfo>>,
     uri: axum::http::Uri,
 ) -> Response {
+    if state.chain.search_index().is_none() {
+        return html_response(
+            StatusCode::OK,
+            page(
+                CONSOLE,
+                "Events",
+                NAV,
+                &[],
+                html! {
+                    (status_header(&state))
+                    h1 { "Events" }
+                    p.muted #search-off {
+                        "Search is turned off on this appliance ([chain] search_index = false): \
+                         open an event by its index."
+                    }
+                    (go_to_form())
+                },
+            ),
+        );
+    }
     let (q, answer) = match Query::<chain::SearchParams>::try_from_uri(&uri) {
         Ok(Query(q)) => {
             let answer = chain::search(&state, &q, client.as_ref().map(|c| &c.0)).await;
@@ -1108,6 +1129,19 @@ mod tests {
             let (status, _, body) = send(&app, as_a("/ui/?agency=agency-b")).await;
             assert_eq!(status, StatusCode::FORBIDDEN);
             assert!(!result_indexes(&String::from_utf8(body).unwrap()).contains(&1));
+        });
+    }
+
+    #[test]
+    fn without_a_search_index_the_console_opens_events_by_index() {
+        let (app, _state, _dir) = crate::http::router_tests::app_with_search(false);
+        rt().block_on(async {
+            let (status, _, page) = fetch(&app, "/ui/?agency=x").await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(page.contains(r#"id="search-off""#), "{page}");
+            assert!(page.contains(r#"action="/ui/event""#), "{page}");
+            assert!(!page.contains(r#"id="search""#), "{page}");
+            assert!(page.contains("Events stored"), "{page}");
         });
     }
 
