@@ -180,8 +180,14 @@ fn status_header(state: &AppState) -> Markup {
                     (card("Seal age", "—", None, None))
                 }
             }
-            (card("TSA certificate", &format!("{days} days left"),
-                Some(&format!("until {}", time_ms(Some(identity.not_after_ms())))), cert_flag))
+            @if now == 0 {
+                (card("TSA certificate", "—",
+                    Some(&format!("until {}", time_ms(Some(identity.not_after_ms())))),
+                    Some(("bad", "the clock cannot be read"))))
+            } @else {
+                (card("TSA certificate", &format!("{days} days left"),
+                    Some(&format!("until {}", time_ms(Some(identity.not_after_ms())))), cert_flag))
+            }
             @if witnesses.is_empty() {
                 (card("Witnesses", "none configured", None, None))
             }
