@@ -85,6 +85,7 @@ wkey=$("$bin" witness verifier-key --config "$wdir/witness.toml")
 pids+=($!)
 wait_up "127.0.0.1:$port" "$wdir/witness.log"
 echo "witness        http://127.0.0.1:$port   key $wkey"
+echo "  console      http://127.0.0.1:$port/ui/"
 
 # Each appliance submits to the witness; start them.
 for n in 1 2 3; do
@@ -122,6 +123,8 @@ else
     curl -sf "http://127.0.0.1:$port/status"
     echo
 fi
+echo
+echo "witness console (no JavaScript needed): http://127.0.0.1:$port/ui/"
 if [ -n "$keep" ]; then
     echo "state kept in $work; the servers stop now"
 fi

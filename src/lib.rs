@@ -46,8 +46,6 @@ mod provision;
 mod service;
 mod signer;
 mod testkit;
-// The consoles that use it land next (appliance `/ui/`, witness `/ui/`).
-#[allow(dead_code)]
 mod ui;
 
 pub use verify::chain::tiles::{

@@ -31,111 +31,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use auditstamp::chain::cosignature::Cosigner;
-use auditstamp::chain::note::{key_id, verifier_key, Checkpoint, NoteSignature, SignedNote};
+use auditstamp::chain::note::{verifier_key, Checkpoint, NoteSignature, SignedNote};
 use auditstamp::chain::tlog::{self, Hash};
 use auditstamp::internal::HISTORY;
 use auditstamp::witness::protocol::{add_checkpoint_body, parse_cosignatures};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use common::*;
-use ed25519_dalek::Signer as _;
 use serde_json::Value;
 
 const SIZE_TYPE: &str = "text/x.tlog.size";
-
-/// A simulated appliance: its tree (built with `chain::tlog`) and its software key.
-struct Sim {
-    origin: String,
-    key: ed25519_dalek::SigningKey,
-    hashes: Vec<Hash>,
-    size: u64,
-    /// Leaves get this prefix: two sims with another salt have other trees.
-    salt: u8,
-}
-
-impl Sim {
-    fn new(origin: &str, seed: u8) -> Sim {
-        Sim {
-            origin: origin.into(),
-            key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
-            hashes: Vec::new(),
-            size: 0,
-            salt: 0,
-        }
-    }
-
-    /// The same appliance (origin and key) with another history: a tampered appliance.
-    fn fork(&self) -> Sim {
-        Sim {
-            origin: self.origin.clone(),
-            key: self.key.clone(),
-            hashes: Vec::new(),
-            size: 0,
-            salt: self.salt.wrapping_add(1),
-        }
-    }
-
-    fn log_entry(&self) -> String {
-        format!(
-            "[[log]]\norigin = \"{}\"\nkey = \"{}\"\nurl = \"https://{}\"\n",
-            self.origin,
-            verifier_key(&self.origin, &self.key.verifying_key().to_bytes()),
-            self.origin.split('/').next().unwrap()
-        )
-    }
-
-    fn grow_to(&mut self, size: u64) {
-        while self.size < size {
-            let leaf =
-                tlog::leaf_hash(format!("{} {} {}", self.salt, self.origin, self.size).as_bytes());
-            let add = tlog::stored_hashes_for_record(self.size, leaf, &self.hashes).unwrap();
-            self.hashes.extend(add);
-            self.size += 1;
-        }
-    }
-
-    fn root(&self, size: u64) -> Hash {
-        tlog::tree_hash(size, &self.hashes).unwrap()
-    }
-
-    fn text(&self, size: u64, root: Hash) -> String {
-        Checkpoint {
-            origin: self.origin.clone(),
-            size,
-            root,
-            extensions: vec![],
-        }
-        .body()
-    }
-
-    /// The checkpoint note of `size` with `root`, signed by `key`.
-    fn note_with(&self, size: u64, root: Hash, key: &ed25519_dalek::SigningKey) -> String {
-        let text = self.text(size, root);
-        SignedNote {
-            signatures: vec![NoteSignature {
-                name: self.origin.clone(),
-                id: key_id(&self.origin, &key.verifying_key().to_bytes()),
-                signature: key.sign(text.as_bytes()).to_bytes().to_vec(),
-            }],
-            text,
-        }
-        .format()
-    }
-
-    fn note(&self, size: u64) -> String {
-        self.note_with(size, self.root(size), &self.key)
-    }
-
-    fn proof(&self, old: u64, size: u64) -> Vec<Hash> {
-        tlog::prove_consistency(size, old, &self.hashes).unwrap()
-    }
-
-    /// The add-checkpoint body from `old` to `size` (growing the tree if need be).
-    fn body(&mut self, old: u64, size: u64) -> String {
-        self.grow_to(size);
-        add_checkpoint_body(old, &self.proof(old, size), &self.note(size)).unwrap()
-    }
-}
 
 /// One answer.
 struct Reply {

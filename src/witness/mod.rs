@@ -10,6 +10,7 @@
 //!   history, alerts and their evidence), in sled.
 //! - `service`: the rules: verify a submission, check consistency, cosign, refuse.
 //! - `routes`: its HTTP router.
+//! - `ui`: its web console (`/ui/`), pages of what `/status` tells.
 //! - `startup`: the checks and the store `witness serve` opens before serving.
 //! - `config`: its own TOML file (`[witness]`, `[hsm]`, `[[log]]`).
 //!
@@ -22,3 +23,4 @@ pub(crate) mod routes;
 pub(crate) mod service;
 pub(crate) mod startup;
 pub(crate) mod store;
+pub(crate) mod ui;

@@ -13,6 +13,7 @@
 //! - `GET /metrics` — Prometheus text (0.0.4): cosigned checkpoints, refusals by reason,
 //!   posts without a valid signature per appliance, appliances registered and stale,
 //!   evidence by kind, store bytes, the listener's connections, process metrics.
+//! - `GET /ui/` and below — the web console ([`crate::witness::ui`]): the same, as pages.
 //! - `GET /healthz` (the process is up), `GET /readyz` (HSM and store; 503 when not).
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::witness::protocol::{
 };
 use crate::witness::service::{LogStatus, Refusal, WitnessError, WitnessService};
 use crate::witness::store::{Evidence, EvidenceKind, LogState};
+use crate::witness::ui;
 
 use crate::http::metrics::{self, Counter, Registry};
 
@@ -83,6 +85,11 @@ impl WitnessMetrics {
         if let Some(i) = Refusal::REASONS.iter().position(|r| *r == reason) {
             self.refused[i].inc();
         }
+    }
+
+    /// Checkpoints cosigned since start.
+    pub fn cosigned_count(&self) -> u64 {
+        self.cosigned.get()
     }
 
     /// Counts one request the witness could not handle (HSM or store failure).
@@ -145,6 +152,12 @@ pub fn router(state: WitnessState, settings: WitnessHttpSettings) -> Router {
         .route("/status", get(get_status))
         .route("/status/{*origin}", get(get_status_of))
         .route("/metrics", get(get_metrics))
+        .route("/ui", get(ui::redirect))
+        .route("/ui/", get(ui::overview))
+        .route("/ui/log/{*origin}", get(ui::log_page))
+        .route("/ui/evidence/{*rest}", get(ui::evidence_page))
+        .route("/ui/assets/{name}", get(ui::asset))
+        .route("/ui/{*rest}", get(ui::not_found))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::disable())

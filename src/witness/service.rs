@@ -485,7 +485,8 @@ impl WitnessService {
             .collect()
     }
 
-    fn now(&self) -> u64 {
+    /// The time of the witness's clock, Unix seconds.
+    pub fn now(&self) -> u64 {
         self.clock
             .now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -808,5 +809,6 @@ impl WitnessService {
     }
 }
 
+// Its simulated appliances and in-process witness serve the console's tests too.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

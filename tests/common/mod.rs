@@ -13,6 +13,8 @@ use std::time::Duration;
 
 mod appliance;
 mod archive;
+/// A headless Chromium behind its own chromedriver, for the web consoles' tests.
+pub mod browser;
 mod chain;
 mod haproxy;
 mod openssl;

@@ -3,6 +3,11 @@
 
 use super::*;
 
+use auditstamp::chain::note::{key_id, verifier_key, Checkpoint, NoteSignature, SignedNote};
+use auditstamp::chain::tlog::{self, Hash};
+use auditstamp::witness::protocol::add_checkpoint_body;
+use ed25519_dalek::Signer as _;
+
 /// The data center's witness for end-to-end tests: a SoftHSM token of its own with the
 /// Ed25519 key "witness" (purpose witness, made with the project's CLI) and a witness
 /// configuration, in a temporary directory.
@@ -201,4 +206,99 @@ pub fn postgres_store(
         "[witness.store]\nkind = \"postgres\"\nurl = \"{url}\"\n\
          password_file = \"db.password\"\nrefresh_ms = 200\n{ca}"
     )
+}
+
+/// A simulated appliance for the witness tests: its tree (built with `chain::tlog`) and
+/// its software key, registered in the witness's configuration with [`Sim::log_entry`].
+pub struct Sim {
+    pub origin: String,
+    pub key: ed25519_dalek::SigningKey,
+    pub hashes: Vec<Hash>,
+    pub size: u64,
+    /// Leaves get this prefix: two sims with another salt have other trees.
+    pub salt: u8,
+}
+
+impl Sim {
+    pub fn new(origin: &str, seed: u8) -> Sim {
+        Sim {
+            origin: origin.into(),
+            key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+            hashes: Vec::new(),
+            size: 0,
+            salt: 0,
+        }
+    }
+
+    /// The same appliance (origin and key) with another history: a tampered appliance.
+    pub fn fork(&self) -> Sim {
+        Sim {
+            origin: self.origin.clone(),
+            key: self.key.clone(),
+            hashes: Vec::new(),
+            size: 0,
+            salt: self.salt.wrapping_add(1),
+        }
+    }
+
+    pub fn log_entry(&self) -> String {
+        format!(
+            "[[log]]\norigin = \"{}\"\nkey = \"{}\"\nurl = \"https://{}\"\n",
+            self.origin,
+            verifier_key(&self.origin, &self.key.verifying_key().to_bytes()),
+            self.origin.split('/').next().unwrap()
+        )
+    }
+
+    pub fn grow_to(&mut self, size: u64) {
+        while self.size < size {
+            let leaf =
+                tlog::leaf_hash(format!("{} {} {}", self.salt, self.origin, self.size).as_bytes());
+            let add = tlog::stored_hashes_for_record(self.size, leaf, &self.hashes).unwrap();
+            self.hashes.extend(add);
+            self.size += 1;
+        }
+    }
+
+    pub fn root(&self, size: u64) -> Hash {
+        tlog::tree_hash(size, &self.hashes).unwrap()
+    }
+
+    pub fn text(&self, size: u64, root: Hash) -> String {
+        Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root,
+            extensions: vec![],
+        }
+        .body()
+    }
+
+    /// The checkpoint note of `size` with `root`, signed by `key`.
+    pub fn note_with(&self, size: u64, root: Hash, key: &ed25519_dalek::SigningKey) -> String {
+        let text = self.text(size, root);
+        SignedNote {
+            signatures: vec![NoteSignature {
+                name: self.origin.clone(),
+                id: key_id(&self.origin, &key.verifying_key().to_bytes()),
+                signature: key.sign(text.as_bytes()).to_bytes().to_vec(),
+            }],
+            text,
+        }
+        .format()
+    }
+
+    pub fn note(&self, size: u64) -> String {
+        self.note_with(size, self.root(size), &self.key)
+    }
+
+    pub fn proof(&self, old: u64, size: u64) -> Vec<Hash> {
+        tlog::prove_consistency(size, old, &self.hashes).unwrap()
+    }
+
+    /// The add-checkpoint body from `old` to `size` (growing the tree if need be).
+    pub fn body(&mut self, old: u64, size: u64) -> String {
+        self.grow_to(size);
+        add_checkpoint_body(old, &self.proof(old, size), &self.note(size)).unwrap()
+    }
 }

@@ -9,7 +9,7 @@ use crate::witness::store::{SledWitnessStore, HISTORY};
 use ed25519_dalek::Signer as _;
 
 /// A simulated appliance: its tree and key.
-struct Sim {
+pub(crate) struct Sim {
     origin: String,
     key: ed25519_dalek::SigningKey,
     hashes: Vec<Hash>,
@@ -18,13 +18,13 @@ struct Sim {
     salt: u8,
 }
 
-const ORIGIN: &str = "sim.example/chain";
+pub(crate) const ORIGIN: &str = "sim.example/chain";
 
 impl Sim {
-    fn new() -> Sim {
+    pub(crate) fn new() -> Sim {
         Sim::named(ORIGIN, 1)
     }
-    fn named(origin: &str, seed: u8) -> Sim {
+    pub(crate) fn named(origin: &str, seed: u8) -> Sim {
         Sim {
             origin: origin.into(),
             key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
@@ -34,7 +34,7 @@ impl Sim {
         }
     }
     /// The same log (origin and key) with another history from its first record.
-    fn forked(&self) -> Sim {
+    pub(crate) fn forked(&self) -> Sim {
         Sim {
             origin: self.origin.clone(),
             key: self.key.clone(),
@@ -50,7 +50,7 @@ impl Sim {
         ))
         .unwrap()
     }
-    fn grow(&mut self, n: u64) {
+    pub(crate) fn grow(&mut self, n: u64) {
         for _ in 0..n {
             let mut data = vec![self.salt];
             data.extend_from_slice(&self.size.to_be_bytes());
@@ -60,10 +60,10 @@ impl Sim {
             self.size += 1;
         }
     }
-    fn root(&self, size: u64) -> Hash {
+    pub(crate) fn root(&self, size: u64) -> Hash {
         tlog::tree_hash(size, &self.hashes).unwrap()
     }
-    fn note(&self, size: u64, root: Hash) -> String {
+    pub(crate) fn note(&self, size: u64, root: Hash) -> String {
         let text = Checkpoint {
             origin: self.origin.clone(),
             size,
@@ -82,7 +82,7 @@ impl Sim {
         }
         .format()
     }
-    fn body(&self, old: u64, size: u64) -> String {
+    pub(crate) fn body(&self, old: u64, size: u64) -> String {
         let proof = tlog::prove_consistency(size, old, &self.hashes).unwrap();
         add_checkpoint_body(old, &proof, &self.note(size, self.root(size))).unwrap()
     }
@@ -299,7 +299,10 @@ fn kept_notes_keep_only_the_logs_signature() {
 
 /// A witness in-process over SoftHSM, for `sims`, its store in `dir`; with the HSM
 /// handle that keeps its login.
-fn witness(dir: &std::path::Path, sims: &[&Sim]) -> (Arc<WitnessService>, crate::signer::Hsm) {
+pub(crate) fn witness(
+    dir: &std::path::Path,
+    sims: &[&Sim],
+) -> (Arc<WitnessService>, crate::signer::Hsm) {
     witness_with_clock(dir, sims, Arc::new(crate::clock::SystemClock))
 }
 
@@ -343,7 +346,7 @@ fn witness_with_clock(
     (service, hsm)
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
