@@ -372,13 +372,7 @@ async fn chain_in(a: &ChainArgs, dir: &std::path::Path) -> Result<(), BenchError
         on_disk
     );
     // The store must not hold the log in memory: this stays flat as the log grows.
-    if let Some(peak) = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned()))
-        })
-    {
+    if let Some(peak) = super::rss("VmHWM") {
         println!("memory                        peak RSS {peak} (this process, {size} events)");
     }
     Ok(())

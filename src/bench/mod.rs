@@ -9,11 +9,15 @@
 //! - [`witness`]: cosigned checkpoints per second of a running witness, playing N simulated
 //!   appliances (`bench witness`, `bench witness-config`).
 //! - [`verify`]: tokens verified per second on one thread beside OpenSSL (`bench verify`).
+//! - [`search`]: the event search in-process: page latency by kind of filter at millions of
+//!   events, index bytes per event, append rate with the index beside without
+//!   (`bench search`).
 //!
 //! The helpers every generator shares (percentiles, directory sizes) live here, once. The
 //! one error type is [`BenchError`].
 
 pub mod events;
+pub mod search;
 pub mod tokens;
 pub mod verify;
 pub mod witness;
@@ -66,6 +70,20 @@ pub(crate) fn percentiles<T: Copy + Ord + Default>(mut samples: Vec<T>) -> (T, T
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     (at(0.50), at(0.99))
+}
+
+/// A memory figure of this process from `/proc/self/status` (`VmRSS`: resident now,
+/// `VmHWM`: the peak), as the kernel writes it ("123456 kB").
+pub(crate) fn rss(field: &str) -> Option<String> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix(field)?
+                    .strip_prefix(':')
+                    .map(|v| v.trim().to_owned())
+            })
+        })
 }
 
 /// The bytes of every file under `dir`, recursively (0 for what cannot be read).

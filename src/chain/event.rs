@@ -349,6 +349,11 @@ impl<'a> LeafReader<'a> {
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
+    fn str(&mut self) -> Result<&'a str, EventError> {
+        let len = u32::from_be_bytes(self.array()?);
+        let len = usize::try_from(len).map_err(|_| EventError::MalformedLeaf("field too long"))?;
+        std::str::from_utf8(self.take(len)?).map_err(|_| EventError::MalformedLeaf("not UTF-8"))
+    }
     fn string(&mut self) -> Result<String, EventError> {
         let len = u32::from_be_bytes(self.array()?);
         let len = usize::try_from(len).map_err(|_| EventError::MalformedLeaf("field too long"))?;
@@ -380,6 +385,51 @@ pub fn encode_leaf(index: u64, received_at_ms: u64, salt: &[u8; 16], e: &Event) 
     put_str(&mut out, &e.subject);
     put_str(&mut out, &e.details);
     out
+}
+
+/// What a search index needs of a leaf, read in place (no copy): its index, time of
+/// receipt, occurred_at, and the texts it is searched by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeafFields<'a> {
+    /// Position in the log.
+    pub index: u64,
+    /// When the appliance received it, Unix milliseconds.
+    pub received_at_ms: u64,
+    /// When it happened, Unix nanoseconds.
+    pub occurred_at_ns: i64,
+    /// The agency.
+    pub agency: &'a str,
+    /// The auditor.
+    pub auditor: &'a str,
+    /// The action's name, as stored.
+    pub action: &'a str,
+    /// The subject.
+    pub subject: &'a str,
+}
+
+impl<'a> LeafFields<'a> {
+    /// Reads the fields of version-1 leaf bytes; refuses anything else (as
+    /// [`StoredEvent::from_leaf_bytes`] would, short of checking the action and details).
+    pub fn read(bytes: &'a [u8]) -> Result<LeafFields<'a>, EventError> {
+        let mut r = LeafReader(bytes);
+        if r.array::<1>()?[0] != LEAF_VERSION {
+            return Err(EventError::MalformedLeaf("unknown version"));
+        }
+        let index = u64::from_be_bytes(r.array()?);
+        let received_at_ms = u64::from_be_bytes(r.array()?);
+        r.take(16)?;
+        let occurred_at_ns = i64::from_be_bytes(r.array()?);
+        r.take(32)?;
+        Ok(LeafFields {
+            index,
+            received_at_ms,
+            occurred_at_ns,
+            agency: r.str()?,
+            auditor: r.str()?,
+            action: r.str()?,
+            subject: r.str()?,
+        })
+    }
 }
 
 impl StoredEvent {

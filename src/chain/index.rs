@@ -44,7 +44,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::event::StoredEvent;
+use super::event::{LeafFields, StoredEvent};
 use super::log::{EventLog, LogError};
 use super::tlog::{self, Hash};
 
@@ -58,8 +58,9 @@ const BUNDLE: u64 = 256;
 const GROUP: u64 = 64;
 /// Bytes of one event's facts.
 const FACT: usize = 32;
-/// A posting chunk takes more indexes while it is shorter than this.
-const CHUNK_BYTES: usize = 512;
+/// A posting chunk takes more indexes while it is shorter than this. Small: each batch
+/// writes a list's last chunk again, and sled keeps what it replaced until it cleans.
+const CHUNK_BYTES: usize = 64;
 /// Most events not yet indexed that a search reads from the log itself; more is a
 /// [`IndexError::Behind`].
 pub const MAX_TAIL: u64 = 100_000;
@@ -72,8 +73,17 @@ pub const MAX_LIMIT: usize = 1_000;
 const MAX_PREFIX_TERMS: usize = 4_096;
 /// Most events indexed in one write.
 const BATCH_EVENTS: u64 = 16_384;
-/// Most term states the indexer keeps in memory.
+/// Most term states the indexer keeps in memory, per kind.
 const TERM_CACHE: usize = 50_000;
+/// Most posting lists whose last chunk the indexer keeps in memory.
+const CHUNK_CACHE: usize = 20_000;
+/// Subjects are many (often one per case or record): their events are listed by bucket,
+/// a hash of the subject, so that each list fills chunks; a search follows the subject's
+/// bucket and keeps the subject's own events.
+const SUBJECT_BUCKETS: u32 = 4_096;
+/// Most buckets a subject prefix's search follows at once; a prefix of more is searched
+/// by scanning.
+const MAX_UNION_BUCKETS: usize = 256;
 /// sled's page cache for the index.
 const CACHE_BYTES: u64 = 64 << 20;
 
@@ -125,7 +135,7 @@ pub enum IndexError {
 }
 
 /// The kinds of term the index keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Kind {
     Agency = 0,
     Auditor = 1,
@@ -461,15 +471,6 @@ fn key_number(k: &[u8]) -> u64 {
         .map_or(0, |at| u64::from_be_bytes(arr(&k[at..])))
 }
 
-/// What the indexer knows of one term between batches.
-#[derive(Debug, Clone)]
-struct TermState {
-    id: u32,
-    count: u64,
-    /// Its last posting chunk: first index, bytes, last index.
-    chunk: Option<(u64, Vec<u8>, u64)>,
-}
-
 struct Shared {
     db: sled::Db,
     tree: sled::Tree,
@@ -635,6 +636,18 @@ impl SearchIndex {
         Ok(self.shared.db.size_on_disk()?)
     }
 
+    /// The bytes of the index's keys and values (a full scan: for measurements); what
+    /// [`Self::disk_bytes`] holds beyond this is sled's own overhead and space not
+    /// reclaimed yet.
+    pub fn live_bytes(&self) -> Result<u64, IndexError> {
+        let mut total = 0u64;
+        for kv in self.shared.tree.iter() {
+            let (k, v) = kv?;
+            total += (k.len() + v.len()) as u64;
+        }
+        Ok(total)
+    }
+
     /// Indexes every event the log holds now; `progress` is told (indexed, log size)
     /// after each batch. Returns the events indexed.
     pub fn catch_up(&self, log: &EventLog, progress: &dyn Fn(u64, u64)) -> Result<u64, IndexError> {
@@ -657,6 +670,7 @@ impl SearchIndex {
         std::thread::Builder::new()
             .name("search-index".into())
             .spawn(move || {
+                lower_priority();
                 let mut indexer = Indexer::new(Arc::clone(&shared));
                 let mut failing = false;
                 while !shared.stop.load(Ordering::SeqCst) {
@@ -707,7 +721,7 @@ impl SearchIndex {
         let start = self.shared.start.load(Ordering::SeqCst).min(indexed);
         let fingerprint = query.fingerprint(order);
         let position = cursor.map(|c| decode_cursor(c, fingerprint)).transpose()?;
-        let plan = Plan::new(&self.shared.tree, query)?;
+        let plan = Plan::new(&self.shared.tree, query, indexed)?;
         let mut run = Run {
             log,
             query,
@@ -754,6 +768,26 @@ impl SearchIndex {
         })
     }
 }
+
+/// Lowers the calling thread's scheduling priority (nice 10), so that on a busy machine
+/// appends and tokens go first and the index catches up when there is time: under full
+/// load it gets about a tenth of a CPU's share. Failing to, it runs at normal priority.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn lower_priority() {
+    // SAFETY: gettid and setpriority take and return plain integers and touch no memory
+    // of this process; PRIO_PROCESS with a thread id changes that thread only (Linux).
+    let done = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), 10)
+    };
+    if done != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "the search indexer runs at normal priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 fn open_db(dir: &Path) -> Result<sled::Db, IndexError> {
     sled::Config::new()
@@ -876,17 +910,21 @@ struct Plan {
     ids: [Option<Option<u32>>; 4],
     /// The subject ids a prefix matches, when few enough to check in the index.
     prefix: Option<HashSet<u32>>,
-    /// The exact filter whose term has the fewest events, with its id.
-    leader: Option<(Kind, u32)>,
+    /// The posting lists whose union holds every match, when one is worth following:
+    /// the exact filter with the fewest events (a subject: its bucket), or the buckets
+    /// of a prefix's subjects.
+    leader: Option<Vec<(Kind, u32)>>,
     has_time: bool,
     query: Query,
     tree: sled::Tree,
 }
 
 impl Plan {
-    fn new(tree: &sled::Tree, query: &Query) -> Result<Plan, IndexError> {
+    fn new(tree: &sled::Tree, query: &Query, indexed: u64) -> Result<Plan, IndexError> {
         let mut ids = [None; 4];
-        let mut leader: Option<(Kind, u32, u64)> = None;
+        // The leader and an estimate of how many events its lists hold.
+        let mut leader: Option<(Vec<(Kind, u32)>, u64)> = None;
+        let per_bucket = indexed / u64::from(SUBJECT_BUCKETS) + 1;
         for kind in KINDS {
             let Some(term) = query.term(kind) else {
                 continue;
@@ -896,32 +934,48 @@ impl Plan {
                 .map(|v| decode_term(&v))
                 .transpose()?;
             ids[kind as usize] = Some(found.map(|(id, _)| id));
-            if let Some((id, count)) = found {
-                if leader.is_none_or(|(_, _, c)| count < c) {
-                    leader = Some((kind, id, count));
-                }
+            let Some((id, count)) = found else {
+                continue;
+            };
+            let (list, estimate) = match kind {
+                Kind::Subject => ((kind, subject_bucket(term)), per_bucket),
+                _ => ((kind, id), count),
+            };
+            if leader.as_ref().is_none_or(|(_, c)| estimate < *c) {
+                leader = Some((vec![list], estimate));
             }
         }
         let mut prefix = None;
         if let Some(p) = &query.subject_prefix {
             let mut set = HashSet::new();
+            let mut buckets = HashSet::new();
             let mut too_many = false;
             for kv in tree.scan_prefix(dict_key(Kind::Subject, p)) {
-                let (_, v) = kv?;
+                let (k, v) = kv?;
                 if set.len() == MAX_PREFIX_TERMS {
                     too_many = true;
                     break;
                 }
                 set.insert(decode_term(&v)?.0);
+                buckets.insert(subject_bucket(&String::from_utf8_lossy(&k[2..])));
             }
             if !too_many {
+                let estimate = buckets.len() as u64 * per_bucket;
+                if buckets.len() <= MAX_UNION_BUCKETS
+                    && leader.as_ref().is_none_or(|(_, c)| estimate < *c)
+                {
+                    let mut lists: Vec<(Kind, u32)> =
+                        buckets.into_iter().map(|b| (Kind::Subject, b)).collect();
+                    lists.sort_unstable();
+                    leader = Some((lists, estimate));
+                }
                 prefix = Some(set);
             }
         }
         Ok(Plan {
             ids,
             prefix,
-            leader: leader.map(|(k, id, _)| (k, id)),
+            leader: leader.map(|(lists, _)| lists),
             has_time: query.has_time(),
             query: query.clone(),
             tree: tree.clone(),
@@ -970,105 +1024,193 @@ impl Plan {
             }
             Ok(None)
         };
-        match self.leader {
-            Some((kind, id)) => {
-                let prefix = post_prefix(kind, id);
-                match order {
-                    Order::NewestFirst => {
-                        let upto = post_key(kind, id, range.end.saturating_sub(1));
-                        for kv in self.tree.range(prefix.to_vec()..=upto.to_vec()).rev() {
-                            let (k, v) = kv?;
-                            let list = decode_chunk(key_number(&k), &v)?;
-                            for &i in list.iter().rev() {
-                                if i >= range.end {
-                                    continue;
-                                }
-                                if i < range.start {
-                                    return Ok(None);
-                                }
-                                if let Some(at) = consider(i, run)? {
-                                    return Ok(Some(at));
-                                }
-                            }
-                        }
-                    }
-                    Order::OldestFirst => {
-                        // The chunk holding range.start begins at or before it.
-                        let from = self
-                            .tree
-                            .range(prefix.to_vec()..=post_key(kind, id, range.start).to_vec())
-                            .next_back()
-                            .transpose()?
-                            .map_or(post_key(kind, id, range.start).to_vec(), |(k, _)| {
-                                k.to_vec()
-                            });
-                        let end = post_key(kind, id, u64::MAX);
-                        for kv in self.tree.range(from..=end.to_vec()) {
-                            let (k, v) = kv?;
-                            for i in decode_chunk(key_number(&k), &v)? {
-                                if i < range.start {
-                                    continue;
-                                }
-                                if i >= range.end {
-                                    return Ok(None);
-                                }
-                                if let Some(at) = consider(i, run)? {
-                                    return Ok(Some(at));
-                                }
-                            }
-                        }
-                    }
+        if let Some(lists) = &self.leader {
+            let mut merged = Merged::new(&self.tree, lists, &range, order)?;
+            while let Some(i) = merged.next()? {
+                if let Some(at) = consider(i, run)? {
+                    return Ok(Some(at));
                 }
-                Ok(None)
             }
-            None => {
-                // No exact filter: every indexed event is a candidate, bundle by bundle,
-                // skipping the groups and bundles whose times cannot match.
-                let spans = SpanReader {
-                    tree: &self.tree,
-                    query: &self.query,
-                    on: self.has_time,
-                };
-                let first_b = range.start / BUNDLE;
-                let last_b = (range.end - 1) / BUNDLE;
-                let bundles: Box<dyn Iterator<Item = u64>> = match order {
-                    Order::NewestFirst => Box::new((first_b..=last_b).rev()),
-                    Order::OldestFirst => Box::new(first_b..=last_b),
-                };
-                let mut group_ok: Option<(u64, bool)> = None;
-                for b in bundles {
-                    let g = b / GROUP;
-                    if group_ok.is_none_or(|(gg, _)| gg != g) {
-                        group_ok = Some((g, spans.may_match(b'g', g)?));
-                    }
-                    let skip = group_ok.is_some_and(|(_, ok)| !ok) || !spans.may_match(b's', b)?;
-                    let lo = (b * BUNDLE).max(range.start);
-                    let hi = (b * BUNDLE + BUNDLE).min(range.end);
-                    if skip {
-                        // The whole bundle is passed over: the next page starts past it.
-                        run.examined += 1;
-                        if run.full() && run.examined >= SCAN_BUDGET {
-                            return Ok(Some(match order {
-                                Order::NewestFirst => lo,
-                                Order::OldestFirst => hi,
-                            }));
-                        }
-                        continue;
-                    }
-                    let within: Box<dyn Iterator<Item = u64>> = match order {
-                        Order::NewestFirst => Box::new((lo..hi).rev()),
-                        Order::OldestFirst => Box::new(lo..hi),
-                    };
-                    for i in within {
-                        if let Some(at) = consider(i, run)? {
-                            return Ok(Some(at));
-                        }
-                    }
+            return Ok(None);
+        }
+        // No list to follow: every indexed event is a candidate, bundle by bundle, skipping
+        // the groups and bundles whose times cannot match.
+        let spans = SpanReader {
+            tree: &self.tree,
+            query: &self.query,
+            on: self.has_time,
+        };
+        let first_b = range.start / BUNDLE;
+        let last_b = (range.end - 1) / BUNDLE;
+        let bundles: Box<dyn Iterator<Item = u64>> = match order {
+            Order::NewestFirst => Box::new((first_b..=last_b).rev()),
+            Order::OldestFirst => Box::new(first_b..=last_b),
+        };
+        let mut group_ok: Option<(u64, bool)> = None;
+        for b in bundles {
+            let g = b / GROUP;
+            if group_ok.is_none_or(|(gg, _)| gg != g) {
+                group_ok = Some((g, spans.may_match(b'g', g)?));
+            }
+            let skip = group_ok.is_some_and(|(_, ok)| !ok) || !spans.may_match(b's', b)?;
+            let lo = (b * BUNDLE).max(range.start);
+            let hi = (b * BUNDLE + BUNDLE).min(range.end);
+            if skip {
+                // The whole bundle is passed over: the next page starts past it.
+                run.examined += 1;
+                if run.full() {
+                    return Ok(Some(match order {
+                        Order::NewestFirst => lo,
+                        Order::OldestFirst => hi,
+                    }));
                 }
-                Ok(None)
+                continue;
+            }
+            let within: Box<dyn Iterator<Item = u64>> = match order {
+                Order::NewestFirst => Box::new((lo..hi).rev()),
+                Order::OldestFirst => Box::new(lo..hi),
+            };
+            for i in within {
+                if let Some(at) = consider(i, run)? {
+                    return Ok(Some(at));
+                }
             }
         }
+        Ok(None)
     }
+}
+
+/// One posting list read in order within a range, a chunk at a time.
+struct Cursor<'a> {
+    chunks: Box<dyn Iterator<Item = Result<(sled::IVec, sled::IVec), sled::Error>> + 'a>,
+    /// The current chunk's indexes in the order read, and where the next one is.
+    current: Vec<u64>,
+    at: usize,
+    range: std::ops::Range<u64>,
+    order: Order,
+    done: bool,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(
+        tree: &'a sled::Tree,
+        (kind, id): (Kind, u32),
+        range: &std::ops::Range<u64>,
+        order: Order,
+    ) -> Result<Cursor<'a>, IndexError> {
+        let prefix = post_prefix(kind, id).to_vec();
+        let chunks: Box<dyn Iterator<Item = _>> = match order {
+            Order::NewestFirst => {
+                let upto = post_key(kind, id, range.end.saturating_sub(1)).to_vec();
+                Box::new(tree.range(prefix..=upto).rev())
+            }
+            Order::OldestFirst => {
+                // The chunk holding range.start begins at or before it.
+                let start = post_key(kind, id, range.start).to_vec();
+                let from = tree
+                    .range(prefix..=start.clone())
+                    .next_back()
+                    .transpose()?
+                    .map_or(start, |(k, _)| k.to_vec());
+                Box::new(tree.range(from..=post_key(kind, id, u64::MAX).to_vec()))
+            }
+        };
+        Ok(Cursor {
+            chunks,
+            current: Vec::new(),
+            at: 0,
+            range: range.clone(),
+            order,
+            done: false,
+        })
+    }
+
+    /// The next index of the list within the range, in order.
+    fn next(&mut self) -> Result<Option<u64>, IndexError> {
+        while !self.done {
+            if let Some(&i) = self.current.get(self.at) {
+                self.at += 1;
+                match self.order {
+                    Order::NewestFirst if i >= self.range.end => continue,
+                    Order::NewestFirst if i < self.range.start => self.done = true,
+                    Order::OldestFirst if i < self.range.start => continue,
+                    Order::OldestFirst if i >= self.range.end => self.done = true,
+                    _ => return Ok(Some(i)),
+                }
+                continue;
+            }
+            match self.chunks.next().transpose()? {
+                Some((k, v)) => {
+                    self.current = decode_chunk(key_number(&k), &v)?;
+                    if self.order == Order::NewestFirst {
+                        self.current.reverse();
+                    }
+                    self.at = 0;
+                }
+                None => self.done = true,
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Disjoint posting lists merged into one stream, in order.
+struct Merged<'a> {
+    cursors: Vec<Cursor<'a>>,
+    /// Each cursor's next index.
+    heads: Vec<Option<u64>>,
+    order: Order,
+}
+
+impl<'a> Merged<'a> {
+    fn new(
+        tree: &'a sled::Tree,
+        lists: &[(Kind, u32)],
+        range: &std::ops::Range<u64>,
+        order: Order,
+    ) -> Result<Merged<'a>, IndexError> {
+        let mut cursors = Vec::with_capacity(lists.len());
+        let mut heads = Vec::with_capacity(lists.len());
+        for &list in lists {
+            let mut c = Cursor::new(tree, list, range, order)?;
+            heads.push(c.next()?);
+            cursors.push(c);
+        }
+        Ok(Merged {
+            cursors,
+            heads,
+            order,
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<u64>, IndexError> {
+        let best = self
+            .heads
+            .iter()
+            .enumerate()
+            .filter_map(|(k, h)| h.map(|i| (k, i)))
+            .reduce(|a, b| match self.order {
+                Order::NewestFirst if b.1 > a.1 => b,
+                Order::OldestFirst if b.1 < a.1 => b,
+                _ => a,
+            });
+        let Some((k, i)) = best else {
+            return Ok(None);
+        };
+        self.heads[k] = self.cursors[k].next()?;
+        Ok(Some(i))
+    }
+}
+
+/// The bucket of a subject's posting list: FNV-1a (64 bit) of its bytes, modulo
+/// [`SUBJECT_BUCKETS`]. Part of the stored format.
+fn subject_bucket(subject: &str) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in subject.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(SUBJECT_BUCKETS)) as u32
 }
 
 fn decode_term(v: &[u8]) -> Result<(u32, u64), IndexError> {
@@ -1132,10 +1274,17 @@ impl SpanReader<'_> {
     }
 }
 
+/// A posting list's last chunk: its first index, its bytes, its last index.
+type LastChunk = (u64, Vec<u8>, u64);
+
 /// The indexer: the one writer of the index.
 struct Indexer {
     shared: Arc<Shared>,
-    terms: HashMap<(Kind, String), TermState>,
+    /// Each kind's terms seen lately: id and (approximate) count.
+    terms: [HashMap<String, (u32, u64)>; 4],
+    /// The last chunk of each posting list written lately: first index, bytes, last
+    /// index (`None`: the list has none yet).
+    chunks: HashMap<(Kind, u32), Option<LastChunk>>,
     next_id: Option<u32>,
 }
 
@@ -1143,33 +1292,32 @@ impl Indexer {
     fn new(shared: Arc<Shared>) -> Indexer {
         Indexer {
             shared,
-            terms: HashMap::new(),
+            terms: Default::default(),
+            chunks: HashMap::new(),
             next_id: None,
         }
     }
 
-    /// The state of a term: from the cache, else the store; a new term gets the next id.
-    fn term(&mut self, kind: Kind, text: &str) -> Result<TermState, IndexError> {
-        if let Some(t) = self.terms.get(&(kind, text.to_owned())) {
-            return Ok(t.clone());
+    /// The id of a term, from the cache, else the store, else the next free one (then
+    /// written to `batch`).
+    fn term_id(
+        &mut self,
+        kind: Kind,
+        text: &str,
+        batch: &mut sled::Batch,
+    ) -> Result<u32, IndexError> {
+        if let Some((id, count)) = self.terms[kind as usize].get_mut(text) {
+            *count += 1;
+            // Counts guide the choice of the list to follow; they are written again only
+            // when they reach the next power of two.
+            if count.is_power_of_two() && kind != Kind::Subject {
+                batch.insert(dict_key(kind, text), &encode_term(*id, *count));
+            }
+            return Ok(*id);
         }
         let tree = &self.shared.tree;
-        let state = match tree.get(dict_key(kind, text))? {
-            Some(v) => {
-                let (id, count) = decode_term(&v)?;
-                let prefix = post_prefix(kind, id);
-                let chunk = tree
-                    .scan_prefix(prefix)
-                    .next_back()
-                    .transpose()?
-                    .map(|(k, v)| -> Result<_, IndexError> {
-                        let first = key_number(&k);
-                        let last = decode_chunk(first, &v)?.last().copied().unwrap_or(first);
-                        Ok((first, v.to_vec(), last))
-                    })
-                    .transpose()?;
-                TermState { id, count, chunk }
-            }
+        let (id, count) = match tree.get(dict_key(kind, text))? {
+            Some(v) => decode_term(&v)?,
             None => {
                 let next = match self.next_id {
                     Some(n) => n,
@@ -1180,14 +1328,33 @@ impl Indexer {
                     next.checked_add(1)
                         .ok_or_else(|| IndexError::Corrupt("term ids exhausted".into()))?,
                 );
-                TermState {
-                    id: next,
-                    count: 0,
-                    chunk: None,
-                }
+                (next, 0)
             }
         };
-        Ok(state)
+        let count = count + 1;
+        if count == 1 || (count.is_power_of_two() && kind != Kind::Subject) {
+            batch.insert(dict_key(kind, text), &encode_term(id, count));
+        }
+        self.terms[kind as usize].insert(text.to_owned(), (id, count));
+        Ok(id)
+    }
+
+    /// The last chunk of a posting list, from the cache, else the store.
+    fn last_chunk(&mut self, list: (Kind, u32)) -> Result<Option<LastChunk>, IndexError> {
+        if let Some(c) = self.chunks.remove(&list) {
+            return Ok(c);
+        }
+        self.shared
+            .tree
+            .scan_prefix(post_prefix(list.0, list.1))
+            .next_back()
+            .transpose()?
+            .map(|(k, v)| {
+                let first = key_number(&k);
+                let last = decode_chunk(first, &v)?.last().copied().unwrap_or(first);
+                Ok((first, v.to_vec(), last))
+            })
+            .transpose()
     }
 
     /// Indexes the next events (at most [`BATCH_EVENTS`], below `size`) in one write.
@@ -1198,7 +1365,7 @@ impl Indexer {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
-        let mut postings: HashMap<(Kind, String), Vec<u64>> = HashMap::new();
+        let mut postings: HashMap<(Kind, u32), Vec<u64>> = HashMap::new();
         let mut facts: Vec<(u64, Fact)> = Vec::with_capacity((to - from) as usize);
         let mut last_hash = None;
         let mut n = from / BUNDLE;
@@ -1209,28 +1376,24 @@ impl Indexer {
                 if i < from || i >= to {
                     continue;
                 }
-                let e = StoredEvent::from_leaf_bytes(leaf)
+                let e = LeafFields::read(leaf)
                     .map_err(|err| IndexError::Corrupt(format!("event {i}: {err}")))?;
-                let action = e.event.action.name();
-                let texts: [&str; 4] =
-                    [&e.event.agency, &e.event.auditor, &action, &e.event.subject];
+                let texts = [e.agency, e.auditor, e.action, e.subject];
                 let mut ids = [0u32; 4];
                 for (kind, text) in KINDS.into_iter().zip(texts) {
-                    let key = (kind, text.to_owned());
-                    if !self.terms.contains_key(&key) {
-                        let st = self.term(kind, text)?;
-                        self.terms.insert(key.clone(), st);
-                    }
-                    if let Some(st) = self.terms.get(&key) {
-                        ids[kind as usize] = st.id;
-                    }
-                    postings.entry(key).or_default().push(i);
+                    let id = self.term_id(kind, text, &mut batch)?;
+                    ids[kind as usize] = id;
+                    let list = match kind {
+                        Kind::Subject => subject_bucket(text),
+                        _ => id,
+                    };
+                    postings.entry((kind, list)).or_default().push(i);
                 }
                 facts.push((
                     i,
                     Fact {
                         ids,
-                        occ: e.event.occurred_at_ns,
+                        occ: e.occurred_at_ns,
                         recv: e.received_at_ms,
                     },
                 ));
@@ -1246,21 +1409,19 @@ impl Indexer {
                 facts.len()
             )));
         }
-        // Postings and term counts.
-        for (key, list) in postings {
-            let Some(st) = self.terms.get_mut(&key) else {
-                continue;
-            };
-            st.count += list.len() as u64;
-            batch.insert(dict_key(key.0, &key.1), &encode_term(st.id, st.count));
-            let mut rest = list.as_slice();
-            if let Some((first, bytes, last)) = st.chunk.as_mut() {
+        // Postings: each list's new indexes go on its last chunk while it is short, else
+        // into a chunk of their own.
+        let mut written = Vec::with_capacity(postings.len());
+        for (list, indexes) in postings {
+            let mut chunk = self.last_chunk(list)?;
+            let mut rest = indexes.as_slice();
+            if let Some((first, bytes, last)) = chunk.as_mut() {
                 if bytes.len() < CHUNK_BYTES {
                     for &i in rest {
                         push_varint(bytes, i - *last);
                         *last = i;
                     }
-                    batch.insert(&post_key(key.0, st.id, *first), bytes.as_slice());
+                    batch.insert(&post_key(list.0, list.1, *first), bytes.as_slice());
                     rest = &[];
                 }
             }
@@ -1271,21 +1432,23 @@ impl Indexer {
                     push_varint(&mut bytes, i - last);
                     last = i;
                 }
-                batch.insert(&post_key(key.0, st.id, head), bytes.as_slice());
-                st.chunk = Some((head, bytes, last));
+                batch.insert(&post_key(list.0, list.1, head), bytes.as_slice());
+                chunk = Some((head, bytes, last));
             }
+            written.push((list, chunk));
         }
         // Facts and spans, bundle by bundle (the first may be partly written already).
         let tree = &self.shared.tree;
         let mut groups: HashMap<u64, Span> = HashMap::new();
         for chunk in facts.chunk_by(|a, b| a.0 / BUNDLE == b.0 / BUNDLE) {
             let b = chunk[0].0 / BUNDLE;
-            let mut bytes = if chunk[0].0 % BUNDLE == 0 {
-                Vec::with_capacity(BUNDLE as usize * FACT)
-            } else {
+            let continues = !chunk[0].0.is_multiple_of(BUNDLE);
+            let mut bytes = if continues {
                 tree.get(numbered_key(b'f', b))?
                     .map(|v| v.to_vec())
                     .unwrap_or_default()
+            } else {
+                Vec::with_capacity(BUNDLE as usize * FACT)
             };
             if bytes.len() != (chunk[0].0 % BUNDLE) as usize * FACT {
                 return Err(IndexError::Corrupt(format!(
@@ -1294,7 +1457,7 @@ impl Indexer {
                 )));
             }
             let mut span = match tree.get(numbered_key(b's', b))? {
-                Some(v) if chunk[0].0 % BUNDLE != 0 => Some(Span::decode(&v)?),
+                Some(v) if continues => Some(Span::decode(&v)?),
                 _ => None,
             };
             for (_, f) in chunk {
@@ -1310,7 +1473,7 @@ impl Indexer {
                     Some(gs) => gs,
                     None => {
                         // A group is new at its first event; else it has a stored span.
-                        let fresh = b.is_multiple_of(GROUP) && chunk[0].0.is_multiple_of(BUNDLE);
+                        let fresh = b.is_multiple_of(GROUP) && !continues;
                         let stored = match tree.get(numbered_key(b'g', g))? {
                             Some(v) if !fresh => Span::decode(&v)?,
                             _ => span,
@@ -1333,8 +1496,15 @@ impl Indexer {
         }
         tree.apply_batch(batch)?;
         self.shared.indexed.store(to, Ordering::SeqCst);
-        if self.terms.len() > TERM_CACHE {
-            self.terms.clear();
+        // Only now: a failed write must not leave the caches ahead of the store.
+        if self.chunks.len() + written.len() > CHUNK_CACHE {
+            self.chunks.clear();
+        }
+        self.chunks.extend(written);
+        for t in &mut self.terms {
+            if t.len() > TERM_CACHE {
+                t.clear();
+            }
         }
         Ok(())
     }

@@ -23,6 +23,9 @@ pub enum BenchCommand {
     WitnessConfig(witness::WitnessConfigArgs),
     /// Tokens verified per second on one thread, beside OpenSSL's raw P-256 verify rate.
     Verify(verify::VerifyBenchArgs),
+    /// The event search in-process: page latency per kind of filter at 1M and 10M events,
+    /// index bytes per event, append rate with the index beside without.
+    Search(crate::bench::search::SearchBenchArgs),
 }
 
 /// Runs a `bench` subcommand.
@@ -47,5 +50,8 @@ pub fn run(cmd: BenchCommand) -> Result<(), CliError> {
             }
         }
         BenchCommand::Verify(a) => Ok(verify::verify(&a)?),
+        BenchCommand::Search(a) => {
+            Ok(crate::bench::runtime()?.block_on(crate::bench::search::search(a))?)
+        }
     }
 }
