@@ -20,8 +20,11 @@
 //!   terms of each kind (agency, auditor, action, subject), in byte order (so a subject
 //!   prefix is a range).
 //! - `p` + kind + id + first index (u64 BE) → a posting chunk: the indexes of the term's
-//!   events from `first` on, as LEB128 deltas (the first is 0). A term's last chunk grows
-//!   until [`CHUNK_BYTES`], then a new one starts.
+//!   events from `first` on, as LEB128 deltas (the first is 0). A list's last chunk grows
+//!   until [`CHUNK_BYTES`], then a new one starts. Subjects are listed by bucket (a hash
+//!   of the subject, [`SUBJECT_BUCKETS`] of them), each delta followed by the event's
+//!   subject id (LEB128), so that a subject's search skips the bucket's other subjects
+//!   without reading their facts.
 //! - `f` + bundle (u64 BE) → each event's facts in the 256-event bundle, 32 bytes each:
 //!   agency, auditor, action and subject ids (u32 BE), occurred_at (i64 ns BE),
 //!   received_at (u64 ms BE): what a filter needs, without reading the event.
@@ -46,12 +49,13 @@ use sha2::{Digest, Sha256};
 
 use super::event::{LeafFields, StoredEvent};
 use super::log::{EventLog, LogError};
+use super::logfiles::nth_record;
 use super::tlog::{self, Hash};
 
 /// The index's directory, in the store's directory.
 pub const INDEX_DIR: &str = "search";
 /// The on-disk format; another is dropped and rebuilt.
-const FORMAT: u64 = 1;
+const FORMAT: u64 = 2;
 /// Events per bundle (as the log's).
 const BUNDLE: u64 = 256;
 /// Bundles per summary group.
@@ -402,28 +406,43 @@ fn push_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// The indexes of a posting chunk starting at `first`.
-fn decode_chunk(first: u64, b: &[u8]) -> Result<Vec<u64>, IndexError> {
+/// The entries of a posting chunk starting at `first`: each index, with the subject id
+/// written after each delta in a subject bucket's list (`paired`; else 0).
+fn decode_chunk(first: u64, b: &[u8], paired: bool) -> Result<Vec<(u64, u32)>, IndexError> {
     let mut out = Vec::with_capacity(b.len());
     let (mut v, mut shift, mut at) = (0u64, 0u32, first);
+    let mut delta: Option<u64> = None;
     for &byte in b {
         if shift > 63 {
-            return Err(IndexError::Corrupt("a posting delta is too long".into()));
+            return Err(IndexError::Corrupt("a posting number is too long".into()));
         }
         v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            at = at
-                .checked_add(v)
-                .ok_or_else(|| IndexError::Corrupt("a posting index overflows".into()))?;
-            out.push(at);
-            v = 0;
-            shift = 0;
-        } else {
+        if byte & 0x80 != 0 {
             shift += 7;
+            continue;
         }
+        match delta.take() {
+            None if paired => delta = Some(v),
+            None => {
+                at = at
+                    .checked_add(v)
+                    .ok_or_else(|| IndexError::Corrupt("a posting index overflows".into()))?;
+                out.push((at, 0));
+            }
+            Some(d) => {
+                at = at
+                    .checked_add(d)
+                    .ok_or_else(|| IndexError::Corrupt("a posting index overflows".into()))?;
+                let id = u32::try_from(v)
+                    .map_err(|_| IndexError::Corrupt("a posting subject id overflows".into()))?;
+                out.push((at, id));
+            }
+        }
+        v = 0;
+        shift = 0;
     }
-    if shift != 0 {
-        return Err(IndexError::Corrupt("a posting chunk ends mid-delta".into()));
+    if shift != 0 || delta.is_some() {
+        return Err(IndexError::Corrupt("a posting chunk ends mid-entry".into()));
     }
     Ok(out)
 }
@@ -801,13 +820,20 @@ fn open_db(dir: &Path) -> Result<sled::Db, IndexError> {
         })
 }
 
+/// A bundle's events as read: the log's stored records, or leaves read back from the
+/// archive.
+enum Bundle {
+    Records(Vec<u8>),
+    Leaves(Vec<Vec<u8>>),
+}
+
 /// One search page in progress: the hits so far and the bundle last read.
 struct Run<'a> {
     log: &'a EventLog,
     query: &'a Query,
     pruned: &'a dyn Fn(u64) -> Result<Vec<Vec<u8>>, IndexError>,
-    /// The bundle last read: its number and leaves.
-    bundle: Option<(u64, Vec<Vec<u8>>)>,
+    /// The bundle last read: its number and events.
+    bundle: Option<(u64, Bundle)>,
     hits: Vec<Hit>,
     limit: usize,
     examined: u64,
@@ -820,18 +846,19 @@ impl Run<'_> {
     fn leaf(&mut self, index: u64) -> Result<Option<&[u8]>, IndexError> {
         let n = index / BUNDLE;
         if self.bundle.as_ref().is_none_or(|(b, _)| *b != n) {
-            let leaves = match self.log.bundle_leaves(n) {
-                Err(LogError::Pruned { bundle }) => (self.pruned)(bundle)?,
-                other => other?,
+            let read = match self.log.bundle_records(n) {
+                Ok(records) => Bundle::Records(records),
+                Err(LogError::Pruned { bundle }) => Bundle::Leaves((self.pruned)(bundle)?),
+                Err(e) => return Err(e.into()),
             };
-            self.bundle = Some((n, leaves));
+            self.bundle = Some((n, read));
         }
         let at = usize::try_from(index % BUNDLE).unwrap_or(usize::MAX);
-        Ok(self
-            .bundle
-            .as_ref()
-            .and_then(|(_, l)| l.get(at))
-            .map(Vec::as_slice))
+        Ok(match self.bundle.as_ref() {
+            Some((_, Bundle::Records(r))) => nth_record(r, at),
+            Some((_, Bundle::Leaves(l))) => l.get(at).map(Vec::as_slice),
+            None => None,
+        })
     }
 
     /// Reads event `index` from the log and keeps it when it is intact and matches.
@@ -988,6 +1015,12 @@ impl Plan {
             || self.prefix.as_ref().is_some_and(HashSet::is_empty)
     }
 
+    /// Whether an event of subject `id` may match the subject filters.
+    fn subject_may_match(&self, id: u32) -> bool {
+        self.ids[Kind::Subject as usize].is_none_or(|want| want == Some(id))
+            && self.prefix.as_ref().is_none_or(|s| s.contains(&id))
+    }
+
     fn fact_matches(&self, f: &Fact) -> bool {
         self.ids
             .iter()
@@ -1013,21 +1046,40 @@ impl Plan {
             return Ok(None);
         }
         let mut facts = FactReader::new(&self.tree);
-        // Considers candidate `i`; where the next page starts if this one ends before it.
-        let mut consider = |i: u64, run: &mut Run<'_>| -> Result<Option<u64>, IndexError> {
-            if run.full() {
-                return Ok(Some(resume_at(i, order)));
-            }
-            run.examined += 1;
-            if facts.get(i)?.is_some_and(|f| self.fact_matches(&f)) {
-                run.check(i, true)?;
-            }
-            Ok(None)
+        let spans = SpanReader {
+            tree: &self.tree,
+            query: &self.query,
+            on: self.has_time,
         };
+        // The group last asked about, and whether its times may match.
+        let mut group: Option<(u64, bool)> = None;
+        // Considers candidate `i` (with its subject id when a list gave it); where the next
+        // page starts if this one ends before it.
+        let mut consider =
+            |i: u64, subject: Option<u32>, run: &mut Run<'_>| -> Result<Option<u64>, IndexError> {
+                if run.full() {
+                    return Ok(Some(resume_at(i, order)));
+                }
+                run.examined += 1;
+                if subject.is_some_and(|id| !self.subject_may_match(id)) {
+                    return Ok(None);
+                }
+                let g = i / (BUNDLE * GROUP);
+                if group.is_none_or(|(gg, _)| gg != g) {
+                    group = Some((g, spans.may_match(b'g', g)?));
+                }
+                if group.is_some_and(|(_, ok)| !ok) {
+                    return Ok(None);
+                }
+                if facts.get(i)?.is_some_and(|f| self.fact_matches(&f)) {
+                    run.check(i, true)?;
+                }
+                Ok(None)
+            };
         if let Some(lists) = &self.leader {
             let mut merged = Merged::new(&self.tree, lists, &range, order)?;
-            while let Some(i) = merged.next()? {
-                if let Some(at) = consider(i, run)? {
+            while let Some((i, subject)) = merged.next()? {
+                if let Some(at) = consider(i, subject, run)? {
                     return Ok(Some(at));
                 }
             }
@@ -1035,11 +1087,6 @@ impl Plan {
         }
         // No list to follow: every indexed event is a candidate, bundle by bundle, skipping
         // the groups and bundles whose times cannot match.
-        let spans = SpanReader {
-            tree: &self.tree,
-            query: &self.query,
-            on: self.has_time,
-        };
         let first_b = range.start / BUNDLE;
         let last_b = (range.end - 1) / BUNDLE;
         let bundles: Box<dyn Iterator<Item = u64>> = match order {
@@ -1071,7 +1118,7 @@ impl Plan {
                 Order::OldestFirst => Box::new(lo..hi),
             };
             for i in within {
-                if let Some(at) = consider(i, run)? {
+                if let Some(at) = consider(i, None, run)? {
                     return Ok(Some(at));
                 }
             }
@@ -1083,8 +1130,10 @@ impl Plan {
 /// One posting list read in order within a range, a chunk at a time.
 struct Cursor<'a> {
     chunks: Box<dyn Iterator<Item = Result<(sled::IVec, sled::IVec), sled::Error>> + 'a>,
-    /// The current chunk's indexes in the order read, and where the next one is.
-    current: Vec<u64>,
+    /// The current chunk's entries in the order read, and where the next one is.
+    current: Vec<(u64, u32)>,
+    /// Whether entries carry a subject id.
+    paired: bool,
     at: usize,
     range: std::ops::Range<u64>,
     order: Order,
@@ -1117,6 +1166,7 @@ impl<'a> Cursor<'a> {
         };
         Ok(Cursor {
             chunks,
+            paired: kind == Kind::Subject,
             current: Vec::new(),
             at: 0,
             range: range.clone(),
@@ -1125,23 +1175,24 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    /// The next index of the list within the range, in order.
-    fn next(&mut self) -> Result<Option<u64>, IndexError> {
+    /// The next entry of the list within the range, in order: the index, and its subject
+    /// id in a subject bucket's list.
+    fn next(&mut self) -> Result<Option<(u64, Option<u32>)>, IndexError> {
         while !self.done {
-            if let Some(&i) = self.current.get(self.at) {
+            if let Some(&(i, id)) = self.current.get(self.at) {
                 self.at += 1;
                 match self.order {
                     Order::NewestFirst if i >= self.range.end => continue,
                     Order::NewestFirst if i < self.range.start => self.done = true,
                     Order::OldestFirst if i < self.range.start => continue,
                     Order::OldestFirst if i >= self.range.end => self.done = true,
-                    _ => return Ok(Some(i)),
+                    _ => return Ok(Some((i, self.paired.then_some(id)))),
                 }
                 continue;
             }
             match self.chunks.next().transpose()? {
                 Some((k, v)) => {
-                    self.current = decode_chunk(key_number(&k), &v)?;
+                    self.current = decode_chunk(key_number(&k), &v, self.paired)?;
                     if self.order == Order::NewestFirst {
                         self.current.reverse();
                     }
@@ -1157,8 +1208,8 @@ impl<'a> Cursor<'a> {
 /// Disjoint posting lists merged into one stream, in order.
 struct Merged<'a> {
     cursors: Vec<Cursor<'a>>,
-    /// Each cursor's next index.
-    heads: Vec<Option<u64>>,
+    /// Each cursor's next entry.
+    heads: Vec<Option<(u64, Option<u32>)>>,
     order: Order,
 }
 
@@ -1183,22 +1234,22 @@ impl<'a> Merged<'a> {
         })
     }
 
-    fn next(&mut self) -> Result<Option<u64>, IndexError> {
+    fn next(&mut self) -> Result<Option<(u64, Option<u32>)>, IndexError> {
         let best = self
             .heads
             .iter()
             .enumerate()
-            .filter_map(|(k, h)| h.map(|i| (k, i)))
+            .filter_map(|(k, h)| h.map(|e| (k, e)))
             .reduce(|a, b| match self.order {
-                Order::NewestFirst if b.1 > a.1 => b,
-                Order::OldestFirst if b.1 < a.1 => b,
+                Order::NewestFirst if b.1 .0 > a.1 .0 => b,
+                Order::OldestFirst if b.1 .0 < a.1 .0 => b,
                 _ => a,
             });
-        let Some((k, i)) = best else {
+        let Some((k, e)) = best else {
             return Ok(None);
         };
         self.heads[k] = self.cursors[k].next()?;
-        Ok(Some(i))
+        Ok(Some(e))
     }
 }
 
@@ -1351,7 +1402,9 @@ impl Indexer {
             .transpose()?
             .map(|(k, v)| {
                 let first = key_number(&k);
-                let last = decode_chunk(first, &v)?.last().copied().unwrap_or(first);
+                let last = decode_chunk(first, &v, list.0 == Kind::Subject)?
+                    .last()
+                    .map_or(first, |e| e.0);
                 Ok((first, v.to_vec(), last))
             })
             .transpose()
@@ -1365,7 +1418,7 @@ impl Indexer {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
-        let mut postings: HashMap<(Kind, u32), Vec<u64>> = HashMap::new();
+        let mut postings: HashMap<(Kind, u32), Vec<(u64, u32)>> = HashMap::new();
         let mut facts: Vec<(u64, Fact)> = Vec::with_capacity((to - from) as usize);
         let mut last_hash = None;
         let mut n = from / BUNDLE;
@@ -1387,7 +1440,7 @@ impl Indexer {
                         Kind::Subject => subject_bucket(text),
                         _ => id,
                     };
-                    postings.entry((kind, list)).or_default().push(i);
+                    postings.entry((kind, list)).or_default().push((i, id));
                 }
                 facts.push((
                     i,
@@ -1415,21 +1468,28 @@ impl Indexer {
         for (list, indexes) in postings {
             let mut chunk = self.last_chunk(list)?;
             let mut rest = indexes.as_slice();
+            let paired = list.0 == Kind::Subject;
+            let push = |bytes: &mut Vec<u8>, delta: u64, id: u32| {
+                push_varint(bytes, delta);
+                if paired {
+                    push_varint(bytes, u64::from(id));
+                }
+            };
             if let Some((first, bytes, last)) = chunk.as_mut() {
                 if bytes.len() < CHUNK_BYTES {
-                    for &i in rest {
-                        push_varint(bytes, i - *last);
+                    for &(i, id) in rest {
+                        push(bytes, i - *last, id);
                         *last = i;
                     }
                     batch.insert(&post_key(list.0, list.1, *first), bytes.as_slice());
                     rest = &[];
                 }
             }
-            if let Some((&head, _)) = rest.split_first() {
+            if let Some((&(head, _), _)) = rest.split_first() {
                 let mut bytes = Vec::with_capacity(rest.len() * 2);
                 let mut last = head;
-                for &i in rest {
-                    push_varint(&mut bytes, i - last);
+                for &(i, id) in rest {
+                    push(&mut bytes, i - last, id);
                     last = i;
                 }
                 batch.insert(&post_key(list.0, list.1, head), bytes.as_slice());

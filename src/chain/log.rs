@@ -522,6 +522,19 @@ impl EventLog {
         }
     }
 
+    /// The stored records of bundle `n` as they are in the files (each a u16-BE length
+    /// and the leaf bytes; read one with [`super::logfiles::nth_record`]): all 256 of a
+    /// complete bundle, those committed so far of the incomplete one, none past the end.
+    pub fn bundle_records(&self, n: u64) -> Result<Vec<u8>, LogError> {
+        match self.shared.files.bundle(n)? {
+            Some(bundle) => Ok(bundle),
+            None => {
+                let (size, tail) = self.shared.files.tail()?;
+                Ok(if n == size / BUNDLE { tail } else { Vec::new() })
+            }
+        }
+    }
+
     /// The leaf hash the tree stores for committed event `index` (what proofs and roots
     /// are built from).
     pub fn stored_leaf_hash(&self, index: u64) -> Result<Hash, LogError> {

@@ -353,6 +353,24 @@ pub fn split_records(mut bytes: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
+/// Record `at` of `bytes` (records as [`split_records`] reads them), found by walking
+/// the lengths without copying any; `None` when there are fewer or they are cut off.
+pub fn nth_record(mut bytes: &[u8], at: usize) -> Option<&[u8]> {
+    for k in 0..=at {
+        let (len, rest) = bytes.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        if rest.len() < len {
+            return None;
+        }
+        let (leaf, rest) = rest.split_at(len);
+        if k == at {
+            return Some(leaf);
+        }
+        bytes = rest;
+    }
+    None
+}
+
 /// Reads stored hashes: those below `mem_start` from the files, those from `mem_start` on
 /// from `mem` (a batch being built); none at or beyond `count`.
 pub struct Hashes<'a> {

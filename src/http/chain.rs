@@ -28,8 +28,7 @@ use crate::service::chain::EventProof;
 use crate::service::ServiceError;
 
 // What the console's search page (`/ui/`) calls.
-#[allow(unused_imports)]
-pub use super::search::{search, SearchAnswer, SearchHit, SearchParams};
+pub use super::search::{search, SearchAnswer, SearchParams};
 
 /// Largest `POST /v1/events` body: an event with 8 KiB of details, escaped, fits.
 pub const MAX_EVENT_BODY_BYTES: usize = 64 * 1024;

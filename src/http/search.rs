@@ -274,7 +274,6 @@ async fn run_page(
 
 /// Runs one page of a search as `GET /v1/events` does, scoped to `client`'s identity under
 /// mutual TLS.
-#[allow(dead_code)] // the console's search page (`/ui/`) calls it
 pub async fn search(
     state: &AppState,
     params: &SearchParams,

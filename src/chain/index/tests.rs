@@ -308,8 +308,29 @@ fn a_search_far_behind_the_log_says_so_and_a_sparse_one_ends_pages_at_its_budget
         push_varint(&mut b, d);
     }
     assert_eq!(
-        decode_chunk(10, &b).unwrap(),
-        vec![10, 11, 138, 266, 300_266]
+        decode_chunk(10, &b, false).unwrap(),
+        vec![(10, 0), (11, 0), (138, 0), (266, 0), (300_266, 0)]
     );
-    assert!(decode_chunk(0, &[0x80]).is_err());
+    // A subject bucket's entries: delta, then the subject id.
+    assert_eq!(
+        decode_chunk(10, &[0x00, 0x01, 0x7f, 0x00], true).unwrap(),
+        vec![(10, 1), (137, 0)]
+    );
+    assert!(decode_chunk(0, &[0x80], false).is_err());
+    assert!(decode_chunk(0, &[5], true).is_err());
+}
+
+#[test]
+fn one_record_is_read_in_place_as_the_log_stores_it() {
+    let mut bytes = Vec::new();
+    for leaf in [&b"a"[..], b"", b"xyz"] {
+        bytes.extend_from_slice(&(leaf.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(leaf);
+    }
+    let all = crate::chain::logfiles::split_records(&bytes).unwrap();
+    for (at, leaf) in all.iter().enumerate() {
+        assert_eq!(nth_record(&bytes, at), Some(*leaf));
+    }
+    assert_eq!(nth_record(&bytes, 3), None);
+    assert_eq!(nth_record(&bytes[..bytes.len() - 1], 2), None, "cut off");
 }
