@@ -24,7 +24,8 @@
 //! `tsp` (RFC 3161 types and rules, pure DER); `signer` (the HSM through PKCS#11);
 //! `client` (the one HTTP(S) client, rustls); `clock` (time and its health); `chain` (the
 //! formats of the event chain, and its local storage); `verify` (software verification of
-//! tokens, proofs and chains); `service` (the appliance's use cases); `http` (the axum
+//! tokens, proofs and chains); `service` (the appliance's use cases); `ui` (what the
+//! appliance's and the witness's web consoles share: page frame, stylesheet, CSP); `http` (the axum
 //! router, where errors become statuses); `config`; `provision` (keys and certificates
 //! through the HSM); `witness` (the data center's witness; the appliance shares only its
 //! protocol); `bench` (the load generators); `cli` (parses arguments, calls the rest,
