@@ -7,6 +7,8 @@
 #   AUDITSTAMP_DEMO_DIR   where the demo's state goes (default: a temporary directory,
 #                         removed at the end; set it to keep and inspect the state)
 #   AUDITSTAMP_DEMO_PORT  first port (default 8330: witness, then one per appliance)
+#   AUDITSTAMP_DEMO_SERVE 1: keep serving after the summary, until Ctrl-C, to look at the
+#                         consoles (the default when run from a terminal); 0: stop at once
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
@@ -125,6 +127,16 @@ else
 fi
 echo
 echo "witness console (no JavaScript needed): http://127.0.0.1:$port/ui/"
+echo "appliance consoles (event search, proofs checked in the browser):"
+for n in 1 2 3; do echo "  http://127.0.0.1:$((port + n))/ui/"; done
+serve=${AUDITSTAMP_DEMO_SERVE:-}
+if [ -z "$serve" ]; then
+    if [ -t 0 ]; then serve=1; else serve=0; fi
+fi
+if [ "$serve" = 1 ]; then
+    echo "serving until Ctrl-C..."
+    wait
+fi
 if [ -n "$keep" ]; then
     echo "state kept in $work; the servers stop now"
 fi

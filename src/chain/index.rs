@@ -568,8 +568,13 @@ impl SearchIndex {
                 mismatches: AtomicU64::new(0),
             }),
         };
+        let new = read_u64(&index.shared.tree, "format")?.is_none();
         if let Some(why) = index.mismatch(log)? {
-            tracing::warn!(reason = %why, "the search index does not match the event log; it is built again");
+            if new {
+                tracing::info!("the search index is new; it is built from the event log");
+            } else {
+                tracing::warn!(reason = %why, "the search index does not match the event log; it is built again");
+            }
             index.clear(log)?;
         }
         let t = &index.shared.tree;
