@@ -31,19 +31,7 @@ fn ev(n: u64) -> Value {
 
 /// Posts events `first..first+count` in one batch; returns the index of the first.
 async fn post(client: &reqwest::Client, server: &Server, first: u64, count: u64) -> u64 {
-    let body: String = (first..first + count)
-        .map(|i| format!("{}\n", ev(i)))
-        .collect();
-    let r = client
-        .post(server.url("/v1/events/batch"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{v}");
+    let v = post_events(client, &server.url(""), (first..first + count).map(ev)).await;
     v["first_index"].as_u64().unwrap()
 }
 
@@ -346,21 +334,12 @@ fn under_mutual_tls_an_agency_finds_only_its_own_events_unless_it_audits_all() {
         let agency8 = client_for(Some("agency-8"));
         // Each agency posts its own events (its certificate must name their agency).
         for (client, agency, count) in [(&agency7, "agency-7", 10), (&agency8, "agency-8", 20)] {
-            let body: String = (0..count)
-                .map(|i| {
-                    let mut e = ev(i);
-                    e["agency"] = json!(agency);
-                    format!("{e}\n")
-                })
-                .collect();
-            let r = client
-                .post(url("/v1/events/batch"))
-                .header("content-type", "application/x-ndjson")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
+            let events = (0..count).map(|i| {
+                let mut e = ev(i);
+                e["agency"] = json!(agency);
+                e
+            });
+            post_events(client, &url(""), events).await;
         }
         let agencies = |v: &Value| -> Vec<String> {
             v["events"]

@@ -100,12 +100,7 @@ fn the_event_page_verifies_the_proof_in_the_browser_and_names_what_was_altered()
     // An appliance whose checkpoints a real witness cosigns: the page's checkpoint holds
     // a cosignature line beside the appliance's signature, and the status header shows it.
     let app = Appliance::new("ecdsa-p256");
-    let key = String::from_utf8(app.cli_ok(&["chain", "verifier-key"]).stdout).unwrap();
-    let w = WitnessNode::new(&format!(
-        "[[log]]\norigin = \"{ORIGIN}\"\nkey = \"{}\"\n",
-        key.trim()
-    ));
-    let witness_key = String::from_utf8(w.cli_ok(&["witness", "verifier-key"]).stdout).unwrap();
+    let (w, witness_key) = witness_of(&app, ORIGIN);
     let witness_name = witness_key.split('+').next().unwrap().to_owned();
     let witness = w.start();
     app.write_config(&[(

@@ -451,12 +451,7 @@ struct Linked {
 
 fn linked() -> Linked {
     let app = Appliance::new("ecdsa-p256");
-    let key = String::from_utf8(app.cli_ok(&["chain", "verifier-key"]).stdout).unwrap();
-    let w = WitnessNode::new(&format!(
-        "[[log]]\norigin = \"{ORIGIN}\"\nkey = \"{}\"\n",
-        key.trim()
-    ));
-    let witness_key = String::from_utf8(w.cli_ok(&["witness", "verifier-key"]).stdout).unwrap();
+    let (w, witness_key) = witness_of(&app, ORIGIN);
     let ws = w.start();
     let relay = Relay::new(ws.addr);
     // A timeout far above the time a submission is held: the relay, not the client's

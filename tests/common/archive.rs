@@ -72,20 +72,7 @@ pub async fn wait_archived(client: &reqwest::Client, server: &Server, size: u64)
 
 /// Posts `n` events from `first` on in one batch; their indexes.
 pub async fn post_batch(client: &reqwest::Client, server: &Server, first: u64, n: u64) -> Value {
-    let body: String = (first..first + n)
-        .map(|i| format!("{}\n", event(i)))
-        .collect();
-    let r = client
-        .post(server.url("/v1/events/batch"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
-    serde_json::from_str(&text).unwrap()
+    post_events(client, &server.url(""), (first..first + n).map(event)).await
 }
 
 /// A signed request to `s3`: status and body.

@@ -18,6 +18,27 @@ pub fn event(n: u64) -> Value {
     })
 }
 
+/// POSTs `events` as one NDJSON batch to `base` + `/v1/events/batch` (200 asserted); the
+/// answer (`first_index`, `count`, `leaf_hashes`).
+pub async fn post_events(
+    client: &reqwest::Client,
+    base: &str,
+    events: impl IntoIterator<Item = Value>,
+) -> Value {
+    let body: String = events.into_iter().map(|e| format!("{e}\n")).collect();
+    let r = client
+        .post(format!("{base}/v1/events/batch"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
 /// GETs `url`: the status and the JSON body (null when it is not JSON).
 pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
     let r = client.get(url).send().await.unwrap();

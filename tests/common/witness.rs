@@ -45,6 +45,18 @@ impl Backend {
 /// The cosigner name of the test witness.
 pub const WITNESS_NAME: &str = "witness.test.example/w1";
 
+/// A witness that registers `app`'s chain under `origin` (its key read with `chain
+/// verifier-key`), with its own verifier key (`name+id+key`).
+pub fn witness_of(app: &Appliance, origin: &str) -> (WitnessNode, String) {
+    let key = String::from_utf8(app.cli_ok(&["chain", "verifier-key"]).stdout).unwrap();
+    let w = WitnessNode::new(&format!(
+        "[[log]]\norigin = \"{origin}\"\nkey = \"{}\"\n",
+        key.trim()
+    ));
+    let witness_key = String::from_utf8(w.cli_ok(&["witness", "verifier-key"]).stdout).unwrap();
+    (w, witness_key)
+}
+
 impl WitnessNode {
     /// A fresh token and key, and a configuration registering `logs` (`[[log]]` tables),
     /// on sled.
