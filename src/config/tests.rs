@@ -176,6 +176,13 @@ fn bad_values_are_named() {
             "http.tls.require_client_cert",
         ),
         (
+            GOOD.replace(
+                "plain_http = true",
+                "[http.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nauditors_of_all = [\"audit-office\"]",
+            ),
+            "http.tls.auditors_of_all",
+        ),
+        (
             GOOD.replace("plain_http = true", "plain_http = true\nheader_timeout_ms = 5"),
             "http.header_timeout_ms",
         ),

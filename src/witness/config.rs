@@ -670,6 +670,16 @@ key = "a2.example/chain+89abcdef+AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE
     }
 
     #[test]
+    fn the_appliances_search_scoping_is_refused_here() {
+        let text = GOOD.replace(
+            "plain_http = true",
+            "[witness.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nauditors_of_all = [\"x\"]\n\n[witness]",
+        );
+        let e = err(&text.replacen("[witness]\n", "", 1));
+        assert!(e.contains("auditors_of_all"), "{e}");
+    }
+
+    #[test]
     fn the_shipped_template_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config/witness.toml");
         let text = std::fs::read_to_string(&path).unwrap();
