@@ -124,6 +124,9 @@ impl Browser {
                 .arg(format!("--port={port}"))
                 .arg("--allowed-ips=127.0.0.1")
                 .current_dir(dir.path())
+                // Chromium's own temporary files (its singleton socket directory, which a
+                // killed browser leaves) go into this directory, removed with it.
+                .env("TMPDIR", dir.path())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log file"))
                 .stderr(log)
