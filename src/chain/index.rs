@@ -25,9 +25,13 @@
 //!   of the subject, [`SUBJECT_BUCKETS`] of them), each delta followed by the event's
 //!   subject id (LEB128), so that a subject's search skips the bucket's other subjects
 //!   without reading their facts.
-//! - `f` + bundle (u64 BE) → each event's facts in the 256-event bundle, 32 bytes each:
-//!   agency, auditor, action and subject ids (u32 BE), occurred_at (i64 ns BE),
-//!   received_at (u64 ms BE): what a filter needs, without reading the event.
+//!
+//! Each event's facts are in a file of their own beside it (`<store>/search.facts`,
+//! append-only, event `i` at byte `32·i`, made durable before the batch that records them
+//! as indexed): agency, auditor, action and subject ids (u32 BE), occurred_at (i64 ns
+//! BE), received_at (u64 ms BE): what a filter needs, without reading the event. They are
+//! most of the index (32 of about 43 bytes per event) and kept out of sled, whose memory
+//! grows with what it holds.
 //! - `s` + bundle and `g` + group of 64 bundles → the least and greatest occurred_at and
 //!   received_at of their events, so that a time range skips what it cannot match.
 //!
@@ -54,8 +58,11 @@ use super::tlog::{self, Hash};
 
 /// The index's directory, in the store's directory.
 pub const INDEX_DIR: &str = "search";
+/// The index's facts file, in the store's directory (beside [`INDEX_DIR`], which is
+/// sled's).
+pub const FACTS_FILE: &str = "search.facts";
 /// The on-disk format; another is dropped and rebuilt.
-const FORMAT: u64 = 2;
+const FORMAT: u64 = 3;
 /// Events per bundle (as the log's).
 const BUNDLE: u64 = 256;
 /// Bundles per summary group.
@@ -106,6 +113,9 @@ pub enum IndexError {
         /// sled's error.
         source: sled::Error,
     },
+    /// The facts file failed.
+    #[error("search index facts file: {0}")]
+    Facts(std::io::Error),
     /// A stored value does not have its form.
     #[error("search index damaged: {0}")]
     Corrupt(String),
@@ -493,6 +503,8 @@ fn key_number(k: &[u8]) -> u64 {
 struct Shared {
     db: sled::Db,
     tree: sled::Tree,
+    /// Each indexed event's facts, event `i` at byte `32·i`.
+    facts: std::fs::File,
     /// Events indexed (all below are).
     indexed: AtomicU64,
     /// The first event indexed.
@@ -557,10 +569,18 @@ impl SearchIndex {
             }
         };
         let tree = db.open_tree("index")?;
+        let facts = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(store_dir.join(FACTS_FILE))
+            .map_err(IndexError::Facts)?;
         let index = SearchIndex {
             shared: Arc::new(Shared {
                 db,
                 tree,
+                facts,
 
                 indexed: AtomicU64::new(0),
                 start: AtomicU64::new(0),
@@ -613,6 +633,18 @@ impl SearchIndex {
                 return Ok(Some(format!("event {last} is not the one it indexed")));
             }
         }
+        let facts = self
+            .shared
+            .facts
+            .metadata()
+            .map_err(IndexError::Facts)?
+            .len();
+        if facts < size * FACT as u64 {
+            return Ok(Some(format!(
+                "its facts file holds {} of {size} events",
+                facts / FACT as u64
+            )));
+        }
         Ok(None)
     }
 
@@ -620,6 +652,7 @@ impl SearchIndex {
     fn clear(&self, log: &EventLog) -> Result<(), IndexError> {
         let t = &self.shared.tree;
         t.clear()?;
+        self.shared.facts.set_len(0).map_err(IndexError::Facts)?;
         let start = log.pruned_below() * BUNDLE;
         let mut b = sled::Batch::default();
         b.insert(meta_key("format"), &FORMAT.to_be_bytes());
@@ -655,16 +688,22 @@ impl SearchIndex {
         self.shared.mismatches.load(Ordering::Relaxed)
     }
 
-    /// Bytes the index occupies on disk.
+    /// Bytes the index occupies on disk: its sled database and its facts file.
     pub fn disk_bytes(&self) -> Result<u64, IndexError> {
-        Ok(self.shared.db.size_on_disk()?)
+        let facts = self
+            .shared
+            .facts
+            .metadata()
+            .map_err(IndexError::Facts)?
+            .len();
+        Ok(self.shared.db.size_on_disk()? + facts)
     }
 
-    /// The bytes of the index's keys and values (a full scan: for measurements); what
-    /// [`Self::disk_bytes`] holds beyond this is sled's own overhead and space not
-    /// reclaimed yet.
+    /// The bytes of the index's keys and values and of its facts (a full scan: for
+    /// measurements); what [`Self::disk_bytes`] holds beyond this is sled's own overhead
+    /// and space not reclaimed yet.
     pub fn live_bytes(&self) -> Result<u64, IndexError> {
-        let mut total = 0u64;
+        let mut total = self.indexed() * FACT as u64;
         for kv in self.shared.tree.iter() {
             let (k, v) = kv?;
             total += (k.len() + v.len()) as u64;
@@ -764,12 +803,17 @@ impl SearchIndex {
                 let tail = run.scan_log((indexed.max(start)..bound).rev(), order)?;
                 match tail {
                     Some(at) => Some(at),
-                    None => plan.candidates(&mut run, start..bound.min(indexed), order)?,
+                    None => plan.candidates(
+                        &self.shared.facts,
+                        &mut run,
+                        start..bound.min(indexed),
+                        order,
+                    )?,
                 }
             }
             Order::OldestFirst => {
                 let from = position.unwrap_or(start).max(start);
-                match plan.candidates(&mut run, from..indexed, order)? {
+                match plan.candidates(&self.shared.facts, &mut run, from..indexed, order)? {
                     Some(at) => Some(at),
                     None => run.scan_log(from.max(indexed)..size, order)?,
                 }
@@ -1043,6 +1087,7 @@ impl Plan {
     /// Returns where the next page starts then.
     fn candidates(
         &self,
+        facts_file: &std::fs::File,
         run: &mut Run<'_>,
         range: std::ops::Range<u64>,
         order: Order,
@@ -1050,7 +1095,7 @@ impl Plan {
         if range.is_empty() || self.empty() {
             return Ok(None);
         }
-        let mut facts = FactReader::new(&self.tree);
+        let mut facts = FactReader::new(facts_file);
         let spans = SpanReader {
             tree: &self.tree,
             query: &self.query,
@@ -1285,27 +1330,39 @@ fn encode_term(id: u32, count: u64) -> [u8; 12] {
     v
 }
 
-/// Reads facts, keeping the bundle last read.
+/// Reads facts from the facts file, a bundle's at a time, keeping the bundle last read.
 struct FactReader<'a> {
-    tree: &'a sled::Tree,
-    bundle: Option<(u64, Option<sled::IVec>)>,
+    file: &'a std::fs::File,
+    bundle: Option<(u64, Vec<u8>)>,
 }
 
 impl<'a> FactReader<'a> {
-    fn new(tree: &'a sled::Tree) -> Self {
-        FactReader { tree, bundle: None }
+    fn new(file: &'a std::fs::File) -> Self {
+        FactReader { file, bundle: None }
     }
     fn get(&mut self, i: u64) -> Result<Option<Fact>, IndexError> {
+        use std::os::unix::fs::FileExt;
         let n = i / BUNDLE;
         if self.bundle.as_ref().is_none_or(|(b, _)| *b != n) {
-            self.bundle = Some((n, self.tree.get(numbered_key(b'f', n))?));
+            let mut buf = vec![0u8; BUNDLE as usize * FACT];
+            let mut got = 0;
+            let offset = n * BUNDLE * FACT as u64;
+            while got < buf.len() {
+                match self.file.read_at(&mut buf[got..], offset + got as u64) {
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(IndexError::Facts(e)),
+                }
+            }
+            buf.truncate(got);
+            self.bundle = Some((n, buf));
         }
         let at = usize::try_from(i % BUNDLE).unwrap_or(usize::MAX) * FACT;
         Ok(self
             .bundle
             .as_ref()
-            .and_then(|(_, v)| v.as_ref())
-            .and_then(|v| v.get(at..at + FACT))
+            .and_then(|(_, v)| v.get(at..at + FACT))
             .map(Fact::decode))
     }
 }
@@ -1502,35 +1559,33 @@ impl Indexer {
             }
             written.push((list, chunk));
         }
-        // Facts and spans, bundle by bundle (the first may be partly written already).
+        // Facts: appended to the facts file and made durable before the batch that
+        // records them as indexed is written.
+        let mut bytes = Vec::with_capacity(facts.len() * FACT);
+        for (_, f) in &facts {
+            f.encode(&mut bytes);
+        }
+        {
+            use std::os::unix::fs::FileExt;
+            let file = &self.shared.facts;
+            file.write_all_at(&bytes, from * FACT as u64)
+                .and_then(|()| file.sync_data())
+                .map_err(IndexError::Facts)?;
+        }
+        // Spans, bundle by bundle (the first may be partly recorded already).
         let tree = &self.shared.tree;
         let mut groups: HashMap<u64, Span> = HashMap::new();
         for chunk in facts.chunk_by(|a, b| a.0 / BUNDLE == b.0 / BUNDLE) {
             let b = chunk[0].0 / BUNDLE;
             let continues = !chunk[0].0.is_multiple_of(BUNDLE);
-            let mut bytes = if continues {
-                tree.get(numbered_key(b'f', b))?
-                    .map(|v| v.to_vec())
-                    .unwrap_or_default()
-            } else {
-                Vec::with_capacity(BUNDLE as usize * FACT)
-            };
-            if bytes.len() != (chunk[0].0 % BUNDLE) as usize * FACT {
-                return Err(IndexError::Corrupt(format!(
-                    "the facts of bundle {b} hold {} bytes",
-                    bytes.len()
-                )));
-            }
             let mut span = match tree.get(numbered_key(b's', b))? {
                 Some(v) if continues => Some(Span::decode(&v)?),
                 _ => None,
             };
             for (_, f) in chunk {
-                f.encode(&mut bytes);
                 let s = Span::of(f.occ, f.recv);
                 span.get_or_insert(s).widen(&s);
             }
-            batch.insert(&numbered_key(b'f', b), bytes);
             if let Some(span) = span {
                 batch.insert(&numbered_key(b's', b), &span.encode());
                 let g = b / GROUP;

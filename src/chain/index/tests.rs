@@ -334,3 +334,29 @@ fn one_record_is_read_in_place_as_the_log_stores_it() {
     assert_eq!(nth_record(&bytes, 3), None);
     assert_eq!(nth_record(&bytes[..bytes.len() - 1], 2), None, "cut off");
 }
+
+#[test]
+fn facts_cut_short_are_found_at_open_and_the_index_is_built_again() {
+    let f = fixture(600, 5, 2);
+    let q = Query {
+        agency: Some("agency-2".into()),
+        ..Query::default()
+    };
+    {
+        let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+        ix.catch_up(&f.log, &|_, _| {}).unwrap();
+    }
+    let facts = std::fs::OpenOptions::new()
+        .write(true)
+        .open(f.store_dir.join(FACTS_FILE))
+        .unwrap();
+    facts.set_len(100 * FACT as u64).unwrap();
+    drop(facts);
+    let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+    assert_eq!(ix.indexed(), 0, "facts for 100 of 600 events: built again");
+    ix.catch_up(&f.log, &|_, _| {}).unwrap();
+    assert_eq!(
+        all_pages(&ix, &f.log, &q, Order::OldestFirst, 33),
+        expected(&f.all, &q, Order::OldestFirst)
+    );
+}
