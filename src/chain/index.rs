@@ -559,6 +559,9 @@ impl SearchIndex {
         let dir = store_dir.join(INDEX_DIR);
         let db = match open_db(&dir) {
             Ok(db) => db,
+            // Held by another handle (another process on this store, or in this one a handle
+            // sled has not closed yet): an error, never a reason to remove it.
+            Err(e @ IndexError::Open { .. }) if is_locked(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, dir = %dir.display(), "the search index cannot be opened; it is removed and built again");
                 std::fs::remove_dir_all(&dir).map_err(|io| IndexError::Open {
@@ -856,6 +859,21 @@ fn lower_priority() {
 
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {}
+
+/// Whether opening failed on the database's file lock.
+fn is_locked(e: &IndexError) -> bool {
+    match e {
+        IndexError::Open {
+            source: sled::Error::Io(io),
+            ..
+        } => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.raw_os_error() == Some(libc::EWOULDBLOCK)
+                || io.to_string().contains("lock")
+        }
+        _ => false,
+    }
+}
 
 fn open_db(dir: &Path) -> Result<sled::Db, IndexError> {
     sled::Config::new()

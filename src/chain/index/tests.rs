@@ -67,6 +67,20 @@ fn fixture(count: u64, seed: u64, batches: u64) -> Fixture {
     }
 }
 
+/// Opens the index of `log`, waiting up to 2 s for the previous handle's file lock (in one
+/// process sled releases it from a background thread after the last handle drops).
+fn reopen(store_dir: &Path, log: &EventLog) -> SearchIndex {
+    let mut last = None;
+    for _ in 0..100 {
+        match SearchIndex::open(store_dir, log) {
+            Ok(ix) => return ix,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the index did not reopen: {last:?}");
+}
+
 fn no_pruned(bundle: u64) -> Result<Vec<Vec<u8>>, IndexError> {
     Err(IndexError::Archive {
         bundle,
@@ -149,7 +163,7 @@ proptest! {
         queries in proptest::collection::vec(query_strategy(), 6),
     ) {
         let f = fixture(count, seed, batches);
-        let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+        let ix = reopen(&f.store_dir, &f.log);
         // Index all but the last `unindexed` events, in uneven batches.
         let mut indexer = Indexer::new(Arc::clone(&ix.shared));
         let target = count.saturating_sub(unindexed);
@@ -178,10 +192,10 @@ fn the_index_survives_a_reopen_and_is_rebuilt_when_it_does_not_match_the_log() {
         ..Query::default()
     };
     {
-        let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+        let ix = reopen(&f.store_dir, &f.log);
         assert_eq!(ix.catch_up(&f.log, &|_, _| {}).unwrap(), 700);
     }
-    let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+    let ix = reopen(&f.store_dir, &f.log);
     assert_eq!(ix.indexed(), 700, "kept across a reopen");
     assert_eq!(
         all_pages(&ix, &f.log, &q, Order::NewestFirst, 50),
@@ -196,7 +210,7 @@ fn the_index_survives_a_reopen_and_is_rebuilt_when_it_does_not_match_the_log() {
         &f.store_dir.join(INDEX_DIR),
         &other.store_dir.join(INDEX_DIR),
     );
-    let ix = SearchIndex::open(&other.store_dir, &other.log).unwrap();
+    let ix = reopen(&other.store_dir, &other.log);
     assert_eq!(ix.indexed(), 0);
     ix.catch_up(&other.log, &|_, _| {}).unwrap();
     assert_eq!(
@@ -211,7 +225,7 @@ fn the_index_survives_a_reopen_and_is_rebuilt_when_it_does_not_match_the_log() {
         &f.store_dir.join(INDEX_DIR),
         &third.store_dir.join(INDEX_DIR),
     );
-    let ix = SearchIndex::open(&third.store_dir, &third.log).unwrap();
+    let ix = reopen(&third.store_dir, &third.log);
     assert_eq!(ix.indexed(), 0);
 
     // A damaged database is removed and made anew.
@@ -221,7 +235,7 @@ fn the_index_survives_a_reopen_and_is_rebuilt_when_it_does_not_match_the_log() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("conf"), b"\xff\xfe not sled").unwrap();
     std::fs::write(dir.join("db"), b"garbage").unwrap();
-    let ix = SearchIndex::open(&third.store_dir, &third.log).unwrap();
+    let ix = reopen(&third.store_dir, &third.log);
     ix.catch_up(&third.log, &|_, _| {}).unwrap();
     assert_eq!(
         all_pages(&ix, &third.log, &q, Order::NewestFirst, 100),
@@ -244,7 +258,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn the_follower_indexes_each_commit_and_stops_with_the_index() {
     let f = fixture(10, 1, 1);
-    let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+    let ix = reopen(&f.store_dir, &f.log);
     ix.follow(f.log.clone()).unwrap();
     let rt = rt();
     for round in 0..20u64 {
@@ -263,7 +277,7 @@ fn the_follower_indexes_each_commit_and_stops_with_the_index() {
 #[test]
 fn a_cursor_is_bound_to_its_filters_and_order_and_junk_is_refused() {
     let f = fixture(300, 3, 1);
-    let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+    let ix = reopen(&f.store_dir, &f.log);
     ix.catch_up(&f.log, &|_, _| {}).unwrap();
     let q = Query {
         agency: Some("agency-1".into()),
@@ -294,7 +308,7 @@ fn a_cursor_is_bound_to_its_filters_and_order_and_junk_is_refused() {
 #[test]
 fn a_search_far_behind_the_log_says_so_and_a_sparse_one_ends_pages_at_its_budget() {
     let f = fixture(300, 3, 1);
-    let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+    let ix = reopen(&f.store_dir, &f.log);
     // Not indexed at all: 300 events are few enough to read.
     let q = Query::default();
     let page = ix
@@ -343,7 +357,7 @@ fn facts_cut_short_are_found_at_open_and_the_index_is_built_again() {
         ..Query::default()
     };
     {
-        let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+        let ix = reopen(&f.store_dir, &f.log);
         ix.catch_up(&f.log, &|_, _| {}).unwrap();
     }
     let facts = std::fs::OpenOptions::new()
@@ -352,11 +366,26 @@ fn facts_cut_short_are_found_at_open_and_the_index_is_built_again() {
         .unwrap();
     facts.set_len(100 * FACT as u64).unwrap();
     drop(facts);
-    let ix = SearchIndex::open(&f.store_dir, &f.log).unwrap();
+    let ix = reopen(&f.store_dir, &f.log);
     assert_eq!(ix.indexed(), 0, "facts for 100 of 600 events: built again");
     ix.catch_up(&f.log, &|_, _| {}).unwrap();
     assert_eq!(
         all_pages(&ix, &f.log, &q, Order::OldestFirst, 33),
         expected(&f.all, &q, Order::OldestFirst)
+    );
+}
+
+#[test]
+fn an_index_held_open_is_refused_never_removed() {
+    let f = fixture(300, 9, 1);
+    let ix = reopen(&f.store_dir, &f.log);
+    ix.catch_up(&f.log, &|_, _| {}).unwrap();
+    let e = SearchIndex::open(&f.store_dir, &f.log).unwrap_err();
+    assert!(is_locked(&e), "{e}");
+    // The first handle's index is whole.
+    assert_eq!(ix.indexed(), 300);
+    assert_eq!(
+        all_pages(&ix, &f.log, &Query::default(), Order::NewestFirst, 100).len(),
+        300
     );
 }
