@@ -232,14 +232,7 @@ fn every_filter_pages_through_exactly_the_matching_events_and_links_their_proofs
             "{v}"
         );
 
-        let metrics = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = metrics_text(&client, &server).await;
         assert_eq!(
             metric_value(&metrics, "auditstamp_search_index_events"),
             Some(base + COUNT)

@@ -636,12 +636,7 @@ impl SearchIndex {
                 return Ok(Some(format!("event {last} is not the one it indexed")));
             }
         }
-        let facts = self
-            .shared
-            .facts
-            .metadata()
-            .map_err(IndexError::Facts)?
-            .len();
+        let facts = self.facts_len()?;
         if facts < size * FACT as u64 {
             return Ok(Some(format!(
                 "its facts file holds {} of {size} events",
@@ -693,13 +688,17 @@ impl SearchIndex {
 
     /// Bytes the index occupies on disk: its sled database and its facts file.
     pub fn disk_bytes(&self) -> Result<u64, IndexError> {
-        let facts = self
+        Ok(self.shared.db.size_on_disk()? + self.facts_len()?)
+    }
+
+    /// The length of the facts file.
+    fn facts_len(&self) -> Result<u64, IndexError> {
+        Ok(self
             .shared
             .facts
             .metadata()
             .map_err(IndexError::Facts)?
-            .len();
-        Ok(self.shared.db.size_on_disk()? + facts)
+            .len())
     }
 
     /// The bytes of the index's keys and values and of its facts (a full scan: for
