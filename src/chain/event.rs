@@ -218,11 +218,6 @@ fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), EventError
 
 /// Parses RFC 3339 into Unix nanoseconds; the error names `field`.
 pub fn parse_rfc3339_ns(field: &'static str, s: &str) -> Result<i64, EventError> {
-    parse_time(field, s)
-}
-
-/// Parses RFC 3339 into Unix nanoseconds.
-fn parse_time(field: &'static str, s: &str) -> Result<i64, EventError> {
     let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {
         invalid(
             field,
@@ -296,7 +291,7 @@ impl EventInput {
         }
         check_text("subject", &self.subject, MAX_SUBJECT_BYTES)?;
         let data_sha256 = parse_sha256("data_sha256", &self.data_sha256)?;
-        let occurred_at_ns = parse_time("occurred_at", &self.occurred_at)?;
+        let occurred_at_ns = parse_rfc3339_ns("occurred_at", &self.occurred_at)?;
         let details = match &self.details {
             None => "{}".to_owned(),
             Some(raw) => parse_details(raw.get())?,

@@ -599,16 +599,17 @@ impl SearchIndex {
                 tracing::warn!(reason = %why, "the search index does not match the event log; it is built again");
             }
             index.clear(log)?;
+        } else {
+            let t = &index.shared.tree;
+            index
+                .shared
+                .indexed
+                .store(read_u64(t, "size")?.unwrap_or(0), Ordering::SeqCst);
+            index
+                .shared
+                .start
+                .store(read_u64(t, "start")?.unwrap_or(0), Ordering::SeqCst);
         }
-        let t = &index.shared.tree;
-        index
-            .shared
-            .indexed
-            .store(read_u64(t, "size")?.unwrap_or(0), Ordering::SeqCst);
-        index
-            .shared
-            .start
-            .store(read_u64(t, "start")?.unwrap_or(0), Ordering::SeqCst);
         Ok(index)
     }
 
@@ -664,16 +665,14 @@ impl SearchIndex {
             );
         }
         self.shared.db.flush()?;
+        self.shared.indexed.store(start, Ordering::SeqCst);
+        self.shared.start.store(start, Ordering::SeqCst);
         Ok(())
     }
 
     /// Drops everything indexed, to build it again from the log ([`Self::catch_up`]).
     pub fn rebuild(&self, log: &EventLog) -> Result<(), IndexError> {
-        self.clear(log)?;
-        let start = log.pruned_below() * BUNDLE;
-        self.shared.indexed.store(start, Ordering::SeqCst);
-        self.shared.start.store(start, Ordering::SeqCst);
-        Ok(())
+        self.clear(log)
     }
 
     /// Events indexed: every event below this is.
@@ -1007,7 +1006,6 @@ struct Plan {
     /// the exact filter with the fewest events (a subject: its bucket), or the buckets
     /// of a prefix's subjects.
     leader: Option<Vec<(Kind, u32)>>,
-    has_time: bool,
     query: Query,
     tree: sled::Tree,
 }
@@ -1069,7 +1067,6 @@ impl Plan {
             ids,
             prefix,
             leader: leader.map(|(lists, _)| lists),
-            has_time: query.has_time(),
             query: query.clone(),
             tree: tree.clone(),
         })
@@ -1116,7 +1113,7 @@ impl Plan {
         let spans = SpanReader {
             tree: &self.tree,
             query: &self.query,
-            on: self.has_time,
+            on: self.query.has_time(),
         };
         // The group last asked about, and whether its times may match.
         let mut group: Option<(u64, bool)> = None;
