@@ -1,50 +1,56 @@
 //! The search index of the event log: which events an agency, auditor, action, subject or
 //! time range has, so that `GET /v1/events?...` answers without reading the whole log.
 //!
-//! It is derived data, kept in its own sled database (`<store>/search/`) and never trusted
+//! It is derived data, kept in the store beside the log, and never trusted
 //! for an answer: every event a search returns is read from the log, its leaf checked
 //! against the tree's stored leaf hash, and the filters applied again to the decoded event
 //! ([`SearchIndex::search`]). A follower thread indexes each commit shortly after it is
 //! durable ([`SearchIndex::follow`]); events it has not reached yet are searched by reading
 //! them from the log. If the index is missing, of another format, or does not match the
-//! log (longer than it, or its last indexed event's hash differs), it is dropped and built
-//! again from the log at open, in the background; `chain verify --state DIR --reindex`
+//! log (longer than it, its last indexed event's hash differs, its facts are cut short,
+//! or a segment it names is missing or damaged), it is dropped and built again from the
+//! log at open, in the background; `chain verify --state DIR --reindex`
 //! does the same at once.
 //!
-//! One sled tree, so that each indexed batch is one atomic write (the indexed size moves
+//! It has three parts.
+//!
+//! A sled database (`<store>/search/`) with one tree, so that each indexed batch is one atomic write (the indexed size moves
 //! with its entries):
 //! - `m` + name: the format, the events indexed (`size`), the first event indexed
 //!   (`start`: events pruned before the index was built are not in it), the last indexed
-//!   event's leaf hash (`last`), the next term id (`next`).
-//! - `d` + kind + term → term id (u32 BE) and how many events have it (u64 BE): the
-//!   terms of each kind (agency, auditor, action, subject), in byte order (so a subject
-//!   prefix is a range).
-//! - `p` + kind + id + first index (u64 BE) → a posting chunk: the indexes of the term's
-//!   events from `first` on, as LEB128 deltas (the first is 0). A list's last chunk grows
-//!   until [`CHUNK_BYTES`], then a new one starts. Subjects are listed by bucket (a hash
-//!   of the subject, [`SUBJECT_BUCKETS`] of them), each delta followed by the event's
-//!   subject id (LEB128), so that a subject's search skips the bucket's other subjects
-//!   without reading their facts.
-//!
-//! Each event's facts are in a file of their own beside it (`<store>/search.facts`,
-//! append-only, event `i` at byte `32·i`, made durable before the batch that records them
-//! as indexed): agency, auditor, action and subject ids (u32 BE), occurred_at (i64 ns
-//! BE), received_at (u64 ms BE): what a filter needs, without reading the event. They are
-//! most of the index (32 of about 43 bytes per event) and kept out of sled, whose memory
-//! grows with what it holds.
+//!   event's leaf hash (`last`), the next term id (`next`), the segment width
+//!   (`segment_events`) and the manifest of live segments (`segments`: lo, hi and level,
+//!   u64 BE each).
+//! - `d` + kind + term → term id (u32 BE) and about how many events have it (u64 BE,
+//!   written again at each power of two): the terms of each kind (agency, auditor,
+//!   action, subject), in byte order (so a subject prefix is a range).
 //! - `s` + bundle and `g` + group of 64 bundles → the least and greatest occurred_at and
 //!   received_at of their events, so that a time range skips what it cannot match.
 //!
-//! Memory stays flat: sled's cache is bounded, the indexer keeps a bounded cache of term
-//! states, and a search examines at most [`SCAN_BUDGET`] candidates per page (a page may
-//! then hold fewer than `limit` events and carry a cursor to go on).
+//! Each event's facts in a file of their own (`<store>/search.facts`, append-only, event
+//! `i` at byte `32·i`, made durable before the batch that records them as indexed):
+//! agency, auditor, action and subject ids (u32 BE), occurred_at (i64 ns BE), received_at
+//! (u64 ms BE): what a filter needs, without reading the event.
+//!
+//! The posting lists (which events have a term) in immutable segment files
+//! (`<store>/search.segments/`, see the `segment` module): one per range of 16,384
+//! events, written from the facts when the range is indexed, merged 16 at a time into
+//! wider ones. Subjects are listed by bucket (the subject id modulo [`SUBJECT_BUCKETS`]),
+//! each entry with its subject id, so that a subject's search skips the bucket's other
+//! subjects without reading their facts. Events after the last segment (fewer than
+//! 16,384) are searched through their facts.
+//!
+//! Memory stays flat: sled's cache is bounded and it holds little (terms and time spans),
+//! a segment keeps one directory key in 32 in memory, the indexer keeps a bounded cache
+//! of term states, and a search examines at most [`SCAN_BUDGET`] candidates per page (a
+//! page may then hold fewer than `limit` events and carry a cursor to go on).
 //!
 //! Its one error type is [`IndexError`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -56,22 +62,24 @@ use super::log::{EventLog, LogError};
 use super::logfiles::nth_record;
 use super::tlog::{self, Hash};
 
+mod segment;
+use segment::{ListCursor, Segment};
+
 /// The index's directory, in the store's directory.
 pub const INDEX_DIR: &str = "search";
 /// The index's facts file, in the store's directory (beside [`INDEX_DIR`], which is
 /// sled's).
 pub const FACTS_FILE: &str = "search.facts";
+/// The index's posting segments' directory, in the store's directory.
+pub const SEGMENTS_DIR: &str = "search.segments";
 /// The on-disk format; another is dropped and rebuilt.
-const FORMAT: u64 = 3;
+const FORMAT: u64 = 4;
 /// Events per bundle (as the log's).
 const BUNDLE: u64 = 256;
 /// Bundles per summary group.
 const GROUP: u64 = 64;
 /// Bytes of one event's facts.
 const FACT: usize = 32;
-/// A posting chunk takes more indexes while it is shorter than this. Small: each batch
-/// writes a list's last chunk again, and sled keeps what it replaced until it cleans.
-const CHUNK_BYTES: usize = 64;
 /// Most events not yet indexed that a search reads from the log itself; more is a
 /// [`IndexError::Behind`].
 pub const MAX_TAIL: u64 = 100_000;
@@ -86,17 +94,34 @@ const MAX_PREFIX_TERMS: usize = 4_096;
 const BATCH_EVENTS: u64 = 16_384;
 /// Most term states the indexer keeps in memory, per kind.
 const TERM_CACHE: usize = 50_000;
-/// Most posting lists whose last chunk the indexer keeps in memory.
-const CHUNK_CACHE: usize = 20_000;
-/// Subjects are many (often one per case or record): their events are listed by bucket,
-/// a hash of the subject, so that each list fills chunks; a search follows the subject's
-/// bucket and keeps the subject's own events.
+/// Subjects are many (often one per case or record): their events are listed by bucket
+/// (the subject's id modulo this), so that lists are few and long; a search follows the
+/// subject's bucket and keeps the subject's own events.
 const SUBJECT_BUCKETS: u32 = 4_096;
 /// Most buckets a subject prefix's search follows at once; a prefix of more is searched
 /// by scanning.
 const MAX_UNION_BUCKETS: usize = 256;
 /// sled's page cache for the index.
 const CACHE_BYTES: u64 = 64 << 20;
+
+/// How posting segments are cut and merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tuning {
+    /// A segment of level 0 covers the events up to the next multiple of this.
+    segment_events: u64,
+    /// This many segments of one level are merged into one of the next.
+    fanout: usize,
+    /// Segments of this level are not merged further.
+    max_level: u64,
+}
+
+/// The appliance's tuning: segments of 16,384 events, merged 16 at a time up to
+/// 67,108,864 events (so a log of 10 million events has at most about 30 segments).
+const TUNING: Tuning = Tuning {
+    segment_events: 16_384,
+    fanout: 16,
+    max_level: 3,
+};
 
 /// What can go wrong in the search index.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +141,9 @@ pub enum IndexError {
     /// The facts file failed.
     #[error("search index facts file: {0}")]
     Facts(std::io::Error),
+    /// A posting segment file failed.
+    #[error("search index segment files: {0}")]
+    Segments(std::io::Error),
     /// A stored value does not have its form.
     #[error("search index damaged: {0}")]
     Corrupt(String),
@@ -416,47 +444,6 @@ fn push_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-/// The entries of a posting chunk starting at `first`: each index, with the subject id
-/// written after each delta in a subject bucket's list (`paired`; else 0).
-fn decode_chunk(first: u64, b: &[u8], paired: bool) -> Result<Vec<(u64, u32)>, IndexError> {
-    let mut out = Vec::with_capacity(b.len());
-    let (mut v, mut shift, mut at) = (0u64, 0u32, first);
-    let mut delta: Option<u64> = None;
-    for &byte in b {
-        if shift > 63 {
-            return Err(IndexError::Corrupt("a posting number is too long".into()));
-        }
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 != 0 {
-            shift += 7;
-            continue;
-        }
-        match delta.take() {
-            None if paired => delta = Some(v),
-            None => {
-                at = at
-                    .checked_add(v)
-                    .ok_or_else(|| IndexError::Corrupt("a posting index overflows".into()))?;
-                out.push((at, 0));
-            }
-            Some(d) => {
-                at = at
-                    .checked_add(d)
-                    .ok_or_else(|| IndexError::Corrupt("a posting index overflows".into()))?;
-                let id = u32::try_from(v)
-                    .map_err(|_| IndexError::Corrupt("a posting subject id overflows".into()))?;
-                out.push((at, id));
-            }
-        }
-        v = 0;
-        shift = 0;
-    }
-    if shift != 0 || delta.is_some() {
-        return Err(IndexError::Corrupt("a posting chunk ends mid-entry".into()));
-    }
-    Ok(out)
-}
-
 fn meta_key(name: &str) -> Vec<u8> {
     let mut k = b"m".to_vec();
     k.extend_from_slice(name.as_bytes());
@@ -471,21 +458,6 @@ fn dict_key(kind: Kind, term: &str) -> Vec<u8> {
     k
 }
 
-fn post_prefix(kind: Kind, id: u32) -> [u8; 6] {
-    let mut k = [0u8; 6];
-    k[0] = b'p';
-    k[1] = kind as u8;
-    k[2..].copy_from_slice(&id.to_be_bytes());
-    k
-}
-
-fn post_key(kind: Kind, id: u32, first: u64) -> [u8; 14] {
-    let mut k = [0u8; 14];
-    k[..6].copy_from_slice(&post_prefix(kind, id));
-    k[6..].copy_from_slice(&first.to_be_bytes());
-    k
-}
-
 fn numbered_key(tag: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = tag;
@@ -493,18 +465,16 @@ fn numbered_key(tag: u8, n: u64) -> [u8; 9] {
     k
 }
 
-/// The number at the end of a `post_key` or `numbered_key`.
-fn key_number(k: &[u8]) -> u64 {
-    k.len()
-        .checked_sub(8)
-        .map_or(0, |at| u64::from_be_bytes(arr(&k[at..])))
-}
-
 struct Shared {
     db: sled::Db,
     tree: sled::Tree,
     /// Each indexed event's facts, event `i` at byte `32·i`.
     facts: std::fs::File,
+    /// The posting segments' directory.
+    segments_dir: PathBuf,
+    /// The live posting segments, in order: contiguous from the first event indexed.
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    tuning: Tuning,
     /// Events indexed (all below are).
     indexed: AtomicU64,
     /// The first event indexed.
@@ -513,6 +483,25 @@ struct Shared {
     stop: AtomicBool,
     /// Searched events whose leaf did not match what the index said (since start).
     mismatches: AtomicU64,
+}
+
+impl Shared {
+    /// The live segments now (a search keeps these, and their files, for its page).
+    fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+        Arc::clone(
+            &self
+                .segments
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    fn set_segments(&self, list: Vec<Arc<Segment>>) {
+        *self
+            .segments
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(list);
+    }
 }
 
 /// The search index of one event log. The indexer thread started by
@@ -556,6 +545,14 @@ impl SearchIndex {
     /// last indexed event is not the log's) is emptied, to be built again; a database
     /// that cannot be opened is removed and made anew (it is derived from the log).
     pub fn open(store_dir: &Path, log: &EventLog) -> Result<SearchIndex, IndexError> {
+        SearchIndex::open_tuned(store_dir, log, TUNING)
+    }
+
+    fn open_tuned(
+        store_dir: &Path,
+        log: &EventLog,
+        tuning: Tuning,
+    ) -> Result<SearchIndex, IndexError> {
         let dir = store_dir.join(INDEX_DIR);
         let db = match open_db(&dir) {
             Ok(db) => db,
@@ -579,12 +576,16 @@ impl SearchIndex {
             .truncate(false)
             .open(store_dir.join(FACTS_FILE))
             .map_err(IndexError::Facts)?;
+        let segments_dir = store_dir.join(SEGMENTS_DIR);
+        std::fs::create_dir_all(&segments_dir).map_err(IndexError::Segments)?;
         let index = SearchIndex {
             shared: Arc::new(Shared {
                 db,
                 tree,
                 facts,
-
+                segments_dir,
+                segments: RwLock::new(Arc::new(Vec::new())),
+                tuning,
                 indexed: AtomicU64::new(0),
                 start: AtomicU64::new(0),
                 stop: AtomicBool::new(false),
@@ -592,7 +593,11 @@ impl SearchIndex {
             }),
         };
         let new = read_u64(&index.shared.tree, "format")?.is_none();
-        if let Some(why) = index.mismatch(log)? {
+        let why = match index.mismatch(log)? {
+            Some(why) => Some(why),
+            None => index.load_segments()?.err(),
+        };
+        if let Some(why) = why {
             if new {
                 tracing::info!("the search index is new; it is built from the event log");
             } else {
@@ -610,7 +615,81 @@ impl SearchIndex {
                 .start
                 .store(read_u64(t, "start")?.unwrap_or(0), Ordering::SeqCst);
         }
+        index.remove_unlisted_segments()?;
         Ok(index)
+    }
+
+    /// The manifest: each live segment's range and level.
+    fn manifest(&self) -> Result<Vec<(u64, u64, u64)>, IndexError> {
+        let v = self
+            .shared
+            .tree
+            .get(meta_key("segments"))?
+            .unwrap_or_default();
+        if v.len() % 24 != 0 {
+            return Err(IndexError::Corrupt(format!(
+                "a segment manifest of {} bytes",
+                v.len()
+            )));
+        }
+        Ok(v.chunks_exact(24)
+            .map(|c| {
+                (
+                    u64::from_be_bytes(arr(&c[..8])),
+                    u64::from_be_bytes(arr(&c[8..16])),
+                    u64::from_be_bytes(arr(&c[16..])),
+                )
+            })
+            .collect())
+    }
+
+    /// Loads the segments the manifest names into memory; `Err(why)` when they are not
+    /// the index's (missing, damaged, not contiguous from its start, or past its size).
+    fn load_segments(&self) -> Result<Result<(), String>, IndexError> {
+        let t = &self.shared.tree;
+        let mut at = read_u64(t, "start")?.unwrap_or(0);
+        let size = read_u64(t, "size")?.unwrap_or(0);
+        let mut loaded = Vec::new();
+        for (lo, hi, level) in self.manifest()? {
+            if lo != at || hi <= lo || hi > size {
+                return Ok(Err(format!(
+                    "its segment {lo}..{hi} does not follow {at} within {size} events"
+                )));
+            }
+            let path = self
+                .shared
+                .segments_dir
+                .join(segment::file_name(lo, hi, level));
+            match Segment::load(&path, lo, hi, level) {
+                Ok(s) => loaded.push(Arc::new(s)),
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+            at = hi;
+        }
+        self.shared.set_segments(loaded);
+        Ok(Ok(()))
+    }
+
+    fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+        self.shared.segments()
+    }
+
+    /// Removes the files of the segments directory that the manifest does not name (left
+    /// by a crash during a write or a merge).
+    fn remove_unlisted_segments(&self) -> Result<(), IndexError> {
+        let keep: HashSet<String> = self
+            .manifest()?
+            .into_iter()
+            .map(|(lo, hi, level)| segment::file_name(lo, hi, level))
+            .collect();
+        let dir = std::fs::read_dir(&self.shared.segments_dir).map_err(IndexError::Segments)?;
+        for entry in dir {
+            let entry = entry.map_err(IndexError::Segments)?;
+            if !keep.contains(entry.file_name().to_string_lossy().as_ref()) {
+                std::fs::remove_file(entry.path()).map_err(IndexError::Segments)?;
+            }
+        }
+        Ok(())
     }
 
     /// Why the stored index is not the log's, if it is not.
@@ -622,6 +701,13 @@ impl SearchIndex {
         if format != FORMAT {
             return Ok(Some(format!(
                 "format {format}, this version writes {FORMAT}"
+            )));
+        }
+        let segment_events = read_u64(t, "segment_events")?;
+        if segment_events != Some(self.shared.tuning.segment_events) {
+            return Ok(Some(format!(
+                "segments of {segment_events:?} events, this index cuts {}",
+                self.shared.tuning.segment_events
             )));
         }
         let size = read_u64(t, "size")?.unwrap_or(0);
@@ -652,11 +738,17 @@ impl SearchIndex {
         let t = &self.shared.tree;
         t.clear()?;
         self.shared.facts.set_len(0).map_err(IndexError::Facts)?;
+        self.shared.set_segments(Vec::new());
+        self.remove_unlisted_segments()?;
         let start = log.pruned_below() * BUNDLE;
         let mut b = sled::Batch::default();
         b.insert(meta_key("format"), &FORMAT.to_be_bytes());
         b.insert(meta_key("size"), &start.to_be_bytes());
         b.insert(meta_key("start"), &start.to_be_bytes());
+        b.insert(
+            meta_key("segment_events"),
+            &self.shared.tuning.segment_events.to_be_bytes(),
+        );
         t.apply_batch(b)?;
         if start > 0 {
             tracing::warn!(
@@ -685,9 +777,14 @@ impl SearchIndex {
         self.shared.mismatches.load(Ordering::Relaxed)
     }
 
-    /// Bytes the index occupies on disk: its sled database and its facts file.
+    /// Bytes the index occupies on disk: its sled database, its facts file and its
+    /// posting segments.
     pub fn disk_bytes(&self) -> Result<u64, IndexError> {
-        Ok(self.shared.db.size_on_disk()? + self.facts_len()?)
+        Ok(self.shared.db.size_on_disk()? + self.facts_len()? + self.segment_bytes())
+    }
+
+    fn segment_bytes(&self) -> u64 {
+        self.segments().iter().map(|s| s.file_bytes()).sum()
     }
 
     /// The length of the facts file.
@@ -700,11 +797,11 @@ impl SearchIndex {
             .len())
     }
 
-    /// The bytes of the index's keys and values and of its facts (a full scan: for
-    /// measurements); what [`Self::disk_bytes`] holds beyond this is sled's own overhead
+    /// The bytes of the index's keys and values, its facts and its segments (a full scan:
+    /// for measurements); what [`Self::disk_bytes`] holds beyond this is sled's own overhead
     /// and space not reclaimed yet.
     pub fn live_bytes(&self) -> Result<u64, IndexError> {
-        let mut total = self.indexed() * FACT as u64;
+        let mut total = self.indexed() * FACT as u64 + self.segment_bytes();
         for kv in self.shared.tree.iter() {
             let (k, v) = kv?;
             total += (k.len() + v.len()) as u64;
@@ -721,6 +818,8 @@ impl SearchIndex {
             indexer.index_next(log, size)?;
             progress(self.indexed(), size);
         }
+        // Segments a crash left unwritten.
+        indexer.seal()?;
         self.shared.db.flush()?;
         Ok(self.indexed())
     }
@@ -736,6 +835,10 @@ impl SearchIndex {
             .spawn(move || {
                 lower_priority();
                 let mut indexer = Indexer::new(Arc::clone(&shared));
+                // Segments a crash left unwritten (later ones are written as events come).
+                if let Err(e) = indexer.seal() {
+                    tracing::error!(error = %e, "search index segments cannot be written; retried with the next events");
+                }
                 let mut failing = false;
                 while !shared.stop.load(Ordering::SeqCst) {
                     let size = log.size();
@@ -777,6 +880,8 @@ impl SearchIndex {
         pruned: &dyn Fn(u64) -> Result<Vec<Vec<u8>>, IndexError>,
     ) -> Result<Page, IndexError> {
         let limit = limit.clamp(1, MAX_LIMIT);
+        // The segments before the indexed size: every segment ends at or below it.
+        let segments = self.segments();
         let size = log.size();
         let indexed = self.indexed().min(size);
         if size - indexed > MAX_TAIL {
@@ -785,7 +890,7 @@ impl SearchIndex {
         let start = self.shared.start.load(Ordering::SeqCst).min(indexed);
         let fingerprint = query.fingerprint(order);
         let position = cursor.map(|c| decode_cursor(c, fingerprint)).transpose()?;
-        let plan = Plan::new(&self.shared.tree, query, indexed)?;
+        let plan = Plan::new(&self.shared.tree, query, indexed, &segments)?;
         let mut run = Run {
             log,
             query,
@@ -1008,10 +1113,16 @@ struct Plan {
     leader: Option<Vec<(Kind, u32)>>,
     query: Query,
     tree: sled::Tree,
+    segments: Arc<Vec<Arc<Segment>>>,
 }
 
 impl Plan {
-    fn new(tree: &sled::Tree, query: &Query, indexed: u64) -> Result<Plan, IndexError> {
+    fn new(
+        tree: &sled::Tree,
+        query: &Query,
+        indexed: u64,
+        segments: &Arc<Vec<Arc<Segment>>>,
+    ) -> Result<Plan, IndexError> {
         let mut ids = [None; 4];
         // The leader and an estimate of how many events its lists hold.
         let mut leader: Option<(Vec<(Kind, u32)>, u64)> = None;
@@ -1029,7 +1140,7 @@ impl Plan {
                 continue;
             };
             let (list, estimate) = match kind {
-                Kind::Subject => ((kind, subject_bucket(term)), per_bucket),
+                Kind::Subject => ((kind, subject_bucket(id)), per_bucket),
                 _ => ((kind, id), count),
             };
             if leader.as_ref().is_none_or(|(_, c)| estimate < *c) {
@@ -1039,18 +1150,17 @@ impl Plan {
         let mut prefix = None;
         if let Some(p) = &query.subject_prefix {
             let mut set = HashSet::new();
-            let mut buckets = HashSet::new();
             let mut too_many = false;
             for kv in tree.scan_prefix(dict_key(Kind::Subject, p)) {
-                let (k, v) = kv?;
+                let (_, v) = kv?;
                 if set.len() == MAX_PREFIX_TERMS {
                     too_many = true;
                     break;
                 }
                 set.insert(decode_term(&v)?.0);
-                buckets.insert(subject_bucket(&String::from_utf8_lossy(&k[2..])));
             }
             if !too_many {
+                let buckets: HashSet<u32> = set.iter().map(|&id| subject_bucket(id)).collect();
                 let estimate = buckets.len() as u64 * per_bucket;
                 if buckets.len() <= MAX_UNION_BUCKETS
                     && leader.as_ref().is_none_or(|(_, c)| estimate < *c)
@@ -1069,6 +1179,7 @@ impl Plan {
             leader: leader.map(|(lists, _)| lists),
             query: query.clone(),
             tree: tree.clone(),
+            segments: Arc::clone(segments),
         })
     }
 
@@ -1140,162 +1251,133 @@ impl Plan {
                 }
                 Ok(None)
             };
-        if let Some(lists) = &self.leader {
-            let mut merged = Merged::new(&self.tree, lists, &range, order)?;
-            while let Some((i, subject)) = merged.next()? {
-                if let Some(at) = consider(i, subject, run)? {
-                    return Ok(Some(at));
-                }
-            }
-            return Ok(None);
-        }
-        // No list to follow: every indexed event is a candidate, bundle by bundle, skipping
-        // the groups and bundles whose times cannot match.
-        let first_b = range.start / BUNDLE;
-        let last_b = (range.end - 1) / BUNDLE;
-        let bundles: Box<dyn Iterator<Item = u64>> = match order {
-            Order::NewestFirst => Box::new((first_b..=last_b).rev()),
-            Order::OldestFirst => Box::new(first_b..=last_b),
+        let Some(lists) = &self.leader else {
+            // No list to follow: every indexed event is a candidate.
+            return scan(&spans, &mut consider, run, range, order);
         };
-        let mut group_ok: Option<(u64, bool)> = None;
-        for b in bundles {
-            let g = b / GROUP;
-            if group_ok.is_none_or(|(gg, _)| gg != g) {
-                group_ok = Some((g, spans.may_match(b'g', g)?));
-            }
-            let skip = group_ok.is_some_and(|(_, ok)| !ok) || !spans.may_match(b's', b)?;
-            let lo = (b * BUNDLE).max(range.start);
-            let hi = (b * BUNDLE + BUNDLE).min(range.end);
-            if skip {
-                // The whole bundle is passed over: the next page starts past it.
-                run.examined += 1;
-                if run.full() {
-                    return Ok(Some(match order {
-                        Order::NewestFirst => lo,
-                        Order::OldestFirst => hi,
-                    }));
-                }
-                continue;
-            }
-            let within: Box<dyn Iterator<Item = u64>> = match order {
-                Order::NewestFirst => Box::new((lo..hi).rev()),
-                Order::OldestFirst => Box::new(lo..hi),
-            };
-            for i in within {
-                if let Some(at) = consider(i, None, run)? {
-                    return Ok(Some(at));
+        // The lists are in the segments; the events after the last segment (fewer than a
+        // segment's) are scanned.
+        let split = self
+            .segments
+            .last()
+            .map_or(range.start, |s| s.hi)
+            .clamp(range.start, range.end);
+        let mut merged = Merged::new(&self.segments, lists, &(range.start..split), order)?;
+        match order {
+            Order::NewestFirst => {
+                match scan(&spans, &mut consider, run, split..range.end, order)? {
+                    Some(at) => Ok(Some(at)),
+                    None => merged.follow(&mut consider, run),
                 }
             }
+            Order::OldestFirst => match merged.follow(&mut consider, run)? {
+                Some(at) => Ok(Some(at)),
+                None => scan(&spans, &mut consider, run, split..range.end, order),
+            },
         }
-        Ok(None)
     }
 }
 
-/// One posting list read in order within a range, a chunk at a time.
-struct Cursor<'a> {
-    chunks: Box<dyn Iterator<Item = Result<(sled::IVec, sled::IVec), sled::Error>> + 'a>,
-    /// The current chunk's entries in the order read, and where the next one is.
-    current: Vec<(u64, u32)>,
-    /// Whether entries carry a subject id.
-    paired: bool,
-    at: usize,
+/// What a plan does with each candidate: see [`Plan::candidates`].
+type Consider<'c, 'r> =
+    dyn FnMut(u64, Option<u32>, &mut Run<'r>) -> Result<Option<u64>, IndexError> + 'c;
+
+/// Considers every event of `range` in `order`, bundle by bundle, skipping the groups and
+/// bundles whose times cannot match. Returns where the next page starts if this one ends.
+fn scan<'r>(
+    spans: &SpanReader<'_>,
+    consider: &mut Consider<'_, 'r>,
+    run: &mut Run<'r>,
     range: std::ops::Range<u64>,
     order: Order,
-    done: bool,
-}
-
-impl<'a> Cursor<'a> {
-    fn new(
-        tree: &'a sled::Tree,
-        (kind, id): (Kind, u32),
-        range: &std::ops::Range<u64>,
-        order: Order,
-    ) -> Result<Cursor<'a>, IndexError> {
-        let prefix = post_prefix(kind, id).to_vec();
-        let chunks: Box<dyn Iterator<Item = _>> = match order {
-            Order::NewestFirst => {
-                let upto = post_key(kind, id, range.end.saturating_sub(1)).to_vec();
-                Box::new(tree.range(prefix..=upto).rev())
-            }
-            Order::OldestFirst => {
-                // The chunk holding range.start begins at or before it.
-                let start = post_key(kind, id, range.start).to_vec();
-                let from = tree
-                    .range(prefix..=start.clone())
-                    .next_back()
-                    .transpose()?
-                    .map_or(start, |(k, _)| k.to_vec());
-                Box::new(tree.range(from..=post_key(kind, id, u64::MAX).to_vec()))
-            }
-        };
-        Ok(Cursor {
-            chunks,
-            paired: kind == Kind::Subject,
-            current: Vec::new(),
-            at: 0,
-            range: range.clone(),
-            order,
-            done: false,
-        })
+) -> Result<Option<u64>, IndexError> {
+    if range.is_empty() {
+        return Ok(None);
     }
-
-    /// The next entry of the list within the range, in order: the index, and its subject
-    /// id in a subject bucket's list.
-    fn next(&mut self) -> Result<Option<(u64, Option<u32>)>, IndexError> {
-        while !self.done {
-            if let Some(&(i, id)) = self.current.get(self.at) {
-                self.at += 1;
-                match self.order {
-                    Order::NewestFirst if i >= self.range.end => continue,
-                    Order::NewestFirst if i < self.range.start => self.done = true,
-                    Order::OldestFirst if i < self.range.start => continue,
-                    Order::OldestFirst if i >= self.range.end => self.done = true,
-                    _ => return Ok(Some((i, self.paired.then_some(id)))),
-                }
-                continue;
+    let first_b = range.start / BUNDLE;
+    let last_b = (range.end - 1) / BUNDLE;
+    let bundles: Box<dyn Iterator<Item = u64>> = match order {
+        Order::NewestFirst => Box::new((first_b..=last_b).rev()),
+        Order::OldestFirst => Box::new(first_b..=last_b),
+    };
+    let mut group_ok: Option<(u64, bool)> = None;
+    for b in bundles {
+        let g = b / GROUP;
+        if group_ok.is_none_or(|(gg, _)| gg != g) {
+            group_ok = Some((g, spans.may_match(b'g', g)?));
+        }
+        let skip = group_ok.is_some_and(|(_, ok)| !ok) || !spans.may_match(b's', b)?;
+        let lo = (b * BUNDLE).max(range.start);
+        let hi = (b * BUNDLE + BUNDLE).min(range.end);
+        if skip {
+            // The whole bundle is passed over: the next page starts past it.
+            run.examined += 1;
+            if run.full() {
+                return Ok(Some(match order {
+                    Order::NewestFirst => lo,
+                    Order::OldestFirst => hi,
+                }));
             }
-            match self.chunks.next().transpose()? {
-                Some((k, v)) => {
-                    self.current = decode_chunk(key_number(&k), &v, self.paired)?;
-                    if self.order == Order::NewestFirst {
-                        self.current.reverse();
-                    }
-                    self.at = 0;
-                }
-                None => self.done = true,
+            continue;
+        }
+        let within: Box<dyn Iterator<Item = u64>> = match order {
+            Order::NewestFirst => Box::new((lo..hi).rev()),
+            Order::OldestFirst => Box::new(lo..hi),
+        };
+        for i in within {
+            if let Some(at) = consider(i, None, run)? {
+                return Ok(Some(at));
             }
         }
-        Ok(None)
     }
+    Ok(None)
 }
 
 /// Disjoint posting lists merged into one stream, in order.
-struct Merged<'a> {
-    cursors: Vec<Cursor<'a>>,
-    /// Each cursor's next entry.
+struct Merged {
+    cursors: Vec<ListCursor>,
+    /// Each cursor's next entry (with the subject id in a subject bucket's list).
     heads: Vec<Option<(u64, Option<u32>)>>,
+    paired: Vec<bool>,
     order: Order,
 }
 
-impl<'a> Merged<'a> {
+impl Merged {
     fn new(
-        tree: &'a sled::Tree,
+        segments: &[Arc<Segment>],
         lists: &[(Kind, u32)],
         range: &std::ops::Range<u64>,
         order: Order,
-    ) -> Result<Merged<'a>, IndexError> {
-        let mut cursors = Vec::with_capacity(lists.len());
-        let mut heads = Vec::with_capacity(lists.len());
-        for &list in lists {
-            let mut c = Cursor::new(tree, list, range, order)?;
-            heads.push(c.next()?);
-            cursors.push(c);
-        }
-        Ok(Merged {
-            cursors,
-            heads,
+    ) -> Result<Merged, IndexError> {
+        let mut m = Merged {
+            cursors: Vec::with_capacity(lists.len()),
+            heads: Vec::with_capacity(lists.len()),
+            paired: Vec::with_capacity(lists.len()),
             order,
-        })
+        };
+        for &(kind, id) in lists {
+            let mut c = ListCursor::new(segments, (kind as u8, id), range.clone(), order);
+            let paired = kind == Kind::Subject;
+            m.heads
+                .push(c.next()?.map(|(i, s)| (i, paired.then_some(s))));
+            m.cursors.push(c);
+            m.paired.push(paired);
+        }
+        Ok(m)
+    }
+
+    /// Considers each entry in turn; where the next page starts if this one ends.
+    fn follow<'r>(
+        &mut self,
+        consider: &mut Consider<'_, 'r>,
+        run: &mut Run<'r>,
+    ) -> Result<Option<u64>, IndexError> {
+        while let Some((i, subject)) = self.next()? {
+            if let Some(at) = consider(i, subject, run)? {
+                return Ok(Some(at));
+            }
+        }
+        Ok(None)
     }
 
     fn next(&mut self) -> Result<Option<(u64, Option<u32>)>, IndexError> {
@@ -1312,20 +1394,18 @@ impl<'a> Merged<'a> {
         let Some((k, e)) = best else {
             return Ok(None);
         };
-        self.heads[k] = self.cursors[k].next()?;
+        let paired = self.paired[k];
+        self.heads[k] = self.cursors[k]
+            .next()?
+            .map(|(i, s)| (i, paired.then_some(s)));
         Ok(Some(e))
     }
 }
 
-/// The bucket of a subject's posting list: FNV-1a (64 bit) of its bytes, modulo
-/// [`SUBJECT_BUCKETS`]. Part of the stored format.
-fn subject_bucket(subject: &str) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in subject.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % u64::from(SUBJECT_BUCKETS)) as u32
+/// The bucket of a subject's posting list: its id modulo [`SUBJECT_BUCKETS`] (ids are
+/// given in order of first use, so buckets fill evenly). Part of the stored format.
+fn subject_bucket(id: u32) -> u32 {
+    id % SUBJECT_BUCKETS
 }
 
 fn decode_term(v: &[u8]) -> Result<(u32, u64), IndexError> {
@@ -1401,17 +1481,11 @@ impl SpanReader<'_> {
     }
 }
 
-/// A posting list's last chunk: its first index, its bytes, its last index.
-type LastChunk = (u64, Vec<u8>, u64);
-
 /// The indexer: the one writer of the index.
 struct Indexer {
     shared: Arc<Shared>,
     /// Each kind's terms seen lately: id and (approximate) count.
     terms: [HashMap<String, (u32, u64)>; 4],
-    /// The last chunk of each posting list written lately: first index, bytes, last
-    /// index (`None`: the list has none yet).
-    chunks: HashMap<(Kind, u32), Option<LastChunk>>,
     next_id: Option<u32>,
 }
 
@@ -1420,7 +1494,6 @@ impl Indexer {
         Indexer {
             shared,
             terms: Default::default(),
-            chunks: HashMap::new(),
             next_id: None,
         }
     }
@@ -1466,35 +1539,18 @@ impl Indexer {
         Ok(id)
     }
 
-    /// The last chunk of a posting list, from the cache, else the store.
-    fn last_chunk(&mut self, list: (Kind, u32)) -> Result<Option<LastChunk>, IndexError> {
-        if let Some(c) = self.chunks.remove(&list) {
-            return Ok(c);
-        }
-        self.shared
-            .tree
-            .scan_prefix(post_prefix(list.0, list.1))
-            .next_back()
-            .transpose()?
-            .map(|(k, v)| {
-                let first = key_number(&k);
-                let last = decode_chunk(first, &v, list.0 == Kind::Subject)?
-                    .last()
-                    .map_or(first, |e| e.0);
-                Ok((first, v.to_vec(), last))
-            })
-            .transpose()
-    }
-
     /// Indexes the next events (at most [`BATCH_EVENTS`], below `size`) in one write.
     fn index_next(&mut self, log: &EventLog, size: u64) -> Result<(), IndexError> {
         let from = self.shared.indexed.load(Ordering::SeqCst);
-        let to = size.min(from + BATCH_EVENTS);
+        // A batch ends at the next segment's end, so that the segment can be written.
+        let segment_events = self.shared.tuning.segment_events;
+        let to = size
+            .min(from + BATCH_EVENTS)
+            .min((from / segment_events + 1) * segment_events);
         if from >= to {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
-        let mut postings: HashMap<(Kind, u32), Vec<(u64, u32)>> = HashMap::new();
         let mut facts: Vec<(u64, Fact)> = Vec::with_capacity((to - from) as usize);
         let mut last_hash = None;
         let mut n = from / BUNDLE;
@@ -1510,13 +1566,7 @@ impl Indexer {
                 let texts = [e.agency, e.auditor, e.action, e.subject];
                 let mut ids = [0u32; 4];
                 for (kind, text) in KINDS.into_iter().zip(texts) {
-                    let id = self.term_id(kind, text, &mut batch)?;
-                    ids[kind as usize] = id;
-                    let list = match kind {
-                        Kind::Subject => subject_bucket(text),
-                        _ => id,
-                    };
-                    postings.entry((kind, list)).or_default().push((i, id));
+                    ids[kind as usize] = self.term_id(kind, text, &mut batch)?;
                 }
                 facts.push((
                     i,
@@ -1537,41 +1587,6 @@ impl Indexer {
                 "the log gave {} of events {from}..{to}",
                 facts.len()
             )));
-        }
-        // Postings: each list's new indexes go on its last chunk while it is short, else
-        // into a chunk of their own.
-        let mut written = Vec::with_capacity(postings.len());
-        for (list, indexes) in postings {
-            let mut chunk = self.last_chunk(list)?;
-            let mut rest = indexes.as_slice();
-            let paired = list.0 == Kind::Subject;
-            let push = |bytes: &mut Vec<u8>, delta: u64, id: u32| {
-                push_varint(bytes, delta);
-                if paired {
-                    push_varint(bytes, u64::from(id));
-                }
-            };
-            if let Some((first, bytes, last)) = chunk.as_mut() {
-                if bytes.len() < CHUNK_BYTES {
-                    for &(i, id) in rest {
-                        push(bytes, i - *last, id);
-                        *last = i;
-                    }
-                    batch.insert(&post_key(list.0, list.1, *first), bytes.as_slice());
-                    rest = &[];
-                }
-            }
-            if let Some((&(head, _), _)) = rest.split_first() {
-                let mut bytes = Vec::with_capacity(rest.len() * 2);
-                let mut last = head;
-                for &(i, id) in rest {
-                    push(&mut bytes, i - last, id);
-                    last = i;
-                }
-                batch.insert(&post_key(list.0, list.1, head), bytes.as_slice());
-                chunk = Some((head, bytes, last));
-            }
-            written.push((list, chunk));
         }
         // Facts: appended to the facts file and made durable before the batch that
         // records them as indexed is written.
@@ -1630,15 +1645,88 @@ impl Indexer {
         }
         tree.apply_batch(batch)?;
         self.shared.indexed.store(to, Ordering::SeqCst);
-        // Only now: a failed write must not leave the caches ahead of the store.
-        if self.chunks.len() + written.len() > CHUNK_CACHE {
-            self.chunks.clear();
-        }
-        self.chunks.extend(written);
         for t in &mut self.terms {
             if t.len() > TERM_CACHE {
                 t.clear();
             }
+        }
+        self.seal()
+    }
+
+    /// Writes the segments of every range of `segment_events` indexed and not in one yet
+    /// (from the facts file), then merges the last `fanout` segments of a level while
+    /// there are.
+    fn seal(&mut self) -> Result<(), IndexError> {
+        let shared = &self.shared;
+        let tuning = shared.tuning;
+        let indexed = shared.indexed.load(Ordering::SeqCst);
+        let mut list: Vec<Arc<Segment>> = shared.segments().as_ref().clone();
+        loop {
+            let lo = match list.last() {
+                Some(s) => s.hi,
+                None => shared.start.load(Ordering::SeqCst),
+            };
+            let hi = (lo / tuning.segment_events + 1) * tuning.segment_events;
+            if hi > indexed {
+                break;
+            }
+            list.push(Arc::new(self.write_segment(lo, hi)?));
+            self.publish(list.clone(), &[])?;
+        }
+        while let Some(inputs) = list
+            .len()
+            .checked_sub(tuning.fanout)
+            .map(|at| list.split_off(at))
+        {
+            let level = inputs[0].level;
+            if level >= tuning.max_level || inputs.iter().any(|s| s.level != level) {
+                list.extend(inputs);
+                break;
+            }
+            list.push(Arc::new(segment::merge(&shared.segments_dir, &inputs)?));
+            self.publish(list.clone(), &inputs)?;
+        }
+        Ok(())
+    }
+
+    /// The level-0 segment of events `lo..hi`, from their facts.
+    fn write_segment(&self, lo: u64, hi: u64) -> Result<Segment, IndexError> {
+        let mut lists: BTreeMap<segment::ListKey, Vec<(u64, u32)>> = BTreeMap::new();
+        let mut facts = FactReader::new(&self.shared.facts);
+        for i in lo..hi {
+            let f = facts
+                .get(i)?
+                .ok_or_else(|| IndexError::Corrupt(format!("the facts file has no event {i}")))?;
+            for kind in KINDS {
+                let id = f.ids[kind as usize];
+                let list = match kind {
+                    Kind::Subject => subject_bucket(id),
+                    _ => id,
+                };
+                lists.entry((kind as u8, list)).or_default().push((i, id));
+            }
+        }
+        let mut w = segment::Writer::create(&self.shared.segments_dir, lo, hi, 0)?;
+        for (key, entries) in lists {
+            let mut it = entries.into_iter();
+            w.list(key, key.0 == Kind::Subject as u8, &mut || Ok(it.next()))?;
+        }
+        w.finish()
+    }
+
+    /// Records `list` as the live segments (durably), then removes the files of `gone`.
+    fn publish(&self, list: Vec<Arc<Segment>>, gone: &[Arc<Segment>]) -> Result<(), IndexError> {
+        let mut manifest = Vec::with_capacity(list.len() * 24);
+        for s in &list {
+            for n in [s.lo, s.hi, s.level] {
+                manifest.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+        self.shared.tree.insert(meta_key("segments"), manifest)?;
+        self.shared.db.flush()?;
+        self.shared.set_segments(list);
+        for s in gone {
+            std::fs::remove_file(s.path()).map_err(IndexError::Segments)?;
         }
         Ok(())
     }

@@ -67,12 +67,20 @@ fn fixture(count: u64, seed: u64, batches: u64) -> Fixture {
     }
 }
 
-/// Opens the index of `log`, waiting up to 2 s for the previous handle's file lock (in one
-/// process sled releases it from a background thread after the last handle drops).
+/// Small segments, so that tests of a few hundred events write and merge several levels.
+const SMALL: Tuning = Tuning {
+    segment_events: 64,
+    fanout: 3,
+    max_level: 2,
+};
+
+/// Opens the index of `log` (with [`SMALL`] segments), waiting up to 2 s for the previous
+/// handle's file lock (in one process sled releases it from a background thread after the
+/// last handle drops).
 fn reopen(store_dir: &Path, log: &EventLog) -> SearchIndex {
     let mut last = None;
     for _ in 0..100 {
-        match SearchIndex::open(store_dir, log) {
+        match SearchIndex::open_tuned(store_dir, log, SMALL) {
             Ok(ix) => return ix,
             Err(e) => last = Some(e),
         }
@@ -164,7 +172,8 @@ proptest! {
     ) {
         let f = fixture(count, seed, batches);
         let ix = reopen(&f.store_dir, &f.log);
-        // Index all but the last `unindexed` events, in uneven batches.
+        // Index all but the last `unindexed` events, in uneven batches (writing and merging
+        // segments on the way).
         let mut indexer = Indexer::new(Arc::clone(&ix.shared));
         let target = count.saturating_sub(unindexed);
         let mut step = 1 + seed % 300;
@@ -316,22 +325,22 @@ fn a_search_far_behind_the_log_says_so_and_a_sparse_one_ends_pages_at_its_budget
         .unwrap();
     assert_eq!(page.hits.len(), 10);
     assert_eq!(page.hits[0].index, 299);
-    // A posting chunk is plain LEB128 deltas.
+    // A posting block is plain LEB128 differences, the first from the segment's start.
     let mut b = Vec::new();
     for d in [0u64, 1, 127, 128, 300_000] {
         push_varint(&mut b, d);
     }
     assert_eq!(
-        decode_chunk(10, &b, false).unwrap(),
+        segment::decode_block(10, &b, false).unwrap(),
         vec![(10, 0), (11, 0), (138, 0), (266, 0), (300_266, 0)]
     );
-    // A subject bucket's entries: delta, then the subject id.
+    // A subject bucket's entries: difference, then the subject id.
     assert_eq!(
-        decode_chunk(10, &[0x00, 0x01, 0x7f, 0x00], true).unwrap(),
+        segment::decode_block(10, &[0x00, 0x01, 0x7f, 0x00], true).unwrap(),
         vec![(10, 1), (137, 0)]
     );
-    assert!(decode_chunk(0, &[0x80], false).is_err());
-    assert!(decode_chunk(0, &[5], true).is_err());
+    assert!(segment::decode_block(0, &[0x80], false).is_err());
+    assert!(segment::decode_block(0, &[5], true).is_err());
 }
 
 #[test]
@@ -388,4 +397,149 @@ fn an_index_held_open_is_refused_never_removed() {
         all_pages(&ix, &f.log, &Query::default(), Order::NewestFirst, 100).len(),
         300
     );
+}
+
+/// The segment levels of the index now.
+fn levels(ix: &SearchIndex) -> Vec<u64> {
+    ix.segments().iter().map(|s| s.level).collect()
+}
+
+#[test]
+fn segments_are_written_merged_and_kept_across_a_reopen() {
+    let f = fixture(1_000, 11, 4);
+    let q = Query {
+        auditor: Some("auditor-5".into()),
+        ..Query::default()
+    };
+    {
+        let ix = reopen(&f.store_dir, &f.log);
+        ix.catch_up(&f.log, &|_, _| {}).unwrap();
+        // 15 segments of 64 events: the first 9 merged into one of level 2 (through 3 of
+        // level 1), the next 6 into two of level 1; the last 40 events in none yet.
+        assert_eq!(levels(&ix), vec![2, 1, 1]);
+        assert_eq!(ix.segments().last().unwrap().hi, 960);
+        let names: Vec<_> = std::fs::read_dir(f.store_dir.join(SEGMENTS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "merged inputs are removed: {names:?}");
+    }
+    // A file left by a crash (a merge not recorded) is removed at open.
+    let stray = f
+        .store_dir
+        .join(SEGMENTS_DIR)
+        .join(segment::file_name(0, 192, 1));
+    std::fs::write(&stray, b"left over").unwrap();
+    let ix = reopen(&f.store_dir, &f.log);
+    assert!(!stray.exists());
+    assert_eq!(ix.indexed(), 1_000);
+    assert_eq!(levels(&ix), vec![2, 1, 1]);
+    for order in [Order::NewestFirst, Order::OldestFirst] {
+        assert_eq!(
+            all_pages(&ix, &f.log, &q, order, 9),
+            expected(&f.all, &q, order)
+        );
+    }
+    drop(ix);
+    // A segment the manifest names that is damaged: the index is built again.
+    let seg = std::fs::read_dir(f.store_dir.join(SEGMENTS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-2.seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let n = bytes.len();
+    bytes[n - 40] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    let ix = reopen(&f.store_dir, &f.log);
+    assert_eq!(ix.indexed(), 0, "a damaged directory: built again");
+    ix.catch_up(&f.log, &|_, _| {}).unwrap();
+    assert_eq!(
+        all_pages(&ix, &f.log, &q, Order::NewestFirst, 100),
+        expected(&f.all, &q, Order::NewestFirst)
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Lists of any length (several blocks) written into segments and merged read back
+    /// the same, within any range, in either order.
+    #[test]
+    fn segment_lists_read_back_within_any_range(
+        lists in proptest::collection::vec(
+            proptest::collection::btree_set(0u64..3_000, 0..400), 1..5),
+        from in 0u64..3_000,
+        len in 0u64..3_000,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        // Three segments of 1,000 events, then one merge of them.
+        let mut segs = Vec::new();
+        for k in 0..3u64 {
+            let (lo, hi) = (k * 1_000, k * 1_000 + 1_000);
+            let mut w = segment::Writer::create(dir.path(), lo, hi, 0).unwrap();
+            for (n, l) in lists.iter().enumerate() {
+                let mut it = l.iter().filter(|&&i| i >= lo && i < hi).map(|&i| (i, i as u32 % 7));
+                w.list((3, n as u32), true, &mut || Ok(it.next())).unwrap();
+            }
+            segs.push(Arc::new(w.finish().unwrap()));
+        }
+        let merged = vec![Arc::new(segment::merge(dir.path(), &segs).unwrap())];
+        let range = from..(from + len).min(3_000);
+        for set in [&segs, &merged] {
+            for (n, l) in lists.iter().enumerate() {
+                for order in [Order::OldestFirst, Order::NewestFirst] {
+                    let mut c = ListCursor::new(set, (3, n as u32), range.clone(), order);
+                    let mut got = Vec::new();
+                    while let Some(e) = c.next().unwrap() {
+                        got.push(e);
+                    }
+                    let mut want: Vec<(u64, u32)> =
+                        l.range(range.clone()).map(|&i| (i, i as u32 % 7)).collect();
+                    if order == Order::NewestFirst {
+                        want.reverse();
+                    }
+                    prop_assert_eq!(got, want);
+                }
+            }
+            // A list no segment has.
+            let mut c = ListCursor::new(set, (1, 99), 0..3_000, Order::OldestFirst);
+            prop_assert_eq!(c.next().unwrap(), None);
+        }
+    }
+}
+
+#[test]
+fn a_segment_refuses_entries_out_of_order_and_loads_only_as_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = segment::Writer::create(dir.path(), 100, 200, 0).unwrap();
+    let mut it = [(150u64, 0u32), (120, 0)].into_iter();
+    assert!(w.list((0, 1), false, &mut || Ok(it.next())).is_err());
+    drop(w);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "an unfinished segment leaves no file"
+    );
+    let mut w = segment::Writer::create(dir.path(), 100, 200, 0).unwrap();
+    let mut it = [(250u64, 0u32)].into_iter();
+    assert!(
+        w.list((0, 1), false, &mut || Ok(it.next())).is_err(),
+        "past hi"
+    );
+    let mut w = segment::Writer::create(dir.path(), 100, 200, 0).unwrap();
+    let mut it = [(150u64, 0u32)].into_iter();
+    w.list((0, 2), false, &mut || Ok(it.next())).unwrap();
+    let mut it = [(160u64, 0u32)].into_iter();
+    assert!(
+        w.list((0, 1), false, &mut || Ok(it.next())).is_err(),
+        "lists out of order"
+    );
+    let s = w.finish().unwrap();
+    assert!(Segment::load(s.path(), 100, 200, 0).is_ok());
+    assert!(
+        Segment::load(s.path(), 100, 200, 1).is_err(),
+        "another level"
+    );
+    assert!(Segment::load(s.path(), 0, 200, 0).is_err(), "another range");
 }
