@@ -3,7 +3,8 @@
 //!
 //! 1. **Append rate, index on beside off**: fresh logs of `--append-events` each, appended
 //!    as concurrent batch requests would be, alternately without a search index and with
-//!    one following the log (as the server runs it); `--rounds` of each, medians compared.
+//!    one following the log (as the server runs it); `--rounds` of each pair, in turn off
+//!    then on and on then off; the median of the pairs' ratios, and the ratio of medians.
 //!    "on" counts until the appends are durable (the index follows in its own thread;
 //!    how long it then needs to catch up is printed beside).
 //! 2. **Search latency**: one log grown to each size of `--sizes` (with the index
@@ -45,7 +46,7 @@ pub struct SearchBenchArgs {
     #[arg(long, default_value_t = 500_000)]
     pub append_events: u64,
     /// Rounds of the append-rate comparison (each: one log without the index, one with).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub rounds: usize,
     /// Where to put the temporary stores (default: the system's temporary directory).
     #[arg(long)]
@@ -246,14 +247,23 @@ async fn search_in(a: &SearchBenchArgs, dir: &Path) -> Result<(), BenchError> {
 /// The append-rate comparison: alternate rounds without and with the index.
 async fn append_rates(a: &SearchBenchArgs, pop: Population, dir: &Path) -> Result<(), BenchError> {
     println!(
-        "append rate, {} events per log, {} rounds each, alternating (index off, then on):",
+        "append rate, {} events per log, {} rounds each, alternating (off then on, then on then off, ...):",
         a.append_events, a.rounds
     );
     let mut off = Vec::new();
     let mut on = Vec::new();
+    // Each round's on/off ratio, in thousandths.
+    let mut paired = Vec::new();
     let mut catch_up = Vec::new();
     for round in 0..a.rounds {
-        for with_index in [false, true] {
+        // Each round in the other order than the one before, so that neither setting
+        // always runs first (after the deletion of the last round's store).
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for with_index in order {
             let d = dir.join(format!("append-{round}-{with_index}"));
             let store = Store::open(&d)?;
             let log = EventLog::open(&store).map_err(other)?;
@@ -286,18 +296,24 @@ async fn append_rates(a: &SearchBenchArgs, pop: Population, dir: &Path) -> Resul
             drop(store);
             let _ = std::fs::remove_dir_all(&d);
         }
+        if let (Some(a), Some(b)) = (on.last(), off.last()) {
+            paired.push(*a * 1000 / (*b).max(1));
+        }
     }
+    let (paired50, _) = percentiles(paired);
     let (off50, _) = percentiles(off);
     let (on50, _) = percentiles(on);
     let (lag50, _) = percentiles(catch_up);
     println!(
-        "  median: off {off50} events/s, on {on50} events/s: on/off = {:.2}; the index caught up {:.2} s after the last append (median)",
+        "  median: off {off50} events/s, on {on50} events/s: on/off = {:.2}; median of the rounds' on/off = {:.2}; the index caught up {:.2} s after the last append (median)",
         on50 as f64 / off50.max(1) as f64,
+        paired50 as f64 / 1000.0,
         lag50 as f64 / 1000.0
     );
     println!(
-        "result search_append off={off50} on={on50} ratio={:.2}",
-        on50 as f64 / off50.max(1) as f64
+        "result search_append off={off50} on={on50} ratio={:.2} paired_ratio={:.2}",
+        on50 as f64 / off50.max(1) as f64,
+        paired50 as f64 / 1000.0
     );
     Ok(())
 }
