@@ -446,7 +446,13 @@ fn segments_are_written_merged_and_kept_across_a_reopen() {
     // through their facts, and the segment is written again when indexing goes on.
     {
         let ix = reopen(&f.store_dir, &f.log);
-        let mut m = ix.shared.tree.get(meta_key("segments")).unwrap().unwrap().to_vec();
+        let mut m = ix
+            .shared
+            .tree
+            .get(meta_key("segments"))
+            .unwrap()
+            .unwrap()
+            .to_vec();
         m.truncate(m.len() - 24);
         ix.shared.tree.insert(meta_key("segments"), m).unwrap();
         ix.shared.db.flush().unwrap();
@@ -454,7 +460,9 @@ fn segments_are_written_merged_and_kept_across_a_reopen() {
     let ix = reopen(&f.store_dir, &f.log);
     assert_eq!(levels(&ix), vec![2, 1]);
     assert_eq!(
-        std::fs::read_dir(f.store_dir.join(SEGMENTS_DIR)).unwrap().count(),
+        std::fs::read_dir(f.store_dir.join(SEGMENTS_DIR))
+            .unwrap()
+            .count(),
         2
     );
     assert_eq!(
