@@ -648,7 +648,8 @@ impl SearchIndex {
     }
 
     /// Loads the segments the manifest names into memory; `Err(why)` when they are not
-    /// the index's (missing, damaged, not contiguous from its start, or past its size).
+    /// the index's (not contiguous from its start, or past its size). From one that is
+    /// missing or damaged on, they are dropped from the manifest, to be written again.
     fn load_segments(&self) -> Result<Result<(), String>, IndexError> {
         let t = &self.shared.tree;
         let mut at = read_u64(t, "start")?.unwrap_or(0);
@@ -666,7 +667,14 @@ impl SearchIndex {
                 .join(segment::file_name(lo, hi, level));
             match Segment::load(&path, lo, hi, level) {
                 Ok(s) => loaded.push(Arc::new(s)),
-                Err(e) => return Ok(Err(e.to_string())),
+                Err(e) => {
+                    // Segments are made from the facts file: this one and those after it are
+                    // dropped (their files removed as unlisted) and written again from it.
+                    tracing::warn!(error = %e, from = lo, "a search index segment cannot be read; it and the ones after it are written again from the index's facts");
+                    t.insert(meta_key("segments"), encode_manifest(&loaded))?;
+                    self.shared.db.flush()?;
+                    break;
+                }
             }
             at = hi;
         }
@@ -947,23 +955,38 @@ impl SearchIndex {
     }
 }
 
-/// Lowers the calling thread's scheduling priority to the least (nice 19), so that on a
-/// busy machine appends and tokens go first and the index catches up when there is time:
-/// against threads of normal priority it gets about 1.5% of a CPU's share (nice 10, about
-/// 10%, still cost appends 10-20% of their rate on two cores). Under load that never
-/// pauses it falls behind, which `/readyz` and `/metrics` show. Failing to lower it, it
-/// runs at normal priority.
+/// Lowers the calling thread's priorities to the least, so that on a busy machine appends
+/// and tokens go first and the index catches up when there is time: its CPU (nice 19:
+/// against threads of normal priority about 1.5% of a CPU's share) and its disk I/O (the
+/// idle class: its writes and syncs wait while others' are queued, in the schedulers
+/// that order by class, such as mq-deadline and BFQ). At nice 10 and normal I/O priority
+/// it cost in-process appends 10-20% of their rate on two cores. Under load that never
+/// pauses it falls behind, which `/readyz` and `/metrics` show. What cannot be lowered
+/// stays at normal priority.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn lower_priority() {
-    // SAFETY: gettid and setpriority take and return plain integers and touch no memory
-    // of this process; PRIO_PROCESS with a thread id changes that thread only (Linux).
-    let done = unsafe {
+    /// `IOPRIO_WHO_PROCESS`, `IOPRIO_CLASS_IDLE` and the class's shift (linux/ioprio.h).
+    const WHO_PROCESS: libc::c_long = 1;
+    const CLASS_IDLE: libc::c_long = 3;
+    const CLASS_SHIFT: libc::c_long = 13;
+    // SAFETY: gettid, setpriority and the ioprio_set system call take and return plain
+    // integers and touch no memory of this process; with a thread id, PRIO_PROCESS and
+    // IOPRIO_WHO_PROCESS change that thread only (Linux).
+    let (cpu, io) = unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), 19)
+        (
+            libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), 19),
+            libc::syscall(
+                libc::SYS_ioprio_set,
+                WHO_PROCESS,
+                libc::c_long::from(tid),
+                CLASS_IDLE << CLASS_SHIFT,
+            ),
+        )
     };
-    if done != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "the search indexer runs at normal priority");
+    if cpu != 0 || io != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), cpu, io, "the search indexer runs at normal priority for CPU (cpu = -1) or disk (io = -1)");
     }
 }
 
@@ -1409,6 +1432,17 @@ impl Merged {
     }
 }
 
+/// The manifest of `list`: each segment's lo, hi and level (u64 BE).
+fn encode_manifest(list: &[Arc<Segment>]) -> Vec<u8> {
+    let mut manifest = Vec::with_capacity(list.len() * 24);
+    for s in list {
+        for n in [s.lo, s.hi, s.level] {
+            manifest.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+    manifest
+}
+
 /// The bucket of a subject's posting list: its id modulo [`SUBJECT_BUCKETS`] (ids are
 /// given in order of first use, so buckets fill evenly). Part of the stored format.
 fn subject_bucket(id: u32) -> u32 {
@@ -1682,8 +1716,8 @@ impl Indexer {
     }
 
     /// Writes the segments of every range of `segment_events` indexed and not in one yet
-    /// (from the facts file), then merges the last `fanout` segments of a level while
-    /// there are.
+    /// (from the facts file), after each merging the last `fanout` segments of a level
+    /// while there are.
     fn seal(&mut self) -> Result<(), IndexError> {
         let shared = &self.shared;
         let tuning = shared.tuning;
@@ -1700,19 +1734,19 @@ impl Indexer {
             }
             list.push(Arc::new(self.write_segment(lo, hi)?));
             self.publish(list.clone(), &[])?;
-        }
-        while let Some(inputs) = list
-            .len()
-            .checked_sub(tuning.fanout)
-            .map(|at| list.split_off(at))
-        {
-            let level = inputs[0].level;
-            if level >= tuning.max_level || inputs.iter().any(|s| s.level != level) {
-                list.extend(inputs);
-                break;
+            while let Some(inputs) = list
+                .len()
+                .checked_sub(tuning.fanout)
+                .map(|at| list.split_off(at))
+            {
+                let level = inputs[0].level;
+                if level >= tuning.max_level || inputs.iter().any(|s| s.level != level) {
+                    list.extend(inputs);
+                    break;
+                }
+                list.push(Arc::new(segment::merge(&shared.segments_dir, &inputs)?));
+                self.publish(list.clone(), &inputs)?;
             }
-            list.push(Arc::new(segment::merge(&shared.segments_dir, &inputs)?));
-            self.publish(list.clone(), &inputs)?;
         }
         Ok(())
     }
@@ -1739,19 +1773,21 @@ impl Indexer {
             let mut it = entries.into_iter();
             w.list(key, key.0 == Kind::Subject as u8, &mut || Ok(it.next()))?;
         }
-        w.finish()
+        // Its name need not be durable at once: lost in a crash, the segment is missing at
+        // open and written again from the facts.
+        w.finish(false)
     }
 
-    /// Records `list` as the live segments (durably), then removes the files of `gone`.
+    /// Records `list` as the live segments, then removes the files of `gone` (after the
+    /// record is durable: it must never name a removed file). A new segment's record may
+    /// be lost in a crash (its file is then unlisted, removed at open and written again).
     fn publish(&self, list: Vec<Arc<Segment>>, gone: &[Arc<Segment>]) -> Result<(), IndexError> {
-        let mut manifest = Vec::with_capacity(list.len() * 24);
-        for s in &list {
-            for n in [s.lo, s.hi, s.level] {
-                manifest.extend_from_slice(&n.to_be_bytes());
-            }
+        self.shared
+            .tree
+            .insert(meta_key("segments"), encode_manifest(&list))?;
+        if !gone.is_empty() {
+            self.shared.db.flush()?;
         }
-        self.shared.tree.insert(meta_key("segments"), manifest)?;
-        self.shared.db.flush()?;
         self.shared.set_segments(list);
         for s in gone {
             std::fs::remove_file(s.path()).map_err(IndexError::Segments)?;

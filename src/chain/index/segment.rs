@@ -514,8 +514,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the directory and header, syncs the file and gives it its name.
-    pub fn finish(mut self) -> Result<Segment, IndexError> {
+    /// Writes the directory and header, syncs the file and gives it its name (made
+    /// durable at once when `sync_name`; else with the file system's next commit).
+    pub fn finish(mut self, sync_name: bool) -> Result<Segment, IndexError> {
         let mut dir = Vec::with_capacity(self.dir.len() * ENTRY);
         for e in &self.dir {
             e.encode(&mut dir);
@@ -531,11 +532,13 @@ impl Writer {
         }
         h.resize(HEADER as usize, 0);
         file.write_all_at(&h, 0).map_err(io)?;
-        file.sync_all().map_err(io)?;
+        file.sync_data().map_err(io)?;
         let parent = self.tmp.parent().unwrap_or(Path::new("."));
         let path = parent.join(file_name(self.lo, self.hi, self.level));
         std::fs::rename(&self.tmp, &path).map_err(io)?;
-        File::open(parent).and_then(|d| d.sync_all()).map_err(io)?;
+        if sync_name {
+            File::open(parent).and_then(|d| d.sync_all()).map_err(io)?;
+        }
         Segment::load(&path, self.lo, self.hi, self.level)
     }
 }
@@ -565,5 +568,6 @@ pub(super) fn merge(dir: &Path, inputs: &[Arc<Segment>]) -> Result<Segment, Inde
         let mut cursor = ListCursor::new(inputs, key, first.lo..last.hi, Order::OldestFirst);
         w.list(key, paired, &mut || cursor.next())?;
     }
-    w.finish()
+    // Durable before the manifest names it and its inputs are removed.
+    w.finish(true)
 }

@@ -472,7 +472,8 @@ fn segments_are_written_merged_and_kept_across_a_reopen() {
     ix.catch_up(&f.log, &|_, _| {}).unwrap();
     assert_eq!(levels(&ix), vec![2, 1, 1], "written again");
     drop(ix);
-    // A segment the manifest names that is damaged: the index is built again.
+    // A segment the manifest names that is damaged: it and those after it are written
+    // again from the facts.
     let seg = std::fs::read_dir(f.store_dir.join(SEGMENTS_DIR))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -483,8 +484,15 @@ fn segments_are_written_merged_and_kept_across_a_reopen() {
     bytes[n - 40] ^= 1;
     std::fs::write(&seg, bytes).unwrap();
     let ix = reopen(&f.store_dir, &f.log);
-    assert_eq!(ix.indexed(), 0, "a damaged directory: built again");
+    assert_eq!(ix.indexed(), 1_000, "the facts are kept");
+    assert!(levels(&ix).is_empty(), "the first segment is damaged");
+    assert_eq!(
+        all_pages(&ix, &f.log, &q, Order::OldestFirst, 100),
+        expected(&f.all, &q, Order::OldestFirst),
+        "answered through the facts meanwhile"
+    );
     ix.catch_up(&f.log, &|_, _| {}).unwrap();
+    assert_eq!(levels(&ix), vec![2, 1, 1], "written again");
     assert_eq!(
         all_pages(&ix, &f.log, &q, Order::NewestFirst, 100),
         expected(&f.all, &q, Order::NewestFirst)
@@ -513,7 +521,7 @@ proptest! {
                 let mut it = l.iter().filter(|&&i| i >= lo && i < hi).map(|&i| (i, i as u32 % 7));
                 w.list((3, n as u32), true, &mut || Ok(it.next())).unwrap();
             }
-            segs.push(Arc::new(w.finish().unwrap()));
+            segs.push(Arc::new(w.finish(true).unwrap()));
         }
         let merged = vec![Arc::new(segment::merge(dir.path(), &segs).unwrap())];
         let range = from..(from + len).min(3_000);
@@ -566,7 +574,7 @@ fn a_segment_refuses_entries_out_of_order_and_loads_only_as_named() {
         w.list((0, 1), false, &mut || Ok(it.next())).is_err(),
         "lists out of order"
     );
-    let s = w.finish().unwrap();
+    let s = w.finish(true).unwrap();
     assert!(Segment::load(s.path(), 100, 200, 0).is_ok());
     assert!(
         Segment::load(s.path(), 100, 200, 1).is_err(),
