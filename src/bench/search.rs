@@ -46,7 +46,7 @@ pub struct SearchBenchArgs {
     #[arg(long, default_value_t = 500_000)]
     pub append_events: u64,
     /// Rounds of the append-rate comparison (each: one log without the index, one with).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 11)]
     pub rounds: usize,
     /// Where to put the temporary stores (default: the system's temporary directory).
     #[arg(long)]
