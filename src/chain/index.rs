@@ -7,9 +7,9 @@
 //! ([`SearchIndex::search`]). A follower thread indexes each commit shortly after it is
 //! durable ([`SearchIndex::follow`]); events it has not reached yet are searched by reading
 //! them from the log. If the index is missing, of another format, or does not match the
-//! log (longer than it, its last indexed event's hash differs, its facts are cut short,
-//! or a segment it names is missing or damaged), it is dropped and built again from the
-//! log at open, in the background; `chain verify --state DIR --reindex`
+//! log (longer than it, its last indexed event's hash differs, or its facts are cut
+//! short), it is dropped and built again from the log at open, in the background (a
+//! segment missing or damaged is only written again from the facts); `chain verify --state DIR --reindex`
 //! does the same at once.
 //!
 //! It has three parts.

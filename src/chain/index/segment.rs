@@ -5,9 +5,10 @@
 //! [`super::Tuning::segment_events`] are indexed (from the facts file), and merges the
 //! last `fanout` segments of one level into one of the next level, so that a log of `n`
 //! events has about `fanout · log(n)` segments and a list is read from each in one
-//! lookup. Files are written whole under a temporary name, synced and renamed; which are
-//! live is recorded in the index's database (the manifest), so a file it does not name is
-//! left over from a crash and removed at open.
+//! lookup. Files are written whole under a temporary name, synced and renamed (a merge's
+//! name synced too); which are live is recorded in the index's database (the manifest),
+//! so a file it does not name is left over from a crash and removed at open, and one it
+//! names that is missing or damaged is written again from the facts.
 //!
 //! A file:
 //! - a header of 64 bytes: `AUDSEG01`, lo, hi, level, directory entries, the directory's
