@@ -1013,6 +1013,9 @@ fn open_db(dir: &Path) -> Result<sled::Db, IndexError> {
         .path(dir)
         .mode(sled::Mode::LowSpace)
         .cache_capacity(CACHE_BYTES)
+        // Flushed by the indexer after each batch, in its thread of the lowest priorities,
+        // rather than by sled's own thread every 500 ms at normal priority.
+        .flush_every_ms(None)
         .open()
         .map_err(|source| IndexError::Open {
             path: dir.to_owned(),
@@ -1711,6 +1714,7 @@ impl Indexer {
             batch.insert(meta_key("last"), &h[..]);
         }
         tree.apply_batch(batch)?;
+        self.shared.db.flush()?;
         self.shared.indexed.store(to, Ordering::SeqCst);
         self.seal()
     }
