@@ -92,6 +92,8 @@ pub const MAX_LIMIT: usize = 1_000;
 const MAX_PREFIX_TERMS: usize = 4_096;
 /// Most events indexed in one write.
 const BATCH_EVENTS: u64 = 16_384;
+/// The follower indexes at most this often, unless [`BATCH_EVENTS`] are waiting.
+const COALESCE: Duration = Duration::from_millis(100);
 /// Term states the indexer keeps in memory per kind: the ones used lately, between this
 /// and twice this many. At least a batch's events: a term first seen in a batch is in no
 /// store until the batch is written, so it must stay in memory until then (a generation
@@ -837,7 +839,9 @@ impl SearchIndex {
     }
 
     /// Starts the thread that indexes each commit of `log` after it is durable (and first
-    /// what the index lacks). It stops when this index is dropped. A failed batch is
+    /// what the index lacks), in batches at most every [`COALESCE`] unless a whole batch
+    /// is waiting: each batch syncs the facts and the database, and syncs many and small
+    /// would slow the log's own. It stops when this index is dropped. A failed batch is
     /// logged and tried again a second later.
     pub fn follow(&self, log: EventLog) -> Result<(), IndexError> {
         let signal = log.commit_signal();
@@ -852,9 +856,19 @@ impl SearchIndex {
                     tracing::error!(error = %e, "search index segments cannot be written; retried with the next events");
                 }
                 let mut failing = false;
+                let mut last_batch: Option<std::time::Instant> = None;
                 while !shared.stop.load(Ordering::SeqCst) {
                     let size = log.size();
-                    if shared.indexed.load(Ordering::SeqCst) < size {
+                    let indexed = shared.indexed.load(Ordering::SeqCst);
+                    if indexed < size {
+                        let wait = last_batch
+                            .map_or(Duration::ZERO, |t| COALESCE.saturating_sub(t.elapsed()));
+                        if size - indexed < BATCH_EVENTS && !wait.is_zero() {
+                            // More commits may come meanwhile, to go in the same batch.
+                            let _ = signal.recv_timeout(wait);
+                            continue;
+                        }
+                        last_batch = Some(std::time::Instant::now());
                         match indexer.index_next(&log, size) {
                             Ok(()) => failing = false,
                             Err(e) => {
