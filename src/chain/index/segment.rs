@@ -37,6 +37,11 @@ use super::{push_varint, IndexError, Order};
 
 /// Entries per block of a run.
 const BLOCK: usize = 128;
+/// A search reads a run of at most this many bytes at once (else a block at a time: a
+/// page often needs only the blocks at one end of a long list).
+const SEARCH_READ_WHOLE: u32 = 16 << 10;
+/// A merge reads each run of at most this many bytes at once.
+const MERGE_READ_WHOLE: u32 = 4 << 20;
 /// One directory key kept in memory per this many entries.
 const SPARSE: usize = 32;
 /// Bytes of the header.
@@ -221,20 +226,37 @@ struct Run {
     entry: DirEntry,
     /// Each block's first index and its byte range in the file.
     blocks: Vec<(u64, std::ops::Range<u64>)>,
+    /// The whole run, when read at once.
+    whole: Option<Vec<u8>>,
 }
 
 impl Run {
-    fn open(segment: Arc<Segment>, entry: DirEntry) -> Result<Run, IndexError> {
+    /// Opens `entry`'s run, reading it whole when it has at most `read_whole` bytes (else
+    /// a block at a time).
+    fn open(segment: Arc<Segment>, entry: DirEntry, read_whole: u32) -> Result<Run, IndexError> {
         let n = entry.blocks();
         let start = entry.offset;
         let end = start + u64::from(entry.bytes);
+        let whole = if entry.bytes <= read_whole {
+            let mut b = vec![0u8; entry.bytes as usize];
+            read_exact_at(&segment.file, &mut b, start)?;
+            Some(b)
+        } else {
+            None
+        };
         let blocks = if n <= 1 {
             // The first index is the block's first number; it is found when decoded.
             vec![(segment.lo, start..end)]
         } else {
             let table_at = end - n as u64 * 8;
-            let mut t = vec![0u8; n * 8];
-            read_exact_at(&segment.file, &mut t, table_at)?;
+            let t = match &whole {
+                Some(w) => w[(table_at - start) as usize..].to_vec(),
+                None => {
+                    let mut t = vec![0u8; n * 8];
+                    read_exact_at(&segment.file, &mut t, table_at)?;
+                    t
+                }
+            };
             let mut blocks = Vec::with_capacity(n);
             for (k, b) in t.chunks_exact(8).enumerate() {
                 let first = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
@@ -253,15 +275,27 @@ impl Run {
             segment,
             entry,
             blocks,
+            whole,
         })
     }
 
     /// The entries of block `k`: each index and its subject id (0 in a list not paired).
     fn block(&self, k: usize) -> Result<Vec<(u64, u32)>, IndexError> {
         let r = &self.blocks[k].1;
-        let mut b = vec![0u8; (r.end - r.start) as usize];
-        read_exact_at(&self.segment.file, &mut b, r.start)?;
-        let out = decode_block(self.segment.lo, &b, self.entry.paired)?;
+        let read;
+        let b = match &self.whole {
+            Some(w) => {
+                let at = (r.start - self.entry.offset) as usize;
+                &w[at..at + (r.end - r.start) as usize]
+            }
+            None => {
+                let mut v = vec![0u8; (r.end - r.start) as usize];
+                read_exact_at(&self.segment.file, &mut v, r.start)?;
+                read = v;
+                &read[..]
+            }
+        };
+        let out = decode_block(self.segment.lo, b, self.entry.paired)?;
         let expected = if k + 1 == self.blocks.len() {
             self.entry.count as usize - k * BLOCK
         } else {
@@ -323,6 +357,8 @@ pub(super) struct ListCursor {
     key: ListKey,
     range: std::ops::Range<u64>,
     order: Order,
+    /// Runs of at most this many bytes are read whole.
+    read_whole: u32,
     run: Option<Run>,
     /// The next block of the run to read (counting in the order read).
     next_block: usize,
@@ -332,12 +368,24 @@ pub(super) struct ListCursor {
 }
 
 impl ListCursor {
-    /// A cursor over `key`'s entries within `range` in `segments` (ascending, contiguous).
+    /// A cursor over `key`'s entries within `range` in `segments` (ascending, contiguous),
+    /// reading a block at a time (runs of at most [`SEARCH_READ_WHOLE`] bytes at once).
     pub fn new(
         segments: &[Arc<Segment>],
         key: ListKey,
         range: std::ops::Range<u64>,
         order: Order,
+    ) -> ListCursor {
+        ListCursor::reading(segments, key, range, order, SEARCH_READ_WHOLE)
+    }
+
+    /// A cursor that reads runs of at most `read_whole` bytes at once.
+    pub fn reading(
+        segments: &[Arc<Segment>],
+        key: ListKey,
+        range: std::ops::Range<u64>,
+        order: Order,
+        read_whole: u32,
     ) -> ListCursor {
         let mut segments: Vec<Arc<Segment>> = segments
             .iter()
@@ -353,6 +401,7 @@ impl ListCursor {
             key,
             range,
             order,
+            read_whole,
             run: None,
             next_block: 0,
             current: Vec::new(),
@@ -393,7 +442,7 @@ impl ListCursor {
                 return Ok(None);
             };
             if let Some(entry) = segment.find(self.key)? {
-                let run = Run::open(segment, entry)?;
+                let run = Run::open(segment, entry, self.read_whole)?;
                 // Skip the blocks wholly outside the range on the side read first.
                 self.next_block = match self.order {
                     Order::OldestFirst => run
@@ -566,7 +615,13 @@ pub(super) fn merge(dir: &Path, inputs: &[Arc<Segment>]) -> Result<Segment, Inde
     keys.sort_unstable();
     keys.dedup_by_key(|k| k.0);
     for (key, paired) in keys {
-        let mut cursor = ListCursor::new(inputs, key, first.lo..last.hi, Order::OldestFirst);
+        let mut cursor = ListCursor::reading(
+            inputs,
+            key,
+            first.lo..last.hi,
+            Order::OldestFirst,
+            MERGE_READ_WHOLE,
+        );
         w.list(key, paired, &mut || cursor.next())?;
     }
     // Durable before the manifest names it and its inputs are removed.

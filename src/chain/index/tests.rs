@@ -527,8 +527,14 @@ proptest! {
         let range = from..(from + len).min(3_000);
         for set in [&segs, &merged] {
             for (n, l) in lists.iter().enumerate() {
-                for order in [Order::OldestFirst, Order::NewestFirst] {
-                    let mut c = ListCursor::new(set, (3, n as u32), range.clone(), order);
+                // Runs read a block at a time, and whole.
+                for (order, read_whole) in [
+                    (Order::OldestFirst, 0),
+                    (Order::NewestFirst, 0),
+                    (Order::OldestFirst, u32::MAX),
+                    (Order::NewestFirst, u32::MAX),
+                ] {
+                    let mut c = ListCursor::reading(set, (3, n as u32), range.clone(), order, read_whole);
                     let mut got = Vec::new();
                     while let Some(e) = c.next().unwrap() {
                         got.push(e);
