@@ -144,7 +144,10 @@ impl Segment {
         let (entries, dir_at) = (num(3), num(4));
         let dir_bytes = entries
             .checked_mul(ENTRY as u64)
-            .filter(|b| dir_at >= HEADER && dir_at.checked_add(b + 32) == Some(len))
+            .filter(|b| {
+                dir_at >= HEADER
+                    && b.checked_add(32).and_then(|b| b.checked_add(dir_at)) == Some(len)
+            })
             .ok_or_else(|| corrupt(path, "its directory is not where its header says"))?;
         let mut dir = vec![0u8; usize::try_from(dir_bytes).map_err(|_| corrupt(path, "size"))?];
         read_exact_at(&file, &mut dir, dir_at)?;

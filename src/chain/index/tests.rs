@@ -587,4 +587,11 @@ fn a_segment_refuses_entries_out_of_order_and_loads_only_as_named() {
         "another level"
     );
     assert!(Segment::load(s.path(), 0, 200, 0).is_err(), "another range");
+    // A header naming a directory bigger than any file is refused, not trusted.
+    let mut bytes = std::fs::read(s.path()).unwrap();
+    for entries in [u64::MAX / 24, u64::MAX / 48, 1 << 40] {
+        bytes[32..40].copy_from_slice(&entries.to_be_bytes());
+        std::fs::write(s.path(), &bytes).unwrap();
+        assert!(Segment::load(s.path(), 100, 200, 0).is_err(), "{entries}");
+    }
 }
