@@ -684,10 +684,6 @@ impl SearchIndex {
         Ok(Ok(()))
     }
 
-    fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
-        self.shared.segments()
-    }
-
     /// Removes the files of the segments directory that the manifest does not name (left
     /// by a crash during a write or a merge).
     fn remove_unlisted_segments(&self) -> Result<(), IndexError> {
@@ -798,7 +794,7 @@ impl SearchIndex {
     }
 
     fn segment_bytes(&self) -> u64 {
-        self.segments().iter().map(|s| s.file_bytes()).sum()
+        self.shared.segments().iter().map(|s| s.file_bytes()).sum()
     }
 
     /// The length of the facts file.
@@ -907,7 +903,7 @@ impl SearchIndex {
     ) -> Result<Page, IndexError> {
         let limit = limit.clamp(1, MAX_LIMIT);
         // The segments before the indexed size: every segment ends at or below it.
-        let segments = self.segments();
+        let segments = self.shared.segments();
         let size = log.size();
         let indexed = self.indexed().min(size);
         if size - indexed > MAX_TAIL {

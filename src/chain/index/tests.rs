@@ -401,7 +401,7 @@ fn an_index_held_open_is_refused_never_removed() {
 
 /// The segment levels of the index now.
 fn levels(ix: &SearchIndex) -> Vec<u64> {
-    ix.segments().iter().map(|s| s.level).collect()
+    ix.shared.segments().iter().map(|s| s.level).collect()
 }
 
 #[test]
@@ -417,7 +417,7 @@ fn segments_are_written_merged_and_kept_across_a_reopen() {
         // 15 segments of 64 events: the first 9 merged into one of level 2 (through 3 of
         // level 1), the next 6 into two of level 1; the last 40 events in none yet.
         assert_eq!(levels(&ix), vec![2, 1, 1]);
-        assert_eq!(ix.segments().last().unwrap().hi, 960);
+        assert_eq!(ix.shared.segments().last().unwrap().hi, 960);
         let names: Vec<_> = std::fs::read_dir(f.store_dir.join(SEGMENTS_DIR))
             .unwrap()
             .map(|e| e.unwrap().file_name())
